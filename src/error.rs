@@ -1,0 +1,161 @@
+//! The errors zkinfer reports to its users: each says what went wrong and what to do about it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the pipeline, from reading a model to verifying on a chain.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What we tried to do ("read", "write", "create").
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The ONNX file could not be parsed at all.
+    #[error("{path} is not a valid ONNX model: {reason}. Export it again (e.g. torch.onnx.export) and check it with onnx.checker")]
+    MalformedOnnx {
+        /// The model file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The model uses an operator the circuit cannot prove.
+    #[error("node '{node}' uses operator {op_type}, which zkinfer does not support{detail}; supported: {supported}")]
+    UnsupportedOp {
+        /// The ONNX node name.
+        node: String,
+        /// The ONNX op type.
+        op_type: String,
+        /// More precise reason (e.g. an unsupported attribute), starting with ": " or empty.
+        detail: String,
+        /// The operators we support, for the user's benefit.
+        supported: &'static str,
+    },
+    /// The model is well formed but its structure is outside what we handle.
+    #[error("model not supported: {0}")]
+    UnsupportedModel(String),
+    /// The input data does not match the model.
+    #[error("invalid input data in {path}: {reason}")]
+    BadInput {
+        /// The input file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A value computed by the quantized model does not fit the circuit's range.
+    #[error("value {value} at node '{node}' does not fit the circuit's range of {bits}-bit signed integers (|value| < {bound}); lower input_scale/param_scale in settings.json or raise activation_bits")]
+    OutOfRange {
+        /// The node whose output overflows.
+        node: String,
+        /// The offending integer value (at the node's fixed-point scale).
+        value: i128,
+        /// The signed bit width the circuit checks.
+        bits: u32,
+        /// 2^(bits-1).
+        bound: i128,
+    },
+    /// A settings, compiled-model, key or proof file is not what we expected.
+    #[error("{path}: {reason}")]
+    BadArtifact {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+    /// An artifact belongs to another circuit than the one at hand.
+    #[error("{what} was made for another circuit (digest {found}, expected {expected}); run `zkinfer setup` and `zkinfer prove` again for this model and settings")]
+    CircuitMismatch {
+        /// Which artifact.
+        what: String,
+        /// The circuit digest recorded in the artifact.
+        found: String,
+        /// The digest of the circuit at hand.
+        expected: String,
+    },
+    /// The structured reference string is unusable.
+    #[error("SRS: {0}")]
+    Srs(String),
+    /// Key generation, proving or verification failed inside halo2.
+    #[error("{stage} failed: {reason}")]
+    Proving {
+        /// "key generation", "proving", ...
+        stage: &'static str,
+        /// halo2's reason.
+        reason: String,
+    },
+    /// The proof did not verify.
+    #[error("proof rejected: {0}")]
+    Rejected(String),
+    /// An external tool is missing.
+    #[error("{tool} not found: {hint}")]
+    ToolMissing {
+        /// The tool's name.
+        tool: &'static str,
+        /// How to install it.
+        hint: String,
+    },
+    /// Solidity compilation failed.
+    #[error("solidity compilation failed: {0}")]
+    Solc(String),
+    /// The verifier contract is too large to deploy.
+    #[error("verifier runtime bytecode is {size} bytes, over the EIP-170 limit of 24576 bytes; reduce the public instances or aggregate the proof (zkinfer aggregate) to get a small verifier")]
+    ContractTooLarge {
+        /// Runtime bytecode size in bytes.
+        size: usize,
+    },
+    /// Talking to an EVM (in process or over RPC) failed.
+    #[error("EVM: {0}")]
+    Evm(String),
+    /// The RPC endpoint cannot be used.
+    #[error("cannot reach the RPC endpoint {url}: {reason}; check that the node is running and the URL is right")]
+    Rpc {
+        /// The URL given.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// The result type of the zkinfer library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error on `path` while doing `action`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+
+    /// A malformed artifact at `path`.
+    pub fn artifact(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadArtifact { path: path.into(), reason: reason.into() }
+    }
+}
+
+/// Reads a whole file, with an error naming it.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io("read", path, e))
+}
+
+/// Writes a whole file (creating its folder), with an error naming it.
+pub fn write_file(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| Error::io("write", path, e))
+}
+
+/// Reads and parses a JSON file, with an error naming it.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let bytes = read_file(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::artifact(path, format!("not valid JSON for this file: {e}")))
+}
+
+/// Writes a value as pretty JSON.
+pub fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("our artifact types always serialize");
+    write_file(path, text)
+}

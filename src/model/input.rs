@@ -1,0 +1,61 @@
+//! `input.json`: the data to run the model on, in EZKL's shape (`{"input_data": [[...]]}`).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{read_file, Error, Result};
+
+/// Reads `input.json` and checks it against the model's input shapes. Returns one flat vector
+/// per model input. Nested arrays are flattened in row-major order.
+pub fn load_input(path: &Path, shapes: &[Vec<usize>]) -> Result<Vec<Vec<f32>>> {
+    let bad = |reason: String| Error::BadInput { path: path.to_path_buf(), reason };
+    let bytes = read_file(path)?;
+    let json: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let data = json
+        .get("input_data")
+        .ok_or_else(|| bad("expected an object with an \"input_data\" field: {\"input_data\": [[...]]}".into()))?;
+    let Value::Array(items) = data else {
+        return Err(bad("\"input_data\" must be a list with one list of numbers per model input".into()));
+    };
+    if items.len() != shapes.len() {
+        return Err(bad(format!("the model has {} input(s) but input_data holds {} list(s)", shapes.len(), items.len())));
+    }
+    items
+        .iter()
+        .zip(shapes)
+        .enumerate()
+        .map(|(i, (item, shape))| {
+            let mut flat = Vec::new();
+            flatten(item, &mut flat).map_err(|what| bad(format!("input {i}: {what}")))?;
+            let expected: usize = shape.iter().product();
+            if flat.len() != expected {
+                return Err(bad(format!(
+                    "input {i} has {} value(s) but the model expects {expected} (shape {shape:?})",
+                    flat.len()
+                )));
+            }
+            Ok(flat)
+        })
+        .collect()
+}
+
+fn flatten(value: &Value, out: &mut Vec<f32>) -> std::result::Result<(), String> {
+    match value {
+        Value::Number(n) => {
+            let x = n.as_f64().ok_or_else(|| format!("{n} is not a finite number"))?;
+            if !x.is_finite() {
+                return Err(format!("{n} is not a finite number"));
+            }
+            out.push(x as f32);
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(|v| flatten(v, out)),
+        other => Err(format!("found {other}, expected a number")),
+    }
+}
+
+/// Writes an `input.json` for the given flat inputs.
+pub fn input_json(inputs: &[Vec<f32>]) -> Value {
+    serde_json::json!({ "input_data": inputs })
+}

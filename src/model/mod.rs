@@ -1,0 +1,14 @@
+//! Model import and quantization: ONNX → our graph IR → fixed point, with the float (tract) and
+//! integer references the circuit is checked against.
+
+pub mod graph;
+pub mod input;
+pub mod onnx;
+pub mod quantize;
+pub mod reference;
+
+pub use graph::{Graph, Node, Op, Tensor};
+pub use input::load_input;
+pub use onnx::import_onnx;
+pub use quantize::{QNode, QOp, QuantizedModel};
+pub use reference::run_float;

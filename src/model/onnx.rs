@@ -1,0 +1,475 @@
+//! ONNX import: reads a model with tract-onnx's protobuf parser and translates the nodes we can
+//! prove into our graph IR, folding constants and refusing anything else by node name and op type.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tract_onnx::pb;
+use tract_onnx::prelude::{DatumType, Framework};
+
+use super::graph::{broadcast_shape, Graph, Node, Op, Tensor};
+use crate::error::{Error, Result};
+
+/// The ONNX operators the import understands, listed in errors.
+pub const SUPPORTED_OPS: &str =
+    "Gemm, MatMul (by a constant), Add, Relu, Flatten, Reshape, Identity, Dropout, Constant";
+
+/// A value flowing between ONNX nodes: a constant we fold, or the output of one of our nodes.
+#[derive(Clone, Debug)]
+enum Value {
+    Const(Tensor),
+    Node(usize),
+}
+
+/// Reads an ONNX file into our IR. Inputs with a symbolic (batch) dimension get size 1.
+pub fn import_onnx(path: &Path) -> Result<Graph> {
+    if !path.is_file() {
+        return Err(Error::io(
+            "read",
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
+    }
+    let malformed = |reason: String| Error::MalformedOnnx { path: path.to_path_buf(), reason };
+    let proto = tract_onnx::onnx()
+        .proto_model_for_path(path)
+        .map_err(|e| malformed(format!("{e:#}")))?;
+    let graph = proto.graph.as_ref().ok_or_else(|| malformed("the file holds no graph".into()))?;
+    let model_dir = path.parent().and_then(|d| d.to_str());
+    Importer::new(path, graph, model_dir)?.run(graph)
+}
+
+struct Importer<'a> {
+    path: &'a Path,
+    values: HashMap<String, Value>,
+    nodes: Vec<Node>,
+}
+
+impl<'a> Importer<'a> {
+    fn new(path: &'a Path, graph: &pb::GraphProto, model_dir: Option<&str>) -> Result<Self> {
+        let mut importer = Importer { path, values: HashMap::new(), nodes: Vec::new() };
+        let provider = tract_onnx::onnx().provider;
+        for init in &graph.initializer {
+            let tensor = tract_onnx::tensor::load_tensor(&*provider, init, model_dir)
+                .map_err(|e| importer.malformed(format!("initializer '{}': {e:#}", init.name)))?;
+            importer.values.insert(init.name.clone(), Value::Const(importer.to_f32(&init.name, &tensor)?));
+        }
+        let mut index = 0;
+        for input in &graph.input {
+            if importer.values.contains_key(&input.name) {
+                continue;
+            }
+            let shape = input_shape(input).map_err(|reason| importer.malformed(reason))?;
+            importer.push(input.name.clone(), Op::Input { index }, vec![], shape);
+            index += 1;
+        }
+        if index == 0 {
+            return Err(importer.malformed("the graph has no input".into()));
+        }
+        Ok(importer)
+    }
+
+    fn malformed(&self, reason: String) -> Error {
+        Error::MalformedOnnx { path: self.path.to_path_buf(), reason }
+    }
+
+    fn to_f32(&self, name: &str, tensor: &tract_onnx::prelude::Tensor) -> Result<Tensor> {
+        let cast = tensor
+            .cast_to::<f32>()
+            .map_err(|e| self.malformed(format!("tensor '{name}' of type {:?}: {e:#}", tensor.datum_type())))?;
+        let view = cast.to_array_view::<f32>().expect("cast to f32 gives f32");
+        Ok(Tensor::new(tensor.shape().to_vec(), view.iter().copied().collect()))
+    }
+
+    fn push(&mut self, name: String, op: Op, inputs: Vec<usize>, shape: Vec<usize>) -> usize {
+        self.nodes.push(Node { name: name.clone(), op, inputs, shape });
+        let id = self.nodes.len() - 1;
+        self.values.insert(name, Value::Node(id));
+        id
+    }
+
+    fn run(mut self, graph: &pb::GraphProto) -> Result<Graph> {
+        for node in &graph.node {
+            self.import_node(node)?;
+        }
+        let mut outputs = Vec::new();
+        for out in &graph.output {
+            match self.values.get(&out.name) {
+                Some(Value::Node(id)) => outputs.push(*id),
+                Some(Value::Const(_)) => {
+                    return Err(Error::UnsupportedModel(format!(
+                        "output '{}' is a constant that does not depend on the input",
+                        out.name
+                    )))
+                }
+                None => return Err(self.malformed(format!("output '{}' is produced by no node", out.name))),
+            }
+        }
+        let graph = Graph { nodes: self.nodes, outputs };
+        Ok(simplify(graph))
+    }
+
+    fn unsupported(&self, node: &pb::NodeProto, detail: impl Into<String>) -> Error {
+        let detail = detail.into();
+        Error::UnsupportedOp {
+            node: node_name(node),
+            op_type: node.op_type.clone(),
+            detail: if detail.is_empty() { detail } else { format!(": {detail}") },
+            supported: SUPPORTED_OPS,
+        }
+    }
+
+    fn input(&self, node: &pb::NodeProto, i: usize) -> Result<Option<Value>> {
+        match node.input.get(i).filter(|n| !n.is_empty()) {
+            None => Ok(None),
+            Some(name) => self
+                .values
+                .get(name)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| self.malformed(format!("node '{}' reads '{name}', which nothing produces", node_name(node)))),
+        }
+    }
+
+    fn required_input(&self, node: &pb::NodeProto, i: usize) -> Result<Value> {
+        self.input(node, i)?
+            .ok_or_else(|| self.malformed(format!("node '{}' ({}) lacks its input #{i}", node_name(node), node.op_type)))
+    }
+
+    fn shape_of(&self, value: &Value) -> Vec<usize> {
+        match value {
+            Value::Const(t) => t.shape.clone(),
+            Value::Node(id) => self.nodes[*id].shape.clone(),
+        }
+    }
+
+    fn output_name(&self, node: &pb::NodeProto) -> Result<String> {
+        node.output
+            .first()
+            .cloned()
+            .ok_or_else(|| self.malformed(format!("node '{}' has no output", node_name(node))))
+    }
+
+    fn set_output(&mut self, node: &pb::NodeProto, value: Value) -> Result<()> {
+        let name = self.output_name(node)?;
+        self.values.insert(name, value);
+        Ok(())
+    }
+
+    fn add_node(&mut self, node: &pb::NodeProto, op: Op, inputs: Vec<usize>, shape: Vec<usize>) -> Result<()> {
+        let output = self.output_name(node)?;
+        let id = self.push(node_name(node), op, inputs, shape);
+        self.values.insert(output, Value::Node(id));
+        Ok(())
+    }
+
+    fn import_node(&mut self, node: &pb::NodeProto) -> Result<()> {
+        if !node.domain.is_empty() && node.domain != "ai.onnx" {
+            return Err(self.unsupported(node, format!("custom domain '{}'", node.domain)));
+        }
+        match node.op_type.as_str() {
+            "Constant" => {
+                let value = self.constant_attribute(node)?;
+                self.set_output(node, Value::Const(value))
+            }
+            "Identity" | "Dropout" => {
+                let value = self.required_input(node, 0)?;
+                self.set_output(node, value)
+            }
+            "Flatten" => {
+                let value = self.required_input(node, 0)?;
+                let shape = self.shape_of(&value);
+                let axis = attr_int(node, "axis").unwrap_or(1);
+                let axis = normalize_axis(axis, shape.len() + 1).ok_or_else(|| self.unsupported(node, format!("axis {axis}")))?;
+                let new_shape = vec![shape[..axis].iter().product(), shape[axis..].iter().product()];
+                self.reshape(node, value, new_shape)
+            }
+            "Reshape" => {
+                let value = self.required_input(node, 0)?;
+                let Some(Value::Const(target)) = self.input(node, 1)? else {
+                    return Err(self.unsupported(node, "the target shape must be a constant"));
+                };
+                let shape = self.shape_of(&value);
+                let new_shape = reshape_target(&shape, &target.data).ok_or_else(|| {
+                    self.unsupported(node, format!("cannot reshape {shape:?} to {:?}", target.data))
+                })?;
+                self.reshape(node, value, new_shape)
+            }
+            "Gemm" => self.import_gemm(node),
+            "MatMul" => self.import_matmul(node),
+            "Add" => self.import_add(node),
+            "Relu" => match self.required_input(node, 0)? {
+                Value::Const(mut t) => {
+                    t.data.iter_mut().for_each(|v| *v = v.max(0.0));
+                    self.set_output(node, Value::Const(t))
+                }
+                Value::Node(id) => {
+                    let shape = self.nodes[id].shape.clone();
+                    self.add_node(node, Op::Relu, vec![id], shape)
+                }
+            },
+            _ => Err(self.unsupported(node, "")),
+        }
+    }
+
+    fn reshape(&mut self, node: &pb::NodeProto, value: Value, shape: Vec<usize>) -> Result<()> {
+        match value {
+            Value::Const(t) => self.set_output(node, Value::Const(Tensor::new(shape, t.data))),
+            Value::Node(id) => self.add_node(node, Op::Reshape, vec![id], shape),
+        }
+    }
+
+    fn constant_attribute(&self, node: &pb::NodeProto) -> Result<Tensor> {
+        let attr = node.attribute.first().ok_or_else(|| self.malformed(format!("Constant node '{}' has no value", node_name(node))))?;
+        match attr.name.as_str() {
+            "value" => {
+                let t = attr.t.as_ref().ok_or_else(|| self.malformed(format!("Constant node '{}' has an empty tensor", node_name(node))))?;
+                let provider = tract_onnx::onnx().provider;
+                let tensor = tract_onnx::tensor::load_tensor(&*provider, t, None)
+                    .map_err(|e| self.malformed(format!("Constant node '{}': {e:#}", node_name(node))))?;
+                self.to_f32(&node_name(node), &tensor)
+            }
+            "value_float" => Ok(Tensor::new(vec![], vec![attr.f])),
+            "value_floats" => Ok(Tensor::new(vec![attr.floats.len()], attr.floats.clone())),
+            "value_int" => Ok(Tensor::new(vec![], vec![attr.i as f32])),
+            "value_ints" => Ok(Tensor::new(vec![attr.ints.len()], attr.ints.iter().map(|&i| i as f32).collect())),
+            other => Err(self.unsupported(node, format!("Constant with attribute '{other}'"))),
+        }
+    }
+
+    fn import_gemm(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let alpha = attr_float(node, "alpha").unwrap_or(1.0);
+        let beta = attr_float(node, "beta").unwrap_or(1.0);
+        let trans_a = attr_int(node, "transA").unwrap_or(0) != 0;
+        let trans_b = attr_int(node, "transB").unwrap_or(0) != 0;
+        let Value::Node(a) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "input A must be computed from the model input (a constant A is not supported)"));
+        };
+        let Value::Const(b) = self.required_input(node, 1)? else {
+            return Err(self.unsupported(node, "input B must be a constant (weights)"));
+        };
+        let a_shape = self.nodes[a].shape.clone();
+        if a_shape.len() != 2 || b.shape.len() != 2 {
+            return Err(self.unsupported(node, format!("A {a_shape:?} and B {:?} must be matrices", b.shape)));
+        }
+        let (m, k) = if trans_a { (a_shape[1], a_shape[0]) } else { (a_shape[0], a_shape[1]) };
+        let mut weight = if trans_b { transpose(&b) } else { b };
+        if weight.shape[0] != k {
+            return Err(self.unsupported(node, format!("A has {k} columns but B has {} rows", weight.shape[0])));
+        }
+        weight.data.iter_mut().for_each(|w| *w *= alpha);
+        let n = weight.shape[1];
+        let bias = match self.input(node, 2)? {
+            None => None,
+            Some(Value::Const(mut c)) => {
+                if broadcast_shape(&c.shape, &[m, n]).as_deref() != Some(&[m, n][..]) {
+                    return Err(self.unsupported(node, format!("C {:?} does not broadcast to [{m}, {n}]", c.shape)));
+                }
+                c.data.iter_mut().for_each(|v| *v *= beta);
+                Some(c)
+            }
+            Some(Value::Node(_)) => return Err(self.unsupported(node, "input C must be a constant (bias)")),
+        };
+        self.add_node(node, Op::Dense { weight, bias, transpose_input: trans_a }, vec![a], vec![m, n])
+    }
+
+    fn import_matmul(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let a = self.required_input(node, 0)?;
+        let b = self.required_input(node, 1)?;
+        let (a, weight) = match (a, b) {
+            (Value::Node(a), Value::Const(w)) => (a, w),
+            (Value::Const(_), Value::Node(_)) => {
+                return Err(self.unsupported(node, "a constant left operand is not supported; multiply by constant weights on the right"))
+            }
+            (Value::Node(_), Value::Node(_)) => {
+                return Err(self.unsupported(node, "both operands are computed; only products with constant weights are supported"))
+            }
+            (Value::Const(_), Value::Const(_)) => {
+                return Err(self.unsupported(node, "products of two constants should be folded by the exporter"))
+            }
+        };
+        let a_shape = self.nodes[a].shape.clone();
+        let k = *a_shape.last().unwrap_or(&0);
+        if weight.shape.len() != 2 || weight.shape[0] != k || a_shape.is_empty() {
+            return Err(self.unsupported(node, format!("cannot multiply {a_shape:?} by weights {:?}", weight.shape)));
+        }
+        let mut shape = a_shape.clone();
+        *shape.last_mut().expect("checked non-empty") = weight.shape[1];
+        self.add_node(node, Op::Dense { weight, bias: None, transpose_input: false }, vec![a], shape)
+    }
+
+    fn import_add(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let a = self.required_input(node, 0)?;
+        let b = self.required_input(node, 1)?;
+        let (sa, sb) = (self.shape_of(&a), self.shape_of(&b));
+        let shape = broadcast_shape(&sa, &sb)
+            .ok_or_else(|| self.unsupported(node, format!("shapes {sa:?} and {sb:?} do not broadcast")))?;
+        match (a, b) {
+            (Value::Node(x), Value::Const(c)) | (Value::Const(c), Value::Node(x)) => {
+                self.add_node(node, Op::AddConst { constant: c }, vec![x], shape)
+            }
+            (Value::Node(x), Value::Node(y)) => self.add_node(node, Op::Add, vec![x, y], shape),
+            (Value::Const(x), Value::Const(y)) => {
+                let (ix, iy) = (
+                    super::graph::broadcast_indices(&x.shape, &shape),
+                    super::graph::broadcast_indices(&y.shape, &shape),
+                );
+                let data = ix.iter().zip(&iy).map(|(&i, &j)| x.data[i] + y.data[j]).collect();
+                self.set_output(node, Value::Const(Tensor::new(shape, data)))
+            }
+        }
+    }
+}
+
+fn node_name(node: &pb::NodeProto) -> String {
+    if node.name.is_empty() {
+        format!("{}({})", node.op_type, node.output.first().map(String::as_str).unwrap_or("?"))
+    } else {
+        node.name.clone()
+    }
+}
+
+fn attr<'p>(node: &'p pb::NodeProto, name: &str) -> Option<&'p pb::AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+fn attr_int(node: &pb::NodeProto, name: &str) -> Option<i64> {
+    attr(node, name).map(|a| a.i)
+}
+
+fn attr_float(node: &pb::NodeProto, name: &str) -> Option<f32> {
+    attr(node, name).map(|a| a.f)
+}
+
+fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
+    let axis = if axis < 0 { axis + rank as i64 - 1 } else { axis };
+    (0..rank as i64).contains(&axis).then_some(axis as usize)
+}
+
+fn input_shape(input: &pb::ValueInfoProto) -> std::result::Result<Vec<usize>, String> {
+    use pb::tensor_shape_proto::dimension::Value as Dim;
+    use pb::type_proto::Value as Type;
+    let Some(Type::TensorType(tensor)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err(format!("input '{}' is not a tensor", input.name));
+    };
+    if let Ok(dt) = pb::tensor_proto::DataType::try_from(tensor.elem_type) {
+        let datum: std::result::Result<DatumType, _> = dt.try_into();
+        if !matches!(datum, Ok(DatumType::F32 | DatumType::F64 | DatumType::F16)) {
+            return Err(format!("input '{}' has element type {dt:?}; only float inputs are supported", input.name));
+        }
+    }
+    let shape = tensor.shape.as_ref().ok_or_else(|| format!("input '{}' has no shape", input.name))?;
+    Ok(shape
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(Dim::DimValue(v)) if *v > 0 => *v as usize,
+            // A symbolic dimension is the batch: we prove one sample at a time.
+            _ => 1,
+        })
+        .collect())
+}
+
+fn reshape_target(shape: &[usize], target: &[f32]) -> Option<Vec<usize>> {
+    let total: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        let t = t as i64;
+        match t {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 => out.push(*shape.get(i)?),
+            t if t > 0 => out.push(t as usize),
+            _ => return None,
+        }
+    }
+    let known: usize = out.iter().product();
+    if let Some(i) = infer {
+        if known == 0 || total % known != 0 {
+            return None;
+        }
+        out[i] = total / known;
+    }
+    (out.iter().product::<usize>() == total).then_some(out)
+}
+
+fn transpose(t: &Tensor) -> Tensor {
+    let (r, c) = (t.shape[0], t.shape[1]);
+    let mut data = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            data[j * r + i] = t.data[i * c + j];
+        }
+    }
+    Tensor::new(vec![c, r], data)
+}
+
+/// Folds a constant added right after a bias-less Dense into its bias, and drops nodes that no
+/// output depends on.
+fn simplify(mut graph: Graph) -> Graph {
+    let consumers = |g: &Graph, id: usize| g.nodes.iter().filter(|n| n.inputs.contains(&id)).count() + g.outputs.iter().filter(|&&o| o == id).count();
+    for id in 0..graph.nodes.len() {
+        let Op::AddConst { constant } = &graph.nodes[id].op else { continue };
+        let src = graph.nodes[id].inputs[0];
+        let fits = matches!(&graph.nodes[src].op, Op::Dense { bias: None, .. })
+            && graph.nodes[src].shape == graph.nodes[id].shape
+            && consumers(&graph, src) == 1;
+        if fits {
+            let constant = constant.clone();
+            if let Op::Dense { bias, .. } = &mut graph.nodes[src].op {
+                *bias = Some(constant);
+            }
+            graph.nodes[id].op = Op::Reshape;
+        }
+    }
+    // Pass-through reshapes keep their shape; drop those whose shape equals their input's.
+    let mut forward: Vec<usize> = (0..graph.nodes.len()).collect();
+    for id in 0..graph.nodes.len() {
+        if graph.nodes[id].op == Op::Reshape {
+            let src = forward[graph.nodes[id].inputs[0]];
+            if graph.nodes[src].shape == graph.nodes[id].shape {
+                forward[id] = src;
+            }
+        }
+    }
+    for node in &mut graph.nodes {
+        node.inputs.iter_mut().for_each(|i| *i = forward[*i]);
+    }
+    graph.outputs.iter_mut().for_each(|o| *o = forward[*o]);
+    // Keep the nodes the outputs need (and every input, so input numbering stays), in order.
+    let mut live = vec![false; graph.nodes.len()];
+    let mut stack: Vec<usize> = graph.outputs.clone();
+    stack.extend(graph.nodes.iter().enumerate().filter(|(_, n)| matches!(n.op, Op::Input { .. })).map(|(i, _)| i));
+    while let Some(id) = stack.pop() {
+        if !std::mem::replace(&mut live[id], true) {
+            stack.extend(graph.nodes[id].inputs.iter().copied());
+        }
+    }
+    let mut remap = vec![usize::MAX; graph.nodes.len()];
+    let mut nodes = Vec::new();
+    for (id, node) in graph.nodes.into_iter().enumerate() {
+        if live[id] {
+            remap[id] = nodes.len();
+            nodes.push(node);
+        }
+    }
+    for node in &mut nodes {
+        node.inputs.iter_mut().for_each(|i| *i = remap[*i]);
+    }
+    Graph { nodes, outputs: graph.outputs.iter().map(|&o| remap[o]).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshape_targets_resolve_zero_and_minus_one() {
+        assert_eq!(reshape_target(&[1, 4, 4], &[1.0, -1.0]), Some(vec![1, 16]));
+        assert_eq!(reshape_target(&[2, 8], &[0.0, 2.0, 4.0]), Some(vec![2, 2, 4]));
+        assert_eq!(reshape_target(&[2, 8], &[3.0, -1.0]), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! `settings.json`: the choices that shape a circuit (scales, ranges, visibility, k).
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use crate::error::{read_json, Error, Result};
+
+/// Who learns a value (input, weights or output), and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// The values are public instances of the proof.
+    Public,
+    /// The values are private advice; nothing about them is revealed.
+    Private,
+    /// The values are baked into the circuit (parameters only).
+    Fixed,
+    /// Private values whose Poseidon hash is a public instance.
+    Hashed,
+}
+
+impl std::fmt::Display for Visibility {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+            Visibility::Fixed => "fixed",
+            Visibility::Hashed => "hashed",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Visibility of the three kinds of values in a model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visibilities {
+    /// The model input.
+    pub input: Visibility,
+    /// The weights and biases.
+    pub params: Visibility,
+    /// The model output.
+    pub output: Visibility,
+}
+
+impl Default for Visibilities {
+    fn default() -> Self {
+        Visibilities { input: Visibility::Public, params: Visibility::Fixed, output: Visibility::Public }
+    }
+}
+
+/// The contents of `settings.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The zkinfer version that wrote the file.
+    pub zkinfer_version: String,
+    /// SHA-256 of the ONNX file the settings were made for (hex).
+    pub model_digest: String,
+    /// Fixed-point scale of inputs and activations: a value x is stored as round(x · 2^input_scale).
+    pub input_scale: u32,
+    /// Fixed-point scale of weights: w is stored as round(w · 2^param_scale).
+    pub param_scale: u32,
+    /// Activations are range-checked as signed integers of this many bits.
+    pub activation_bits: u32,
+    /// Who sees the input, the weights and the output.
+    pub visibility: Visibilities,
+    /// log2 of the number of circuit rows; `null` lets `compile` choose the smallest that fits.
+    pub k: Option<u32>,
+    /// Most advice columns the automatic choice of k allows before it grows k.
+    pub max_advice_columns: usize,
+    /// Shapes of the model inputs (batch dimension fixed to 1).
+    pub input_shapes: Vec<Vec<usize>>,
+    /// Shapes of the model outputs.
+    pub output_shapes: Vec<Vec<usize>>,
+}
+
+/// Default fixed-point scale (bits) of inputs and weights, as EZKL's.
+pub const DEFAULT_SCALE: u32 = 7;
+/// Default signed width (bits) of range-checked activations.
+pub const DEFAULT_ACTIVATION_BITS: u32 = 24;
+/// Default bound on advice columns when k is chosen automatically.
+pub const DEFAULT_MAX_ADVICE_COLUMNS: usize = 8;
+
+impl Settings {
+    /// Reads and checks `settings.json`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let settings: Settings = read_json(path)?;
+        settings.validate().map_err(|reason| Error::artifact(path, reason))?;
+        Ok(settings)
+    }
+
+    /// Checks the values are within what the circuit supports.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(1..=16).contains(&self.input_scale) || self.param_scale > 16 {
+            return Err(format!(
+                "input_scale must be 1..=16 and param_scale 0..=16 (got {} and {})",
+                self.input_scale, self.param_scale
+            ));
+        }
+        if !(8..=64).contains(&self.activation_bits) || self.activation_bits <= self.input_scale {
+            return Err(format!("activation_bits must be 8..=64 and above input_scale (got {})", self.activation_bits));
+        }
+        if let Some(k) = self.k {
+            if !(8..=26).contains(&k) {
+                return Err(format!("k must be between 8 and 26 (got {k})"));
+            }
+        }
+        if self.max_advice_columns == 0 {
+            return Err("max_advice_columns must be at least 1".into());
+        }
+        let v = &self.visibility;
+        if v.input == Visibility::Fixed || v.output == Visibility::Fixed {
+            return Err("only params can be fixed; input and output are public, private or hashed".into());
+        }
+        Ok(())
+    }
+}
