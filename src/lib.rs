@@ -1,1 +1,13 @@
-//! zkinfer
+#![doc = include_str!("../README.md")]
+
+pub mod artifacts;
+pub mod circuit;
+pub mod error;
+pub mod evm;
+pub mod model;
+pub mod pipeline;
+pub mod progress;
+pub mod prove;
+pub mod settings;
+
+pub use error::{Error, Result};

@@ -1,1 +1,262 @@
-fn main() {}
+//! The `zkinfer` command line: parses arguments, calls the library, prints. No logic lives here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use zkinfer::pipeline::{self, RunOptions, SettingsOptions};
+use zkinfer::settings::Visibility;
+
+#[derive(Parser)]
+#[command(name = "zkinfer", version, about = "Zero-knowledge proofs of ONNX model inference, verified natively and on the EVM")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct SettingsArgs {
+    /// Fixed-point scale (bits) of inputs and activations.
+    #[arg(long)]
+    input_scale: Option<u32>,
+    /// Fixed-point scale (bits) of weights.
+    #[arg(long)]
+    param_scale: Option<u32>,
+    /// Signed width (bits) activations are range-checked to.
+    #[arg(long)]
+    activation_bits: Option<u32>,
+    /// log2 of the circuit rows (default: the smallest that fits).
+    #[arg(long)]
+    logrows: Option<u32>,
+    /// Visibility of the input.
+    #[arg(long, value_enum)]
+    input_visibility: Option<Visibility>,
+    /// Visibility of the weights.
+    #[arg(long, value_enum)]
+    param_visibility: Option<Visibility>,
+    /// Visibility of the output.
+    #[arg(long, value_enum)]
+    output_visibility: Option<Visibility>,
+}
+
+impl From<SettingsArgs> for SettingsOptions {
+    fn from(a: SettingsArgs) -> Self {
+        SettingsOptions {
+            input_scale: a.input_scale,
+            param_scale: a.param_scale,
+            activation_bits: a.activation_bits,
+            k: a.logrows,
+            input_visibility: a.input_visibility,
+            param_visibility: a.param_visibility,
+            output_visibility: a.output_visibility,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read an ONNX model and write settings.json (scales, visibility, shapes).
+    GenSettings {
+        /// The ONNX model.
+        #[arg(short = 'M', long, default_value = "network.onnx")]
+        model: PathBuf,
+        /// Where to write the settings.
+        #[arg(short = 'O', long, default_value = "settings.json")]
+        settings: PathBuf,
+        #[command(flatten)]
+        options: SettingsArgs,
+    },
+    /// Quantize the model and lay out its circuit: writes model.compiled.
+    Compile {
+        /// The ONNX model.
+        #[arg(short = 'M', long, default_value = "network.onnx")]
+        model: PathBuf,
+        /// The settings.
+        #[arg(short = 'S', long, default_value = "settings.json")]
+        settings: PathBuf,
+        /// Where to write the compiled model.
+        #[arg(long, default_value = "model.compiled")]
+        compiled: PathBuf,
+    },
+    /// Generate the proving and verifying keys.
+    Setup {
+        /// The compiled model.
+        #[arg(long, default_value = "model.compiled")]
+        compiled: PathBuf,
+        /// A KZG parameter file (ceremony); default: the cached development SRS (insecure).
+        #[arg(long)]
+        srs: Option<PathBuf>,
+        /// Where to write the proving key.
+        #[arg(long, default_value = "pk.bin")]
+        pk: PathBuf,
+        /// Where to write the verifying key.
+        #[arg(long, default_value = "vk.bin")]
+        vk: PathBuf,
+    },
+    /// Run the model on input data and prove it: writes witness.json and proof.json.
+    Prove {
+        /// The compiled model.
+        #[arg(long, default_value = "model.compiled")]
+        compiled: PathBuf,
+        /// The proving key.
+        #[arg(long, default_value = "pk.bin")]
+        pk: PathBuf,
+        /// The input data ({"input_data": [[...]]}).
+        #[arg(short = 'D', long, default_value = "input.json")]
+        data: PathBuf,
+        /// The SRS file the keys were made with (default: development SRS).
+        #[arg(long)]
+        srs: Option<PathBuf>,
+        /// Where to write the witness (private values).
+        #[arg(long, default_value = "witness.json")]
+        witness: PathBuf,
+        /// Where to write the proof.
+        #[arg(long, default_value = "proof.json")]
+        proof: PathBuf,
+    },
+    /// Verify a proof natively.
+    Verify {
+        /// The verifying key.
+        #[arg(long, default_value = "vk.bin")]
+        vk: PathBuf,
+        /// The proof.
+        #[arg(long, default_value = "proof.json")]
+        proof: PathBuf,
+        /// The SRS file the keys were made with (default: development SRS).
+        #[arg(long)]
+        srs: Option<PathBuf>,
+    },
+    /// Generate and compile the Solidity verifier: writes Verifier.sol and Verifier.json.
+    CreateEvmVerifier {
+        /// The verifying key.
+        #[arg(long, default_value = "vk.bin")]
+        vk: PathBuf,
+        /// The SRS file the keys were made with (default: development SRS).
+        #[arg(long)]
+        srs: Option<PathBuf>,
+        /// Where to write the Solidity source (the compiled contract goes beside it, .json).
+        #[arg(long, default_value = "Verifier.sol")]
+        sol: PathBuf,
+        /// The solc to use (default: $SOLC, solc on PATH, or the pinned solc-js).
+        #[arg(long)]
+        solc: Option<PathBuf>,
+    },
+    /// Deploy the verifier and verify a proof on an EVM (in-process revm, or --rpc-url).
+    VerifyEvm {
+        /// The proof.
+        #[arg(long, default_value = "proof.json")]
+        proof: PathBuf,
+        /// The compiled verifier (written by create-evm-verifier).
+        #[arg(long, default_value = "Verifier.json")]
+        verifier: PathBuf,
+        /// A JSON-RPC node; without it, an in-process EVM is used.
+        #[arg(long)]
+        rpc_url: Option<String>,
+    },
+    /// Every step in one working directory, then report.json.
+    Run {
+        /// The ONNX model.
+        #[arg(short = 'M', long)]
+        model: PathBuf,
+        /// The input data.
+        #[arg(short = 'D', long)]
+        data: PathBuf,
+        /// The working directory.
+        #[arg(long, default_value = "zkinfer-out")]
+        dir: PathBuf,
+        /// A KZG parameter file (ceremony); default: the development SRS (insecure).
+        #[arg(long)]
+        srs: Option<PathBuf>,
+        /// The solc to use.
+        #[arg(long)]
+        solc: Option<PathBuf>,
+        /// Verify on this node instead of in process.
+        #[arg(long)]
+        rpc_url: Option<String>,
+        #[command(flatten)]
+        options: SettingsArgs,
+    },
+    /// Run the whole pipeline on the bundled example and print a summary.
+    Demo {
+        /// The working directory.
+        #[arg(long, default_value = "zkinfer-demo")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZKINFER_LOG").unwrap_or_else(|_| "zkinfer=warn".into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match execute(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> zkinfer::Result<()> {
+    match command {
+        Command::GenSettings { model, settings, options } => {
+            let s = pipeline::gen_settings(&model, &settings, &options.into())?;
+            println!("wrote {} (input scale {}, param scale {}, inputs {:?})", settings.display(), s.input_scale, s.param_scale, s.input_shapes);
+        }
+        Command::Compile { model, settings, compiled } => {
+            let c = pipeline::compile(&model, &settings, &compiled)?;
+            let columns: usize = c.shape.config.num_advice_per_phase.iter().sum();
+            println!("wrote {}: k = {}, {} advice cells in {columns} column(s), {} public instances", compiled.display(), c.shape.k, c.shape.advice_cells, c.shape.num_instances);
+        }
+        Command::Setup { compiled, srs, pk, vk } => {
+            let out = pipeline::setup(&compiled, srs.as_deref(), &pk, &vk)?;
+            println!("wrote {} and {} in {:.2} s (SRS: {})", pk.display(), vk.display(), out.seconds, out.srs.source);
+        }
+        Command::Prove { compiled, pk, data, srs, witness, proof } => {
+            let out = pipeline::prove(&compiled, &pk, &data, srs.as_deref(), &witness, &proof)?;
+            println!("wrote {} in {:.2} s; outputs {:?}", proof.display(), out.seconds, out.proof.outputs);
+        }
+        Command::Verify { vk, proof, srs } => {
+            pipeline::verify(&vk, &proof, srs.as_deref())?;
+            println!("verified: the proof is valid");
+        }
+        Command::CreateEvmVerifier { vk, srs, sol, solc } => {
+            let c = pipeline::create_evm_verifier(&vk, srs.as_deref(), &sol, solc.as_deref())?;
+            println!("wrote {} and {} (runtime bytecode {} bytes, solc {})", sol.display(), pipeline::verifier_artifact_path(&sol).display(), c.runtime.len(), c.solc_version);
+        }
+        Command::VerifyEvm { proof, verifier, rpc_url } => {
+            let out = pipeline::verify_evm(&proof, &verifier, rpc_url.as_deref())?;
+            let place = rpc_url.as_deref().unwrap_or("in-process EVM");
+            if !out.verification.verified {
+                return Err(zkinfer::Error::Rejected(format!("the verifier on {place} rejected the proof: {}", out.verification.reason.unwrap_or_default())));
+            }
+            println!("verified on {place}: gas used {}", out.verification.gas_used.unwrap_or_default());
+        }
+        Command::Run { model, data, dir, srs, solc, rpc_url, options } => {
+            let options = RunOptions { settings: options.into(), srs, solc, rpc_url };
+            let report = pipeline::run(&model, &data, &dir, &options)?;
+            print_summary(&report, &dir);
+        }
+        Command::Demo { dir } => {
+            let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join("mlp_small");
+            println!("zkinfer demo: proving a 16→32→8 MLP ({}) and verifying it natively and on an in-process EVM", example.display());
+            let report = pipeline::run(&example.join("network.onnx"), &example.join("input.json"), &dir, &RunOptions::default())?;
+            print_summary(&report, &dir);
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(r: &zkinfer::artifacts::Report, dir: &Path) {
+    println!("circuit:        k = {}, {} advice column(s), {} public instances", r.k, r.advice_columns, r.num_instances);
+    println!("setup:          {:.2} s{}", r.setup_seconds, if r.insecure_srs { " (development SRS: INSECURE, for testing only)" } else { "" });
+    println!("prove:          {:.2} s, proof {} bytes", r.prove_seconds, r.proof_bytes);
+    println!("verify:         native {} in {:.3} s", if r.verified { "OK" } else { "FAILED" }, r.verify_seconds);
+    println!("EVM ({}): {}, {} gas, verifier {} bytes", r.evm, if r.evm_verified { "OK" } else { "FAILED" }, r.evm_gas.unwrap_or_default(), r.verifier_runtime_bytes);
+    println!("outputs:        {:?}", r.outputs);
+    println!("float ref:      {:?}", r.reference_outputs);
+    println!("error:          max {:.5}, mean {:.5}", r.max_abs_error, r.mean_abs_error);
+    println!("artifacts in {}", dir.display());
+}

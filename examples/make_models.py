@@ -1,0 +1,108 @@
+"""Builds the example and test ONNX models with seeded weights, as PyTorch would export them.
+
+    python3 -m venv .venv && .venv/bin/pip install onnx numpy && .venv/bin/python examples/make_models.py
+
+The generated files are committed, so neither zkinfer nor its tests need Python.
+"""
+import json
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "..", "tests", "fixtures")
+
+
+def linear(rng, fan_in, fan_out):
+    # PyTorch's nn.Linear initialisation: uniform in ±1/sqrt(fan_in), weight stored [out, in].
+    bound = 1.0 / np.sqrt(fan_in)
+    w = rng.uniform(-bound, bound, size=(fan_out, fan_in)).astype(np.float32)
+    b = rng.uniform(-bound, bound, size=(fan_out,)).astype(np.float32)
+    return w, b
+
+
+def save(model, folder, name="network.onnx"):
+    os.makedirs(folder, exist_ok=True)
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(folder, name))
+
+
+def write_input(folder, data):
+    with open(os.path.join(folder, "input.json"), "w") as f:
+        json.dump({"input_data": [np.asarray(data, dtype=np.float32).reshape(-1).round(6).tolist()]}, f)
+
+
+def mlp(name, sizes, input_shape, seed, flatten=False, activation="Relu"):
+    """Gemm (transB=1) layers with an activation between them, like torch.nn.Sequential."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    current = "input"
+    if flatten:
+        nodes.append(helper.make_node("Flatten", [current], ["flat"], name="/Flatten", axis=1))
+        current = "flat"
+    for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
+        w, b = linear(rng, fan_in, fan_out)
+        inits += [numpy_helper.from_array(w, f"fc{i}.weight"), numpy_helper.from_array(b, f"fc{i}.bias")]
+        out = "output" if i == len(sizes) - 2 else f"/fc{i}/Gemm_output_0"
+        nodes.append(helper.make_node("Gemm", [current, f"fc{i}.weight", f"fc{i}.bias"], [out], name=f"/fc{i}/Gemm", alpha=1.0, beta=1.0, transB=1))
+        current = out
+        if i < len(sizes) - 2:
+            act = f"/act{i}/{activation}_output_0"
+            nodes.append(helper.make_node(activation, [current], [act], name=f"/act{i}/{activation}"))
+            current = act
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch_size"] + list(input_shape[1:]))],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch_size", sizes[-1]])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+
+
+def matmul_add(seed):
+    """x @ W + b then Relu then a Reshape: the other way exporters write a linear layer."""
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(-0.5, 0.5, size=(8, 6)).astype(np.float32)
+    b = rng.uniform(-0.5, 0.5, size=(6,)).astype(np.float32)
+    shape = np.array([1, 2, 3], dtype=np.int64)
+    nodes = [
+        helper.make_node("MatMul", ["input", "W"], ["mm"], name="/MatMul"),
+        helper.make_node("Add", ["mm", "b"], ["add"], name="/Add"),
+        helper.make_node("Relu", ["add"], ["relu"], name="/Relu"),
+        helper.make_node("Identity", ["relu"], ["ident"], name="/Identity"),
+        helper.make_node("Constant", [], ["shape"], name="/Constant", value=numpy_helper.from_array(shape)),
+        helper.make_node("Reshape", ["ident", "shape"], ["output"], name="/Reshape"),
+    ]
+    graph = helper.make_graph(
+        nodes, "matmul_add",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 3])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def main():
+    rng = np.random.default_rng(7)
+    small = os.path.join(HERE, "mlp_small")
+    save(mlp("mlp_small", [16, 32, 8], [1, 16], seed=1), small)
+    write_input(small, rng.uniform(-1, 1, size=16))
+
+    mnist = os.path.join(HERE, "mlp_mnist")
+    save(mlp("mlp_mnist", [784, 128, 10], [1, 1, 28, 28], seed=2, flatten=True), mnist)
+    # A centred blob, like a handwritten stroke, scaled to [0, 1].
+    yy, xx = np.mgrid[0:28, 0:28]
+    image = np.exp(-(((yy - 14) / 6.0) ** 2 + ((xx - 13) / 3.0) ** 2))
+    write_input(mnist, image)
+
+    save(matmul_add(seed=3), FIXTURES, "matmul_add.onnx")
+    with open(os.path.join(FIXTURES, "matmul_add.input.json"), "w") as f:
+        json.dump({"input_data": [rng.uniform(-1, 1, size=8).round(6).tolist()]}, f)
+    save(mlp("sigmoid_mlp", [8, 8, 2], [1, 8], seed=4, activation="Sigmoid"), FIXTURES, "sigmoid_mlp.onnx")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+//! Linear layers (dense / Gemm / MatMul with fixed weights) and the rescale that brings a
+//! product back to the activation scale.
+
+use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::utils::ScalarField;
+use halo2_base::{AssignedValue, Context, QuantumCell};
+
+use super::field::{fe, to_i128};
+use crate::model::quantize::dense_input;
+
+/// The private witness of a rescale: `shifted = quotient · 2^shift + remainder`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RescaleHint {
+    /// `round(acc / 2^shift) + 2^(bits-1)`, in `[0, 2^bits)`.
+    pub quotient: i128,
+    /// In `[0, 2^shift)`.
+    pub remainder: i128,
+}
+
+/// The constant added to an accumulator before the rescale's division: rounding (half of
+/// 2^shift) and the offset that makes every in-range quotient non-negative.
+pub fn rescale_offset(shift: u32, bits: u32) -> i128 {
+    let half = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
+    half + (1i128 << (bits - 1 + shift))
+}
+
+/// The honest hint for a shifted accumulator (see [`rescale_offset`]).
+pub fn rescale_hint(shifted: i128, shift: u32) -> RescaleHint {
+    RescaleHint { quotient: shifted.div_euclid(1 << shift), remainder: shifted.rem_euclid(1 << shift) }
+}
+
+/// Constrains and returns `round(acc / 2^shift)` as a signed value of `bits` bits, given
+/// `shifted = acc + rescale_offset(shift, bits)`. The quotient is range-checked to `bits` bits
+/// and the remainder to `shift` bits, so exactly one hint satisfies the constraints.
+pub fn layout_rescale(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    shifted: AssignedValue<Fr>,
+    shift: u32,
+    bits: u32,
+    hint: RescaleHint,
+) -> AssignedValue<Fr> {
+    let gate = range.gate();
+    let quotient = ctx.load_witness(fe(hint.quotient));
+    range.range_check(ctx, quotient, bits as usize);
+    let recomposed = if shift == 0 {
+        quotient
+    } else {
+        let remainder = ctx.load_witness(fe(hint.remainder));
+        range.range_check(ctx, remainder, shift as usize);
+        gate.mul_add(ctx, quotient, QuantumCell::Constant(Fr::from(1u64 << shift)), remainder)
+    };
+    ctx.constrain_equal(&recomposed, &shifted);
+    gate.sub(ctx, quotient, QuantumCell::Constant(fe(1i128 << (bits - 1))))
+}
+
+/// The shape of a dense layer.
+#[derive(Clone, Copy, Debug)]
+pub struct DenseShape {
+    /// Rows of the input (`M`).
+    pub rows: usize,
+    /// Input features (`K`).
+    pub k: usize,
+    /// Output features (`N`).
+    pub n: usize,
+    /// The input holds `x` transposed.
+    pub transpose_input: bool,
+    /// Rescale shift (the weights' scale).
+    pub shift: u32,
+    /// Signed width of the output.
+    pub bits: u32,
+}
+
+/// Lays out `y = round((x · W + bias) / 2^shift)` with `W` and `bias` fixed in the circuit.
+/// Each output is one inner product whose start value folds in the bias, rounding and offset,
+/// followed by a rescale. Zero weights cost nothing.
+pub fn layout_dense(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    x: &[AssignedValue<Fr>],
+    weight: &[i64],
+    bias: &[i64],
+    shape: DenseShape,
+) -> Vec<AssignedValue<Fr>> {
+    let gate = range.gate();
+    let offset = rescale_offset(shape.shift, shape.bits);
+    let mut out = Vec::with_capacity(shape.rows * shape.n);
+    for m in 0..shape.rows {
+        for j in 0..shape.n {
+            let start = fe(bias[m * shape.n + j] as i128 + offset);
+            let (a, b): (Vec<QuantumCell<Fr>>, Vec<QuantumCell<Fr>>) = std::iter::once((QuantumCell::Constant(start), QuantumCell::Constant(Fr::from(1u64))))
+                .chain((0..shape.k).filter(|&i| weight[i * shape.n + j] != 0).map(|i| {
+                    let xi = dense_input(x, shape.transpose_input, shape.rows, shape.k, m, i);
+                    (QuantumCell::Existing(xi), QuantumCell::Constant(fe(weight[i * shape.n + j] as i128)))
+                }))
+                .unzip();
+            let shifted = gate.inner_product(ctx, a, b);
+            let hint = to_i128(shifted.value()).map(|v| rescale_hint(v, shape.shift)).unwrap_or(RescaleHint { quotient: 0, remainder: 0 });
+            out.push(layout_rescale(ctx, range, shifted, shape.shift, shape.bits, hint));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::circuit::soundness::assert_sound;
+
+    fn rescale_case(
+        acc: i128,
+        shift: u32,
+        bits: u32,
+        hint: Option<RescaleHint>,
+        expected: i128,
+    ) -> impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
+        move |ctx, range| {
+            let shifted_value = acc + rescale_offset(shift, bits);
+            let shifted = ctx.load_witness(fe(shifted_value));
+            let out = layout_rescale(ctx, range, shifted, shift, bits, hint.unwrap_or_else(|| rescale_hint(shifted_value, shift)));
+            if hint.is_none() {
+                assert_eq!(to_i128(out.value()), Some(expected));
+            }
+            vec![out]
+        }
+    }
+
+    #[test]
+    fn rescale_accepts_the_honest_witness_only() {
+        let (shift, bits) = (7, 16);
+        for (acc, expected) in [(1000i128, 8i128), (-1000, -8), (64, 1), (-64, 0), (0, 0)] {
+            let honest = rescale_hint(acc + rescale_offset(shift, bits), shift);
+            let tampered = [
+                // Same linear relation, remainder out of range.
+                RescaleHint { quotient: honest.quotient + 1, remainder: honest.remainder - (1 << shift) },
+                RescaleHint { quotient: honest.quotient - 1, remainder: honest.remainder + (1 << shift) },
+                // Wrong relation.
+                RescaleHint { quotient: honest.quotient + 1, remainder: honest.remainder },
+                RescaleHint { quotient: honest.quotient, remainder: (honest.remainder + 1) % (1 << shift) },
+            ];
+            assert_sound(
+                rescale_case(acc, shift, bits, None, expected),
+                tampered.iter().map(|&h| rescale_case(acc, shift, bits, Some(h), expected)).collect(),
+            );
+        }
+    }
+
+    #[test]
+    fn rescale_rejects_a_quotient_out_of_range() {
+        let (shift, bits) = (4, 12);
+        // An accumulator whose quotient needs more than `bits` bits has no valid witness.
+        let acc = 1i128 << (bits + shift);
+        let hint = rescale_hint(acc + rescale_offset(shift, bits), shift);
+        assert_sound(rescale_case(0, shift, bits, None, 0), vec![rescale_case(acc, shift, bits, Some(hint), 0)]);
+    }
+
+    #[test]
+    fn dense_layer_matches_integer_arithmetic_and_rejects_wrong_hints() {
+        let weight = [3i64, -2, 0, 5, 1, -7]; // K = 3, N = 2
+        let bias = [10i64, -20];
+        let shape = DenseShape { rows: 1, k: 3, n: 2, transpose_input: false, shift: 2, bits: 16 };
+        let inputs = [4i128, -9, 11];
+        let honest = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
+            let x: Vec<_> = inputs.iter().map(|&v| ctx.load_witness(fe(v))).collect();
+            let out = layout_dense(ctx, range, &x, &weight, &bias, shape);
+            let expect = |j: usize| crate::model::quantize::rescale((0..3).map(|i| inputs[i] * weight[i * 2 + j] as i128).sum::<i128>() + bias[j] as i128, 2);
+            assert_eq!(to_i128(out[0].value()), Some(expect(0)));
+            assert_eq!(to_i128(out[1].value()), Some(expect(1)));
+            out
+        };
+        // A prover who claims another output: the output cell is overwritten after the fact.
+        let lying = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
+            let x: Vec<_> = inputs.iter().map(|&v| ctx.load_witness(fe(v))).collect();
+            let out = layout_dense(ctx, range, &x, &weight, &bias, shape);
+            let fake = ctx.load_witness(*out[0].value() + Fr::from(1u64));
+            vec![fake, out[1]]
+        };
+        crate::circuit::soundness::assert_outputs_bound(honest, lying);
+    }
+}

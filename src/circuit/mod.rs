@@ -1,0 +1,14 @@
+//! The Halo2 layout of a quantized model on halo2-base: one gadget per op family, each taking
+//! its witness hints as arguments so that tests can feed it wrong ones.
+
+pub mod field;
+pub mod layout;
+pub mod linear;
+pub mod nonlinear;
+pub mod shape;
+
+#[cfg(test)]
+pub(crate) mod soundness;
+
+pub use layout::{build_circuit, choose_shape, CircuitShape, LaidOut};
+pub use layout::{zero_inputs, Stage, BLINDING_ROWS};

@@ -1,0 +1,15 @@
+//! The EVM side: Solidity generation and compilation, the in-process EVM, and real chains.
+
+pub mod chain;
+pub mod inproc;
+pub mod solidity;
+pub mod toolchain;
+
+pub use chain::{verify_on_chain, Deployment};
+pub use inproc::{verify_in_process, EvmVerification};
+pub use solidity::{compile_verifier, generate_verifier, CompiledContract};
+
+/// The calldata the generated verifier reads: each instance as a 32-byte word, then the proof.
+pub fn encode_calldata(instances: &[halo2_base::halo2_proofs::halo2curves::bn256::Fr], proof: &[u8]) -> Vec<u8> {
+    snark_verifier_sdk::evm::encode_calldata(&[instances.to_vec()], proof)
+}

@@ -1,0 +1,104 @@
+//! The Solidity verifier: generated from the verifying key with snark-verifier's EVM loader,
+//! compiled with solc (through foundry-compilers) on the legacy pipeline with the optimizer off.
+
+use std::path::Path;
+
+use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
+use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
+use halo2_base::halo2_proofs::plonk::VerifyingKey;
+use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use snark_verifier_sdk::SHPLONK;
+
+use crate::error::{Error, Result};
+
+/// EIP-170: the most runtime bytecode a contract may have.
+pub const MAX_RUNTIME_BYTES: usize = 24_576;
+/// The contract snark-verifier generates.
+pub const VERIFIER_CONTRACT: &str = "Halo2Verifier";
+
+/// A compiled contract.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompiledContract {
+    /// Contract name.
+    pub name: String,
+    /// Creation bytecode.
+    #[serde(with = "hex_bytes")]
+    pub bytecode: Vec<u8>,
+    /// Runtime (deployed) bytecode.
+    #[serde(with = "hex_bytes")]
+    pub runtime: Vec<u8>,
+    /// The ABI.
+    pub abi: Value,
+    /// The solc version that compiled it.
+    pub solc_version: String,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("0x{}", hex::encode(bytes)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text.strip_prefix("0x").unwrap_or(&text)).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Generates the Solidity verifier of a circuit with one instance column of `num_instances`.
+/// The pragma is relaxed from snark-verifier's exact `0.8.19` to `^0.8.19`.
+pub fn generate_verifier(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>, num_instances: usize) -> String {
+    let code = snark_verifier_sdk::evm::gen_evm_verifier_sol_code::<BaseCircuitBuilder<Fr>, SHPLONK>(params, vk, vec![num_instances]);
+    code.replacen("pragma solidity 0.8.19;", "pragma solidity ^0.8.19;", 1)
+}
+
+/// Compiles one Solidity source with the solc at `solc` and returns contract `name`.
+/// The optimizer is off and via-IR is not used: the generated verifier needs both.
+pub fn compile_contract(solc: &Path, file_name: &str, source: &str, name: &str) -> Result<CompiledContract> {
+    let compiler = foundry_compilers::solc::Solc::new(solc).map_err(|e| Error::Solc(format!("cannot run {} --version: {e}", solc.display())))?;
+    let input = json!({
+        "language": "Solidity",
+        "sources": { file_name: { "content": source } },
+        "settings": {
+            "optimizer": { "enabled": false },
+            "viaIR": false,
+            "outputSelection": { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } }
+        }
+    });
+    let raw = compiler.compile_output(&input).map_err(|e| Error::Solc(format!("{} failed: {e}", solc.display())))?;
+    let output: Value = serde_json::from_slice(&raw).map_err(|e| Error::Solc(format!("solc printed something that is not JSON: {e}")))?;
+    let errors: Vec<String> = output["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["severity"] == "error")
+        .map(|e| e["formattedMessage"].as_str().or(e["message"].as_str()).unwrap_or("unknown error").to_string())
+        .collect();
+    if !errors.is_empty() {
+        return Err(Error::Solc(errors.join("\n")));
+    }
+    let contract = &output["contracts"][file_name][name];
+    let hex_field = |v: &Value, what: &str| -> Result<Vec<u8>> {
+        let text = v.as_str().ok_or_else(|| Error::Solc(format!("solc returned no {what} for {name}")))?;
+        hex::decode(text).map_err(|e| Error::Solc(format!("solc returned a malformed {what} for {name}: {e}")))
+    };
+    Ok(CompiledContract {
+        name: name.to_string(),
+        bytecode: hex_field(&contract["evm"]["bytecode"]["object"], "bytecode")?,
+        runtime: hex_field(&contract["evm"]["deployedBytecode"]["object"], "runtime bytecode")?,
+        abi: contract["abi"].clone(),
+        solc_version: compiler.version.to_string(),
+    })
+}
+
+/// Compiles the generated verifier and checks that it fits EIP-170.
+pub fn compile_verifier(solc: &Path, source: &str) -> Result<CompiledContract> {
+    let compiled = compile_contract(solc, "Verifier.sol", source, VERIFIER_CONTRACT)?;
+    if compiled.runtime.len() > MAX_RUNTIME_BYTES {
+        return Err(Error::ContractTooLarge { size: compiled.runtime.len() });
+    }
+    Ok(compiled)
+}

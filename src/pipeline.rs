@@ -1,0 +1,359 @@
+//! The pipeline's stages as library functions: each reads the files the previous stage wrote
+//! and writes its own, as the commands of the same names do.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::artifacts::{file_digest, output_errors, CompiledModel, Report, Witness};
+use crate::circuit::layout::{build_circuit, choose_shape, Stage};
+use crate::error::{read_file, read_json, write_file, write_json, Error, Result};
+use crate::evm::{self, CompiledContract, EvmVerification};
+use crate::model::{import_onnx, load_input, run_float, QuantizedModel};
+use crate::progress::timed;
+use crate::prove::keys::{check_digest, KeyHeader, KEY_FORMAT_VERSION};
+use crate::prove::proof::{fr_to_hex, InstanceSpan, PROOF_FORMAT_VERSION};
+use crate::prove::{self, load_srs, ProofFile, Srs, SrsInfo, TranscriptKind};
+use crate::settings::{Settings, Visibilities, Visibility, DEFAULT_ACTIVATION_BITS, DEFAULT_MAX_ADVICE_COLUMNS, DEFAULT_SCALE};
+
+/// Choices for `gen-settings`; `None` takes the default.
+#[derive(Clone, Debug, Default)]
+pub struct SettingsOptions {
+    /// Input/activation scale (bits).
+    pub input_scale: Option<u32>,
+    /// Weight scale (bits).
+    pub param_scale: Option<u32>,
+    /// Range of activations (signed bits).
+    pub activation_bits: Option<u32>,
+    /// Fixed k.
+    pub k: Option<u32>,
+    /// Visibility of the input.
+    pub input_visibility: Option<Visibility>,
+    /// Visibility of the weights.
+    pub param_visibility: Option<Visibility>,
+    /// Visibility of the output.
+    pub output_visibility: Option<Visibility>,
+}
+
+/// `gen-settings`: reads the model (refusing unsupported operators) and writes `settings.json`.
+pub fn gen_settings(model: &Path, out: &Path, options: &SettingsOptions) -> Result<Settings> {
+    let graph = import_onnx(model)?;
+    let defaults = Visibilities::default();
+    let settings = Settings {
+        zkinfer_version: env!("CARGO_PKG_VERSION").into(),
+        model_digest: file_digest(&read_file(model)?),
+        input_scale: options.input_scale.unwrap_or(DEFAULT_SCALE),
+        param_scale: options.param_scale.unwrap_or(DEFAULT_SCALE),
+        activation_bits: options.activation_bits.unwrap_or(DEFAULT_ACTIVATION_BITS),
+        visibility: Visibilities {
+            input: options.input_visibility.unwrap_or(defaults.input),
+            params: options.param_visibility.unwrap_or(defaults.params),
+            output: options.output_visibility.unwrap_or(defaults.output),
+        },
+        k: options.k,
+        max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
+        input_shapes: graph.input_shapes(),
+        output_shapes: graph.output_shapes(),
+    };
+    settings.validate().map_err(|reason| Error::artifact(out, reason))?;
+    write_json(out, &settings)?;
+    Ok(settings)
+}
+
+/// `compile`: quantizes the model and chooses the circuit's geometry; writes `model.compiled`.
+pub fn compile(model: &Path, settings_path: &Path, out: &Path) -> Result<CompiledModel> {
+    let settings = Settings::load(settings_path)?;
+    let digest = file_digest(&read_file(model)?);
+    if digest != settings.model_digest {
+        return Err(Error::artifact(settings_path, format!("made for another model than {} (digest differs); run `zkinfer gen-settings` again", model.display())));
+    }
+    let v = &settings.visibility;
+    if (v.input, v.params, v.output) != (Visibility::Public, Visibility::Fixed, Visibility::Public) {
+        return Err(Error::UnsupportedModel(format!(
+            "visibility input={}, params={}, output={} is not available yet; this version proves input=public, params=fixed, output=public",
+            v.input, v.params, v.output
+        )));
+    }
+    let graph = import_onnx(model)?;
+    let quantized = QuantizedModel::quantize(&graph, &settings)?;
+    let (shape, _) = timed("laying out the circuit", || choose_shape(&quantized, settings.k, settings.max_advice_columns));
+    let compiled = CompiledModel::new(settings, quantized, shape?);
+    write_json(out, &compiled)?;
+    Ok(compiled)
+}
+
+/// Loads the SRS a key was made with: the `--srs` file (which must match), or the development
+/// SRS when the key says so.
+pub fn srs_for_key(k: u32, recorded: &SrsInfo, srs_file: Option<&Path>) -> Result<Srs> {
+    if srs_file.is_none() && !recorded.insecure {
+        return Err(Error::Srs(format!("the keys were made with the SRS file {}; pass it with --srs", recorded.source)));
+    }
+    let srs = load_srs(k, srs_file)?;
+    if srs.info.g2_digest != recorded.g2_digest {
+        return Err(Error::Srs(format!("this SRS ({}) is not the one the keys were made with ({})", srs.info.source, recorded.source)));
+    }
+    Ok(srs)
+}
+
+fn warn_if_insecure(info: &SrsInfo) {
+    if info.insecure {
+        tracing::warn!("using the INSECURE development SRS: anyone can forge proofs against these keys; pass --srs with a ceremony file for real use");
+    }
+}
+
+/// What `setup` measured.
+#[derive(Clone, Debug)]
+pub struct SetupOutcome {
+    /// Seconds for keygen (SRS loading excluded).
+    pub seconds: f64,
+    /// The SRS used.
+    pub srs: SrsInfo,
+}
+
+/// `setup`: generates `pk.bin` and `vk.bin` for a compiled model.
+pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_out: &Path) -> Result<SetupOutcome> {
+    let compiled = CompiledModel::load(compiled_path)?;
+    let k = compiled.shape.k;
+    let srs = load_srs(k, srs_file)?;
+    warn_if_insecure(&srs.info);
+    let laid = build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
+    if laid.builder.config_params != compiled.shape.config || laid.builder.break_points() != compiled.shape.break_points {
+        return Err(Error::artifact(compiled_path, "the circuit laid out differently than at compile time; run `zkinfer compile` again"));
+    }
+    let (keys, seconds) = timed(&format!("generating keys (k = {k})"), || prove::keygen(&srs.params, &laid.builder));
+    let (vk, pk) = keys?;
+    let header = |kind: &str| KeyHeader {
+        kind: kind.into(),
+        format_version: KEY_FORMAT_VERSION,
+        zkinfer_version: env!("CARGO_PKG_VERSION").into(),
+        circuit_digest: compiled.circuit_digest.clone(),
+        shape: compiled.shape.clone(),
+        srs: srs.info.clone(),
+    };
+    prove::write_vk(vk_out, &header("verifying key"), &vk)?;
+    prove::write_pk(pk_out, &header("proving key"), &pk)?;
+    Ok(SetupOutcome { seconds, srs: srs.info })
+}
+
+/// What `prove` produced.
+#[derive(Clone, Debug)]
+pub struct ProveOutcome {
+    /// The proof file written.
+    pub proof: ProofFile,
+    /// Seconds spent proving (witness generation included).
+    pub seconds: f64,
+}
+
+fn instance_layout(model: &QuantizedModel) -> Vec<InstanceSpan> {
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    let mut push = |kind: &str, index: usize, shape: Vec<usize>| {
+        let len = shape.iter().product();
+        spans.push(InstanceSpan { kind: kind.into(), index, offset, len, shape, scale: model.input_scale });
+        offset += len;
+    };
+    for (i, shape) in model.input_shapes().into_iter().enumerate() {
+        push("input", i, shape);
+    }
+    for (i, &o) in model.outputs.iter().enumerate() {
+        push("output", i, model.nodes[o].shape.clone());
+    }
+    spans
+}
+
+/// `prove`: runs the model on `input.json` and proves it; writes `witness.json` and `proof.json`.
+pub fn prove(compiled_path: &Path, pk_path: &Path, input_path: &Path, srs_file: Option<&Path>, witness_out: &Path, proof_out: &Path) -> Result<ProveOutcome> {
+    let compiled = CompiledModel::load(compiled_path)?;
+    let (header, pk) = prove::read_pk(pk_path)?;
+    check_digest(pk_path, &header.circuit_digest, &compiled.circuit_digest)?;
+    let srs = srs_for_key(compiled.shape.k, &header.srs, srs_file)?;
+    warn_if_insecure(&srs.info);
+    let model = &compiled.model;
+    let inputs = load_input(input_path, &model.input_shapes())?;
+    let quantized = model.quantize_inputs(&inputs);
+    // The integer reference catches values the circuit cannot hold before any proving starts.
+    let reference = model.execute(&quantized)?;
+
+    let start = Instant::now();
+    let bar = crate::progress::spinner(format!("proving (k = {})", compiled.shape.k));
+    let laid = build_circuit(model, &quantized, Stage::Prove(&compiled.shape))?;
+    let matches = laid.values.iter().zip(&reference).all(|(c, r)| c.len() == r.len() && c.iter().zip(r).all(|(&a, &b)| a == b as i128));
+    if !matches {
+        bar.finish_and_clear();
+        return Err(Error::Proving { stage: "witness generation", reason: "the circuit's values differ from the integer reference (a zkinfer bug: please report it)".into() });
+    }
+    let instances = laid.instances.clone();
+    let proof = prove::prove_keccak(&srs.params, &pk, laid.builder, &instances);
+    bar.finish_and_clear();
+    let proof = proof?;
+    let seconds = start.elapsed().as_secs_f64();
+    tracing::info!("proving: {seconds:.2} s");
+
+    let outputs: Vec<Vec<i64>> = model.outputs.iter().map(|&o| reference[o].clone()).collect();
+    let witness = Witness {
+        circuit_digest: compiled.circuit_digest.clone(),
+        inputs: quantized,
+        outputs: outputs.clone(),
+        nodes: model.nodes.iter().zip(&reference).map(|(n, v)| (n.name.clone(), v.clone())).collect(),
+    };
+    write_json(witness_out, &witness)?;
+    let proof_file = ProofFile {
+        format_version: PROOF_FORMAT_VERSION,
+        zkinfer_version: env!("CARGO_PKG_VERSION").into(),
+        circuit_digest: compiled.circuit_digest.clone(),
+        transcript: TranscriptKind::Keccak,
+        proof: format!("0x{}", hex::encode(&proof)),
+        instances: vec![instances.iter().map(fr_to_hex).collect()],
+        instance_layout: instance_layout(model),
+        outputs: outputs.iter().map(|o| model.dequantize(o)).collect(),
+        insecure_srs: srs.info.insecure,
+    };
+    write_json(proof_out, &proof_file)?;
+    Ok(ProveOutcome { proof: proof_file, seconds })
+}
+
+/// `verify`: checks a proof against a verifying key natively. `Ok` means accepted.
+pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>) -> Result<f64> {
+    let (header, vk) = prove::read_vk(vk_path)?;
+    let proof = ProofFile::load(proof_path)?;
+    check_digest(proof_path, &proof.circuit_digest, &header.circuit_digest)?;
+    if proof.transcript != TranscriptKind::Keccak {
+        return Err(Error::artifact(proof_path, "this proof uses the Poseidon transcript (for aggregation); verify the aggregate instead"));
+    }
+    let srs = srs_for_key(header.shape.k, &header.srs, srs_file)?;
+    let bytes = proof.proof_bytes(proof_path)?;
+    let instances = proof.instance_values(proof_path)?;
+    let column = instances.first().cloned().unwrap_or_default();
+    if instances.len() != 1 || column.len() != header.shape.num_instances {
+        return Err(Error::Rejected(format!("the verifying key expects {} public instances, the proof has {}", header.shape.num_instances, column.len())));
+    }
+    let start = Instant::now();
+    prove::verify_keccak(&srs.params, &vk, &bytes, &column)?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// File names `create-evm-verifier` writes beside `Verifier.sol`.
+pub fn verifier_artifact_path(sol: &Path) -> PathBuf {
+    sol.with_extension("json")
+}
+
+/// `create-evm-verifier`: writes `Verifier.sol` and, once compiled, `Verifier.json` (bytecode,
+/// runtime bytecode, ABI).
+pub fn create_evm_verifier(vk_path: &Path, srs_file: Option<&Path>, sol_out: &Path, solc: Option<&Path>) -> Result<CompiledContract> {
+    let (header, vk) = prove::read_vk(vk_path)?;
+    let solc = evm::toolchain::resolve_solc(solc)?;
+    let srs = srs_for_key(header.shape.k, &header.srs, srs_file)?;
+    warn_if_insecure(&srs.info);
+    let source = evm::generate_verifier(&srs.params, &vk, header.shape.num_instances);
+    write_file(sol_out, &source)?;
+    let (compiled, _) = timed("compiling the verifier", || evm::compile_verifier(&solc, &source));
+    let compiled = compiled?;
+    write_json(&verifier_artifact_path(sol_out), &compiled)?;
+    Ok(compiled)
+}
+
+/// Where `verify-evm` ran and what it found.
+#[derive(Clone, Debug)]
+pub struct EvmOutcome {
+    /// Verification result.
+    pub verification: EvmVerification,
+    /// The deployment, on a real chain.
+    pub deployment: Option<evm::Deployment>,
+}
+
+/// `verify-evm`: deploys the verifier (in-process revm, or the node at `rpc_url`) and calls it
+/// with the proof.
+pub fn verify_evm(proof_path: &Path, verifier_path: &Path, rpc_url: Option<&str>) -> Result<EvmOutcome> {
+    let proof = ProofFile::load(proof_path)?;
+    let verifier: CompiledContract = read_json(verifier_path)?;
+    if proof.transcript != TranscriptKind::Keccak {
+        return Err(Error::artifact(proof_path, "the EVM verifier reads Keccak-transcript proofs; this one uses Poseidon (for aggregation)"));
+    }
+    let instances = proof.instance_values(proof_path)?;
+    let calldata = evm::encode_calldata(instances.first().map(Vec::as_slice).unwrap_or(&[]), &proof.proof_bytes(proof_path)?);
+    match rpc_url {
+        None => Ok(EvmOutcome { verification: evm::verify_in_process(&verifier.bytecode, &calldata)?, deployment: None }),
+        Some(url) => {
+            let (verification, deployment) = evm::verify_on_chain(url, &verifier.bytecode, &calldata)?;
+            Ok(EvmOutcome { verification, deployment: Some(deployment) })
+        }
+    }
+}
+
+/// Choices for `run`.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Settings choices.
+    pub settings: SettingsOptions,
+    /// A ceremony SRS file.
+    pub srs: Option<PathBuf>,
+    /// solc to use.
+    pub solc: Option<PathBuf>,
+    /// Verify on this node instead of in process.
+    pub rpc_url: Option<String>,
+}
+
+/// The files of a working directory.
+pub struct WorkDir(pub PathBuf);
+
+impl WorkDir {
+    /// A path inside the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+/// `run`: every stage in one working directory, then `report.json`.
+pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Result<Report> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let w = WorkDir(dir.to_path_buf());
+    let copy = |from: &Path, name: &str| -> Result<PathBuf> {
+        let to = w.file(name);
+        if from.canonicalize().ok() != to.canonicalize().ok() {
+            write_file(&to, read_file(from)?)?;
+        }
+        Ok(to)
+    };
+    let model_copy = copy(model, "network.onnx")?;
+    let input_copy = copy(input, "input.json")?;
+    gen_settings(&model_copy, &w.file("settings.json"), &options.settings)?;
+    let compiled = compile(&model_copy, &w.file("settings.json"), &w.file("model.compiled"))?;
+    let srs = options.srs.as_deref();
+    let setup = setup(&w.file("model.compiled"), srs, &w.file("pk.bin"), &w.file("vk.bin"))?;
+    let proved = prove(&w.file("model.compiled"), &w.file("pk.bin"), &input_copy, srs, &w.file("witness.json"), &w.file("proof.json"))?;
+    let verify_seconds = verify(&w.file("vk.bin"), &w.file("proof.json"), srs)?;
+    let verifier = create_evm_verifier(&w.file("vk.bin"), srs, &w.file("Verifier.sol"), options.solc.as_deref())?;
+    let evm = verify_evm(&w.file("proof.json"), &w.file("Verifier.json"), options.rpc_url.as_deref())?;
+    if let Some(deployment) = &evm.deployment {
+        write_json(&w.file("deployment.json"), deployment)?;
+    }
+
+    let inputs = load_input(&input_copy, &compiled.model.input_shapes())?;
+    let reference_outputs = run_float(&model_copy, &compiled.settings.input_shapes, &inputs)?;
+    let (max_abs_error, mean_abs_error) = output_errors(&proved.proof.outputs, &reference_outputs);
+    let report = Report {
+        model: model.display().to_string(),
+        k: compiled.shape.k,
+        advice_columns: compiled.shape.config.num_advice_per_phase.iter().sum(),
+        advice_cells: compiled.shape.advice_cells,
+        num_instances: compiled.shape.num_instances,
+        setup_seconds: setup.seconds,
+        prove_seconds: proved.seconds,
+        verify_seconds,
+        proof_bytes: proved.proof.proof_bytes(&w.file("proof.json"))?.len(),
+        verified: true,
+        evm_verified: evm.verification.verified,
+        evm_gas: evm.verification.gas_used,
+        evm: options.rpc_url.clone().unwrap_or_else(|| "in-process revm".into()),
+        verifier_runtime_bytes: verifier.runtime.len(),
+        outputs: proved.proof.outputs.clone(),
+        reference_outputs,
+        max_abs_error,
+        mean_abs_error,
+        insecure_srs: setup.srs.insecure,
+    };
+    write_json(&w.file("report.json"), &report)?;
+    if !evm.verification.verified {
+        return Err(Error::Rejected(format!("the EVM verifier rejected a proof that verified natively: {}", evm.verification.reason.unwrap_or_default())));
+    }
+    Ok(report)
+}

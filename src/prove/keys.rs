@@ -1,0 +1,118 @@
+//! Proving and verifying keys on disk: a versioned header (JSON) followed by halo2's bytes, so
+//! that a key from another circuit or another zkinfer version is refused before it is read.
+
+use std::path::Path;
+
+use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
+use halo2_base::halo2_proofs::halo2curves::bn256::{Fr, G1Affine};
+use halo2_base::halo2_proofs::plonk::{ProvingKey, VerifyingKey};
+use halo2_base::halo2_proofs::SerdeFormat;
+use serde::{Deserialize, Serialize};
+
+use super::srs::SrsInfo;
+use crate::circuit::CircuitShape;
+use crate::error::{read_file, write_file, Error, Result};
+
+const MAGIC: &[u8; 8] = b"ZKINFER\0";
+/// Version of the key file layout; bumped whenever the circuit or the layout changes.
+pub const KEY_FORMAT_VERSION: u32 = 1;
+
+/// What a key file says about itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyHeader {
+    /// "proving key" or "verifying key".
+    pub kind: String,
+    /// Key layout version ([`KEY_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The zkinfer version that wrote it.
+    pub zkinfer_version: String,
+    /// Digest of the compiled circuit the key belongs to.
+    pub circuit_digest: String,
+    /// The circuit's geometry, needed to read the key and to prove.
+    pub shape: CircuitShape,
+    /// The SRS the key was made with.
+    pub srs: SrsInfo,
+}
+
+fn write_key(path: &Path, header: &KeyHeader, body: &[u8]) -> Result<()> {
+    let header_json = serde_json::to_vec(header).expect("headers serialize");
+    let mut bytes = Vec::with_capacity(12 + header_json.len() + body.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(header_json.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&header_json);
+    bytes.extend_from_slice(body);
+    write_file(path, bytes)
+}
+
+fn read_header<'a>(path: &Path, bytes: &'a [u8], kind: &str) -> Result<(KeyHeader, &'a [u8])> {
+    let not_a_key = || Error::artifact(path, format!("not a zkinfer {kind} file; create it with `zkinfer setup`"));
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        return Err(not_a_key());
+    }
+    let len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let header_bytes = bytes.get(12..12 + len).ok_or_else(not_a_key)?;
+    let header: KeyHeader = serde_json::from_slice(header_bytes).map_err(|_| not_a_key())?;
+    if header.kind != kind {
+        return Err(Error::artifact(path, format!("this is a {}, not a {kind}", header.kind)));
+    }
+    if header.format_version != KEY_FORMAT_VERSION {
+        return Err(Error::artifact(
+            path,
+            format!(
+                "written by zkinfer {} (key format {}), this zkinfer {} reads format {KEY_FORMAT_VERSION}; run `zkinfer setup` again",
+                header.zkinfer_version,
+                header.format_version,
+                env!("CARGO_PKG_VERSION")
+            ),
+        ));
+    }
+    Ok((header, &bytes[12 + len..]))
+}
+
+/// Checks that a key belongs to the circuit with digest `expected`.
+pub fn check_digest(what: &Path, found: &str, expected: &str) -> Result<()> {
+    if found != expected {
+        return Err(Error::CircuitMismatch { what: what.display().to_string(), found: found.to_string(), expected: expected.to_string() });
+    }
+    Ok(())
+}
+
+fn read_halo2<T>(path: &Path, kind: &str, read: impl FnOnce() -> std::io::Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(Ok(key)) => Ok(key),
+        Ok(Err(e)) => Err(Error::artifact(path, format!("the {kind} is damaged ({e}); run `zkinfer setup` again"))),
+        Err(_) => Err(Error::artifact(path, format!("the {kind} is damaged; run `zkinfer setup` again"))),
+    }
+}
+
+/// Writes a proving key.
+pub fn write_pk(path: &Path, header: &KeyHeader, pk: &ProvingKey<G1Affine>) -> Result<()> {
+    let mut body = Vec::new();
+    pk.write(&mut body, SerdeFormat::RawBytesUnchecked).map_err(|e| Error::io("write", path, e))?;
+    write_key(path, header, &body)
+}
+
+/// Reads a proving key and its header.
+pub fn read_pk(path: &Path) -> Result<(KeyHeader, ProvingKey<G1Affine>)> {
+    let bytes = read_file(path)?;
+    let (header, mut body) = read_header(path, &bytes, "proving key")?;
+    let params = header.shape.config.clone();
+    let pk = read_halo2(path, "proving key", || ProvingKey::read::<_, BaseCircuitBuilder<Fr>>(&mut body, SerdeFormat::RawBytesUnchecked, params))?;
+    Ok((header, pk))
+}
+
+/// Writes a verifying key.
+pub fn write_vk(path: &Path, header: &KeyHeader, vk: &VerifyingKey<G1Affine>) -> Result<()> {
+    let mut body = Vec::new();
+    vk.write(&mut body, SerdeFormat::RawBytes).map_err(|e| Error::io("write", path, e))?;
+    write_key(path, header, &body)
+}
+
+/// Reads a verifying key and its header.
+pub fn read_vk(path: &Path) -> Result<(KeyHeader, VerifyingKey<G1Affine>)> {
+    let bytes = read_file(path)?;
+    let (header, mut body) = read_header(path, &bytes, "verifying key")?;
+    let params = header.shape.config.clone();
+    let vk = read_halo2(path, "verifying key", || VerifyingKey::read::<_, BaseCircuitBuilder<Fr>>(&mut body, SerdeFormat::RawBytes, params))?;
+    Ok((header, vk))
+}

@@ -1,0 +1,167 @@
+//! Proving and native verification (SHPLONK, Keccak transcript: the one the EVM verifier reads),
+//! and `proof.json`.
+
+use std::path::Path;
+
+use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
+use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
+use halo2_base::halo2_proofs::halo2curves::ff::PrimeField;
+use halo2_base::halo2_proofs::plonk::{create_proof, keygen_pk, keygen_vk, verify_proof, ProvingKey, VerifyingKey};
+use halo2_base::halo2_proofs::poly::commitment::ParamsProver;
+use halo2_base::halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
+use halo2_base::halo2_proofs::poly::kzg::multiopen::{ProverSHPLONK, VerifierSHPLONK};
+use halo2_base::halo2_proofs::poly::kzg::strategy::SingleStrategy;
+use halo2_base::halo2_proofs::transcript::{TranscriptReadBuffer, TranscriptWriterBuffer};
+use serde::{Deserialize, Serialize};
+use snark_verifier_sdk::snark_verifier::system::halo2::transcript::evm::EvmTranscript;
+
+use crate::error::{read_json, Error, Result};
+
+/// Version of the `proof.json` layout.
+pub const PROOF_FORMAT_VERSION: u32 = 1;
+
+/// Which Fiat–Shamir transcript a proof uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TranscriptKind {
+    /// Keccak-256: what the Solidity verifier reads.
+    Keccak,
+    /// Poseidon: what the aggregation circuit reads.
+    Poseidon,
+}
+
+/// Where a run of public instances comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpan {
+    /// "input" or "output".
+    pub kind: String,
+    /// Which model input or output.
+    pub index: usize,
+    /// First instance of the run.
+    pub offset: usize,
+    /// Number of instances.
+    pub len: usize,
+    /// Tensor shape.
+    pub shape: Vec<usize>,
+    /// Fixed-point scale (bits): value = instance / 2^scale, instances above p/2 being negative.
+    pub scale: u32,
+}
+
+/// The contents of `proof.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProofFile {
+    /// Layout version ([`PROOF_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// zkinfer version that wrote it.
+    pub zkinfer_version: String,
+    /// Digest of the circuit proved.
+    pub circuit_digest: String,
+    /// The transcript.
+    pub transcript: TranscriptKind,
+    /// The proof bytes, 0x-prefixed hex.
+    pub proof: String,
+    /// Public instances, one list per instance column, each a 0x-prefixed 32-byte big-endian word.
+    pub instances: Vec<Vec<String>>,
+    /// What each run of instances is.
+    pub instance_layout: Vec<InstanceSpan>,
+    /// The dequantized outputs, for reading (the instances are what is proven).
+    pub outputs: Vec<Vec<f64>>,
+    /// True when the proof was made with the insecure development SRS.
+    pub insecure_srs: bool,
+}
+
+/// A field element as a 0x-prefixed 32-byte big-endian word (as the EVM reads it).
+pub fn fr_to_hex(x: &Fr) -> String {
+    let mut bytes = x.to_repr();
+    bytes.as_mut().reverse();
+    format!("0x{}", hex::encode(bytes.as_ref()))
+}
+
+/// Parses a word written by [`fr_to_hex`]; `None` if it is not a canonical field element.
+pub fn fr_from_hex(s: &str) -> Option<Fr> {
+    let bytes = hex::decode(s.strip_prefix("0x").unwrap_or(s)).ok()?;
+    let mut repr = <Fr as PrimeField>::Repr::default();
+    if bytes.len() != 32 {
+        return None;
+    }
+    repr.as_mut().copy_from_slice(&bytes);
+    repr.as_mut().reverse();
+    Option::from(Fr::from_repr(repr))
+}
+
+impl ProofFile {
+    /// Reads `proof.json`, checking its version.
+    pub fn load(path: &Path) -> Result<Self> {
+        let file: ProofFile = read_json(path)?;
+        if file.format_version != PROOF_FORMAT_VERSION {
+            return Err(Error::artifact(
+                path,
+                format!("proof format {} (zkinfer {}) is not the format {PROOF_FORMAT_VERSION} this zkinfer reads; prove again", file.format_version, file.zkinfer_version),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// The proof bytes.
+    pub fn proof_bytes(&self, path: &Path) -> Result<Vec<u8>> {
+        hex::decode(self.proof.strip_prefix("0x").unwrap_or(&self.proof)).map_err(|e| Error::artifact(path, format!("the proof field is not hex: {e}")))
+    }
+
+    /// The public instances as field elements.
+    pub fn instance_values(&self, path: &Path) -> Result<Vec<Vec<Fr>>> {
+        self.instances
+            .iter()
+            .map(|column| {
+                column
+                    .iter()
+                    .map(|w| fr_from_hex(w).ok_or_else(|| Error::artifact(path, format!("instance {w} is not a 32-byte field element"))))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Generates the verifying and proving keys of a keygen-stage circuit.
+pub fn keygen(params: &ParamsKZG<Bn256>, circuit: &BaseCircuitBuilder<Fr>) -> Result<(VerifyingKey<G1Affine>, ProvingKey<G1Affine>)> {
+    let fail = |e: halo2_base::halo2_proofs::plonk::Error| Error::Proving { stage: "key generation", reason: e.to_string() };
+    let vk = keygen_vk(params, circuit).map_err(fail)?;
+    let pk = keygen_pk(params, vk.clone(), circuit).map_err(fail)?;
+    Ok((vk, pk))
+}
+
+/// Proves a prover-stage circuit with the Keccak transcript.
+pub fn prove_keccak(params: &ParamsKZG<Bn256>, pk: &ProvingKey<G1Affine>, circuit: BaseCircuitBuilder<Fr>, instances: &[Fr]) -> Result<Vec<u8>> {
+    let mut transcript = TranscriptWriterBuffer::<_, G1Affine, _>::init(Vec::new());
+    let rng = rand::rngs::OsRng;
+    create_proof::<KZGCommitmentScheme<Bn256>, ProverSHPLONK<'_, Bn256>, _, _, EvmTranscript<G1Affine, _, _, _>, _>(
+        params,
+        pk,
+        &[circuit],
+        &[&[instances]],
+        rng,
+        &mut transcript,
+    )
+    .map_err(|e| Error::Proving { stage: "proving", reason: e.to_string() })?;
+    Ok(transcript.finalize())
+}
+
+/// Verifies a Keccak-transcript proof natively. Any failure, including a malformed proof, is
+/// reported as a rejection.
+pub fn verify_keccak(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>, proof: &[u8], instances: &[Fr]) -> Result<()> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut transcript = TranscriptReadBuffer::<_, G1Affine, _>::init(proof);
+        verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, EvmTranscript<G1Affine, _, _, _>, _>(
+            params.verifier_params(),
+            vk,
+            SingleStrategy::new(params),
+            &[&[instances]],
+            &mut transcript,
+        )
+    }));
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Rejected(format!("the proof does not verify against this verifying key and these public instances ({e})"))),
+        Err(_) => Err(Error::Rejected("the proof is malformed".into())),
+    }
+}
+

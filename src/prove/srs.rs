@@ -1,0 +1,173 @@
+//! The structured reference string: an insecure development SRS generated and cached locally,
+//! or a ceremony file in halo2's serialization supplied by the user; either is downsized to k.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
+use halo2_base::halo2_proofs::poly::commitment::{Params, ParamsProver};
+use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
+use halo2_base::halo2_proofs::SerdeFormat;
+use rand_chacha::rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The seed of the development SRS. Anyone can recompute its secret: proofs made with it prove
+/// nothing to a third party. It exists so that development needs no ceremony file.
+pub const DEV_SRS_SEED: u64 = 0x7a6b_696e_6665_72; // "zkinfer"
+
+/// Where an SRS came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrsInfo {
+    /// True for the development SRS, whose toxic waste is public.
+    pub insecure: bool,
+    /// "development (insecure)" or the ceremony file's path.
+    pub source: String,
+    /// SHA-256 of the G2 points (`g2`, `s_g2`), which fix the SRS whatever its size.
+    pub g2_digest: String,
+}
+
+/// A loaded SRS, sized to the circuit.
+pub struct Srs {
+    /// halo2's KZG parameters.
+    pub params: ParamsKZG<Bn256>,
+    /// Its provenance.
+    pub info: SrsInfo,
+}
+
+/// The folder zkinfer caches development SRS files in: `$ZKINFER_CACHE`, else
+/// `$XDG_CACHE_HOME/zkinfer`, else `~/.cache/zkinfer`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ZKINFER_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("zkinfer");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("zkinfer")
+}
+
+fn dev_srs_path(k: u32) -> PathBuf {
+    cache_dir().join("srs").join(format!("dev-insecure-bn254-k{k}.srs"))
+}
+
+/// The digest of the SRS's G2 points.
+pub fn g2_digest(params: &ParamsKZG<Bn256>) -> String {
+    let mut bytes = Vec::new();
+    params.g2().write(&mut bytes, SerdeFormat::RawBytes).expect("writing to memory");
+    params.s_g2().write(&mut bytes, SerdeFormat::RawBytes).expect("writing to memory");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+use halo2_base::halo2_proofs::halo2curves::serde::SerdeObject as _;
+
+/// Loads an SRS for circuits of 2^k rows: the user's file when given, else the cached
+/// development SRS (generated on first use and labelled insecure).
+pub fn load_srs(k: u32, file: Option<&Path>) -> Result<Srs> {
+    match file {
+        Some(path) => load_ceremony_file(k, path),
+        None => load_dev_srs(k),
+    }
+}
+
+fn read_params(path: &Path, format: SerdeFormat) -> Result<ParamsKZG<Bn256>> {
+    let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    ParamsKZG::<Bn256>::read_custom(&mut reader, format).map_err(|e| Error::Srs(format!("{}: not a halo2 KZG parameter file: {e}", path.display())))
+}
+
+fn load_ceremony_file(k: u32, path: &Path) -> Result<Srs> {
+    let len = std::fs::metadata(path).map_err(|e| Error::io("read", path, e))?.len();
+    let mut header = [0u8; 4];
+    std::io::Read::read_exact(&mut File::open(path).map_err(|e| Error::io("read", path, e))?, &mut header)
+        .map_err(|_| Error::Srs(format!("{} is too short to be a KZG parameter file", path.display())))?;
+    let file_k = u32::from_le_bytes(header);
+    if file_k > 30 {
+        return Err(Error::Srs(format!("{} is not a halo2 KZG parameter file (header says k = {file_k})", path.display())));
+    }
+    if file_k < k {
+        return Err(Error::Srs(format!("{} holds 2^{file_k} points but the circuit needs k = {k}; supply a larger SRS", path.display())));
+    }
+    // Uncompressed points are 64 bytes (G1) and 128 (G2); compressed ("processed") ones half that.
+    let n = 1u64 << file_k;
+    let format = if len == 4 + 2 * n * 64 + 2 * 128 {
+        SerdeFormat::RawBytes
+    } else if len == 4 + 2 * n * 32 + 2 * 64 {
+        SerdeFormat::Processed
+    } else {
+        return Err(Error::Srs(format!("{} has {len} bytes, which matches no halo2 KZG layout for k = {file_k}", path.display())));
+    };
+    let mut params = read_params(path, format)?;
+    if file_k > k {
+        params.downsize(k);
+    }
+    let info = SrsInfo { insecure: false, source: path.display().to_string(), g2_digest: g2_digest(&params) };
+    Ok(Srs { params, info })
+}
+
+fn load_dev_srs(k: u32) -> Result<Srs> {
+    let exact = dev_srs_path(k);
+    let params = if exact.is_file() {
+        read_params(&exact, SerdeFormat::RawBytesUnchecked)?
+    } else if let Some(larger) = (k + 1..=28).map(dev_srs_path).find(|p| p.is_file()) {
+        let mut params = read_params(&larger, SerdeFormat::RawBytesUnchecked)?;
+        params.downsize(k);
+        params
+    } else {
+        tracing::warn!("generating the INSECURE development SRS for k = {k} (cached in {})", exact.display());
+        let spinner = crate::progress::spinner(format!("generating development SRS (k = {k}, insecure)"));
+        let params = ParamsKZG::<Bn256>::setup(k, rand_chacha::ChaCha20Rng::seed_from_u64(DEV_SRS_SEED));
+        spinner.finish_and_clear();
+        write_atomically(&exact, &params)?;
+        params
+    };
+    let info = SrsInfo { insecure: true, source: "development (INSECURE: its secret is public)".into(), g2_digest: g2_digest(&params) };
+    Ok(Srs { params, info })
+}
+
+/// Writes parameters through a temporary file, so that a concurrent reader never sees half a file.
+pub fn write_atomically(path: &Path, params: &ParamsKZG<Bn256>) -> Result<()> {
+    let dir = path.parent().expect("SRS paths have a folder");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("srs"), std::process::id()));
+    let file = File::create(&tmp).map_err(|e| Error::io("write", &tmp, e))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    params.write_custom(&mut writer, SerdeFormat::RawBytesUnchecked).map_err(|e| Error::io("write", &tmp, e))?;
+    drop(writer);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))
+}
+
+/// The first G1 point, to tell SRS files apart in tests.
+pub fn first_point(params: &ParamsKZG<Bn256>) -> G1Affine {
+    params.get_g()[1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_larger_srs_downsizes_to_the_same_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = ParamsKZG::<Bn256>::setup(6, rand_chacha::ChaCha20Rng::seed_from_u64(DEV_SRS_SEED));
+        let file = dir.path().join("ceremony.srs");
+        let mut bytes = Vec::new();
+        big.write_custom(&mut bytes, SerdeFormat::RawBytes).unwrap();
+        std::fs::write(&file, &bytes).unwrap();
+        let small = load_srs(4, Some(&file)).unwrap();
+        let direct = ParamsKZG::<Bn256>::setup(4, rand_chacha::ChaCha20Rng::seed_from_u64(DEV_SRS_SEED));
+        assert_eq!(small.params.k(), 4);
+        assert_eq!(small.params.get_g(), direct.get_g());
+        assert_eq!(first_point(&small.params), first_point(&direct));
+        assert_eq!(small.info.g2_digest, g2_digest(&direct));
+        assert!(!small.info.insecure);
+        let too_small = load_srs(8, Some(&file)).err().unwrap().to_string();
+        assert!(too_small.contains("needs k = 8"), "{too_small}");
+        std::fs::write(&file, b"garbage!").unwrap();
+        assert!(load_srs(4, Some(&file)).is_err());
+    }
+}
