@@ -14,7 +14,7 @@ use crate::settings::Settings;
 pub const COMPILED_FORMAT_VERSION: u32 = 1;
 
 /// `model.compiled`: the quantized graph and the circuit geometry chosen for it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CompiledModel {
     /// Layout version ([`COMPILED_FORMAT_VERSION`]).
     pub format_version: u32,

@@ -116,7 +116,8 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
     let srs = load_srs(k, srs_file)?;
     warn_if_insecure(&srs.info);
     let laid = build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
-    if laid.builder.config_params != compiled.shape.config || laid.builder.break_points() != compiled.shape.break_points {
+    let same = serde_json::to_value(&laid.builder.config_params).ok() == serde_json::to_value(&compiled.shape.config).ok();
+    if !same || laid.builder.break_points() != compiled.shape.break_points {
         return Err(Error::artifact(compiled_path, "the circuit laid out differently than at compile time; run `zkinfer compile` again"));
     }
     let (keys, seconds) = timed(&format!("generating keys (k = {k})"), || prove::keygen(&srs.params, &laid.builder));

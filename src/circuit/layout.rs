@@ -21,7 +21,7 @@ pub const MIN_K: u32 = 10;
 pub const MAX_K: u32 = 26;
 
 /// Everything about the circuit's geometry that keygen and proving must agree on.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CircuitShape {
     /// The circuit has 2^k rows.
     pub k: u32,

@@ -3,7 +3,6 @@
 
 use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
-use halo2_base::utils::ScalarField;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
 use super::field::{fe, to_i128};

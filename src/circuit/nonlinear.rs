@@ -71,6 +71,6 @@ mod tests {
             let v = ctx.load_witness(fe(7));
             vec![layout_relu(ctx, range, v, 16, true)]
         };
-        assert_sound::<Box<dyn Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>>>>(Box::new(honest), vec![Box::new(tampered)]);
+        assert_sound::<crate::circuit::soundness::Gadget<'_>>(Box::new(honest), vec![Box::new(tampered)]);
     }
 }

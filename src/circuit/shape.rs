@@ -43,15 +43,15 @@ mod tests {
         let honest = |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
             let a: Vec<_> = [1i128, -2].iter().map(|&v| ctx.load_witness(fe(v))).collect();
             let b = vec![ctx.load_witness(fe(5))];
-            let sum = layout_add(ctx, range.gate(), (&a, &[2]), (&b, &[1]), &[2]);
-            let shifted = layout_add_const(ctx, range.gate(), (&sum, &[2]), &[10, 20], &[2]);
+            let sum = layout_add(ctx, &range.gate, (&a, &[2]), (&b, &[1]), &[2]);
+            let shifted = layout_add_const(ctx, &range.gate, (&sum, &[2]), &[10, 20], &[2]);
             assert_eq!(shifted.iter().map(|c| *c.value()).collect::<Vec<_>>(), vec![fe(16), fe(23)]);
             shifted
         };
         let lying = |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
             let a: Vec<_> = [1i128, -2].iter().map(|&v| ctx.load_witness(fe(v))).collect();
             let b = vec![ctx.load_witness(fe(5))];
-            let _ = layout_add(ctx, range.gate(), (&a, &[2]), (&b, &[1]), &[2]);
+            let _ = layout_add(ctx, &range.gate, (&a, &[2]), (&b, &[1]), &[2]);
             vec![ctx.load_witness(fe(16)), ctx.load_witness(fe(24))]
         };
         assert_outputs_bound(honest, lying);

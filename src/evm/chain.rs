@@ -1,5 +1,6 @@
 //! A real EVM node over JSON-RPC (alloy): deploy the verifier and verify a proof on it.
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
@@ -79,7 +80,7 @@ async fn verify_on_chain_async(url: &str, bytecode: &[u8], calldata: &[u8]) -> R
     let deployment = Deployment { chain_id, address: address.to_string(), tx_hash: receipt.transaction_hash.to_string(), gas_used: receipt.gas_used };
 
     let call = TransactionRequest::default().with_from(from).with_to(address).with_input(calldata.to_vec());
-    if let Err(e) = within(url, "calling the verifier", provider.call(call.clone())).await? {
+    if let Err(e) = within(url, "calling the verifier", provider.call(call.clone()).into_future()).await? {
         return Ok((EvmVerification { verified: false, gas_used: None, reason: Some(format!("the verifier reverted: {e}")) }, deployment));
     }
     let pending = within(url, "sending the verification", provider.send_transaction(call)).await?.map_err(|e| Error::Evm(format!("verification transaction failed: {e}")))?;

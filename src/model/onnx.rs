@@ -77,7 +77,7 @@ impl<'a> Importer<'a> {
         let cast = tensor
             .cast_to::<f32>()
             .map_err(|e| self.malformed(format!("tensor '{name}' of type {:?}: {e:#}", tensor.datum_type())))?;
-        let view = cast.to_array_view::<f32>().expect("cast to f32 gives f32");
+        let view = cast.to_plain_array_view::<f32>().expect("cast to f32 gives f32");
         Ok(Tensor::new(tensor.shape().to_vec(), view.iter().copied().collect()))
     }
 

@@ -28,7 +28,7 @@ pub fn run_float(path: &Path, input_shapes: &[Vec<usize>], inputs: &[Vec<f32>]) 
         .iter()
         .map(|t| {
             let t = t.cast_to::<f32>().map_err(fail)?;
-            Ok(t.as_slice::<f32>().map_err(fail)?.to_vec())
+            Ok(t.to_plain_array_view::<f32>().map_err(fail)?.iter().copied().collect())
         })
         .collect()
 }

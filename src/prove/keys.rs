@@ -18,7 +18,7 @@ const MAGIC: &[u8; 8] = b"ZKINFER\0";
 pub const KEY_FORMAT_VERSION: u32 = 1;
 
 /// What a key file says about itself.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyHeader {
     /// "proving key" or "verifying key".
     pub kind: String,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
 use halo2_base::halo2_proofs::poly::commitment::{Params, ParamsProver};
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
-use halo2_base::halo2_proofs::SerdeFormat;
+use halo2_base::halo2_proofs::{SerdeCurveAffine, SerdeFormat};
 use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -62,8 +62,6 @@ pub fn g2_digest(params: &ParamsKZG<Bn256>) -> String {
     params.s_g2().write(&mut bytes, SerdeFormat::RawBytes).expect("writing to memory");
     hex::encode(Sha256::digest(&bytes))
 }
-
-use halo2_base::halo2_proofs::halo2curves::serde::SerdeObject as _;
 
 /// Loads an SRS for circuits of 2^k rows: the user's file when given, else the cached
 /// development SRS (generated on first use and labelled insecure).
