@@ -117,17 +117,19 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
     warn_if_insecure(&srs.info);
     let laid = build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
     let same = serde_json::to_value(&laid.builder.config_params).ok() == serde_json::to_value(&compiled.shape.config).ok();
-    if !same || laid.builder.break_points() != compiled.shape.break_points {
+    if !same {
         return Err(Error::artifact(compiled_path, "the circuit laid out differently than at compile time; run `zkinfer compile` again"));
     }
     let (keys, seconds) = timed(&format!("generating keys (k = {k})"), || prove::keygen(&srs.params, &laid.builder));
     let (vk, pk) = keys?;
+    let break_points = laid.builder.break_points();
     let header = |kind: &str| KeyHeader {
         kind: kind.into(),
         format_version: KEY_FORMAT_VERSION,
         zkinfer_version: env!("CARGO_PKG_VERSION").into(),
         circuit_digest: compiled.circuit_digest.clone(),
         shape: compiled.shape.clone(),
+        break_points: break_points.clone(),
         srs: srs.info.clone(),
     };
     prove::write_vk(vk_out, &header("verifying key"), &vk)?;
@@ -176,7 +178,7 @@ pub fn prove(compiled_path: &Path, pk_path: &Path, input_path: &Path, srs_file: 
 
     let start = Instant::now();
     let bar = crate::progress::spinner(format!("proving (k = {})", compiled.shape.k));
-    let laid = build_circuit(model, &quantized, Stage::Prove(&compiled.shape))?;
+    let laid = build_circuit(model, &quantized, Stage::Prove(&compiled.shape, &header.break_points))?;
     let matches = laid.values.iter().zip(&reference).all(|(c, r)| c.len() == r.len() && c.iter().zip(r).all(|(&a, &b)| a == b as i128));
     if !matches {
         bar.finish_and_clear();

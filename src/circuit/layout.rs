@@ -29,8 +29,6 @@ pub struct CircuitShape {
     pub lookup_bits: usize,
     /// Columns per phase, as halo2-base computed them.
     pub config: BaseCircuitParams,
-    /// Where halo2-base breaks the virtual advice column into physical columns.
-    pub break_points: Vec<Vec<usize>>,
     /// Number of public instances (one instance column).
     pub num_instances: usize,
     /// Advice cells used (all phases).
@@ -52,8 +50,8 @@ pub enum Stage<'a> {
         /// log2 rows.
         k: u32,
     },
-    /// For proving, with the geometry fixed at keygen.
-    Prove(&'a CircuitShape),
+    /// For proving, with the geometry fixed at compile time and the break points found at keygen.
+    Prove(&'a CircuitShape, &'a [Vec<usize>]),
 }
 
 /// A laid-out circuit with the values it computed.
@@ -80,7 +78,7 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                 .use_lookup_bits(lookup_bits_for(*k))
                 .use_instance_columns(1)
         }
-        Stage::Prove(shape) => BaseCircuitBuilder::prover(shape.config.clone(), shape.break_points.clone()),
+        Stage::Prove(shape, break_points) => BaseCircuitBuilder::prover(shape.config.clone(), break_points.to_vec()),
     };
     let range = builder.range_chip();
     let gate = range.gate();
@@ -131,7 +129,7 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
     exposed.extend(public_outputs);
     let instances = exposed.iter().map(|c| *c.value()).collect();
     builder.assigned_instances[0] = exposed;
-    if !matches!(stage, Stage::Prove(_)) {
+    if !matches!(stage, Stage::Prove(..)) {
         builder.calculate_params(Some(BLINDING_ROWS));
     }
     Ok(LaidOut { builder, values, instances })
@@ -150,7 +148,6 @@ pub fn shape_at(model: &QuantizedModel, k: u32) -> Result<CircuitShape> {
         k,
         lookup_bits: lookup_bits_for(k),
         config: laid.builder.config_params.clone(),
-        break_points: laid.builder.break_points(),
         num_instances: laid.instances.len(),
         advice_cells: stats.gate.total_advice_per_phase.iter().sum(),
         lookup_cells: stats.total_lookup_advice_per_phase.iter().sum(),

@@ -30,6 +30,9 @@ pub struct KeyHeader {
     pub circuit_digest: String,
     /// The circuit's geometry, needed to read the key and to prove.
     pub shape: CircuitShape,
+    /// Where halo2-base broke the virtual advice column into physical columns at keygen; the
+    /// prover must break it at the same places.
+    pub break_points: Vec<Vec<usize>>,
     /// The SRS the key was made with.
     pub srs: SrsInfo,
 }
