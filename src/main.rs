@@ -150,8 +150,11 @@ enum Command {
         #[arg(long, default_value = "Verifier.json")]
         verifier: PathBuf,
         /// A JSON-RPC node; without it, an in-process EVM is used.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "anvil")]
         rpc_url: Option<String>,
+        /// Start a local anvil (the pinned one from npm) for this verification, then stop it.
+        #[arg(long)]
+        anvil: bool,
     },
     /// Every step in one working directory, then report.json.
     Run {
@@ -226,7 +229,9 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let c = pipeline::create_evm_verifier(&vk, srs.as_deref(), &sol, solc.as_deref())?;
             println!("wrote {} and {} (runtime bytecode {} bytes, solc {})", sol.display(), pipeline::verifier_artifact_path(&sol).display(), c.runtime.len(), c.solc_version);
         }
-        Command::VerifyEvm { proof, verifier, rpc_url } => {
+        Command::VerifyEvm { proof, verifier, rpc_url, anvil } => {
+            let node = if anvil { Some(zkinfer::evm::anvil::spawn_anvil()?) } else { None };
+            let rpc_url = node.as_ref().map(|n| n.endpoint()).or(rpc_url);
             let out = pipeline::verify_evm(&proof, &verifier, rpc_url.as_deref())?;
             let place = rpc_url.as_deref().unwrap_or("in-process EVM");
             if !out.verification.verified {

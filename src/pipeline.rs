@@ -95,8 +95,9 @@ pub fn srs_for_key(k: u32, recorded: &SrsInfo, srs_file: Option<&Path>) -> Resul
 }
 
 fn warn_if_insecure(info: &SrsInfo) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
     if info.insecure {
-        tracing::warn!("using the INSECURE development SRS: anyone can forge proofs against these keys; pass --srs with a ceremony file for real use");
+        ONCE.call_once(|| tracing::warn!("using the INSECURE development SRS: anyone can forge proofs against these keys; pass --srs with a ceremony file for real use"));
     }
 }
 

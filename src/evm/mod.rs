@@ -1,5 +1,6 @@
 //! The EVM side: Solidity generation and compilation, the in-process EVM, and real chains.
 
+pub mod anvil;
 pub mod chain;
 pub mod inproc;
 pub mod solidity;

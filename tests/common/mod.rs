@@ -1,0 +1,97 @@
+//! Helpers shared by the integration tests: run the `zkinfer` binary as a user would.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An example's folder.
+pub fn example(name: &str) -> PathBuf {
+    root().join("examples").join(name)
+}
+
+/// A test fixture.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests").join("fixtures").join(name)
+}
+
+/// Runs `zkinfer` with `args` in `dir`.
+pub fn zkinfer(dir: &Path, args: &[&str]) -> Output {
+    zkinfer_env(dir, args, &[])
+}
+
+/// Runs `zkinfer` with `args` in `dir` and extra environment variables.
+pub fn zkinfer_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zkinfer"));
+    cmd.args(args).current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("zkinfer runs")
+}
+
+/// Runs `zkinfer` and asserts success; returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = zkinfer(dir, args);
+    assert!(out.status.success(), "zkinfer {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `zkinfer` and asserts it fails with one clear `error:` line and no panic; returns it.
+pub fn fails(dir: &Path, args: &[&str]) -> String {
+    fails_env(dir, args, &[])
+}
+
+/// As [`fails`], with extra environment variables.
+pub fn fails_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = zkinfer_env(dir, args, env);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "zkinfer {args:?} should have failed");
+    assert!(!stderr.contains("panicked"), "zkinfer {args:?} panicked:\n{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line from {args:?}, got:\n{stderr}");
+    errors[0].to_string()
+}
+
+/// Reads a JSON file.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Writes a JSON file.
+pub fn write_json(path: &Path, value: &serde_json::Value) {
+    std::fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+}
+
+/// Runs the whole pipeline on `model` and `input` into a fresh temporary folder.
+pub fn run_pipeline(model: &Path, input: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    ok(dir.path(), &["run", "-M", model.to_str().unwrap(), "-D", input.to_str().unwrap(), "--dir", out.to_str().unwrap()]);
+    dir
+}
+
+/// A copy of `proof.json` with the proof bytes flipped at `positions` (fractions of its length).
+pub fn tamper_proof_bytes(proof: &serde_json::Value, position: f64) -> serde_json::Value {
+    let mut p = proof.clone();
+    let hex_proof = p["proof"].as_str().unwrap().trim_start_matches("0x").to_string();
+    let mut bytes = hex::decode(hex_proof).unwrap();
+    let i = ((bytes.len() - 1) as f64 * position) as usize;
+    bytes[i] ^= 0x5a;
+    p["proof"] = serde_json::Value::String(format!("0x{}", hex::encode(bytes)));
+    p
+}
+
+/// A copy of `proof.json` with public instance `index` changed (as if another value were claimed).
+pub fn tamper_instance(proof: &serde_json::Value, index: usize) -> serde_json::Value {
+    let mut p = proof.clone();
+    let word = p["instances"][0][index].as_str().unwrap().trim_start_matches("0x").to_string();
+    let mut bytes = hex::decode(word).unwrap();
+    bytes[31] ^= 1;
+    p["instances"][0][index] = serde_json::Value::String(format!("0x{}", hex::encode(bytes)));
+    p
+}

@@ -1,0 +1,104 @@
+//! The pipeline as a user runs it: `zkinfer run` on the examples, then the proof checked natively,
+//! in the in-process EVM and on anvil, and tampered proofs and public inputs rejected everywhere.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn assert_rejected_everywhere(work: &Path, bad: &serde_json::Value, rpc_url: &str, what: &str) {
+    let path = work.join("bad-proof.json");
+    write_json(&path, bad);
+    let p = path.to_str().unwrap();
+    let native = fails(work, &["verify", "--proof", p]);
+    assert!(native.contains("rejected"), "{what}, native: {native}");
+    let revm = fails(work, &["verify-evm", "--proof", p]);
+    assert!(revm.contains("rejected"), "{what}, revm: {revm}");
+    let anvil = fails(work, &["verify-evm", "--proof", p, "--rpc-url", rpc_url]);
+    assert!(anvil.contains("rejected"), "{what}, anvil: {anvil}");
+}
+
+fn flat(values: &serde_json::Value) -> Vec<f64> {
+    values.as_array().unwrap().iter().flat_map(|o| o.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect()
+}
+
+/// Runs the pipeline and checks every artifact, the report, and the rejection of tampered
+/// proofs and public instances natively, on revm and on anvil.
+fn check_example(model: &Path, input: &Path, error_bound: f64) {
+    let dir = run_pipeline(model, input);
+    let work = dir.path().join("out");
+    for artifact in ["network.onnx", "input.json", "settings.json", "model.compiled", "pk.bin", "vk.bin", "witness.json", "proof.json", "Verifier.sol", "Verifier.json", "report.json"] {
+        assert!(work.join(artifact).is_file(), "{artifact} missing");
+    }
+    let report = json(&work.join("report.json"));
+    assert_eq!(report["verified"], true, "{report}");
+    assert_eq!(report["evm_verified"], true, "{report}");
+    assert!(report["evm_gas"].as_u64().unwrap() > 100_000, "{report}");
+    assert!(report["k"].as_u64().unwrap() >= 10);
+    assert!(report["proof_bytes"].as_u64().unwrap() > 0);
+    let (outputs, reference) = (flat(&report["outputs"]), flat(&report["reference_outputs"]));
+    assert_eq!(outputs.len(), reference.len());
+    let max_error = outputs.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!((max_error - report["max_abs_error"].as_f64().unwrap()).abs() < 1e-6, "{report}");
+    assert!(max_error <= error_bound, "error {max_error} over {error_bound}: {report}");
+
+    let proof = json(&work.join("proof.json"));
+    assert!(proof["proof"].as_str().unwrap().starts_with("0x"));
+    let instances = proof["instances"][0].as_array().unwrap().len();
+    assert_eq!(instances as u64, report["num_instances"].as_u64().unwrap());
+    ok(&work, &["verify"]);
+
+    let anvil = zkinfer::evm::anvil::spawn_anvil().expect("anvil starts");
+    let url = anvil.endpoint();
+    let on_anvil = ok(&work, &["verify-evm", "--rpc-url", &url]);
+    assert!(on_anvil.contains("verified on"), "{on_anvil}");
+    for position in [0.0, 0.1, 0.37, 0.5, 0.81, 1.0] {
+        assert_rejected_everywhere(&work, &tamper_proof_bytes(&proof, position), &url, &format!("proof byte at {position}"));
+    }
+    // The first instance is an input, the last an output.
+    assert_rejected_everywhere(&work, &tamper_instance(&proof, 0), &url, "wrong public input");
+    assert_rejected_everywhere(&work, &tamper_instance(&proof, instances - 1), &url, "wrong public output");
+}
+
+#[test]
+fn mlp_16_32_8_proves_and_verifies_natively_on_revm_and_on_anvil() {
+    check_example(&example("mlp_small").join("network.onnx"), &example("mlp_small").join("input.json"), 0.02);
+}
+
+#[test]
+fn mlp_784_128_10_proves_and_verifies_natively_on_revm_and_on_anvil() {
+    check_example(&example("mlp_mnist").join("network.onnx"), &example("mlp_mnist").join("input.json"), 0.05);
+}
+
+#[test]
+fn matmul_add_reshape_model_proves_and_verifies() {
+    check_example(&fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"), 0.02);
+}
+
+#[test]
+fn demo_prints_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["demo", "--dir", "demo"]);
+    assert!(out.contains("native OK"), "{out}");
+    assert!(out.contains("EVM (in-process revm): OK"), "{out}");
+    assert!(dir.path().join("demo/report.json").is_file());
+}
+
+#[test]
+fn each_stage_runs_as_its_own_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    std::fs::copy(example("mlp_small").join("network.onnx"), w.join("network.onnx")).unwrap();
+    std::fs::copy(example("mlp_small").join("input.json"), w.join("input.json")).unwrap();
+    ok(w, &["gen-settings", "--input-scale", "8", "--param-scale", "8"]);
+    assert_eq!(json(&w.join("settings.json"))["input_scale"], 8);
+    ok(w, &["compile"]);
+    ok(w, &["setup"]);
+    ok(w, &["prove"]);
+    assert!(ok(w, &["verify"]).contains("verified"));
+    ok(w, &["create-evm-verifier"]);
+    assert!(w.join("Verifier.json").is_file());
+    assert!(ok(w, &["verify-evm"]).contains("gas used"));
+    assert!(ok(w, &["verify-evm", "--anvil"]).contains("verified on http://127.0.0.1"));
+}

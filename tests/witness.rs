@@ -1,0 +1,60 @@
+//! The integer reference execution is bit for bit the witness the circuit checks, and the
+//! MockProver accepts it, for each example.
+
+mod common;
+
+use halo2_base::halo2_proofs::dev::MockProver;
+use zkinfer::circuit::layout::{build_circuit, choose_shape, Stage};
+use zkinfer::model::{import_onnx, load_input, QuantizedModel};
+use zkinfer::settings::{Settings, Visibilities};
+
+fn settings_for(graph: &zkinfer::model::Graph) -> Settings {
+    Settings {
+        zkinfer_version: "test".into(),
+        model_digest: String::new(),
+        input_scale: 7,
+        param_scale: 7,
+        activation_bits: 24,
+        visibility: Visibilities::default(),
+        k: None,
+        max_advice_columns: 8,
+        input_shapes: graph.input_shapes(),
+        output_shapes: graph.output_shapes(),
+    }
+}
+
+fn check(model: &std::path::Path, input: &std::path::Path) {
+    let graph = import_onnx(model).unwrap();
+    let settings = settings_for(&graph);
+    let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+    let inputs = quantized.quantize_inputs(&load_input(input, &quantized.input_shapes()).unwrap());
+    let reference = quantized.execute(&inputs).unwrap();
+    let shape = choose_shape(&quantized, None, 8).unwrap();
+    let laid = build_circuit(&quantized, &inputs, Stage::Mock { k: shape.k }).unwrap();
+    assert_eq!(laid.values.len(), reference.len());
+    for (node, (circuit, integer)) in quantized.nodes.iter().zip(laid.values.iter().zip(&reference)) {
+        let integer: Vec<i128> = integer.iter().map(|&v| v as i128).collect();
+        assert_eq!(circuit, &integer, "node {}", node.name);
+    }
+    let prover = MockProver::run(shape.k, &laid.builder, vec![laid.instances.clone()]).unwrap();
+    assert!(prover.verify().is_ok());
+    // A wrong claimed output is refused.
+    let mut wrong = laid.instances.clone();
+    *wrong.last_mut().unwrap() += halo2_base::halo2_proofs::halo2curves::bn256::Fr::from(1u64);
+    assert!(MockProver::run(shape.k, &laid.builder, vec![wrong]).unwrap().verify().is_err());
+}
+
+#[test]
+fn mlp_small_witness_equals_integer_reference() {
+    check(&common::example("mlp_small").join("network.onnx"), &common::example("mlp_small").join("input.json"));
+}
+
+#[test]
+fn mlp_mnist_witness_equals_integer_reference() {
+    check(&common::example("mlp_mnist").join("network.onnx"), &common::example("mlp_mnist").join("input.json"));
+}
+
+#[test]
+fn matmul_add_witness_equals_integer_reference() {
+    check(&common::fixture("matmul_add.onnx"), &common::fixture("matmul_add.input.json"));
+}
