@@ -35,17 +35,33 @@ impl CompiledModel {
     /// Bundles a compiled model and computes its digest.
     pub fn new(settings: Settings, model: QuantizedModel, shape: CircuitShape) -> Self {
         let circuit_digest = circuit_digest(&model, &shape, &settings);
-        CompiledModel { format_version: COMPILED_FORMAT_VERSION, zkinfer_version: env!("CARGO_PKG_VERSION").into(), circuit_digest, settings, model, shape }
+        CompiledModel {
+            format_version: COMPILED_FORMAT_VERSION,
+            zkinfer_version: env!("CARGO_PKG_VERSION").into(),
+            circuit_digest,
+            settings,
+            model,
+            shape,
+        }
     }
 
     /// Reads `model.compiled`, checking its version and digest.
     pub fn load(path: &Path) -> Result<Self> {
         let compiled: CompiledModel = read_json(path)?;
         if compiled.format_version != COMPILED_FORMAT_VERSION {
-            return Err(Error::artifact(path, format!("compiled by zkinfer {} (format {}); run `zkinfer compile` again", compiled.zkinfer_version, compiled.format_version)));
+            return Err(Error::artifact(
+                path,
+                format!(
+                    "compiled by zkinfer {} (format {}); run `zkinfer compile` again",
+                    compiled.zkinfer_version, compiled.format_version
+                ),
+            ));
         }
         if circuit_digest(&compiled.model, &compiled.shape, &compiled.settings) != compiled.circuit_digest {
-            return Err(Error::artifact(path, "the file was modified after compilation (digest mismatch); run `zkinfer compile` again"));
+            return Err(Error::artifact(
+                path,
+                "the file was modified after compilation (digest mismatch); run `zkinfer compile` again",
+            ));
         }
         Ok(compiled)
     }
@@ -124,7 +140,8 @@ pub struct Report {
 
 /// Max and mean absolute difference between quantized-then-dequantized outputs and floats.
 pub fn output_errors(outputs: &[Vec<f64>], reference: &[Vec<f32>]) -> (f64, f64) {
-    let diffs: Vec<f64> = outputs.iter().flatten().zip(reference.iter().flatten()).map(|(a, &b)| (a - b as f64).abs()).collect();
+    let diffs: Vec<f64> =
+        outputs.iter().flatten().zip(reference.iter().flatten()).map(|(a, &b)| (a - b as f64).abs()).collect();
     let max = diffs.iter().copied().fold(0.0, f64::max);
     let mean = if diffs.is_empty() { 0.0 } else { diffs.iter().sum::<f64>() / diffs.len() as f64 };
     (max, mean)

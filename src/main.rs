@@ -8,7 +8,11 @@ use zkinfer::pipeline::{self, RunOptions, SettingsOptions};
 use zkinfer::settings::Visibility;
 
 #[derive(Parser)]
-#[command(name = "zkinfer", version, about = "Zero-knowledge proofs of ONNX model inference, verified natively and on the EVM")]
+#[command(
+    name = "zkinfer",
+    version,
+    about = "Zero-knowledge proofs of ONNX model inference, verified natively and on the EVM"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -189,7 +193,9 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZKINFER_LOG").unwrap_or_else(|_| "zkinfer=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ZKINFER_LOG").unwrap_or_else(|_| "zkinfer=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .without_time()
         .init();
@@ -206,12 +212,24 @@ fn execute(command: Command) -> zkinfer::Result<()> {
     match command {
         Command::GenSettings { model, settings, options } => {
             let s = pipeline::gen_settings(&model, &settings, &options.into())?;
-            println!("wrote {} (input scale {}, param scale {}, inputs {:?})", settings.display(), s.input_scale, s.param_scale, s.input_shapes);
+            println!(
+                "wrote {} (input scale {}, param scale {}, inputs {:?})",
+                settings.display(),
+                s.input_scale,
+                s.param_scale,
+                s.input_shapes
+            );
         }
         Command::Compile { model, settings, compiled } => {
             let c = pipeline::compile(&model, &settings, &compiled)?;
             let columns: usize = c.shape.config.num_advice_per_phase.iter().sum();
-            println!("wrote {}: k = {}, {} advice cells in {columns} column(s), {} public instances", compiled.display(), c.shape.k, c.shape.advice_cells, c.shape.num_instances);
+            println!(
+                "wrote {}: k = {}, {} advice cells in {columns} column(s), {} public instances",
+                compiled.display(),
+                c.shape.k,
+                c.shape.advice_cells,
+                c.shape.num_instances
+            );
         }
         Command::Setup { compiled, srs, pk, vk } => {
             let out = pipeline::setup(&compiled, srs.as_deref(), &pk, &vk)?;
@@ -224,10 +242,19 @@ fn execute(command: Command) -> zkinfer::Result<()> {
         Command::Verify { vk, proof, srs } => {
             pipeline::verify(&vk, &proof, srs.as_deref())?;
             println!("verified: the proof is valid");
+            for (span, values) in zkinfer::prove::ProofFile::load(&proof)?.decode_instances(&proof)? {
+                println!("proven {} {} {:?}: {:?}", span.kind, span.index, span.shape, values);
+            }
         }
         Command::CreateEvmVerifier { vk, srs, sol, solc } => {
             let c = pipeline::create_evm_verifier(&vk, srs.as_deref(), &sol, solc.as_deref())?;
-            println!("wrote {} and {} (runtime bytecode {} bytes, solc {})", sol.display(), pipeline::verifier_artifact_path(&sol).display(), c.runtime.len(), c.solc_version);
+            println!(
+                "wrote {} and {} (runtime bytecode {} bytes, solc {})",
+                sol.display(),
+                pipeline::verifier_artifact_path(&sol).display(),
+                c.runtime.len(),
+                c.solc_version
+            );
         }
         Command::VerifyEvm { proof, verifier, rpc_url, anvil } => {
             let node = if anvil { Some(zkinfer::evm::anvil::spawn_anvil()?) } else { None };
@@ -235,7 +262,10 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let out = pipeline::verify_evm(&proof, &verifier, rpc_url.as_deref())?;
             let place = rpc_url.as_deref().unwrap_or("in-process EVM");
             if !out.verification.verified {
-                return Err(zkinfer::Error::Rejected(format!("the verifier on {place} rejected the proof: {}", out.verification.reason.unwrap_or_default())));
+                return Err(zkinfer::Error::Rejected(format!(
+                    "the verifier on {place} rejected the proof: {}",
+                    out.verification.reason.unwrap_or_default()
+                )));
             }
             println!("verified on {place}: gas used {}", out.verification.gas_used.unwrap_or_default());
         }
@@ -246,8 +276,16 @@ fn execute(command: Command) -> zkinfer::Result<()> {
         }
         Command::Demo { dir } => {
             let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join("mlp_small");
-            println!("zkinfer demo: proving a 16→32→8 MLP ({}) and verifying it natively and on an in-process EVM", example.display());
-            let report = pipeline::run(&example.join("network.onnx"), &example.join("input.json"), &dir, &RunOptions::default())?;
+            println!(
+                "zkinfer demo: proving a 16→32→8 MLP ({}) and verifying it natively and on an in-process EVM",
+                example.display()
+            );
+            let report = pipeline::run(
+                &example.join("network.onnx"),
+                &example.join("input.json"),
+                &dir,
+                &RunOptions::default(),
+            )?;
             print_summary(&report, &dir);
         }
     }
@@ -255,11 +293,24 @@ fn execute(command: Command) -> zkinfer::Result<()> {
 }
 
 fn print_summary(r: &zkinfer::artifacts::Report, dir: &Path) {
-    println!("circuit:        k = {}, {} advice column(s), {} public instances", r.k, r.advice_columns, r.num_instances);
-    println!("setup:          {:.2} s{}", r.setup_seconds, if r.insecure_srs { " (development SRS: INSECURE, for testing only)" } else { "" });
+    println!(
+        "circuit:        k = {}, {} advice column(s), {} public instances",
+        r.k, r.advice_columns, r.num_instances
+    );
+    println!(
+        "setup:          {:.2} s{}",
+        r.setup_seconds,
+        if r.insecure_srs { " (development SRS: INSECURE, for testing only)" } else { "" }
+    );
     println!("prove:          {:.2} s, proof {} bytes", r.prove_seconds, r.proof_bytes);
     println!("verify:         native {} in {:.3} s", if r.verified { "OK" } else { "FAILED" }, r.verify_seconds);
-    println!("EVM ({}): {}, {} gas, verifier {} bytes", r.evm, if r.evm_verified { "OK" } else { "FAILED" }, r.evm_gas.unwrap_or_default(), r.verifier_runtime_bytes);
+    println!(
+        "EVM ({}): {}, {} gas, verifier {} bytes",
+        r.evm,
+        if r.evm_verified { "OK" } else { "FAILED" },
+        r.evm_gas.unwrap_or_default(),
+        r.verifier_runtime_bytes
+    );
     println!("outputs:        {:?}", r.outputs);
     println!("float ref:      {:?}", r.reference_outputs);
     println!("error:          max {:.5}, mean {:.5}", r.max_abs_error, r.mean_abs_error);

@@ -13,7 +13,9 @@ use crate::progress::timed;
 use crate::prove::keys::{check_digest, KeyHeader, KEY_FORMAT_VERSION};
 use crate::prove::proof::{fr_to_hex, InstanceSpan, PROOF_FORMAT_VERSION};
 use crate::prove::{self, load_srs, ProofFile, Srs, SrsInfo, TranscriptKind};
-use crate::settings::{Settings, Visibilities, Visibility, DEFAULT_ACTIVATION_BITS, DEFAULT_MAX_ADVICE_COLUMNS, DEFAULT_SCALE};
+use crate::settings::{
+    Settings, Visibilities, Visibility, DEFAULT_ACTIVATION_BITS, DEFAULT_MAX_ADVICE_COLUMNS, DEFAULT_SCALE,
+};
 
 /// Choices for `gen-settings`; `None` takes the default.
 #[derive(Clone, Debug, Default)]
@@ -64,7 +66,13 @@ pub fn compile(model: &Path, settings_path: &Path, out: &Path) -> Result<Compile
     let settings = Settings::load(settings_path)?;
     let digest = file_digest(&read_file(model)?);
     if digest != settings.model_digest {
-        return Err(Error::artifact(settings_path, format!("made for another model than {} (digest differs); run `zkinfer gen-settings` again", model.display())));
+        return Err(Error::artifact(
+            settings_path,
+            format!(
+                "made for another model than {} (digest differs); run `zkinfer gen-settings` again",
+                model.display()
+            ),
+        ));
     }
     let v = &settings.visibility;
     if (v.input, v.params, v.output) != (Visibility::Public, Visibility::Fixed, Visibility::Public) {
@@ -75,7 +83,8 @@ pub fn compile(model: &Path, settings_path: &Path, out: &Path) -> Result<Compile
     }
     let graph = import_onnx(model)?;
     let quantized = QuantizedModel::quantize(&graph, &settings)?;
-    let (shape, _) = timed("laying out the circuit", || choose_shape(&quantized, settings.k, settings.max_advice_columns));
+    let (shape, _) =
+        timed("laying out the circuit", || choose_shape(&quantized, settings.k, settings.max_advice_columns));
     let compiled = CompiledModel::new(settings, quantized, shape?);
     write_json(out, &compiled)?;
     Ok(compiled)
@@ -85,11 +94,17 @@ pub fn compile(model: &Path, settings_path: &Path, out: &Path) -> Result<Compile
 /// SRS when the key says so.
 pub fn srs_for_key(k: u32, recorded: &SrsInfo, srs_file: Option<&Path>) -> Result<Srs> {
     if srs_file.is_none() && !recorded.insecure {
-        return Err(Error::Srs(format!("the keys were made with the SRS file {}; pass it with --srs", recorded.source)));
+        return Err(Error::Srs(format!(
+            "the keys were made with the SRS file {}; pass it with --srs",
+            recorded.source
+        )));
     }
     let srs = load_srs(k, srs_file)?;
     if srs.info.g2_digest != recorded.g2_digest {
-        return Err(Error::Srs(format!("this SRS ({}) is not the one the keys were made with ({})", srs.info.source, recorded.source)));
+        return Err(Error::Srs(format!(
+            "this SRS ({}) is not the one the keys were made with ({})",
+            srs.info.source, recorded.source
+        )));
     }
     Ok(srs)
 }
@@ -117,9 +132,13 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
     let srs = load_srs(k, srs_file)?;
     warn_if_insecure(&srs.info);
     let laid = build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
-    let same = serde_json::to_value(&laid.builder.config_params).ok() == serde_json::to_value(&compiled.shape.config).ok();
+    let same =
+        serde_json::to_value(&laid.builder.config_params).ok() == serde_json::to_value(&compiled.shape.config).ok();
     if !same {
-        return Err(Error::artifact(compiled_path, "the circuit laid out differently than at compile time; run `zkinfer compile` again"));
+        return Err(Error::artifact(
+            compiled_path,
+            "the circuit laid out differently than at compile time; run `zkinfer compile` again",
+        ));
     }
     let (keys, seconds) = timed(&format!("generating keys (k = {k})"), || prove::keygen(&srs.params, &laid.builder));
     let (vk, pk) = keys?;
@@ -149,11 +168,24 @@ pub struct ProveOutcome {
 
 fn instance_layout(model: &QuantizedModel) -> Vec<InstanceSpan> {
     let mut spans = Vec::new();
-    let mut offset = 0;
+    let mut first_instance = 0;
+    let bits = model.activation_bits;
+    let values_per_word = crate::circuit::instances::values_per_word(bits);
     let mut push = |kind: &str, index: usize, shape: Vec<usize>| {
-        let len = shape.iter().product();
-        spans.push(InstanceSpan { kind: kind.into(), index, offset, len, shape, scale: model.input_scale });
-        offset += len;
+        let values: usize = shape.iter().product();
+        let instances = values.div_ceil(values_per_word);
+        spans.push(InstanceSpan {
+            kind: kind.into(),
+            index,
+            shape,
+            values,
+            first_instance,
+            instances,
+            bits,
+            values_per_word,
+            scale: model.input_scale,
+        });
+        first_instance += instances;
     };
     for (i, shape) in model.input_shapes().into_iter().enumerate() {
         push("input", i, shape);
@@ -165,7 +197,14 @@ fn instance_layout(model: &QuantizedModel) -> Vec<InstanceSpan> {
 }
 
 /// `prove`: runs the model on `input.json` and proves it; writes `witness.json` and `proof.json`.
-pub fn prove(compiled_path: &Path, pk_path: &Path, input_path: &Path, srs_file: Option<&Path>, witness_out: &Path, proof_out: &Path) -> Result<ProveOutcome> {
+pub fn prove(
+    compiled_path: &Path,
+    pk_path: &Path,
+    input_path: &Path,
+    srs_file: Option<&Path>,
+    witness_out: &Path,
+    proof_out: &Path,
+) -> Result<ProveOutcome> {
     let compiled = CompiledModel::load(compiled_path)?;
     let (header, pk) = prove::read_pk(pk_path)?;
     check_digest(pk_path, &header.circuit_digest, &compiled.circuit_digest)?;
@@ -180,10 +219,17 @@ pub fn prove(compiled_path: &Path, pk_path: &Path, input_path: &Path, srs_file: 
     let start = Instant::now();
     let bar = crate::progress::spinner(format!("proving (k = {})", compiled.shape.k));
     let laid = build_circuit(model, &quantized, Stage::Prove(&compiled.shape, &header.break_points))?;
-    let matches = laid.values.iter().zip(&reference).all(|(c, r)| c.len() == r.len() && c.iter().zip(r).all(|(&a, &b)| a == b as i128));
+    let matches = laid
+        .values
+        .iter()
+        .zip(&reference)
+        .all(|(c, r)| c.len() == r.len() && c.iter().zip(r).all(|(&a, &b)| a == b as i128));
     if !matches {
         bar.finish_and_clear();
-        return Err(Error::Proving { stage: "witness generation", reason: "the circuit's values differ from the integer reference (a zkinfer bug: please report it)".into() });
+        return Err(Error::Proving {
+            stage: "witness generation",
+            reason: "the circuit's values differ from the integer reference (a zkinfer bug: please report it)".into(),
+        });
     }
     let instances = laid.instances.clone();
     let proof = prove::prove_keccak(&srs.params, &pk, laid.builder, &instances);
@@ -221,14 +267,21 @@ pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>) -> Res
     let proof = ProofFile::load(proof_path)?;
     check_digest(proof_path, &proof.circuit_digest, &header.circuit_digest)?;
     if proof.transcript != TranscriptKind::Keccak {
-        return Err(Error::artifact(proof_path, "this proof uses the Poseidon transcript (for aggregation); verify the aggregate instead"));
+        return Err(Error::artifact(
+            proof_path,
+            "this proof uses the Poseidon transcript (for aggregation); verify the aggregate instead",
+        ));
     }
     let srs = srs_for_key(header.shape.k, &header.srs, srs_file)?;
     let bytes = proof.proof_bytes(proof_path)?;
     let instances = proof.instance_values(proof_path)?;
     let column = instances.first().cloned().unwrap_or_default();
     if instances.len() != 1 || column.len() != header.shape.num_instances {
-        return Err(Error::Rejected(format!("the verifying key expects {} public instances, the proof has {}", header.shape.num_instances, column.len())));
+        return Err(Error::Rejected(format!(
+            "the verifying key expects {} public instances, the proof has {}",
+            header.shape.num_instances,
+            column.len()
+        )));
     }
     let start = Instant::now();
     prove::verify_keccak(&srs.params, &vk, &bytes, &column)?;
@@ -242,7 +295,12 @@ pub fn verifier_artifact_path(sol: &Path) -> PathBuf {
 
 /// `create-evm-verifier`: writes `Verifier.sol` and, once compiled, `Verifier.json` (bytecode,
 /// runtime bytecode, ABI).
-pub fn create_evm_verifier(vk_path: &Path, srs_file: Option<&Path>, sol_out: &Path, solc: Option<&Path>) -> Result<CompiledContract> {
+pub fn create_evm_verifier(
+    vk_path: &Path,
+    srs_file: Option<&Path>,
+    sol_out: &Path,
+    solc: Option<&Path>,
+) -> Result<CompiledContract> {
     let (header, vk) = prove::read_vk(vk_path)?;
     let solc = evm::toolchain::resolve_solc(solc)?;
     let srs = srs_for_key(header.shape.k, &header.srs, srs_file)?;
@@ -270,12 +328,18 @@ pub fn verify_evm(proof_path: &Path, verifier_path: &Path, rpc_url: Option<&str>
     let proof = ProofFile::load(proof_path)?;
     let verifier: CompiledContract = read_json(verifier_path)?;
     if proof.transcript != TranscriptKind::Keccak {
-        return Err(Error::artifact(proof_path, "the EVM verifier reads Keccak-transcript proofs; this one uses Poseidon (for aggregation)"));
+        return Err(Error::artifact(
+            proof_path,
+            "the EVM verifier reads Keccak-transcript proofs; this one uses Poseidon (for aggregation)",
+        ));
     }
     let instances = proof.instance_values(proof_path)?;
-    let calldata = evm::encode_calldata(instances.first().map(Vec::as_slice).unwrap_or(&[]), &proof.proof_bytes(proof_path)?);
+    let calldata =
+        evm::encode_calldata(instances.first().map(Vec::as_slice).unwrap_or(&[]), &proof.proof_bytes(proof_path)?);
     match rpc_url {
-        None => Ok(EvmOutcome { verification: evm::verify_in_process(&verifier.bytecode, &calldata)?, deployment: None }),
+        None => {
+            Ok(EvmOutcome { verification: evm::verify_in_process(&verifier.bytecode, &calldata)?, deployment: None })
+        }
         Some(url) => {
             let (verification, deployment) = evm::verify_on_chain(url, &verifier.bytecode, &calldata)?;
             Ok(EvmOutcome { verification, deployment: Some(deployment) })
@@ -323,7 +387,14 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
     let compiled = compile(&model_copy, &w.file("settings.json"), &w.file("model.compiled"))?;
     let srs = options.srs.as_deref();
     let setup = setup(&w.file("model.compiled"), srs, &w.file("pk.bin"), &w.file("vk.bin"))?;
-    let proved = prove(&w.file("model.compiled"), &w.file("pk.bin"), &input_copy, srs, &w.file("witness.json"), &w.file("proof.json"))?;
+    let proved = prove(
+        &w.file("model.compiled"),
+        &w.file("pk.bin"),
+        &input_copy,
+        srs,
+        &w.file("witness.json"),
+        &w.file("proof.json"),
+    )?;
     let verify_seconds = verify(&w.file("vk.bin"), &w.file("proof.json"), srs)?;
     let verifier = create_evm_verifier(&w.file("vk.bin"), srs, &w.file("Verifier.sol"), options.solc.as_deref())?;
     let evm = verify_evm(&w.file("proof.json"), &w.file("Verifier.json"), options.rpc_url.as_deref())?;
@@ -357,7 +428,10 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
     };
     write_json(&w.file("report.json"), &report)?;
     if !evm.verification.verified {
-        return Err(Error::Rejected(format!("the EVM verifier rejected a proof that verified natively: {}", evm.verification.reason.unwrap_or_default())));
+        return Err(Error::Rejected(format!(
+            "the EVM verifier rejected a proof that verified natively: {}",
+            evm.verification.reason.unwrap_or_default()
+        )));
     }
     Ok(report)
 }

@@ -76,9 +76,9 @@ pub struct Settings {
 /// Default fixed-point scale (bits) of inputs and weights, as EZKL's.
 pub const DEFAULT_SCALE: u32 = 7;
 /// Default signed width (bits) of range-checked activations.
-pub const DEFAULT_ACTIVATION_BITS: u32 = 24;
+pub const DEFAULT_ACTIVATION_BITS: u32 = 16;
 /// Default bound on advice columns when k is chosen automatically.
-pub const DEFAULT_MAX_ADVICE_COLUMNS: usize = 8;
+pub const DEFAULT_MAX_ADVICE_COLUMNS: usize = 4;
 
 impl Settings {
     /// Reads and checks `settings.json`.

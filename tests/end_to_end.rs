@@ -28,7 +28,19 @@ fn flat(values: &serde_json::Value) -> Vec<f64> {
 fn check_example(model: &Path, input: &Path, error_bound: f64) {
     let dir = run_pipeline(model, input);
     let work = dir.path().join("out");
-    for artifact in ["network.onnx", "input.json", "settings.json", "model.compiled", "pk.bin", "vk.bin", "witness.json", "proof.json", "Verifier.sol", "Verifier.json", "report.json"] {
+    for artifact in [
+        "network.onnx",
+        "input.json",
+        "settings.json",
+        "model.compiled",
+        "pk.bin",
+        "vk.bin",
+        "witness.json",
+        "proof.json",
+        "Verifier.sol",
+        "Verifier.json",
+        "report.json",
+    ] {
         assert!(work.join(artifact).is_file(), "{artifact} missing");
     }
     let report = json(&work.join("report.json"));
@@ -54,7 +66,12 @@ fn check_example(model: &Path, input: &Path, error_bound: f64) {
     let on_anvil = ok(&work, &["verify-evm", "--rpc-url", &url]);
     assert!(on_anvil.contains("verified on"), "{on_anvil}");
     for position in [0.0, 0.1, 0.37, 0.5, 0.81, 1.0] {
-        assert_rejected_everywhere(&work, &tamper_proof_bytes(&proof, position), &url, &format!("proof byte at {position}"));
+        assert_rejected_everywhere(
+            &work,
+            &tamper_proof_bytes(&proof, position),
+            &url,
+            &format!("proof byte at {position}"),
+        );
     }
     // The first instance is an input, the last an output.
     assert_rejected_everywhere(&work, &tamper_instance(&proof, 0), &url, "wrong public input");

@@ -15,7 +15,10 @@ fn work_with(files: &[(&Path, &str)]) -> tempfile::TempDir {
 }
 
 fn small() -> tempfile::TempDir {
-    work_with(&[(&example("mlp_small").join("network.onnx"), "network.onnx"), (&example("mlp_small").join("input.json"), "input.json")])
+    work_with(&[
+        (&example("mlp_small").join("network.onnx"), "network.onnx"),
+        (&example("mlp_small").join("input.json"), "input.json"),
+    ])
 }
 
 #[test]

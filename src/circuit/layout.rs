@@ -1,12 +1,13 @@
 //! Lays out a whole quantized model, node by node, and chooses the circuit's size.
 
 use halo2_base::gates::circuit::{builder::BaseCircuitBuilder, BaseCircuitParams, CircuitBuilderStage};
-use halo2_base::gates::{GateInstructions, RangeInstructions};
+use halo2_base::gates::RangeInstructions;
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
-use halo2_base::{AssignedValue, QuantumCell};
+use halo2_base::AssignedValue;
 use serde::{Deserialize, Serialize};
 
 use super::field::{fe, to_i128};
+use super::instances::{layout_offset, layout_pack};
 use super::linear::{layout_dense, DenseShape};
 use super::nonlinear::layout_relu;
 use super::shape::{layout_add, layout_add_const};
@@ -72,7 +73,11 @@ fn lookup_bits_for(k: u32) -> usize {
 pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'_>) -> Result<LaidOut> {
     let mut builder = match &stage {
         Stage::Mock { k } | Stage::Keygen { k } => {
-            let s = if matches!(stage, Stage::Mock { .. }) { CircuitBuilderStage::Mock } else { CircuitBuilderStage::Keygen };
+            let s = if matches!(stage, Stage::Mock { .. }) {
+                CircuitBuilderStage::Mock
+            } else {
+                CircuitBuilderStage::Keygen
+            };
             BaseCircuitBuilder::from_stage(s)
                 .use_k(*k as usize)
                 .use_lookup_bits(lookup_bits_for(*k))
@@ -83,26 +88,29 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
     let range = builder.range_chip();
     let gate = range.gate();
     let bits = model.activation_bits;
-    let offset = QuantumCell::Constant(fe(1i128 << (bits - 1)));
     let ctx = builder.main(0);
     let mut cells: Vec<Vec<AssignedValue<Fr>>> = Vec::with_capacity(model.nodes.len());
-    let mut public_inputs = Vec::new();
+    let mut shifted_inputs = Vec::new();
     for node in &model.nodes {
         let arg = |i: usize| (&cells[node.inputs[i]][..], &model.nodes[node.inputs[i]].shape[..]);
         let out = match &node.op {
             QOp::Input { index } => {
-                let data = inputs.get(*index).ok_or_else(|| Error::UnsupportedModel(format!("missing input #{index}")))?;
+                let data =
+                    inputs.get(*index).ok_or_else(|| Error::UnsupportedModel(format!("missing input #{index}")))?;
                 let loaded: Vec<_> = data.iter().map(|&v| ctx.load_witness(fe(v as i128))).collect();
-                for &cell in &loaded {
-                    let shifted = gate.add(ctx, cell, offset);
-                    range.range_check(ctx, shifted, bits as usize);
-                }
-                public_inputs.extend(loaded.iter().copied());
+                shifted_inputs.push(layout_offset(ctx, &range, &loaded, bits));
                 loaded
             }
             QOp::Dense { weight, k, n, bias, transpose_input, shift } => {
                 let (x, _) = arg(0);
-                let shape = DenseShape { rows: x.len() / k, k: *k, n: *n, transpose_input: *transpose_input, shift: *shift, bits };
+                let shape = DenseShape {
+                    rows: x.len() / k,
+                    k: *k,
+                    n: *n,
+                    transpose_input: *transpose_input,
+                    shift: *shift,
+                    bits,
+                };
                 layout_dense(ctx, &range, x, weight, bias, shape)
             }
             QOp::Add => layout_add(ctx, gate, arg(0), arg(1), &node.shape),
@@ -120,13 +128,22 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
         };
         cells.push(out);
     }
-    let public_outputs: Vec<_> = model.outputs.iter().flat_map(|&o| cells[o].iter().copied()).collect();
-    let values = cells
-        .iter()
-        .map(|c| c.iter().map(|v| to_i128(v.value()).unwrap_or(i128::MAX)).collect())
-        .collect();
-    let mut exposed = public_inputs;
-    exposed.extend(public_outputs);
+    // Inputs first (in input order), then outputs; each tensor starts a new word.
+    let mut exposed = Vec::new();
+    let input_order = model.nodes.iter().filter_map(|n| match n.op {
+        QOp::Input { index } => Some(index),
+        _ => None,
+    });
+    let mut by_index: Vec<(usize, Vec<AssignedValue<Fr>>)> = input_order.zip(shifted_inputs).collect();
+    by_index.sort_by_key(|(i, _)| *i);
+    for (_, shifted) in by_index {
+        exposed.extend(layout_pack(ctx, &range, &shifted, bits));
+    }
+    for &o in &model.outputs {
+        let shifted = layout_offset(ctx, &range, &cells[o], bits);
+        exposed.extend(layout_pack(ctx, &range, &shifted, bits));
+    }
+    let values = cells.iter().map(|c| c.iter().map(|v| to_i128(v.value()).unwrap_or(i128::MAX)).collect()).collect();
     let instances = exposed.iter().map(|c| *c.value()).collect();
     builder.assigned_instances[0] = exposed;
     if !matches!(stage, Stage::Prove(..)) {

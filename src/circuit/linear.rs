@@ -88,14 +88,17 @@ pub fn layout_dense(
     for m in 0..shape.rows {
         for j in 0..shape.n {
             let start = fe(bias[m * shape.n + j] as i128 + offset);
-            let (a, b): (Vec<QuantumCell<Fr>>, Vec<QuantumCell<Fr>>) = std::iter::once((QuantumCell::Constant(start), QuantumCell::Constant(Fr::from(1u64))))
-                .chain((0..shape.k).filter(|&i| weight[i * shape.n + j] != 0).map(|i| {
-                    let xi = dense_input(x, shape.transpose_input, shape.rows, shape.k, m, i);
-                    (QuantumCell::Existing(xi), QuantumCell::Constant(fe(weight[i * shape.n + j] as i128)))
-                }))
-                .unzip();
+            let (a, b): (Vec<QuantumCell<Fr>>, Vec<QuantumCell<Fr>>) =
+                std::iter::once((QuantumCell::Constant(start), QuantumCell::Constant(Fr::from(1u64))))
+                    .chain((0..shape.k).filter(|&i| weight[i * shape.n + j] != 0).map(|i| {
+                        let xi = dense_input(x, shape.transpose_input, shape.rows, shape.k, m, i);
+                        (QuantumCell::Existing(xi), QuantumCell::Constant(fe(weight[i * shape.n + j] as i128)))
+                    }))
+                    .unzip();
             let shifted = gate.inner_product(ctx, a, b);
-            let hint = to_i128(shifted.value()).map(|v| rescale_hint(v, shape.shift)).unwrap_or(RescaleHint { quotient: 0, remainder: 0 });
+            let hint = to_i128(shifted.value())
+                .map(|v| rescale_hint(v, shape.shift))
+                .unwrap_or(RescaleHint { quotient: 0, remainder: 0 });
             out.push(layout_rescale(ctx, range, shifted, shape.shift, shape.bits, hint));
         }
     }
@@ -117,7 +120,14 @@ mod tests {
         move |ctx, range| {
             let shifted_value = acc + rescale_offset(shift, bits);
             let shifted = ctx.load_witness(fe(shifted_value));
-            let out = layout_rescale(ctx, range, shifted, shift, bits, hint.unwrap_or_else(|| rescale_hint(shifted_value, shift)));
+            let out = layout_rescale(
+                ctx,
+                range,
+                shifted,
+                shift,
+                bits,
+                hint.unwrap_or_else(|| rescale_hint(shifted_value, shift)),
+            );
             if hint.is_none() {
                 assert_eq!(to_i128(out.value()), Some(expected));
             }
@@ -163,7 +173,12 @@ mod tests {
         let honest = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
             let x: Vec<_> = inputs.iter().map(|&v| ctx.load_witness(fe(v))).collect();
             let out = layout_dense(ctx, range, &x, &weight, &bias, shape);
-            let expect = |j: usize| crate::model::quantize::rescale((0..3).map(|i| inputs[i] * weight[i * 2 + j] as i128).sum::<i128>() + bias[j] as i128, 2);
+            let expect = |j: usize| {
+                crate::model::quantize::rescale(
+                    (0..3).map(|i| inputs[i] * weight[i * 2 + j] as i128).sum::<i128>() + bias[j] as i128,
+                    2,
+                )
+            };
             assert_eq!(to_i128(out[0].value()), Some(expect(0)));
             assert_eq!(to_i128(out[1].value()), Some(expect(1)));
             out

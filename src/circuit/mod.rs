@@ -2,6 +2,7 @@
 //! its witness hints as arguments so that tests can feed it wrong ones.
 
 pub mod field;
+pub mod instances;
 pub mod layout;
 pub mod linear;
 pub mod nonlinear;

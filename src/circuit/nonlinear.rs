@@ -31,7 +31,11 @@ mod tests {
     use crate::circuit::field::to_i128;
     use crate::circuit::soundness::assert_sound;
 
-    fn relu_case(v: i128, bits: u32, sign: Option<bool>) -> impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
+    fn relu_case(
+        v: i128,
+        bits: u32,
+        sign: Option<bool>,
+    ) -> impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
         move |ctx, range| {
             let cell = ctx.load_witness(fe(v));
             let out = layout_relu(ctx, range, cell, bits, sign.unwrap_or(v >= 0));

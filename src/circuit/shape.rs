@@ -1,7 +1,7 @@
 //! Element-wise sums and data movement (reshape needs no cells).
 
-use halo2_base::gates::GateInstructions;
 use halo2_base::gates::GateChip;
+use halo2_base::gates::GateInstructions;
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 

@@ -39,7 +39,9 @@ fn rpc_error(url: &str, reason: impl std::fmt::Display) -> Error {
 }
 
 async fn within<T>(url: &str, what: &str, fut: impl std::future::Future<Output = T>) -> Result<T> {
-    tokio::time::timeout(RPC_TIMEOUT, fut).await.map_err(|_| rpc_error(url, format!("no answer within {} s while {what}", RPC_TIMEOUT.as_secs())))
+    tokio::time::timeout(RPC_TIMEOUT, fut)
+        .await
+        .map_err(|_| rpc_error(url, format!("no answer within {} s while {what}", RPC_TIMEOUT.as_secs())))
 }
 
 fn signer_for(chain_id: u64) -> Result<PrivateKeySigner> {
@@ -52,18 +54,25 @@ fn signer_for(chain_id: u64) -> Result<PrivateKeySigner> {
             )))
         }
     };
-    key.trim().trim_start_matches("0x").parse::<PrivateKeySigner>().map_err(|e| Error::Evm(format!("{PRIVATE_KEY_ENV} is not a valid private key: {e}")))
+    key.trim()
+        .trim_start_matches("0x")
+        .parse::<PrivateKeySigner>()
+        .map_err(|e| Error::Evm(format!("{PRIVATE_KEY_ENV} is not a valid private key: {e}")))
 }
 
 /// Deploys `bytecode` on the node at `url` and verifies `calldata` against it: a call first
 /// (a revert means the proof is rejected), then a transaction whose receipt gives the gas.
 pub fn verify_on_chain(url: &str, bytecode: &[u8], calldata: &[u8]) -> Result<(EvmVerification, Deployment)> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Evm(format!("cannot start the async runtime: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Evm(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(verify_on_chain_async(url, bytecode, calldata))
 }
 
 async fn verify_on_chain_async(url: &str, bytecode: &[u8], calldata: &[u8]) -> Result<(EvmVerification, Deployment)> {
-    let parsed: alloy::transports::http::reqwest::Url = url.parse().map_err(|e| rpc_error(url, format!("not a valid URL: {e}")))?;
+    let parsed: alloy::transports::http::reqwest::Url =
+        url.parse().map_err(|e| rpc_error(url, format!("not a valid URL: {e}")))?;
     let probe = ProviderBuilder::new().connect_http(parsed.clone());
     let chain_id = within(url, "asking the chain id", probe.get_chain_id()).await?.map_err(|e| rpc_error(url, e))?;
     let signer = signer_for(chain_id)?;
@@ -71,24 +80,44 @@ async fn verify_on_chain_async(url: &str, bytecode: &[u8], calldata: &[u8]) -> R
     let provider = ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(parsed);
 
     let deploy = TransactionRequest::default().with_from(from).with_deploy_code(bytecode.to_vec());
-    let pending = within(url, "sending the deployment", provider.send_transaction(deploy)).await?.map_err(|e| Error::Evm(format!("deployment failed: {e}")))?;
-    let receipt = within(url, "waiting for the deployment receipt", pending.get_receipt()).await?.map_err(|e| Error::Evm(format!("deployment receipt: {e}")))?;
+    let pending = within(url, "sending the deployment", provider.send_transaction(deploy))
+        .await?
+        .map_err(|e| Error::Evm(format!("deployment failed: {e}")))?;
+    let receipt = within(url, "waiting for the deployment receipt", pending.get_receipt())
+        .await?
+        .map_err(|e| Error::Evm(format!("deployment receipt: {e}")))?;
     let address: Address = match (receipt.status(), receipt.contract_address) {
         (true, Some(address)) => address,
         _ => return Err(Error::Evm(format!("the deployment transaction {} reverted", receipt.transaction_hash))),
     };
-    let deployment = Deployment { chain_id, address: address.to_string(), tx_hash: receipt.transaction_hash.to_string(), gas_used: receipt.gas_used };
+    let deployment = Deployment {
+        chain_id,
+        address: address.to_string(),
+        tx_hash: receipt.transaction_hash.to_string(),
+        gas_used: receipt.gas_used,
+    };
 
     let call = TransactionRequest::default().with_from(from).with_to(address).with_input(calldata.to_vec());
     if let Err(e) = within(url, "calling the verifier", provider.call(call.clone()).into_future()).await? {
-        return Ok((EvmVerification { verified: false, gas_used: None, reason: Some(format!("the verifier reverted: {e}")) }, deployment));
+        return Ok((
+            EvmVerification { verified: false, gas_used: None, reason: Some(format!("the verifier reverted: {e}")) },
+            deployment,
+        ));
     }
-    let pending = within(url, "sending the verification", provider.send_transaction(call)).await?.map_err(|e| Error::Evm(format!("verification transaction failed: {e}")))?;
-    let receipt = within(url, "waiting for the verification receipt", pending.get_receipt()).await?.map_err(|e| Error::Evm(format!("verification receipt: {e}")))?;
+    let pending = within(url, "sending the verification", provider.send_transaction(call))
+        .await?
+        .map_err(|e| Error::Evm(format!("verification transaction failed: {e}")))?;
+    let receipt = within(url, "waiting for the verification receipt", pending.get_receipt())
+        .await?
+        .map_err(|e| Error::Evm(format!("verification receipt: {e}")))?;
     let verification = if receipt.status() {
         EvmVerification { verified: true, gas_used: Some(receipt.gas_used), reason: None }
     } else {
-        EvmVerification { verified: false, gas_used: None, reason: Some(format!("transaction {} reverted", receipt.transaction_hash)) }
+        EvmVerification {
+            verified: false,
+            gas_used: None,
+            reason: Some(format!("transaction {} reverted", receipt.transaction_hash)),
+        }
     };
     Ok((verification, deployment))
 }

@@ -51,14 +51,19 @@ mod hex_bytes {
 /// Generates the Solidity verifier of a circuit with one instance column of `num_instances`.
 /// The pragma is relaxed from snark-verifier's exact `0.8.19` to `^0.8.19`.
 pub fn generate_verifier(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>, num_instances: usize) -> String {
-    let code = snark_verifier_sdk::evm::gen_evm_verifier_sol_code::<BaseCircuitBuilder<Fr>, SHPLONK>(params, vk, vec![num_instances]);
+    let code = snark_verifier_sdk::evm::gen_evm_verifier_sol_code::<BaseCircuitBuilder<Fr>, SHPLONK>(
+        params,
+        vk,
+        vec![num_instances],
+    );
     code.replacen("pragma solidity 0.8.19;", "pragma solidity ^0.8.19;", 1)
 }
 
 /// Compiles one Solidity source with the solc at `solc` and returns contract `name`.
 /// The optimizer is off and via-IR is not used: the generated verifier needs both.
 pub fn compile_contract(solc: &Path, file_name: &str, source: &str, name: &str) -> Result<CompiledContract> {
-    let compiler = foundry_compilers::solc::Solc::new(solc).map_err(|e| Error::Solc(format!("cannot run {} --version: {e}", solc.display())))?;
+    let compiler = foundry_compilers::solc::Solc::new(solc)
+        .map_err(|e| Error::Solc(format!("cannot run {} --version: {e}", solc.display())))?;
     let input = json!({
         "language": "Solidity",
         "sources": { file_name: { "content": source } },
@@ -69,7 +74,8 @@ pub fn compile_contract(solc: &Path, file_name: &str, source: &str, name: &str) 
         }
     });
     let raw = compiler.compile_output(&input).map_err(|e| Error::Solc(format!("{} failed: {e}", solc.display())))?;
-    let output: Value = serde_json::from_slice(&raw).map_err(|e| Error::Solc(format!("solc printed something that is not JSON: {e}")))?;
+    let output: Value = serde_json::from_slice(&raw)
+        .map_err(|e| Error::Solc(format!("solc printed something that is not JSON: {e}")))?;
     let errors: Vec<String> = output["errors"]
         .as_array()
         .into_iter()

@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 /// The folder holding `package.json` and `tools/solc`: `$ZKINFER_TOOLCHAIN_DIR`, else the
 /// source tree this binary was built from.
 pub fn toolchain_dir() -> PathBuf {
-    std::env::var_os("ZKINFER_TOOLCHAIN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    std::env::var_os("ZKINFER_TOOLCHAIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// Looks a program up on `PATH`.
@@ -53,9 +55,19 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
         return Err(Error::ToolMissing { tool: "the pinned EVM toolchain (solc-js, anvil)", hint });
     }
     if !dir.join("package-lock.json").is_file() {
-        return Err(Error::ToolMissing { tool: "the pinned EVM toolchain (solc-js, anvil)", hint: format!("{} has no package-lock.json; set ZKINFER_TOOLCHAIN_DIR to a zkinfer checkout", dir.display()) });
+        return Err(Error::ToolMissing {
+            tool: "the pinned EVM toolchain (solc-js, anvil)",
+            hint: format!(
+                "{} has no package-lock.json; set ZKINFER_TOOLCHAIN_DIR to a zkinfer checkout",
+                dir.display()
+            ),
+        });
     }
-    let npm = find_on_path("npm").ok_or_else(|| Error::ToolMissing { tool: "npm", hint: "install Node.js (with npm) to get the pinned solc-js and anvil, or put native solc and anvil on PATH".into() })?;
+    let npm = find_on_path("npm").ok_or_else(|| Error::ToolMissing {
+        tool: "npm",
+        hint: "install Node.js (with npm) to get the pinned solc-js and anvil, or put native solc and anvil on PATH"
+            .into(),
+    })?;
     let lock = dir.join(".zkinfer-npm-install.lock");
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
@@ -82,7 +94,10 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
             .status()
             .map_err(|e| Error::ToolMissing { tool: "npm", hint: format!("cannot run npm: {e}") })?;
         if !status.success() || !npm_toolchain_installed(dir) {
-            return Err(Error::ToolMissing { tool: "the pinned EVM toolchain (solc-js, anvil)", hint: format!("`npm ci` failed ({status}); {hint}") });
+            return Err(Error::ToolMissing {
+                tool: "the pinned EVM toolchain (solc-js, anvil)",
+                hint: format!("`npm ci` failed ({status}); {hint}"),
+            });
         }
         Ok(())
     })();
@@ -116,7 +131,8 @@ pub fn resolve_solc(explicit: Option<&Path>) -> Result<PathBuf> {
 /// Resolves anvil: `$ANVIL`, else npm's native binary in the toolchain folder, else `anvil` on
 /// PATH, else installs the pinned toolchain.
 pub fn resolve_anvil() -> Result<PathBuf> {
-    let hint = "run `npm ci` in the zkinfer checkout (npm package @foundry-rs/anvil), or put anvil on PATH, or set ANVIL";
+    let hint =
+        "run `npm ci` in the zkinfer checkout (npm package @foundry-rs/anvil), or put anvil on PATH, or set ANVIL";
     if let Some(path) = std::env::var_os("ANVIL") {
         return explicit_tool("anvil", PathBuf::from(path), hint);
     }

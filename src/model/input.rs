@@ -19,7 +19,11 @@ pub fn load_input(path: &Path, shapes: &[Vec<usize>]) -> Result<Vec<Vec<f32>>> {
         return Err(bad("\"input_data\" must be a list with one list of numbers per model input".into()));
     };
     if items.len() != shapes.len() {
-        return Err(bad(format!("the model has {} input(s) but input_data holds {} list(s)", shapes.len(), items.len())));
+        return Err(bad(format!(
+            "the model has {} input(s) but input_data holds {} list(s)",
+            shapes.len(),
+            items.len()
+        )));
     }
     items
         .iter()

@@ -24,16 +24,10 @@ enum Value {
 /// Reads an ONNX file into our IR. Inputs with a symbolic (batch) dimension get size 1.
 pub fn import_onnx(path: &Path) -> Result<Graph> {
     if !path.is_file() {
-        return Err(Error::io(
-            "read",
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        ));
+        return Err(Error::io("read", path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
     }
     let malformed = |reason: String| Error::MalformedOnnx { path: path.to_path_buf(), reason };
-    let proto = tract_onnx::onnx()
-        .proto_model_for_path(path)
-        .map_err(|e| malformed(format!("{e:#}")))?;
+    let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| malformed(format!("{e:#}")))?;
     let graph = proto.graph.as_ref().ok_or_else(|| malformed("the file holds no graph".into()))?;
     let model_dir = path.parent().and_then(|d| d.to_str());
     Importer::new(path, graph, model_dir)?.run(graph)
@@ -122,18 +116,16 @@ impl<'a> Importer<'a> {
     fn input(&self, node: &pb::NodeProto, i: usize) -> Result<Option<Value>> {
         match node.input.get(i).filter(|n| !n.is_empty()) {
             None => Ok(None),
-            Some(name) => self
-                .values
-                .get(name)
-                .cloned()
-                .map(Some)
-                .ok_or_else(|| self.malformed(format!("node '{}' reads '{name}', which nothing produces", node_name(node)))),
+            Some(name) => self.values.get(name).cloned().map(Some).ok_or_else(|| {
+                self.malformed(format!("node '{}' reads '{name}', which nothing produces", node_name(node)))
+            }),
         }
     }
 
     fn required_input(&self, node: &pb::NodeProto, i: usize) -> Result<Value> {
-        self.input(node, i)?
-            .ok_or_else(|| self.malformed(format!("node '{}' ({}) lacks its input #{i}", node_name(node), node.op_type)))
+        self.input(node, i)?.ok_or_else(|| {
+            self.malformed(format!("node '{}' ({}) lacks its input #{i}", node_name(node), node.op_type))
+        })
     }
 
     fn shape_of(&self, value: &Value) -> Vec<usize> {
@@ -144,10 +136,7 @@ impl<'a> Importer<'a> {
     }
 
     fn output_name(&self, node: &pb::NodeProto) -> Result<String> {
-        node.output
-            .first()
-            .cloned()
-            .ok_or_else(|| self.malformed(format!("node '{}' has no output", node_name(node))))
+        node.output.first().cloned().ok_or_else(|| self.malformed(format!("node '{}' has no output", node_name(node))))
     }
 
     fn set_output(&mut self, node: &pb::NodeProto, value: Value) -> Result<()> {
@@ -180,7 +169,8 @@ impl<'a> Importer<'a> {
                 let value = self.required_input(node, 0)?;
                 let shape = self.shape_of(&value);
                 let axis = attr_int(node, "axis").unwrap_or(1);
-                let axis = normalize_axis(axis, shape.len() + 1).ok_or_else(|| self.unsupported(node, format!("axis {axis}")))?;
+                let axis = normalize_axis(axis, shape.len() + 1)
+                    .ok_or_else(|| self.unsupported(node, format!("axis {axis}")))?;
                 let new_shape = vec![shape[..axis].iter().product(), shape[axis..].iter().product()];
                 self.reshape(node, value, new_shape)
             }
@@ -190,9 +180,8 @@ impl<'a> Importer<'a> {
                     return Err(self.unsupported(node, "the target shape must be a constant"));
                 };
                 let shape = self.shape_of(&value);
-                let new_shape = reshape_target(&shape, &target.data).ok_or_else(|| {
-                    self.unsupported(node, format!("cannot reshape {shape:?} to {:?}", target.data))
-                })?;
+                let new_shape = reshape_target(&shape, &target.data)
+                    .ok_or_else(|| self.unsupported(node, format!("cannot reshape {shape:?} to {:?}", target.data)))?;
                 self.reshape(node, value, new_shape)
             }
             "Gemm" => self.import_gemm(node),
@@ -220,10 +209,15 @@ impl<'a> Importer<'a> {
     }
 
     fn constant_attribute(&self, node: &pb::NodeProto) -> Result<Tensor> {
-        let attr = node.attribute.first().ok_or_else(|| self.malformed(format!("Constant node '{}' has no value", node_name(node))))?;
+        let attr = node
+            .attribute
+            .first()
+            .ok_or_else(|| self.malformed(format!("Constant node '{}' has no value", node_name(node))))?;
         match attr.name.as_str() {
             "value" => {
-                let t = attr.t.as_ref().ok_or_else(|| self.malformed(format!("Constant node '{}' has an empty tensor", node_name(node))))?;
+                let t = attr.t.as_ref().ok_or_else(|| {
+                    self.malformed(format!("Constant node '{}' has an empty tensor", node_name(node)))
+                })?;
                 let provider = tract_onnx::onnx().provider;
                 let tensor = tract_onnx::tensor::load_tensor(&*provider, t, None)
                     .map_err(|e| self.malformed(format!("Constant node '{}': {e:#}", node_name(node))))?;
@@ -243,7 +237,9 @@ impl<'a> Importer<'a> {
         let trans_a = attr_int(node, "transA").unwrap_or(0) != 0;
         let trans_b = attr_int(node, "transB").unwrap_or(0) != 0;
         let Value::Node(a) = self.required_input(node, 0)? else {
-            return Err(self.unsupported(node, "input A must be computed from the model input (a constant A is not supported)"));
+            return Err(
+                self.unsupported(node, "input A must be computed from the model input (a constant A is not supported)")
+            );
         };
         let Value::Const(b) = self.required_input(node, 1)? else {
             return Err(self.unsupported(node, "input B must be a constant (weights)"));
@@ -279,10 +275,16 @@ impl<'a> Importer<'a> {
         let (a, weight) = match (a, b) {
             (Value::Node(a), Value::Const(w)) => (a, w),
             (Value::Const(_), Value::Node(_)) => {
-                return Err(self.unsupported(node, "a constant left operand is not supported; multiply by constant weights on the right"))
+                return Err(self.unsupported(
+                    node,
+                    "a constant left operand is not supported; multiply by constant weights on the right",
+                ))
             }
             (Value::Node(_), Value::Node(_)) => {
-                return Err(self.unsupported(node, "both operands are computed; only products with constant weights are supported"))
+                return Err(self.unsupported(
+                    node,
+                    "both operands are computed; only products with constant weights are supported",
+                ))
             }
             (Value::Const(_), Value::Const(_)) => {
                 return Err(self.unsupported(node, "products of two constants should be folded by the exporter"))
@@ -410,7 +412,9 @@ fn transpose(t: &Tensor) -> Tensor {
 /// Folds a constant added right after a bias-less Dense into its bias, and drops nodes that no
 /// output depends on.
 fn simplify(mut graph: Graph) -> Graph {
-    let consumers = |g: &Graph, id: usize| g.nodes.iter().filter(|n| n.inputs.contains(&id)).count() + g.outputs.iter().filter(|&&o| o == id).count();
+    let consumers = |g: &Graph, id: usize| {
+        g.nodes.iter().filter(|n| n.inputs.contains(&id)).count() + g.outputs.iter().filter(|&&o| o == id).count()
+    };
     for id in 0..graph.nodes.len() {
         let Op::AddConst { constant } = &graph.nodes[id].op else { continue };
         let src = graph.nodes[id].inputs[0];

@@ -119,7 +119,10 @@ impl QuantizedModel {
                     Op::AddConst { constant } => {
                         let q = quantize_all(constant, is);
                         QOp::AddConst {
-                            constant: broadcast_indices(&constant.shape, &node.shape).into_iter().map(|i| q[i]).collect(),
+                            constant: broadcast_indices(&constant.shape, &node.shape)
+                                .into_iter()
+                                .map(|i| q[i])
+                                .collect(),
                         }
                     }
                     Op::Relu => QOp::Relu,
@@ -170,7 +173,9 @@ impl QuantizedModel {
     fn check_range(&self, node: &QNode, values: &[i128]) -> Result<()> {
         let bound = self.activation_bound();
         match values.iter().find(|&&v| v < -bound || v >= bound) {
-            Some(&value) => Err(Error::OutOfRange { node: node.name.clone(), value, bits: self.activation_bits, bound }),
+            Some(&value) => {
+                Err(Error::OutOfRange { node: node.name.clone(), value, bits: self.activation_bits, bound })
+            }
             None => Ok(()),
         }
     }

@@ -8,7 +8,10 @@ use crate::error::{Error, Result};
 
 /// Runs the ONNX model at `path` in f32 with tract and returns each output, flattened.
 pub fn run_float(path: &Path, input_shapes: &[Vec<usize>], inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-    let fail = |e: TractError| Error::MalformedOnnx { path: path.to_path_buf(), reason: format!("tract cannot run it: {e:#}") };
+    let fail = |e: TractError| Error::MalformedOnnx {
+        path: path.to_path_buf(),
+        reason: format!("tract cannot run it: {e:#}"),
+    };
     let mut model = tract_onnx::onnx().model_for_path(path).map_err(fail)?;
     for (i, shape) in input_shapes.iter().enumerate() {
         model = model.with_input_fact(i, f32::fact(shape).into()).map_err(fail)?;

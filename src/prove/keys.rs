@@ -75,7 +75,11 @@ fn read_header<'a>(path: &Path, bytes: &'a [u8], kind: &str) -> Result<(KeyHeade
 /// Checks that a key belongs to the circuit with digest `expected`.
 pub fn check_digest(what: &Path, found: &str, expected: &str) -> Result<()> {
     if found != expected {
-        return Err(Error::CircuitMismatch { what: what.display().to_string(), found: found.to_string(), expected: expected.to_string() });
+        return Err(Error::CircuitMismatch {
+            what: what.display().to_string(),
+            found: found.to_string(),
+            expected: expected.to_string(),
+        });
     }
     Ok(())
 }
@@ -100,7 +104,9 @@ pub fn read_pk(path: &Path) -> Result<(KeyHeader, ProvingKey<G1Affine>)> {
     let bytes = read_file(path)?;
     let (header, mut body) = read_header(path, &bytes, "proving key")?;
     let params = header.shape.config.clone();
-    let pk = read_halo2(path, "proving key", || ProvingKey::read::<_, BaseCircuitBuilder<Fr>>(&mut body, SerdeFormat::RawBytesUnchecked, params))?;
+    let pk = read_halo2(path, "proving key", || {
+        ProvingKey::read::<_, BaseCircuitBuilder<Fr>>(&mut body, SerdeFormat::RawBytesUnchecked, params)
+    })?;
     Ok((header, pk))
 }
 
@@ -116,6 +122,8 @@ pub fn read_vk(path: &Path) -> Result<(KeyHeader, VerifyingKey<G1Affine>)> {
     let bytes = read_file(path)?;
     let (header, mut body) = read_header(path, &bytes, "verifying key")?;
     let params = header.shape.config.clone();
-    let vk = read_halo2(path, "verifying key", || VerifyingKey::read::<_, BaseCircuitBuilder<Fr>>(&mut body, SerdeFormat::RawBytes, params))?;
+    let vk = read_halo2(path, "verifying key", || {
+        VerifyingKey::read::<_, BaseCircuitBuilder<Fr>>(&mut body, SerdeFormat::RawBytes, params)
+    })?;
     Ok((header, vk))
 }

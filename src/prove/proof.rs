@@ -30,20 +30,28 @@ pub enum TranscriptKind {
     Poseidon,
 }
 
-/// Where a run of public instances comes from.
+/// Where a run of public instances comes from. Values are packed `values_per_word` to an
+/// instance: word `w` is `Σ_j (v_j + 2^(bits-1)) · 2^(bits·j)` over the run's values
+/// `v_{w·m + j}` (quantized integers), and a value is `v / 2^scale`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceSpan {
     /// "input" or "output".
     pub kind: String,
     /// Which model input or output.
     pub index: usize,
-    /// First instance of the run.
-    pub offset: usize,
-    /// Number of instances.
-    pub len: usize,
     /// Tensor shape.
     pub shape: Vec<usize>,
-    /// Fixed-point scale (bits): value = instance / 2^scale, instances above p/2 being negative.
+    /// Number of values (the product of `shape`).
+    pub values: usize,
+    /// First instance (word) of the run.
+    pub first_instance: usize,
+    /// Number of instances (words) of the run.
+    pub instances: usize,
+    /// Width of each packed value.
+    pub bits: u32,
+    /// Values per instance.
+    pub values_per_word: usize,
+    /// Fixed-point scale (bits).
     pub scale: u32,
 }
 
@@ -104,7 +112,30 @@ impl ProofFile {
 
     /// The proof bytes.
     pub fn proof_bytes(&self, path: &Path) -> Result<Vec<u8>> {
-        hex::decode(self.proof.strip_prefix("0x").unwrap_or(&self.proof)).map_err(|e| Error::artifact(path, format!("the proof field is not hex: {e}")))
+        hex::decode(self.proof.strip_prefix("0x").unwrap_or(&self.proof))
+            .map_err(|e| Error::artifact(path, format!("the proof field is not hex: {e}")))
+    }
+
+    /// Decodes the values of each span of the public instances (dequantized), in layout order.
+    pub fn decode_instances(&self, path: &Path) -> Result<Vec<(InstanceSpan, Vec<f64>)>> {
+        let columns = self.instance_values(path)?;
+        let words = columns.first().map(Vec::as_slice).unwrap_or(&[]);
+        self.instance_layout
+            .iter()
+            .map(|span| {
+                let run = words
+                    .get(span.first_instance..span.first_instance + span.instances)
+                    .ok_or_else(|| Error::artifact(path, "instance_layout does not match the instances"))?;
+                let ints = crate::circuit::instances::unpack_values(run, span.values, span.bits).ok_or_else(|| {
+                    Error::artifact(
+                        path,
+                        format!("the instances of {} {} are not a valid packing", span.kind, span.index),
+                    )
+                })?;
+                let scale = (1u64 << span.scale) as f64;
+                Ok((span.clone(), ints.iter().map(|&v| v as f64 / scale).collect()))
+            })
+            .collect()
     }
 
     /// The public instances as field elements.
@@ -114,7 +145,11 @@ impl ProofFile {
             .map(|column| {
                 column
                     .iter()
-                    .map(|w| fr_from_hex(w).ok_or_else(|| Error::artifact(path, format!("instance {w} is not a 32-byte field element"))))
+                    .map(|w| {
+                        fr_from_hex(w).ok_or_else(|| {
+                            Error::artifact(path, format!("instance {w} is not a 32-byte field element"))
+                        })
+                    })
                     .collect()
             })
             .collect()
@@ -122,15 +157,24 @@ impl ProofFile {
 }
 
 /// Generates the verifying and proving keys of a keygen-stage circuit.
-pub fn keygen(params: &ParamsKZG<Bn256>, circuit: &BaseCircuitBuilder<Fr>) -> Result<(VerifyingKey<G1Affine>, ProvingKey<G1Affine>)> {
-    let fail = |e: halo2_base::halo2_proofs::plonk::Error| Error::Proving { stage: "key generation", reason: e.to_string() };
+pub fn keygen(
+    params: &ParamsKZG<Bn256>,
+    circuit: &BaseCircuitBuilder<Fr>,
+) -> Result<(VerifyingKey<G1Affine>, ProvingKey<G1Affine>)> {
+    let fail =
+        |e: halo2_base::halo2_proofs::plonk::Error| Error::Proving { stage: "key generation", reason: e.to_string() };
     let vk = keygen_vk(params, circuit).map_err(fail)?;
     let pk = keygen_pk(params, vk.clone(), circuit).map_err(fail)?;
     Ok((vk, pk))
 }
 
 /// Proves a prover-stage circuit with the Keccak transcript.
-pub fn prove_keccak(params: &ParamsKZG<Bn256>, pk: &ProvingKey<G1Affine>, circuit: BaseCircuitBuilder<Fr>, instances: &[Fr]) -> Result<Vec<u8>> {
+pub fn prove_keccak(
+    params: &ParamsKZG<Bn256>,
+    pk: &ProvingKey<G1Affine>,
+    circuit: BaseCircuitBuilder<Fr>,
+    instances: &[Fr],
+) -> Result<Vec<u8>> {
     let mut transcript = TranscriptWriterBuffer::<_, G1Affine, _>::init(Vec::new());
     let rng = rand::rngs::OsRng;
     create_proof::<KZGCommitmentScheme<Bn256>, ProverSHPLONK<'_, Bn256>, _, _, EvmTranscript<G1Affine, _, _, _>, _>(
@@ -147,7 +191,12 @@ pub fn prove_keccak(params: &ParamsKZG<Bn256>, pk: &ProvingKey<G1Affine>, circui
 
 /// Verifies a Keccak-transcript proof natively. Any failure, including a malformed proof, is
 /// reported as a rejection.
-pub fn verify_keccak(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>, proof: &[u8], instances: &[Fr]) -> Result<()> {
+pub fn verify_keccak(
+    params: &ParamsKZG<Bn256>,
+    vk: &VerifyingKey<G1Affine>,
+    proof: &[u8],
+    instances: &[Fr],
+) -> Result<()> {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut transcript = TranscriptReadBuffer::<_, G1Affine, _>::init(proof);
         verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, EvmTranscript<G1Affine, _, _, _>, _>(
@@ -160,8 +209,9 @@ pub fn verify_keccak(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>, pro
     }));
     match outcome {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::Rejected(format!("the proof does not verify against this verifying key and these public instances ({e})"))),
+        Ok(Err(e)) => Err(Error::Rejected(format!(
+            "the proof does not verify against this verifying key and these public instances ({e})"
+        ))),
         Err(_) => Err(Error::Rejected("the proof is malformed".into())),
     }
 }
-

@@ -75,7 +75,8 @@ pub fn load_srs(k: u32, file: Option<&Path>) -> Result<Srs> {
 fn read_params(path: &Path, format: SerdeFormat) -> Result<ParamsKZG<Bn256>> {
     let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    ParamsKZG::<Bn256>::read_custom(&mut reader, format).map_err(|e| Error::Srs(format!("{}: not a halo2 KZG parameter file: {e}", path.display())))
+    ParamsKZG::<Bn256>::read_custom(&mut reader, format)
+        .map_err(|e| Error::Srs(format!("{}: not a halo2 KZG parameter file: {e}", path.display())))
 }
 
 fn load_ceremony_file(k: u32, path: &Path) -> Result<Srs> {
@@ -85,10 +86,16 @@ fn load_ceremony_file(k: u32, path: &Path) -> Result<Srs> {
         .map_err(|_| Error::Srs(format!("{} is too short to be a KZG parameter file", path.display())))?;
     let file_k = u32::from_le_bytes(header);
     if file_k > 30 {
-        return Err(Error::Srs(format!("{} is not a halo2 KZG parameter file (header says k = {file_k})", path.display())));
+        return Err(Error::Srs(format!(
+            "{} is not a halo2 KZG parameter file (header says k = {file_k})",
+            path.display()
+        )));
     }
     if file_k < k {
-        return Err(Error::Srs(format!("{} holds 2^{file_k} points but the circuit needs k = {k}; supply a larger SRS", path.display())));
+        return Err(Error::Srs(format!(
+            "{} holds 2^{file_k} points but the circuit needs k = {k}; supply a larger SRS",
+            path.display()
+        )));
     }
     // Uncompressed points are 64 bytes (G1) and 128 (G2); compressed ("processed") ones half that.
     let n = 1u64 << file_k;
@@ -97,7 +104,10 @@ fn load_ceremony_file(k: u32, path: &Path) -> Result<Srs> {
     } else if len == 4 + 2 * n * 32 + 2 * 64 {
         SerdeFormat::Processed
     } else {
-        return Err(Error::Srs(format!("{} has {len} bytes, which matches no halo2 KZG layout for k = {file_k}", path.display())));
+        return Err(Error::Srs(format!(
+            "{} has {len} bytes, which matches no halo2 KZG layout for k = {file_k}",
+            path.display()
+        )));
     };
     let mut params = read_params(path, format)?;
     if file_k > k {
@@ -123,7 +133,11 @@ fn load_dev_srs(k: u32) -> Result<Srs> {
         write_atomically(&exact, &params)?;
         params
     };
-    let info = SrsInfo { insecure: true, source: "development (INSECURE: its secret is public)".into(), g2_digest: g2_digest(&params) };
+    let info = SrsInfo {
+        insecure: true,
+        source: "development (INSECURE: its secret is public)".into(),
+        g2_digest: g2_digest(&params),
+    };
     Ok(Srs { params, info })
 }
 
@@ -131,7 +145,8 @@ fn load_dev_srs(k: u32) -> Result<Srs> {
 pub fn write_atomically(path: &Path, params: &ParamsKZG<Bn256>) -> Result<()> {
     let dir = path.parent().expect("SRS paths have a folder");
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("srs"), std::process::id()));
+    let tmp =
+        dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("srs"), std::process::id()));
     let file = File::create(&tmp).map_err(|e| Error::io("write", &tmp, e))?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
     params.write_custom(&mut writer, SerdeFormat::RawBytesUnchecked).map_err(|e| Error::io("write", &tmp, e))?;

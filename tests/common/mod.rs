@@ -37,7 +37,12 @@ pub fn zkinfer_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Runs `zkinfer` and asserts success; returns stdout.
 pub fn ok(dir: &Path, args: &[&str]) -> String {
     let out = zkinfer(dir, args);
-    assert!(out.status.success(), "zkinfer {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "zkinfer {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -71,7 +76,10 @@ pub fn write_json(path: &Path, value: &serde_json::Value) {
 pub fn run_pipeline(model: &Path, input: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    ok(dir.path(), &["run", "-M", model.to_str().unwrap(), "-D", input.to_str().unwrap(), "--dir", out.to_str().unwrap()]);
+    ok(
+        dir.path(),
+        &["run", "-M", model.to_str().unwrap(), "-D", input.to_str().unwrap(), "--dir", out.to_str().unwrap()],
+    );
     dir
 }
 

@@ -1,0 +1,169 @@
+//! Public instances: inputs and outputs are packed several to a field element, which keeps the
+//! Solidity verifier small and cheap (its code and gas grow with the number of instances).
+//!
+//! A value `v` of `bits` signed bits is stored as `v + 2^(bits-1)`, in `[0, 2^bits)`; word `w` of
+//! a run holds values `m·w .. m·w + m` as `Σ_j (v_j + 2^(bits-1)) · 2^(bits·j)`, where
+//! `m = values_per_word(bits)`. Every packed value is range-checked, so a word has exactly one
+//! decoding.
+
+use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::{AssignedValue, Context, QuantumCell};
+
+use super::field::fe;
+
+/// How many `bits`-bit values one BN254 scalar holds (253 bits stay below the modulus).
+pub fn values_per_word(bits: u32) -> usize {
+    (253 / bits) as usize
+}
+
+/// Packs values that are already range-checked in offset form (`v + 2^(bits-1)`).
+pub fn layout_pack(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    shifted: &[AssignedValue<Fr>],
+    bits: u32,
+) -> Vec<AssignedValue<Fr>> {
+    let gate = range.gate();
+    let base = fe(1i128 << bits);
+    shifted
+        .chunks(values_per_word(bits))
+        .map(|chunk| {
+            let powers: Vec<QuantumCell<Fr>> = std::iter::successors(Some(fe(1)), |p| Some(*p * base))
+                .take(chunk.len())
+                .map(QuantumCell::Constant)
+                .collect();
+            gate.inner_product(ctx, chunk.iter().copied(), powers)
+        })
+        .collect()
+}
+
+/// Range-checks values of `bits` signed bits and returns them in offset form.
+pub fn layout_offset(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    values: &[AssignedValue<Fr>],
+    bits: u32,
+) -> Vec<AssignedValue<Fr>> {
+    let offset = QuantumCell::Constant(fe(1i128 << (bits - 1)));
+    values
+        .iter()
+        .map(|&v| {
+            let shifted = range.gate().add(ctx, v, offset);
+            range.range_check(ctx, shifted, bits as usize);
+            shifted
+        })
+        .collect()
+}
+
+/// Packs signed integers as the circuit does.
+pub fn pack_values(values: &[i64], bits: u32) -> Vec<Fr> {
+    let base = fe(1i128 << bits);
+    values
+        .chunks(values_per_word(bits))
+        .map(|chunk| chunk.iter().rev().fold(Fr::zero(), |acc, &v| acc * base + fe(v as i128 + (1i128 << (bits - 1)))))
+        .collect()
+}
+
+/// Unpacks `count` signed integers from words; `None` if a word is not a valid packing.
+pub fn unpack_values(words: &[Fr], count: usize, bits: u32) -> Option<Vec<i64>> {
+    let m = values_per_word(bits);
+    let mut out = Vec::with_capacity(count);
+    for word in words {
+        let mut rest = num_from_le(&word.to_bytes());
+        for _ in 0..m {
+            if out.len() == count {
+                break;
+            }
+            let digit = rest.take_low_bits(bits);
+            out.push((digit as i128 - (1i128 << (bits - 1))) as i64);
+        }
+        if !rest.is_zero() {
+            return None;
+        }
+    }
+    (out.len() == count).then_some(out)
+}
+
+/// A little-endian 256-bit number we shift bits out of.
+struct Bits256([u64; 4]);
+
+fn num_from_le(bytes: &[u8; 32]) -> Bits256 {
+    let mut limbs = [0u64; 4];
+    for (i, limb) in limbs.iter_mut().enumerate() {
+        *limb = u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    }
+    Bits256(limbs)
+}
+
+impl Bits256 {
+    /// Removes and returns the low `bits` bits (`bits` ≤ 64).
+    fn take_low_bits(&mut self, bits: u32) -> u128 {
+        let low = (self.0[0] as u128 | (self.0[1] as u128) << 64) & ((1u128 << bits) - 1);
+        if bits == 64 {
+            self.0 = [self.0[1], self.0[2], self.0[3], 0];
+        } else {
+            for i in 0..4 {
+                let next = if i < 3 { self.0[i + 1] } else { 0 };
+                self.0[i] = (self.0[i] >> bits) | (next << (64 - bits));
+            }
+        }
+        low
+    }
+
+    fn is_zero(&self) -> bool {
+        self.0.iter().all(|&l| l == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::circuit::soundness::{assert_outputs_bound, mock_run};
+
+    #[test]
+    fn packing_round_trips() {
+        for bits in [8u32, 24, 64] {
+            let values: Vec<i64> = (0..23).map(|i| ((i * 7919) % 200) as i64 - 100).collect();
+            let words = pack_values(&values, bits);
+            assert_eq!(words.len(), values.len().div_ceil(values_per_word(bits)));
+            assert_eq!(unpack_values(&words, values.len(), bits), Some(values.clone()));
+        }
+        // A word with bits above its last value does not decode.
+        let mut words = pack_values(&[1, 2, 3], 24);
+        words[0] += fe(1i128 << 100);
+        assert_eq!(unpack_values(&words, 3, 24), None);
+    }
+
+    #[test]
+    fn packed_words_bind_every_value() {
+        let bits = 16;
+        let values = [5i128, -7, 300, -(1 << 15), (1 << 15) - 1];
+        let honest = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
+            let cells: Vec<_> = values.iter().map(|&v| ctx.load_witness(fe(v))).collect();
+            let shifted = layout_offset(ctx, range, &cells, bits);
+            let words = layout_pack(ctx, range, &shifted, bits);
+            let native = pack_values(&values.map(|v| v as i64), bits);
+            assert_eq!(words.iter().map(|w| *w.value()).collect::<Vec<_>>(), native);
+            words
+        };
+        let lying = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
+            let cells: Vec<_> = values.iter().map(|&v| ctx.load_witness(fe(v))).collect();
+            let shifted = layout_offset(ctx, range, &cells, bits);
+            let _ = layout_pack(ctx, range, &shifted, bits);
+            // Claims the packing of other values without constraining it.
+            pack_values(&[5, -7, 301, -(1 << 15), (1 << 15) - 1], bits)
+                .into_iter()
+                .map(|w| ctx.load_witness(w))
+                .collect()
+        };
+        assert_outputs_bound(honest, lying);
+        // A value outside the range cannot be packed, even by a prover who picks the words.
+        let out_of_range = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
+            let cell = ctx.load_witness(fe(1 << 15));
+            let shifted = layout_offset(ctx, range, &[cell], bits);
+            layout_pack(ctx, range, &shifted, bits)
+        };
+        assert!(!mock_run(&out_of_range, None).0, "an out-of-range value must not be packable");
+    }
+}
