@@ -10,14 +10,16 @@ use halo2_base::{AssignedValue, Context};
 const K: usize = 12;
 
 /// A gadget under test: lays out cells and returns those exposed as public outputs.
-pub(crate) type Gadget<'a> = Box<dyn Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> + 'a>;
+pub(crate) trait GadgetFn: Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {}
+
+impl<F: Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>>> GadgetFn for F {}
+
+/// A boxed gadget, to mix closures of different types in one list.
+pub(crate) type Gadget<'a> = Box<dyn GadgetFn + 'a>;
 
 /// Runs a gadget in the MockProver; returns whether it is satisfied and the output values.
 /// `instances` overrides the public values (else the outputs' own values are used).
-pub(crate) fn mock_run(
-    gadget: &dyn Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>>,
-    instances: Option<Vec<Fr>>,
-) -> (bool, Vec<Fr>) {
+pub(crate) fn mock_run(gadget: &(dyn GadgetFn + '_), instances: Option<Vec<Fr>>) -> (bool, Vec<Fr>) {
     let mut builder = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
         .use_k(K)
         .use_lookup_bits(K - 1)

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 
 /// The seed of the development SRS. Anyone can recompute its secret: proofs made with it prove
 /// nothing to a third party. It exists so that development needs no ceremony file.
-pub const DEV_SRS_SEED: u64 = 0x7a6b_696e_6665_72; // "zkinfer"
+pub const DEV_SRS_SEED: u64 = 0x007a_6b69_6e66_6572; // "zkinfer"
 
 /// Where an SRS came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
