@@ -1,5 +1,5 @@
 //! Finding the EVM tools: solc (native, or the project's pinned solc-js behind `tools/solc`) and
-//! anvil (npm's `@foundry-rs/anvil`), installing the pinned toolchain with `npm ci` on first use.
+//! anvil (npm's `@foundry-rs/anvil`), installing the pinned toolchain with `npm install` on first use.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,13 +44,13 @@ fn npm_toolchain_installed(dir: &Path) -> bool {
     dir.join("node_modules/solc/package.json").is_file() && is_executable(&npm_foundry_binary(dir, "anvil"))
 }
 
-/// Installs the pinned toolchain (`npm ci`) in `dir` unless it is there. Concurrent callers wait
+/// Installs the pinned toolchain (`npm install`) in `dir` unless it is there. Concurrent callers wait
 /// for the one that installs. Set `ZKINFER_NO_INSTALL=1` to forbid installing.
 pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
     if npm_toolchain_installed(dir) {
         return Ok(());
     }
-    let hint = format!("run `npm ci` in {} (needs Node.js and npm)", dir.display());
+    let hint = format!("run `npm install` in {} (needs Node.js and npm)", dir.display());
     if std::env::var_os("ZKINFER_NO_INSTALL").is_some() {
         return Err(Error::ToolMissing { tool: "the pinned EVM toolchain (solc-js, anvil)", hint });
     }
@@ -86,9 +86,9 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
         if npm_toolchain_installed(dir) {
             return Ok(());
         }
-        eprintln!("zkinfer: installing the pinned EVM toolchain (npm ci in {}) ...", dir.display());
+        eprintln!("zkinfer: installing the pinned EVM toolchain (npm install in {}) ...", dir.display());
         let status = Command::new(npm)
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(dir)
             .stdout(std::process::Stdio::null())
             .status()
@@ -96,7 +96,7 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
         if !status.success() || !npm_toolchain_installed(dir) {
             return Err(Error::ToolMissing {
                 tool: "the pinned EVM toolchain (solc-js, anvil)",
-                hint: format!("`npm ci` failed ({status}); {hint}"),
+                hint: format!("`npm install` failed ({status}); {hint}"),
             });
         }
         Ok(())
@@ -116,7 +116,7 @@ fn explicit_tool(tool: &'static str, path: PathBuf, hint: &str) -> Result<PathBu
 /// Resolves solc: `explicit` (`--solc`), else `$SOLC`, else `solc` on PATH, else the pinned
 /// solc-js behind `tools/solc` (installed on first use).
 pub fn resolve_solc(explicit: Option<&Path>) -> Result<PathBuf> {
-    let hint = "install solc 0.8.19 or later (e.g. `npm ci` in the zkinfer checkout for the pinned solc-js) or pass --solc PATH";
+    let hint = "install solc 0.8.19 or later (e.g. `npm install` in the zkinfer checkout for the pinned solc-js) or pass --solc PATH";
     if let Some(path) = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os("SOLC").map(PathBuf::from)) {
         return explicit_tool("solc", path, hint);
     }
@@ -132,7 +132,7 @@ pub fn resolve_solc(explicit: Option<&Path>) -> Result<PathBuf> {
 /// PATH, else installs the pinned toolchain.
 pub fn resolve_anvil() -> Result<PathBuf> {
     let hint =
-        "run `npm ci` in the zkinfer checkout (npm package @foundry-rs/anvil), or put anvil on PATH, or set ANVIL";
+        "run `npm install` in the zkinfer checkout (npm package @foundry-rs/anvil), or put anvil on PATH, or set ANVIL";
     if let Some(path) = std::env::var_os("ANVIL") {
         return explicit_tool("anvil", PathBuf::from(path), hint);
     }
