@@ -8,6 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zkinfer/target}"
 cargo build --quiet
 bin="$CARGO_TARGET_DIR/debug/zkinfer"
 out="${1:-$(mktemp -d)}"
+mkdir -p "$out"
 printf '| model | k | advice cols | instances | setup s | prove s | peak MiB | proof B | verifier B | gas | max err |\n|---|---|---|---|---|---|---|---|---|---|---|\n'
 for example in mlp_small mlp_mnist; do
     dir="$out/$example"

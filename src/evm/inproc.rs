@@ -19,6 +19,13 @@ pub fn verify_in_process(bytecode: &[u8], calldata: &[u8]) -> Result<EvmVerifica
     match deploy_and_call(bytecode.to_vec(), calldata.to_vec()) {
         Ok(gas) => Ok(EvmVerification { verified: true, gas_used: Some(gas), reason: None }),
         Err(reason) if reason.contains("deployment") => Err(Error::Evm(reason)),
-        Err(reason) => Ok(EvmVerification { verified: false, gas_used: None, reason: Some(reason) }),
+        Err(reason) => {
+            let reason = if reason.contains("reverts") {
+                "the verifier contract reverted: the proof or its public instances are invalid".to_string()
+            } else {
+                reason
+            };
+            Ok(EvmVerification { verified: false, gas_used: None, reason: Some(reason) })
+        }
     }
 }
