@@ -183,6 +183,16 @@ enum Command {
         #[command(flatten)]
         options: SettingsArgs,
     },
+    /// Generate (or reuse) the cached development SRS for 2^logrows points, INSECURE: its secret is
+    /// public. Optionally write a copy in halo2's format.
+    GenSrs {
+        /// log2 of the number of points.
+        #[arg(long)]
+        logrows: u32,
+        /// Also write the parameters to this file.
+        #[arg(long)]
+        srs_path: Option<PathBuf>,
+    },
     /// Run the whole pipeline on the bundled example and print a summary.
     Demo {
         /// The working directory.
@@ -273,6 +283,16 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let options = RunOptions { settings: options.into(), srs, solc, rpc_url };
             let report = pipeline::run(&model, &data, &dir, &options)?;
             print_summary(&report, &dir);
+        }
+        Command::GenSrs { logrows, srs_path } => {
+            let start = std::time::Instant::now();
+            let srs = zkinfer::prove::srs::dev_srs(logrows, srs_path.as_deref())?;
+            println!(
+                "development SRS for k = {logrows} ready in {:.2} s ({}; g2 digest {})",
+                start.elapsed().as_secs_f64(),
+                srs.info.source,
+                srs.info.g2_digest
+            );
         }
         Command::Demo { dir } => {
             let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join("mlp_small");

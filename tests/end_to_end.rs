@@ -119,3 +119,26 @@ fn each_stage_runs_as_its_own_command() {
     assert!(ok(w, &["verify-evm"]).contains("gas used"));
     assert!(ok(w, &["verify-evm", "--anvil"]).contains("verified on http://127.0.0.1"));
 }
+
+#[test]
+fn an_srs_file_is_downsized_and_must_be_given_again_to_prove_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    std::fs::copy(example("mlp_small").join("network.onnx"), w.join("network.onnx")).unwrap();
+    std::fs::copy(example("mlp_small").join("input.json"), w.join("input.json")).unwrap();
+    // A parameter file larger than the circuit needs (k = 13 for a k = 11 circuit).
+    ok(w, &["gen-srs", "--logrows", "13", "--srs-path", "params.srs"]);
+    ok(w, &["gen-settings"]);
+    ok(w, &["compile"]);
+    let setup = ok(w, &["setup", "--srs", "params.srs"]);
+    assert!(setup.contains("params.srs"), "{setup}");
+    let e = fails(w, &["prove"]);
+    assert!(e.contains("pass it with --srs"), "{e}");
+    ok(w, &["prove", "--srs", "params.srs"]);
+    ok(w, &["verify", "--srs", "params.srs"]);
+    assert_eq!(json(&w.join("proof.json"))["insecure_srs"], false);
+    // A file too small for the circuit is refused.
+    ok(w, &["gen-srs", "--logrows", "8", "--srs-path", "small.srs"]);
+    let e = fails(w, &["setup", "--srs", "small.srs"]);
+    assert!(e.contains("needs k = 11"), "{e}");
+}

@@ -72,6 +72,19 @@ pub fn load_srs(k: u32, file: Option<&Path>) -> Result<Srs> {
     }
 }
 
+/// The development SRS for k (from the cache, or generated and cached), optionally also written
+/// to `copy_to`.
+pub fn dev_srs(k: u32, copy_to: Option<&Path>) -> Result<Srs> {
+    if !(1..=28).contains(&k) {
+        return Err(Error::Srs(format!("k = {k} is out of the supported range 1..=28")));
+    }
+    let srs = load_dev_srs(k)?;
+    if let Some(path) = copy_to {
+        write_atomically(path, &srs.params)?;
+    }
+    Ok(srs)
+}
+
 fn read_params(path: &Path, format: SerdeFormat) -> Result<ParamsKZG<Bn256>> {
     let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -128,7 +141,7 @@ fn load_dev_srs(k: u32) -> Result<Srs> {
     } else {
         tracing::warn!("generating the INSECURE development SRS for k = {k} (cached in {})", exact.display());
         let spinner = crate::progress::spinner(format!("generating development SRS (k = {k}, insecure)"));
-        let params = ParamsKZG::<Bn256>::setup(k, rand_chacha::ChaCha20Rng::seed_from_u64(DEV_SRS_SEED));
+        let params = super::fast_srs::fast_setup(k, rand_chacha::ChaCha20Rng::seed_from_u64(DEV_SRS_SEED));
         spinner.finish_and_clear();
         write_atomically(&exact, &params)?;
         params
