@@ -216,27 +216,25 @@ pub fn prove(
     // The integer reference catches values the circuit cannot hold before any proving starts.
     let reference = model.execute(&quantized)?;
 
-    let start = Instant::now();
-    let bar = crate::progress::spinner(format!("proving (k = {})", compiled.shape.k));
-    let laid = build_circuit(model, &quantized, Stage::Prove(&compiled.shape, &header.break_points))?;
-    let matches = laid
-        .values
-        .iter()
-        .zip(&reference)
-        .all(|(c, r)| c.len() == r.len() && c.iter().zip(r).all(|(&a, &b)| a == b as i128));
-    if !matches {
-        bar.finish_and_clear();
-        return Err(Error::Proving {
-            stage: "witness generation",
-            reason: "the circuit's values differ from the integer reference (a zkinfer bug: please report it)".into(),
-        });
-    }
-    let instances = laid.instances.clone();
-    let proof = prove::prove_keccak(&srs.params, &pk, laid.builder, &instances);
-    bar.finish_and_clear();
-    let proof = proof?;
-    let seconds = start.elapsed().as_secs_f64();
-    tracing::info!("proving: {seconds:.2} s");
+    let (proved, seconds) = timed(&format!("proving (k = {})", compiled.shape.k), || {
+        let laid = build_circuit(model, &quantized, Stage::Prove(&compiled.shape, &header.break_points))?;
+        let matches = laid
+            .values
+            .iter()
+            .zip(&reference)
+            .all(|(c, r)| c.len() == r.len() && c.iter().zip(r).all(|(&a, &b)| a == b as i128));
+        if !matches {
+            return Err(Error::Proving {
+                stage: "witness generation",
+                reason: "the circuit's values differ from the integer reference (a zkinfer bug: please report it)"
+                    .into(),
+            });
+        }
+        let instances = laid.instances.clone();
+        let proof = prove::prove_keccak(&srs.params, &pk, laid.builder, &instances)?;
+        Ok((proof, instances))
+    });
+    let (proof, instances) = proved?;
 
     let outputs: Vec<Vec<i64>> = model.outputs.iter().map(|&o| reference[o].clone()).collect();
     let witness = Witness {

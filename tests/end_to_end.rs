@@ -104,10 +104,8 @@ fn demo_prints_a_summary() {
 
 #[test]
 fn each_stage_runs_as_its_own_command() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = mlp_small_workdir();
     let w = dir.path();
-    std::fs::copy(example("mlp_small").join("network.onnx"), w.join("network.onnx")).unwrap();
-    std::fs::copy(example("mlp_small").join("input.json"), w.join("input.json")).unwrap();
     ok(w, &["gen-settings", "--input-scale", "8", "--param-scale", "8"]);
     assert_eq!(json(&w.join("settings.json"))["input_scale"], 8);
     ok(w, &["compile"]);
@@ -122,10 +120,8 @@ fn each_stage_runs_as_its_own_command() {
 
 #[test]
 fn an_srs_file_is_downsized_and_must_be_given_again_to_prove_and_verify() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = mlp_small_workdir();
     let w = dir.path();
-    std::fs::copy(example("mlp_small").join("network.onnx"), w.join("network.onnx")).unwrap();
-    std::fs::copy(example("mlp_small").join("input.json"), w.join("input.json")).unwrap();
     // A parameter file larger than the circuit needs (k = 13 for a k = 11 circuit).
     ok(w, &["gen-srs", "--logrows", "13", "--srs-path", "params.srs"]);
     ok(w, &["gen-settings"]);

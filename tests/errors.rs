@@ -2,24 +2,7 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
-
-fn work_with(files: &[(&Path, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (from, to) in files {
-        std::fs::copy(from, dir.path().join(to)).unwrap();
-    }
-    dir
-}
-
-fn small() -> tempfile::TempDir {
-    work_with(&[
-        (&example("mlp_small").join("network.onnx"), "network.onnx"),
-        (&example("mlp_small").join("input.json"), "input.json"),
-    ])
-}
 
 #[test]
 fn a_missing_model_is_named() {
@@ -44,7 +27,7 @@ fn an_unsupported_operator_is_named_with_its_node() {
 }
 
 fn prepared() -> tempfile::TempDir {
-    let dir = small();
+    let dir = mlp_small_workdir();
     for stage in [&["gen-settings"][..], &["compile"], &["setup"]] {
         ok(dir.path(), stage);
     }
@@ -87,7 +70,7 @@ fn keys_and_proofs_of_another_circuit_or_version_are_refused() {
     let a = prepared();
     ok(a.path(), &["prove"]);
     // Another circuit: the same model at another scale.
-    let b = small();
+    let b = mlp_small_workdir();
     ok(b.path(), &["gen-settings", "--input-scale", "6"]);
     ok(b.path(), &["compile"]);
     ok(b.path(), &["setup"]);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::Address;
 use alloy::providers::{Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionRequest;
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,21 @@ fn signer_for(chain_id: u64) -> Result<PrivateKeySigner> {
         .map_err(|e| Error::Evm(format!("{PRIVATE_KEY_ENV} is not a valid private key: {e}")))
 }
 
+/// Sends a transaction and waits for its receipt, each step bounded by the RPC timeout.
+async fn send_and_confirm(
+    url: &str,
+    provider: &impl Provider,
+    tx: TransactionRequest,
+    what: &str,
+) -> Result<TransactionReceipt> {
+    let pending = within(url, &format!("sending the {what}"), provider.send_transaction(tx))
+        .await?
+        .map_err(|e| Error::Evm(format!("{what} transaction failed: {e}")))?;
+    within(url, &format!("waiting for the {what} receipt"), pending.get_receipt())
+        .await?
+        .map_err(|e| Error::Evm(format!("{what} receipt: {e}")))
+}
+
 /// Deploys `bytecode` on the node at `url` and verifies `calldata` against it: a call first
 /// (a revert means the proof is rejected), then a transaction whose receipt gives the gas.
 pub fn verify_on_chain(url: &str, bytecode: &[u8], calldata: &[u8]) -> Result<(EvmVerification, Deployment)> {
@@ -80,12 +95,7 @@ async fn verify_on_chain_async(url: &str, bytecode: &[u8], calldata: &[u8]) -> R
     let provider = ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(parsed);
 
     let deploy = TransactionRequest::default().with_from(from).with_deploy_code(bytecode.to_vec());
-    let pending = within(url, "sending the deployment", provider.send_transaction(deploy))
-        .await?
-        .map_err(|e| Error::Evm(format!("deployment failed: {e}")))?;
-    let receipt = within(url, "waiting for the deployment receipt", pending.get_receipt())
-        .await?
-        .map_err(|e| Error::Evm(format!("deployment receipt: {e}")))?;
+    let receipt = send_and_confirm(url, &provider, deploy, "deployment").await?;
     let address: Address = match (receipt.status(), receipt.contract_address) {
         (true, Some(address)) => address,
         _ => return Err(Error::Evm(format!("the deployment transaction {} reverted", receipt.transaction_hash))),
@@ -104,12 +114,7 @@ async fn verify_on_chain_async(url: &str, bytecode: &[u8], calldata: &[u8]) -> R
             deployment,
         ));
     }
-    let pending = within(url, "sending the verification", provider.send_transaction(call))
-        .await?
-        .map_err(|e| Error::Evm(format!("verification transaction failed: {e}")))?;
-    let receipt = within(url, "waiting for the verification receipt", pending.get_receipt())
-        .await?
-        .map_err(|e| Error::Evm(format!("verification receipt: {e}")))?;
+    let receipt = send_and_confirm(url, &provider, call, "verification").await?;
     let verification = if receipt.status() {
         EvmVerification { verified: true, gas_used: Some(receipt.gas_used), reason: None }
     } else {

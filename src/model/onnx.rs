@@ -54,7 +54,7 @@ impl<'a> Importer<'a> {
                 continue;
             }
             let shape = input_shape(input).map_err(|reason| importer.malformed(reason))?;
-            importer.push(input.name.clone(), Op::Input { index }, vec![], shape);
+            importer.push(input.name.clone(), input.name.clone(), Op::Input { index }, vec![], shape);
             index += 1;
         }
         if index == 0 {
@@ -75,11 +75,10 @@ impl<'a> Importer<'a> {
         Ok(Tensor::new(tensor.shape().to_vec(), view.iter().copied().collect()))
     }
 
-    fn push(&mut self, name: String, op: Op, inputs: Vec<usize>, shape: Vec<usize>) -> usize {
-        self.nodes.push(Node { name: name.clone(), op, inputs, shape });
-        let id = self.nodes.len() - 1;
-        self.values.insert(name, Value::Node(id));
-        id
+    /// Appends a node named `name` whose output is the ONNX value `output`.
+    fn push(&mut self, name: String, output: String, op: Op, inputs: Vec<usize>, shape: Vec<usize>) {
+        self.nodes.push(Node { name, op, inputs, shape });
+        self.values.insert(output, Value::Node(self.nodes.len() - 1));
     }
 
     fn run(mut self, graph: &pb::GraphProto) -> Result<Graph> {
@@ -147,8 +146,7 @@ impl<'a> Importer<'a> {
 
     fn add_node(&mut self, node: &pb::NodeProto, op: Op, inputs: Vec<usize>, shape: Vec<usize>) -> Result<()> {
         let output = self.output_name(node)?;
-        let id = self.push(node_name(node), op, inputs, shape);
-        self.values.insert(output, Value::Node(id));
+        self.push(node_name(node), output, op, inputs, shape);
         Ok(())
     }
 

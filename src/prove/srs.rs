@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
-use halo2_base::halo2_proofs::poly::commitment::{Params, ParamsProver};
+use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
+use halo2_base::halo2_proofs::poly::commitment::Params;
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use halo2_base::halo2_proofs::{SerdeCurveAffine, SerdeFormat};
 use rand_chacha::rand_core::SeedableRng;
@@ -167,14 +167,10 @@ pub fn write_atomically(path: &Path, params: &ParamsKZG<Bn256>) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))
 }
 
-/// The first G1 point, to tell SRS files apart in tests.
-pub fn first_point(params: &ParamsKZG<Bn256>) -> G1Affine {
-    params.get_g()[1]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use halo2_base::halo2_proofs::poly::commitment::ParamsProver;
 
     #[test]
     fn a_larger_srs_downsizes_to_the_same_parameters() {
@@ -188,7 +184,6 @@ mod tests {
         let direct = ParamsKZG::<Bn256>::setup(4, rand_chacha::ChaCha20Rng::seed_from_u64(DEV_SRS_SEED));
         assert_eq!(small.params.k(), 4);
         assert_eq!(small.params.get_g(), direct.get_g());
-        assert_eq!(first_point(&small.params), first_point(&direct));
         assert_eq!(small.info.g2_digest, g2_digest(&direct));
         assert!(!small.info.insecure);
         let too_small = load_srs(8, Some(&file)).err().unwrap().to_string();

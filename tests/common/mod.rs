@@ -19,6 +19,22 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests").join("fixtures").join(name)
 }
 
+/// A fresh working folder holding copies of `files` (source, name in the folder).
+pub fn work_with(files: &[(&Path, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in files {
+        std::fs::copy(from, dir.path().join(to)).unwrap();
+    }
+    dir
+}
+
+/// A fresh working folder with the 16→32→8 example's `network.onnx` and `input.json`.
+pub fn mlp_small_workdir() -> tempfile::TempDir {
+    let model = example("mlp_small").join("network.onnx");
+    let input = example("mlp_small").join("input.json");
+    work_with(&[(&model, "network.onnx"), (&input, "input.json")])
+}
+
 /// Runs `zkinfer` with `args` in `dir`.
 pub fn zkinfer(dir: &Path, args: &[&str]) -> Output {
     zkinfer_env(dir, args, &[])
