@@ -87,6 +87,9 @@ pub enum Error {
         /// halo2's reason.
         reason: String,
     },
+    /// A command-line value is malformed.
+    #[error("{0}")]
+    Usage(String),
     /// The proof did not verify.
     #[error("proof rejected: {0}")]
     Rejected(String),

@@ -129,6 +129,28 @@ enum Command {
         /// The SRS file the keys were made with (default: development SRS).
         #[arg(long)]
         srs: Option<PathBuf>,
+        /// Reject the proof unless its model commitment (hashed params) is this one (0x hex).
+        #[arg(long)]
+        model_commitment: Option<String>,
+        /// Reject the proof unless its input commitment (hashed input) is this one (0x hex).
+        #[arg(long)]
+        input_commitment: Option<String>,
+    },
+    /// Compute the Poseidon commitments a proof with hashed params or input exposes, off-circuit,
+    /// from the compiled model (or the ONNX model and settings) and an input file.
+    Commit {
+        /// The compiled model.
+        #[arg(long, default_value = "model.compiled", conflicts_with = "model")]
+        compiled: PathBuf,
+        /// The ONNX model (with --settings), instead of a compiled model.
+        #[arg(short = 'M', long, requires = "settings")]
+        model: Option<PathBuf>,
+        /// The settings the ONNX model is quantized with.
+        #[arg(short = 'S', long)]
+        settings: Option<PathBuf>,
+        /// Also commit to this input data.
+        #[arg(short = 'D', long)]
+        data: Option<PathBuf>,
     },
     /// Generate and compile the Solidity verifier: writes Verifier.sol and Verifier.json.
     CreateEvmVerifier {
@@ -247,14 +269,23 @@ fn execute(command: Command) -> zkinfer::Result<()> {
         }
         Command::Prove { compiled, pk, data, srs, witness, proof } => {
             let out = pipeline::prove(&compiled, &pk, &data, srs.as_deref(), &witness, &proof)?;
-            println!("wrote {} in {:.2} s; outputs {:?}", proof.display(), out.seconds, out.proof.outputs);
+            println!("wrote {} in {:.2} s; outputs {:?}", proof.display(), out.seconds, out.outputs);
         }
-        Command::Verify { vk, proof, srs } => {
-            pipeline::verify(&vk, &proof, srs.as_deref())?;
+        Command::Verify { vk, proof, srs, model_commitment, input_commitment } => {
+            let expected = pipeline::Expected { model_commitment, input_commitment };
+            pipeline::verify(&vk, &proof, srs.as_deref(), &expected)?;
             println!("verified: the proof is valid");
-            for (span, values) in zkinfer::prove::ProofFile::load(&proof)?.decode_instances(&proof)? {
-                println!("proven {} {} {:?}: {:?}", span.kind, span.index, span.shape, values);
+            for (span, decoded) in zkinfer::prove::ProofFile::load(&proof)?.decode_instances(&proof)? {
+                println!("proven {} {} ({}) {:?}: {decoded}", span.kind, span.index, span.name, span.shape);
             }
+        }
+        Command::Commit { compiled, model, settings, data } => {
+            let source = match (&model, &settings) {
+                (Some(m), Some(s)) => pipeline::ModelSource::Onnx(m, s),
+                _ => pipeline::ModelSource::Compiled(&compiled),
+            };
+            let c = pipeline::commit(source, data.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&c).expect("serializable"));
         }
         Command::CreateEvmVerifier { vk, srs, sol, solc } => {
             let c = pipeline::create_evm_verifier(&vk, srs.as_deref(), &sol, solc.as_deref())?;

@@ -4,14 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use serde::Serialize;
+
 use crate::artifacts::{file_digest, output_errors, CompiledModel, Report, Witness};
+use crate::circuit::commit::{commit_params, commit_values};
 use crate::circuit::layout::{build_circuit, choose_shape, Stage};
 use crate::error::{read_file, read_json, write_file, write_json, Error, Result};
 use crate::evm::{self, CompiledContract, EvmVerification};
 use crate::model::{import_onnx, load_input, run_float, QuantizedModel};
 use crate::progress::timed;
 use crate::prove::keys::{check_digest, KeyHeader, KEY_FORMAT_VERSION};
-use crate::prove::proof::{fr_to_hex, InstanceSpan, PROOF_FORMAT_VERSION};
+use crate::prove::proof::{fr_to_hex, Encoding, PROOF_FORMAT_VERSION};
 use crate::prove::{self, load_srs, ProofFile, Srs, SrsInfo, TranscriptKind};
 use crate::settings::{
     Settings, Visibilities, Visibility, DEFAULT_ACTIVATION_BITS, DEFAULT_MAX_ADVICE_COLUMNS, DEFAULT_SCALE,
@@ -73,13 +76,6 @@ pub fn compile(model: &Path, settings_path: &Path, out: &Path) -> Result<Compile
                 model.display()
             ),
         ));
-    }
-    let v = &settings.visibility;
-    if (v.input, v.params, v.output) != (Visibility::Public, Visibility::Fixed, Visibility::Public) {
-        return Err(Error::UnsupportedModel(format!(
-            "visibility input={}, params={}, output={} is not available yet; this version proves input=public, params=fixed, output=public",
-            v.input, v.params, v.output
-        )));
     }
     let graph = import_onnx(model)?;
     let quantized = QuantizedModel::quantize(&graph, &settings)?;
@@ -162,38 +158,10 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
 pub struct ProveOutcome {
     /// The proof file written.
     pub proof: ProofFile,
+    /// The dequantized outputs (also when the proof keeps them private).
+    pub outputs: Vec<Vec<f64>>,
     /// Seconds spent proving (witness generation included).
     pub seconds: f64,
-}
-
-fn instance_layout(model: &QuantizedModel) -> Vec<InstanceSpan> {
-    let mut spans = Vec::new();
-    let mut first_instance = 0;
-    let bits = model.activation_bits;
-    let values_per_word = crate::circuit::instances::values_per_word(bits);
-    let mut push = |kind: &str, index: usize, shape: Vec<usize>| {
-        let values: usize = shape.iter().product();
-        let instances = values.div_ceil(values_per_word);
-        spans.push(InstanceSpan {
-            kind: kind.into(),
-            index,
-            shape,
-            values,
-            first_instance,
-            instances,
-            bits,
-            values_per_word,
-            scale: model.input_scale,
-        });
-        first_instance += instances;
-    };
-    for (i, shape) in model.input_shapes().into_iter().enumerate() {
-        push("input", i, shape);
-    }
-    for (i, &o) in model.outputs.iter().enumerate() {
-        push("output", i, model.nodes[o].shape.clone());
-    }
-    spans
 }
 
 /// `prove`: runs the model on `input.json` and proves it; writes `witness.json` and `proof.json`.
@@ -230,13 +198,14 @@ pub fn prove(
                     .into(),
             });
         }
-        let instances = laid.instances.clone();
+        let (instances, layout) = (laid.instances.clone(), laid.layout.clone());
         let proof = prove::prove_keccak(&srs.params, &pk, laid.builder, &instances)?;
-        Ok((proof, instances))
+        Ok((proof, instances, layout))
     });
-    let (proof, instances) = proved?;
+    let (proof, instances, layout) = proved?;
 
     let outputs: Vec<Vec<i64>> = model.outputs.iter().map(|&o| reference[o].clone()).collect();
+    let dequantized: Vec<Vec<f64>> = outputs.iter().map(|o| model.dequantize(o)).collect();
     let witness = Witness {
         circuit_digest: compiled.circuit_digest.clone(),
         inputs: quantized,
@@ -251,16 +220,54 @@ pub fn prove(
         transcript: TranscriptKind::Keccak,
         proof: format!("0x{}", hex::encode(&proof)),
         instances: vec![instances.iter().map(fr_to_hex).collect()],
-        instance_layout: instance_layout(model),
-        outputs: outputs.iter().map(|o| model.dequantize(o)).collect(),
+        commitment_hash: layout
+            .iter()
+            .any(|s| s.encoding == Encoding::Poseidon)
+            .then(|| crate::circuit::commit::POSEIDON_DESCRIPTION.into()),
+        instance_layout: layout,
+        outputs: if model.visibility.output == Visibility::Public { dequantized.clone() } else { Vec::new() },
         insecure_srs: srs.info.insecure,
     };
     write_json(proof_out, &proof_file)?;
-    Ok(ProveOutcome { proof: proof_file, seconds })
+    Ok(ProveOutcome { proof: proof_file, outputs: dequantized, seconds })
 }
 
-/// `verify`: checks a proof against a verifying key natively. `Ok` means accepted.
-pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>) -> Result<f64> {
+/// Commitments a verifier was given and wants the proof bound to (0x-prefixed hex).
+#[derive(Clone, Debug, Default)]
+pub struct Expected {
+    /// The model commitment (hashed params).
+    pub model_commitment: Option<String>,
+    /// The commitment to input 0 (hashed input).
+    pub input_commitment: Option<String>,
+}
+
+fn check_expected(proof: &ProofFile, proof_path: &Path, expected: &Expected) -> Result<()> {
+    let wanted = [("params", "model", &expected.model_commitment), ("input", "input", &expected.input_commitment)];
+    for (kind, what, want) in wanted {
+        let Some(want) = want else { continue };
+        let want = crate::prove::proof::fr_from_hex(want).map(|f| fr_to_hex(&f)).ok_or_else(|| {
+            Error::Usage(format!("the expected {what} commitment {want} is not a 32-byte hex field element"))
+        })?;
+        match proof.commitment(proof_path, kind)? {
+            None => {
+                return Err(Error::Rejected(format!(
+                    "the proof carries no {what} commitment (its {what} is not hashed), so it cannot be checked against {want}"
+                )))
+            }
+            Some(got) if got != want => {
+                return Err(Error::Rejected(format!(
+                    "the proof is valid but for another {what}: its {what} commitment is {got}, not the expected {want}"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// `verify`: checks a proof against a verifying key natively, and against the commitments the
+/// verifier expects. `Ok` means accepted.
+pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>, expected: &Expected) -> Result<f64> {
     let (header, vk) = prove::read_vk(vk_path)?;
     let proof = ProofFile::load(proof_path)?;
     check_digest(proof_path, &proof.circuit_digest, &header.circuit_digest)?;
@@ -283,7 +290,47 @@ pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>) -> Res
     }
     let start = Instant::now();
     prove::verify_keccak(&srs.params, &vk, &bytes, &column)?;
-    Ok(start.elapsed().as_secs_f64())
+    let seconds = start.elapsed().as_secs_f64();
+    check_expected(&proof, proof_path, expected)?;
+    Ok(seconds)
+}
+
+/// What `commit` computed (0x-prefixed hex).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Commitments {
+    /// The model commitment: what a proof with hashed params exposes.
+    pub model: String,
+    /// One commitment per model input, when an input file was given: what a proof with a hashed
+    /// input exposes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+}
+
+/// Where `commit` reads the model from.
+pub enum ModelSource<'a> {
+    /// A `model.compiled`.
+    Compiled(&'a Path),
+    /// An ONNX file and its `settings.json`.
+    Onnx(&'a Path, &'a Path),
+}
+
+/// `commit`: computes off-circuit the Poseidon commitments a proof exposes, so that a verifier can
+/// check the ones it was given.
+pub fn commit(source: ModelSource<'_>, input: Option<&Path>) -> Result<Commitments> {
+    let model = match source {
+        ModelSource::Compiled(path) => CompiledModel::load(path)?.model,
+        ModelSource::Onnx(onnx, settings) => QuantizedModel::quantize(&import_onnx(onnx)?, &Settings::load(settings)?)?,
+    };
+    let inputs = match input {
+        None => Vec::new(),
+        Some(path) => {
+            let quantized = model.quantize_inputs(&load_input(path, &model.input_shapes())?);
+            // Out-of-range inputs cannot be proven, so they have no commitment.
+            model.execute(&quantized)?;
+            quantized.iter().map(|x| fr_to_hex(&commit_values(x, model.activation_bits))).collect()
+        }
+    };
+    Ok(Commitments { model: fr_to_hex(&commit_params(&model)), inputs })
 }
 
 /// File names `create-evm-verifier` writes beside `Verifier.sol`.
@@ -393,7 +440,7 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
         &w.file("witness.json"),
         &w.file("proof.json"),
     )?;
-    let verify_seconds = verify(&w.file("vk.bin"), &w.file("proof.json"), srs)?;
+    let verify_seconds = verify(&w.file("vk.bin"), &w.file("proof.json"), srs, &Expected::default())?;
     let verifier = create_evm_verifier(&w.file("vk.bin"), srs, &w.file("Verifier.sol"), options.solc.as_deref())?;
     let evm = verify_evm(&w.file("proof.json"), &w.file("Verifier.json"), options.rpc_url.as_deref())?;
     if let Some(deployment) = &evm.deployment {
@@ -402,7 +449,7 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
 
     let inputs = load_input(&input_copy, &compiled.model.input_shapes())?;
     let reference_outputs = run_float(&model_copy, &compiled.settings.input_shapes, &inputs)?;
-    let (max_abs_error, mean_abs_error) = output_errors(&proved.proof.outputs, &reference_outputs);
+    let (max_abs_error, mean_abs_error) = output_errors(&proved.outputs, &reference_outputs);
     let report = Report {
         model: model.display().to_string(),
         k: compiled.shape.k,
@@ -418,7 +465,7 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
         evm_gas: evm.verification.gas_used,
         evm: options.rpc_url.clone().unwrap_or_else(|| "in-process revm".into()),
         verifier_runtime_bytes: verifier.runtime.len(),
-        outputs: proved.proof.outputs.clone(),
+        outputs: proved.outputs.clone(),
         reference_outputs,
         max_abs_error,
         mean_abs_error,

@@ -7,18 +7,6 @@ use std::path::Path;
 
 use common::*;
 
-fn assert_rejected_everywhere(work: &Path, bad: &serde_json::Value, rpc_url: &str, what: &str) {
-    let path = work.join("bad-proof.json");
-    write_json(&path, bad);
-    let p = path.to_str().unwrap();
-    let native = fails(work, &["verify", "--proof", p]);
-    assert!(native.contains("rejected"), "{what}, native: {native}");
-    let revm = fails(work, &["verify-evm", "--proof", p]);
-    assert!(revm.contains("rejected"), "{what}, revm: {revm}");
-    let anvil = fails(work, &["verify-evm", "--proof", p, "--rpc-url", rpc_url]);
-    assert!(anvil.contains("rejected"), "{what}, anvil: {anvil}");
-}
-
 fn flat(values: &serde_json::Value) -> Vec<f64> {
     values.as_array().unwrap().iter().flat_map(|o| o.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect()
 }
@@ -66,16 +54,11 @@ fn check_example(model: &Path, input: &Path, error_bound: f64) {
     let on_anvil = ok(&work, &["verify-evm", "--rpc-url", &url]);
     assert!(on_anvil.contains("verified on"), "{on_anvil}");
     for position in [0.0, 0.1, 0.37, 0.5, 0.81, 1.0] {
-        assert_rejected_everywhere(
-            &work,
-            &tamper_proof_bytes(&proof, position),
-            &url,
-            &format!("proof byte at {position}"),
-        );
+        assert_rejected(&work, &tamper_proof_bytes(&proof, position), Some(&url), &format!("proof byte at {position}"));
     }
     // The first instance is an input, the last an output.
-    assert_rejected_everywhere(&work, &tamper_instance(&proof, 0), &url, "wrong public input");
-    assert_rejected_everywhere(&work, &tamper_instance(&proof, instances - 1), &url, "wrong public output");
+    assert_rejected(&work, &tamper_instance(&proof, 0), Some(&url), "wrong public input");
+    assert_rejected(&work, &tamper_instance(&proof, instances - 1), Some(&url), "wrong public output");
 }
 
 #[test]

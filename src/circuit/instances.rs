@@ -9,8 +9,65 @@
 use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
+use serde::{Deserialize, Serialize};
 
 use super::field::fe;
+
+/// How a run of public instances encodes its values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// The values themselves, packed `values_per_word` to an instance.
+    Packed,
+    /// One instance: the Poseidon commitment to the packed values (see [`super::commit`]).
+    Poseidon,
+}
+
+/// Where a run of public instances comes from. Packed values: word `w` is
+/// `Σ_j (v_j + 2^(bits-1)) · 2^(bits·j)` over the run's values `v_{w·m + j}` (quantized
+/// integers, `m = values_per_word`), and a value is `v / 2^scale`. A Poseidon run is one
+/// instance, the hash of the same words (of every part, in order, for the params).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpan {
+    /// "input", "param" (one public tensor), "params" (the model commitment) or "output".
+    pub kind: String,
+    /// Which model input or output, or which param tensor.
+    pub index: usize,
+    /// The tensor's name (input and output names are their positions).
+    pub name: String,
+    /// Tensor shape.
+    pub shape: Vec<usize>,
+    /// Number of values (the product of `shape`).
+    pub values: usize,
+    /// First instance (word) of the run.
+    pub first_instance: usize,
+    /// Number of instances (words) of the run.
+    pub instances: usize,
+    /// The values themselves or their commitment.
+    pub encoding: Encoding,
+    /// Width of each packed value (for the params commitment: see `parts`).
+    pub bits: u32,
+    /// Values per word.
+    pub values_per_word: usize,
+    /// Fixed-point scale (bits).
+    pub scale: u32,
+    /// For the params commitment: the tensors hashed, in order, each packed at its own width.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<CommittedPart>,
+}
+
+/// One tensor inside the params commitment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommittedPart {
+    /// Tensor name.
+    pub name: String,
+    /// Number of values.
+    pub values: usize,
+    /// Packing width.
+    pub bits: u32,
+    /// Fixed-point scale.
+    pub scale: u32,
+}
 
 /// How many `bits`-bit values one BN254 scalar holds (253 bits stay below the modulus).
 pub fn values_per_word(bits: u32) -> usize {

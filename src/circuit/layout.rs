@@ -1,18 +1,20 @@
 //! Lays out a whole quantized model, node by node, and chooses the circuit's size.
 
 use halo2_base::gates::circuit::{builder::BaseCircuitBuilder, BaseCircuitParams, CircuitBuilderStage};
-use halo2_base::gates::RangeInstructions;
+use halo2_base::gates::{RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
-use halo2_base::AssignedValue;
+use halo2_base::{AssignedValue, Context};
 use serde::{Deserialize, Serialize};
 
+use super::commit::layout_hash;
 use super::field::{fe, to_i128};
-use super::instances::{layout_offset, layout_pack};
-use super::linear::{layout_dense, DenseShape};
+use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
+use super::linear::{layout_dense, DenseShape, ParamCells};
 use super::nonlinear::layout_relu;
 use super::shape::{layout_add, layout_add_const};
 use crate::error::{Error, Result};
 use crate::model::quantize::{QOp, QuantizedModel};
+use crate::settings::Visibility;
 
 /// Rows at the end of the circuit kept free for halo2's blinding factors.
 pub const BLINDING_ROWS: usize = 20;
@@ -61,12 +63,96 @@ pub struct LaidOut {
     pub builder: BaseCircuitBuilder<Fr>,
     /// Every node's output values, as signed integers.
     pub values: Vec<Vec<i128>>,
-    /// The public instances (inputs then outputs).
+    /// The public instances: inputs, params, then outputs, as the visibility asks.
     pub instances: Vec<Fr>,
+    /// What each run of the instances is.
+    pub layout: Vec<InstanceSpan>,
 }
 
 fn lookup_bits_for(k: u32) -> usize {
     k as usize - 1
+}
+
+/// Collects the public instances and documents them as it goes.
+struct Exposer {
+    cells: Vec<AssignedValue<Fr>>,
+    layout: Vec<InstanceSpan>,
+}
+
+/// A tensor about to be exposed (packed or committed).
+struct Exposed<'a> {
+    kind: &'static str,
+    index: usize,
+    name: String,
+    shape: Vec<usize>,
+    /// Values in offset form, range-checked to `bits`.
+    shifted: &'a [AssignedValue<Fr>],
+    bits: u32,
+    scale: u32,
+}
+
+impl Exposer {
+    fn span(&self, t: &Exposed<'_>, instances: usize, encoding: Encoding) -> InstanceSpan {
+        InstanceSpan {
+            kind: t.kind.into(),
+            index: t.index,
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            values: t.shifted.len(),
+            first_instance: self.cells.len(),
+            instances,
+            encoding,
+            bits: t.bits,
+            values_per_word: values_per_word(t.bits),
+            scale: t.scale,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Exposes the tensor as public values (`Public`) or as its commitment (`Hashed`).
+    fn expose(&mut self, ctx: &mut Context<Fr>, range: &RangeChip<Fr>, t: Exposed<'_>, visibility: Visibility) {
+        let words = layout_pack(ctx, range, t.shifted, t.bits);
+        match visibility {
+            Visibility::Public => {
+                let span = self.span(&t, words.len(), Encoding::Packed);
+                self.layout.push(span);
+                self.cells.extend(words);
+            }
+            Visibility::Hashed => {
+                let span = self.span(&t, 1, Encoding::Poseidon);
+                self.layout.push(span);
+                self.cells.push(layout_hash(ctx, range.gate(), &words));
+            }
+            Visibility::Private | Visibility::Fixed => {}
+        }
+    }
+
+    /// Exposes the commitment to several tensors at once (the model commitment).
+    fn expose_commitment(&mut self, ctx: &mut Context<Fr>, range: &RangeChip<Fr>, parts: Vec<Exposed<'_>>) {
+        let mut words = Vec::new();
+        for t in &parts {
+            words.extend(layout_pack(ctx, range, t.shifted, t.bits));
+        }
+        let values = parts.iter().map(|t| t.shifted.len()).sum();
+        self.layout.push(InstanceSpan {
+            kind: "params".into(),
+            index: 0,
+            name: "model commitment".into(),
+            shape: vec![values],
+            values,
+            first_instance: self.cells.len(),
+            instances: 1,
+            encoding: Encoding::Poseidon,
+            bits: 0,
+            values_per_word: 0,
+            scale: 0,
+            parts: parts
+                .iter()
+                .map(|t| CommittedPart { name: t.name.clone(), values: t.shifted.len(), bits: t.bits, scale: t.scale })
+                .collect(),
+        });
+        self.cells.push(layout_hash(ctx, range.gate(), &words));
+    }
 }
 
 /// Lays out `model` on `inputs` (quantized, one flat vector per model input).
@@ -88,7 +174,22 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
     let range = builder.range_chip();
     let gate = range.gate();
     let bits = model.activation_bits;
+    let visibility = &model.visibility;
     let ctx = builder.main(0);
+
+    // Params that are not fixed are private witnesses, loaded before the nodes that use them.
+    let params = model.param_tensors();
+    let loaded: Vec<Vec<AssignedValue<Fr>>> = if visibility.params == Visibility::Fixed {
+        Vec::new()
+    } else {
+        params.iter().map(|t| ctx.assign_witnesses(t.values.iter().map(|&v| fe(v as i128)))).collect()
+    };
+    let param = |t: usize| match loaded.get(t) {
+        Some(cells) => ParamCells::Loaded(cells),
+        None => ParamCells::Fixed(params[t].values),
+    };
+    let mut next_param = 0;
+
     let mut cells: Vec<Vec<AssignedValue<Fr>>> = Vec::with_capacity(model.nodes.len());
     let mut shifted_inputs = Vec::new();
     for node in &model.nodes {
@@ -98,10 +199,17 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                 let data =
                     inputs.get(*index).ok_or_else(|| Error::UnsupportedModel(format!("missing input #{index}")))?;
                 let loaded: Vec<_> = data.iter().map(|&v| ctx.load_witness(fe(v as i128))).collect();
-                shifted_inputs.push(layout_offset(ctx, &range, &loaded, bits));
+                // Every input is range-checked, whoever sees it: the statement is about
+                // in-range inputs.
+                shifted_inputs.push((
+                    *index,
+                    node.name.clone(),
+                    node.shape.clone(),
+                    layout_offset(ctx, &range, &loaded, bits),
+                ));
                 loaded
             }
-            QOp::Dense { weight, k, n, bias, transpose_input, shift } => {
+            QOp::Dense { k, n, transpose_input, shift, .. } => {
                 let (x, _) = arg(0);
                 let shape = DenseShape {
                     rows: x.len() / k,
@@ -111,10 +219,14 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                     shift: *shift,
                     bits,
                 };
-                layout_dense(ctx, &range, x, weight, bias, shape)
+                next_param += 2;
+                layout_dense(ctx, &range, x, param(next_param - 2), param(next_param - 1), shape)
             }
             QOp::Add => layout_add(ctx, gate, arg(0), arg(1), &node.shape),
-            QOp::AddConst { constant } => layout_add_const(ctx, gate, arg(0), constant, &node.shape),
+            QOp::AddConst { .. } => {
+                next_param += 1;
+                layout_add_const(ctx, gate, arg(0), param(next_param - 1), &node.shape)
+            }
             QOp::Relu => {
                 let (x, _) = arg(0);
                 x.iter()
@@ -128,28 +240,64 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
         };
         cells.push(out);
     }
-    // Inputs first (in input order), then outputs; each tensor starts a new word.
-    let mut exposed = Vec::new();
-    let input_order = model.nodes.iter().filter_map(|n| match n.op {
-        QOp::Input { index } => Some(index),
-        _ => None,
-    });
-    let mut by_index: Vec<(usize, Vec<AssignedValue<Fr>>)> = input_order.zip(shifted_inputs).collect();
-    by_index.sort_by_key(|(i, _)| *i);
-    for (_, shifted) in by_index {
-        exposed.extend(layout_pack(ctx, &range, &shifted, bits));
+
+    // Inputs (in input order), params, then outputs; each tensor starts a new word.
+    let mut exposer = Exposer { cells: Vec::new(), layout: Vec::new() };
+    shifted_inputs.sort_by_key(|(i, ..)| *i);
+    for (index, name, shape, shifted) in &shifted_inputs {
+        let t = Exposed {
+            kind: "input",
+            index: *index,
+            name: name.clone(),
+            shape: shape.clone(),
+            shifted,
+            bits,
+            scale: model.input_scale,
+        };
+        exposer.expose(ctx, &range, t, visibility.input);
     }
-    for &o in &model.outputs {
-        let shifted = layout_offset(ctx, &range, &cells[o], bits);
-        exposed.extend(layout_pack(ctx, &range, &shifted, bits));
+    if matches!(visibility.params, Visibility::Public | Visibility::Hashed) {
+        let shifted: Vec<_> = params.iter().zip(&loaded).map(|(t, c)| layout_offset(ctx, &range, c, t.bits)).collect();
+        let parts = params.iter().zip(&shifted).enumerate().map(|(i, (t, s))| Exposed {
+            kind: "param",
+            index: i,
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            shifted: s,
+            bits: t.bits,
+            scale: t.scale,
+        });
+        if visibility.params == Visibility::Public {
+            for t in parts {
+                exposer.expose(ctx, &range, t, Visibility::Public);
+            }
+        } else {
+            exposer.expose_commitment(ctx, &range, parts.collect());
+        }
+    }
+    if visibility.output != Visibility::Private {
+        for (index, &o) in model.outputs.iter().enumerate() {
+            let shifted = layout_offset(ctx, &range, &cells[o], bits);
+            let node = &model.nodes[o];
+            let t = Exposed {
+                kind: "output",
+                index,
+                name: node.name.clone(),
+                shape: node.shape.clone(),
+                shifted: &shifted,
+                bits,
+                scale: model.input_scale,
+            };
+            exposer.expose(ctx, &range, t, visibility.output);
+        }
     }
     let values = cells.iter().map(|c| c.iter().map(|v| to_i128(v.value()).unwrap_or(i128::MAX)).collect()).collect();
-    let instances = exposed.iter().map(|c| *c.value()).collect();
-    builder.assigned_instances[0] = exposed;
+    let instances = exposer.cells.iter().map(|c| *c.value()).collect();
+    builder.assigned_instances[0] = exposer.cells;
     if !matches!(stage, Stage::Prove(..)) {
         builder.calculate_params(Some(BLINDING_ROWS));
     }
-    Ok(LaidOut { builder, values, instances })
+    Ok(LaidOut { builder, values, instances, layout: exposer.layout })
 }
 
 /// Zero inputs of the model's input shapes: the circuit's geometry does not depend on the data.

@@ -71,28 +71,54 @@ pub struct DenseShape {
     pub bits: u32,
 }
 
-/// Lays out `y = round((x · W + bias) / 2^shift)` with `W` and `bias` fixed in the circuit.
-/// Each output is one inner product whose start value folds in the bias, rounding and offset,
-/// followed by a rescale. Zero weights cost nothing.
+/// Parameters as the circuit holds them: constants baked into the circuit (fixed params), or
+/// cells loaded as private witnesses (private, hashed or public params).
+#[derive(Clone, Copy, Debug)]
+pub enum ParamCells<'a> {
+    /// Constants in the circuit.
+    Fixed(&'a [i64]),
+    /// Advice cells.
+    Loaded(&'a [AssignedValue<Fr>]),
+}
+
+impl ParamCells<'_> {
+    /// Parameter `i` as an operand; `None` for a fixed zero, which costs nothing.
+    pub fn operand(&self, i: usize) -> Option<QuantumCell<Fr>> {
+        match self {
+            ParamCells::Fixed(values) => (values[i] != 0).then(|| QuantumCell::Constant(fe(values[i] as i128))),
+            ParamCells::Loaded(cells) => Some(QuantumCell::Existing(cells[i])),
+        }
+    }
+}
+
+/// Lays out `y = round((x · W + bias) / 2^shift)`. Each output is one inner product whose start
+/// value folds in the rounding and offset (and a fixed bias), followed by a rescale.
 pub fn layout_dense(
     ctx: &mut Context<Fr>,
     range: &RangeChip<Fr>,
     x: &[AssignedValue<Fr>],
-    weight: &[i64],
-    bias: &[i64],
+    weight: ParamCells<'_>,
+    bias: ParamCells<'_>,
     shape: DenseShape,
 ) -> Vec<AssignedValue<Fr>> {
     let gate = range.gate();
     let offset = rescale_offset(shape.shift, shape.bits);
+    let one = || QuantumCell::Constant(Fr::from(1u64));
     let mut out = Vec::with_capacity(shape.rows * shape.n);
     for m in 0..shape.rows {
         for j in 0..shape.n {
-            let start = fe(bias[m * shape.n + j] as i128 + offset);
+            let b = m * shape.n + j;
+            let (start, bias_term) = match bias {
+                ParamCells::Fixed(values) => (fe(values[b] as i128 + offset), None),
+                ParamCells::Loaded(_) => (fe(offset), bias.operand(b).map(|c| (c, one()))),
+            };
             let (a, b): (Vec<QuantumCell<Fr>>, Vec<QuantumCell<Fr>>) =
-                std::iter::once((QuantumCell::Constant(start), QuantumCell::Constant(Fr::from(1u64))))
-                    .chain((0..shape.k).filter(|&i| weight[i * shape.n + j] != 0).map(|i| {
+                std::iter::once((QuantumCell::Constant(start), one()))
+                    .chain(bias_term)
+                    .chain((0..shape.k).filter_map(|i| {
+                        let w = weight.operand(i * shape.n + j)?;
                         let xi = dense_input(x, shape.transpose_input, shape.rows, shape.k, m, i);
-                        (QuantumCell::Existing(xi), QuantumCell::Constant(fe(weight[i * shape.n + j] as i128)))
+                        Some((QuantumCell::Existing(xi), w))
                     }))
                     .unzip();
             let shifted = gate.inner_product(ctx, a, b);
@@ -172,7 +198,7 @@ mod tests {
         let inputs = [4i128, -9, 11];
         let honest = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
             let x: Vec<_> = inputs.iter().map(|&v| ctx.load_witness(fe(v))).collect();
-            let out = layout_dense(ctx, range, &x, &weight, &bias, shape);
+            let out = layout_dense(ctx, range, &x, ParamCells::Fixed(&weight), ParamCells::Fixed(&bias), shape);
             let expect = |j: usize| {
                 crate::model::quantize::rescale(
                     (0..3).map(|i| inputs[i] * weight[i * 2 + j] as i128).sum::<i128>() + bias[j] as i128,
@@ -186,7 +212,7 @@ mod tests {
         // A prover who claims another output: the output cell is overwritten after the fact.
         let lying = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
             let x: Vec<_> = inputs.iter().map(|&v| ctx.load_witness(fe(v))).collect();
-            let out = layout_dense(ctx, range, &x, &weight, &bias, shape);
+            let out = layout_dense(ctx, range, &x, ParamCells::Fixed(&weight), ParamCells::Fixed(&bias), shape);
             let fake = ctx.load_witness(*out[0].value() + Fr::from(1u64));
             vec![fake, out[1]]
         };

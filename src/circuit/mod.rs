@@ -1,6 +1,7 @@
 //! The Halo2 layout of a quantized model on halo2-base: one gadget per op family, each taking
 //! its witness hints as arguments so that tests can feed it wrong ones.
 
+pub mod commit;
 pub mod field;
 pub mod instances;
 pub mod layout;

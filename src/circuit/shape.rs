@@ -5,7 +5,7 @@ use halo2_base::gates::GateInstructions;
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
-use super::field::fe;
+use super::linear::ParamCells;
 use crate::model::graph::broadcast_indices;
 
 /// `a + b` with numpy broadcasting of both operands to `out_shape`.
@@ -20,21 +20,28 @@ pub fn layout_add(
     ia.iter().zip(&ib).map(|(&i, &j)| gate.add(ctx, a.0[i], b.0[j])).collect()
 }
 
-/// `x + c` for a constant already broadcast to the output shape; `x` broadcasts from `x_shape`.
+/// `x + c` for a parameter already broadcast to the output shape; `x` broadcasts from `x_shape`.
 pub fn layout_add_const(
     ctx: &mut Context<Fr>,
     gate: &GateChip<Fr>,
     x: (&[AssignedValue<Fr>], &[usize]),
-    constant: &[i64],
+    constant: ParamCells<'_>,
     out_shape: &[usize],
 ) -> Vec<AssignedValue<Fr>> {
     let ix = broadcast_indices(x.1, out_shape);
-    ix.iter().zip(constant).map(|(&i, &c)| gate.add(ctx, x.0[i], QuantumCell::Constant(fe(c as i128)))).collect()
+    ix.iter()
+        .enumerate()
+        .map(|(j, &i)| match constant.operand(j) {
+            Some(c) => gate.add(ctx, x.0[i], c),
+            None => gate.add(ctx, x.0[i], QuantumCell::Constant(Fr::zero())),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::circuit::field::fe;
     use crate::circuit::soundness::assert_outputs_bound;
     use halo2_base::gates::RangeChip;
 
@@ -44,7 +51,7 @@ mod tests {
             let a: Vec<_> = [1i128, -2].iter().map(|&v| ctx.load_witness(fe(v))).collect();
             let b = vec![ctx.load_witness(fe(5))];
             let sum = layout_add(ctx, &range.gate, (&a, &[2]), (&b, &[1]), &[2]);
-            let shifted = layout_add_const(ctx, &range.gate, (&sum, &[2]), &[10, 20], &[2]);
+            let shifted = layout_add_const(ctx, &range.gate, (&sum, &[2]), ParamCells::Fixed(&[10, 20]), &[2]);
             assert_eq!(shifted.iter().map(|c| *c.value()).collect::<Vec<_>>(), vec![fe(16), fe(23)]);
             shifted
         };

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::graph::{broadcast_indices, Graph, Op, Tensor};
 use crate::error::{Error, Result};
-use crate::settings::Settings;
+use crate::settings::{Settings, Visibilities};
 
 /// One quantized operation; every activation is at the input scale.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +69,32 @@ pub struct QuantizedModel {
     pub param_scale: u32,
     /// Signed width (bits) of range-checked activations.
     pub activation_bits: u32,
+    /// Who sees the input, the params and the output.
+    pub visibility: Visibilities,
+}
+
+/// One tensor of parameters (weights, biases, constants), as the circuit loads it when the
+/// params are not fixed, and as commitments and public params pack it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamTensor<'a> {
+    /// Position of the node that holds it.
+    pub node: usize,
+    /// `<node name>.weight`, `.bias` or `.constant`.
+    pub name: String,
+    /// Tensor shape.
+    pub shape: Vec<usize>,
+    /// The quantized values.
+    pub values: &'a [i64],
+    /// Fixed-point scale (bits).
+    pub scale: u32,
+    /// Signed width the values are range-checked and packed to: the smallest that holds them.
+    pub bits: u32,
+}
+
+/// The smallest signed width (at least 2 bits) that holds every value.
+pub fn signed_bits(values: &[i64]) -> u32 {
+    let needed = |v: i64| if v >= 0 { 65 - v.leading_zeros() } else { 65 - (!v).leading_zeros() };
+    values.iter().map(|&v| needed(v)).max().unwrap_or(0).max(2)
 }
 
 fn quantize_value(x: f32, scale: u32) -> i64 {
@@ -137,7 +163,28 @@ impl QuantizedModel {
             input_scale: is,
             param_scale: ps,
             activation_bits: settings.activation_bits,
+            visibility: settings.visibility.clone(),
         })
+    }
+
+    /// Every parameter tensor, in node order (weights before biases).
+    pub fn param_tensors<'a>(&'a self) -> Vec<ParamTensor<'a>> {
+        let mut out = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let mut push = |suffix: &str, shape: Vec<usize>, values: &'a [i64], scale: u32| {
+                let bits = signed_bits(values);
+                out.push(ParamTensor { node: i, name: format!("{}.{suffix}", node.name), shape, values, scale, bits });
+            };
+            match &node.op {
+                QOp::Dense { weight, bias, k, n, .. } => {
+                    push("weight", vec![*k, *n], weight, self.param_scale);
+                    push("bias", node.shape.clone(), bias, self.input_scale + self.param_scale);
+                }
+                QOp::AddConst { constant } => push("constant", node.shape.clone(), constant, self.input_scale),
+                QOp::Input { .. } | QOp::Add | QOp::Relu | QOp::Reshape => {}
+            }
+        }
+        out
     }
 
     /// Input shapes in input order.
@@ -242,5 +289,15 @@ mod tests {
         assert_eq!(rescale(-5, 1), -2);
         assert_eq!(rescale(-6, 2), -1);
         assert_eq!(rescale(7, 0), 7);
+    }
+
+    #[test]
+    fn signed_bits_is_the_smallest_width() {
+        assert_eq!(signed_bits(&[]), 2);
+        assert_eq!(signed_bits(&[1, -2]), 2);
+        assert_eq!(signed_bits(&[2]), 3);
+        assert_eq!(signed_bits(&[127, -128]), 8);
+        assert_eq!(signed_bits(&[128]), 9);
+        assert_eq!(signed_bits(&[-129]), 9);
     }
 }

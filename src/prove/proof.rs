@@ -18,7 +18,7 @@ use snark_verifier_sdk::snark_verifier::system::halo2::transcript::evm::EvmTrans
 use crate::error::{read_json, Error, Result};
 
 /// Version of the `proof.json` layout.
-pub const PROOF_FORMAT_VERSION: u32 = 1;
+pub const PROOF_FORMAT_VERSION: u32 = 2;
 
 /// Which Fiat–Shamir transcript a proof uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,30 +30,7 @@ pub enum TranscriptKind {
     Poseidon,
 }
 
-/// Where a run of public instances comes from. Values are packed `values_per_word` to an
-/// instance: word `w` is `Σ_j (v_j + 2^(bits-1)) · 2^(bits·j)` over the run's values
-/// `v_{w·m + j}` (quantized integers), and a value is `v / 2^scale`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InstanceSpan {
-    /// "input" or "output".
-    pub kind: String,
-    /// Which model input or output.
-    pub index: usize,
-    /// Tensor shape.
-    pub shape: Vec<usize>,
-    /// Number of values (the product of `shape`).
-    pub values: usize,
-    /// First instance (word) of the run.
-    pub first_instance: usize,
-    /// Number of instances (words) of the run.
-    pub instances: usize,
-    /// Width of each packed value.
-    pub bits: u32,
-    /// Values per instance.
-    pub values_per_word: usize,
-    /// Fixed-point scale (bits).
-    pub scale: u32,
-}
+pub use crate::circuit::instances::{CommittedPart, Encoding, InstanceSpan};
 
 /// The contents of `proof.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,10 +49,32 @@ pub struct ProofFile {
     pub instances: Vec<Vec<String>>,
     /// What each run of instances is.
     pub instance_layout: Vec<InstanceSpan>,
-    /// The dequantized outputs, for reading (the instances are what is proven).
+    /// The Poseidon parameters of any commitment among the instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitment_hash: Option<String>,
+    /// The dequantized outputs, for reading (the instances are what is proven); empty when the
+    /// output is private or hashed, since this file is meant to be published.
     pub outputs: Vec<Vec<f64>>,
     /// True when the proof was made with the insecure development SRS.
     pub insecure_srs: bool,
+}
+
+/// A decoded run of public instances.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded {
+    /// Dequantized values.
+    Values(Vec<f64>),
+    /// A Poseidon commitment (0x-prefixed hex).
+    Commitment(String),
+}
+
+impl std::fmt::Display for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decoded::Values(v) => write!(f, "{v:?}"),
+            Decoded::Commitment(c) => write!(f, "Poseidon commitment {c}"),
+        }
+    }
 }
 
 /// A field element as a 0x-prefixed 32-byte big-endian word (as the EVM reads it).
@@ -116,8 +115,9 @@ impl ProofFile {
             .map_err(|e| Error::artifact(path, format!("the proof field is not hex: {e}")))
     }
 
-    /// Decodes the values of each span of the public instances (dequantized), in layout order.
-    pub fn decode_instances(&self, path: &Path) -> Result<Vec<(InstanceSpan, Vec<f64>)>> {
+    /// Decodes each span of the public instances, in layout order: packed values dequantized,
+    /// commitments as hex.
+    pub fn decode_instances(&self, path: &Path) -> Result<Vec<(InstanceSpan, Decoded)>> {
         let columns = self.instance_values(path)?;
         let words = columns.first().map(Vec::as_slice).unwrap_or(&[]);
         self.instance_layout
@@ -126,6 +126,9 @@ impl ProofFile {
                 let run = words
                     .get(span.first_instance..span.first_instance + span.instances)
                     .ok_or_else(|| Error::artifact(path, "instance_layout does not match the instances"))?;
+                if span.encoding == Encoding::Poseidon {
+                    return Ok((span.clone(), Decoded::Commitment(fr_to_hex(&run[0]))));
+                }
                 let ints = crate::circuit::instances::unpack_values(run, span.values, span.bits).ok_or_else(|| {
                     Error::artifact(
                         path,
@@ -133,9 +136,17 @@ impl ProofFile {
                     )
                 })?;
                 let scale = (1u64 << span.scale) as f64;
-                Ok((span.clone(), ints.iter().map(|&v| v as f64 / scale).collect()))
+                Ok((span.clone(), Decoded::Values(ints.iter().map(|&v| v as f64 / scale).collect())))
             })
             .collect()
+    }
+
+    /// The commitment of the first span of `kind` encoded as a Poseidon hash.
+    pub fn commitment(&self, path: &Path, kind: &str) -> Result<Option<String>> {
+        Ok(self.decode_instances(path)?.into_iter().find_map(|(span, decoded)| match decoded {
+            Decoded::Commitment(c) if span.kind == kind => Some(c),
+            _ => None,
+        }))
     }
 
     /// The public instances as field elements.

@@ -132,12 +132,10 @@ fn load_ceremony_file(k: u32, path: &Path) -> Result<Srs> {
 
 fn load_dev_srs(k: u32) -> Result<Srs> {
     let exact = dev_srs_path(k);
+    // Generating is faster than downsizing a larger file (halo2's downsize recomputes the
+    // Lagrange basis one scalar multiplication at a time), so every k gets its own file.
     let params = if exact.is_file() {
         read_params(&exact, SerdeFormat::RawBytesUnchecked)?
-    } else if let Some(larger) = (k + 1..=28).map(dev_srs_path).find(|p| p.is_file()) {
-        let mut params = read_params(&larger, SerdeFormat::RawBytesUnchecked)?;
-        params.downsize(k);
-        params
     } else {
         tracing::warn!("generating the INSECURE development SRS for k = {k} (cached in {})", exact.display());
         let spinner = crate::progress::spinner(format!("generating development SRS (k = {k}, insecure)"));

@@ -119,3 +119,18 @@ pub fn tamper_instance(proof: &serde_json::Value, index: usize) -> serde_json::V
     p["instances"][0][index] = serde_json::Value::String(format!("0x{}", hex::encode(bytes)));
     p
 }
+
+/// Asserts that a bad `proof.json` is rejected natively, on revm and, given a node, on it.
+pub fn assert_rejected(work: &Path, bad: &serde_json::Value, rpc_url: Option<&str>, what: &str) {
+    let path = work.join("bad-proof.json");
+    write_json(&path, bad);
+    let p = path.to_str().unwrap();
+    let native = fails(work, &["verify", "--proof", p]);
+    assert!(native.contains("rejected"), "{what}, native: {native}");
+    let revm = fails(work, &["verify-evm", "--proof", p]);
+    assert!(revm.contains("rejected"), "{what}, revm: {revm}");
+    if let Some(url) = rpc_url {
+        let node = fails(work, &["verify-evm", "--proof", p, "--rpc-url", url]);
+        assert!(node.contains("rejected"), "{what}, {url}: {node}");
+    }
+}

@@ -1,0 +1,211 @@
+//! Visibility modes through the whole pipeline: every combination that makes sense proves and
+//! verifies natively and on the EVM, commitments match the ones computed off-circuit, a prover
+//! cannot claim another commitment, and proofs are blinded and carry no private value.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs the whole pipeline on the 16→32→8 MLP with the given visibilities; returns the folder.
+fn run_with(input: &str, params: &str, output: &str) -> tempfile::TempDir {
+    let dir = mlp_small_workdir();
+    let w = dir.path();
+    let flags = ["--input-visibility", input, "--param-visibility", params, "--output-visibility", output];
+    let mut args = vec!["run", "-M", "network.onnx", "-D", "input.json", "--dir", "."];
+    args.extend(flags);
+    ok(w, &args);
+    dir
+}
+
+fn spans(proof: &Value) -> Vec<(String, String)> {
+    proof["instance_layout"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["kind"].as_str().unwrap().to_string(), s["encoding"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn span_of<'a>(proof: &'a Value, kind: &str) -> &'a Value {
+    proof["instance_layout"].as_array().unwrap().iter().find(|s| s["kind"] == kind).unwrap()
+}
+
+fn commitments(w: &Path) -> Value {
+    serde_json::from_str(&ok(w, &["commit", "-D", "input.json"])).unwrap()
+}
+
+#[test]
+fn each_visibility_combination_proves_and_verifies_natively_and_on_the_evm() {
+    // (input, params, output) and the expected runs of instances: (kind, encoding).
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: [Case<'_>; 6] = [
+        ("public", "fixed", "public", &[("input", "packed"), ("output", "packed")]),
+        ("hashed", "fixed", "public", &[("input", "poseidon"), ("output", "packed")]),
+        ("private", "hashed", "public", &[("params", "poseidon"), ("output", "packed")]),
+        ("hashed", "hashed", "hashed", &[("input", "poseidon"), ("params", "poseidon"), ("output", "poseidon")]),
+        ("private", "private", "public", &[("output", "packed")]),
+        (
+            "public",
+            "public",
+            "private",
+            &[("input", "packed"), ("param", "packed"), ("param", "packed"), ("param", "packed"), ("param", "packed")],
+        ),
+    ];
+    for (input, params, output, expected) in cases {
+        let dir = run_with(input, params, output);
+        let w = dir.path();
+        let report = json(&w.join("report.json"));
+        assert_eq!(report["evm_verified"], true, "{input}/{params}/{output}: {report}");
+        let proof = json(&w.join("proof.json"));
+        let got = spans(&proof);
+        let want: Vec<(String, String)> = expected.iter().map(|(k, e)| (k.to_string(), e.to_string())).collect();
+        assert_eq!(got, want, "{input}/{params}/{output}");
+        assert!(ok(w, &["verify"]).contains("verified"));
+
+        // Outputs are written into the published proof only when they are public.
+        let outputs = proof["outputs"].as_array().unwrap();
+        assert_eq!(outputs.is_empty(), output != "public", "{input}/{params}/{output}");
+
+        // Commitments in the proof are the ones `zkinfer commit` computes off-circuit.
+        let c = commitments(w);
+        let instances = proof["instances"][0].as_array().unwrap();
+        if input == "hashed" {
+            let at = span_of(&proof, "input")["first_instance"].as_u64().unwrap() as usize;
+            assert_eq!(instances[at], c["inputs"][0], "{input}/{params}/{output}");
+            let checked = ok(w, &["verify", "--input-commitment", c["inputs"][0].as_str().unwrap()]);
+            assert!(checked.contains("Poseidon commitment"), "{checked}");
+        }
+        if params == "hashed" {
+            let at = span_of(&proof, "params")["first_instance"].as_u64().unwrap() as usize;
+            assert_eq!(instances[at], c["model"], "{input}/{params}/{output}");
+            ok(w, &["verify", "--model-commitment", c["model"].as_str().unwrap()]);
+            // The same commitment from the ONNX file and the settings.
+            let from_onnx: Value =
+                serde_json::from_str(&ok(w, &["commit", "-M", "network.onnx", "-S", "settings.json"])).unwrap();
+            assert_eq!(from_onnx["model"], c["model"]);
+        }
+        // A commitment instance changed is rejected natively and on the EVM.
+        for (i, span) in proof["instance_layout"].as_array().unwrap().iter().enumerate() {
+            if span["encoding"] == "poseidon" {
+                let at = span["first_instance"].as_u64().unwrap() as usize;
+                assert_rejected(w, &tamper_instance(&proof, at), None, &format!("commitment #{i}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn hashed_everything_verifies_on_anvil() {
+    let dir = run_with("hashed", "hashed", "hashed");
+    let out = ok(dir.path(), &["verify-evm", "--anvil"]);
+    assert!(out.contains("verified on http://127.0.0.1"), "{out}");
+}
+
+#[test]
+fn a_prover_cannot_claim_another_model_or_input() {
+    use zkinfer::artifacts::CompiledModel;
+    use zkinfer::circuit::layout::{build_circuit, Stage};
+    use zkinfer::model::QOp;
+    use zkinfer::prove::proof::fr_to_hex;
+
+    let dir = run_with("hashed", "hashed", "public");
+    let w = dir.path();
+    let published = json(&w.join("proof.json"));
+    let c = commitments(w);
+
+    // The proving key does not depend on the weights, so a prover holding it can prove with
+    // other weights; the proof then carries another model commitment.
+    let compiled = CompiledModel::load(&w.join("model.compiled")).unwrap();
+    let mut other = compiled.model.clone();
+    let dense = other.nodes.iter_mut().find_map(|n| match &mut n.op {
+        QOp::Dense { weight, .. } => Some(weight),
+        _ => None,
+    });
+    let weight = dense.unwrap();
+    let i = weight.iter().position(|&v| v > 0).unwrap();
+    weight[i] -= 1;
+    let (header, pk) = zkinfer::prove::read_pk(&w.join("pk.bin")).unwrap();
+    let srs = zkinfer::pipeline::srs_for_key(header.shape.k, &header.srs, None).unwrap();
+    let inputs = {
+        let x = zkinfer::model::load_input(&w.join("input.json"), &other.input_shapes()).unwrap();
+        other.quantize_inputs(&x)
+    };
+    let laid = build_circuit(&other, &inputs, Stage::Prove(&compiled.shape, &header.break_points)).unwrap();
+    let instances = laid.instances.clone();
+    let proof = zkinfer::prove::prove_keccak(&srs.params, &pk, laid.builder, &instances).unwrap();
+    let (_, vk) = zkinfer::prove::read_vk(&w.join("vk.bin")).unwrap();
+    zkinfer::prove::verify_keccak(&srs.params, &vk, &proof, &instances).expect("valid for its own commitment");
+    let model_at = span_of(&published, "params")["first_instance"].as_u64().unwrap() as usize;
+    assert_ne!(fr_to_hex(&instances[model_at]), c["model"].as_str().unwrap());
+    // Claiming the committed model's commitment fails.
+    let mut claimed = instances.clone();
+    claimed[model_at] = zkinfer::prove::proof::fr_from_hex(c["model"].as_str().unwrap()).unwrap();
+    assert!(zkinfer::prove::verify_keccak(&srs.params, &vk, &proof, &claimed).is_err());
+
+    // As a file, the proof with other weights verifies, but not against the expected model.
+    let mut forged = published.clone();
+    forged["proof"] = Value::String(format!("0x{}", hex::encode(&proof)));
+    forged["instances"][0] = instances.iter().map(|x| Value::String(fr_to_hex(x))).collect();
+    write_json(&w.join("forged.json"), &forged);
+    ok(w, &["verify", "--proof", "forged.json"]);
+    let refused = fails(w, &["verify", "--proof", "forged.json", "--model-commitment", c["model"].as_str().unwrap()]);
+    assert!(refused.contains("another model"), "{refused}");
+    // The honest proof passes both checks; a wrong input commitment is refused.
+    ok(
+        w,
+        &[
+            "verify",
+            "--model-commitment",
+            c["model"].as_str().unwrap(),
+            "--input-commitment",
+            c["inputs"][0].as_str().unwrap(),
+        ],
+    );
+    let refused = fails(w, &["verify", "--input-commitment", c["model"].as_str().unwrap()]);
+    assert!(refused.contains("another input"), "{refused}");
+    let refused = fails(w, &["verify", "--input-commitment", "0x1234"]);
+    assert!(refused.contains("not a 32-byte"), "{refused}");
+}
+
+#[test]
+fn proofs_are_blinded_and_carry_no_private_value() {
+    let dir = run_with("private", "hashed", "hashed");
+    let w = dir.path();
+    ok(w, &["prove", "--proof", "again.json", "--witness", "again-witness.json"]);
+    let (first, second) = (json(&w.join("proof.json")), json(&w.join("again.json")));
+    assert_ne!(first["proof"], second["proof"], "two proofs of the same statement must differ (blinding)");
+    assert_eq!(first["instances"], second["instances"]);
+
+    // No private value (input, weight, output), as a 32-byte field element, in the proof or its
+    // instances; the proof file has no outputs.
+    let witness = json(&w.join("witness.json"));
+    let compiled = json(&w.join("model.compiled"));
+    let mut private: Vec<i64> = Vec::new();
+    for v in witness["inputs"].as_array().unwrap().iter().chain(witness["outputs"].as_array().unwrap()) {
+        private.extend(v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()));
+    }
+    for node in compiled["model"]["nodes"].as_array().unwrap() {
+        if let Some(dense) = node["op"].get("Dense") {
+            private.extend(dense["weight"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()));
+        }
+    }
+    let proof_hex = first["proof"].as_str().unwrap().trim_start_matches("0x").to_string();
+    let instances: Vec<String> = first["instances"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().trim_start_matches("0x").to_string())
+        .collect();
+    for v in private.into_iter().filter(|&v| v.unsigned_abs() > 1) {
+        let word = zkinfer::prove::proof::fr_to_hex(&zkinfer::circuit::field::fe(v as i128));
+        let word = word.trim_start_matches("0x");
+        assert!(!instances.iter().any(|i| i == word), "private value {v} is a public instance");
+        assert!(!proof_hex.contains(word), "private value {v} appears in the proof");
+    }
+    assert!(first["outputs"].as_array().unwrap().is_empty());
+    let printed = ok(w, &["verify"]);
+    assert!(printed.contains("proven output 0") && printed.contains("Poseidon commitment 0x"), "{printed}");
+}
