@@ -103,6 +103,11 @@ def main():
         json.dump({"input_data": [rng.uniform(-1, 1, size=8).round(6).tolist()]}, f)
     save(mlp("sigmoid_mlp", [8, 8, 2], [1, 8], seed=4, activation="Sigmoid"), FIXTURES, "sigmoid_mlp.onnx")
 
+    # A "proprietary" scoring model: 12 private features -> 24 -> 12 -> 3 class scores.
+    private = os.path.join(HERE, "private_model")
+    save(mlp("private_model", [12, 24, 12, 3], [1, 12], seed=5), private)
+    write_input(private, np.random.default_rng(11).uniform(-1, 1, size=12))
+
 
 if __name__ == "__main__":
     main()

@@ -209,3 +209,35 @@ fn proofs_are_blinded_and_carry_no_private_value() {
     let printed = ok(w, &["verify"]);
     assert!(printed.contains("proven output 0") && printed.contains("Poseidon commitment 0x"), "{printed}");
 }
+
+#[test]
+fn the_private_model_example_runs_as_its_readme_says() {
+    let model = example("private_model").join("network.onnx");
+    let input = example("private_model").join("input.json");
+    let dir = work_with(&[(&model, "network.onnx"), (&input, "input.json")]);
+    let w = dir.path();
+    ok(
+        w,
+        &[
+            "gen-settings",
+            "--input-visibility",
+            "private",
+            "--param-visibility",
+            "hashed",
+            "--output-visibility",
+            "public",
+        ],
+    );
+    ok(w, &["compile"]);
+    ok(w, &["setup"]);
+    let published: Value = serde_json::from_str(&ok(w, &["commit"])).unwrap();
+    let commitment = published["model"].as_str().unwrap();
+    ok(w, &["prove", "-D", "input.json"]);
+    let verified = ok(w, &["verify", "--model-commitment", commitment]);
+    assert!(verified.contains(&format!("Poseidon commitment {commitment}")), "{verified}");
+    let proof = json(&w.join("proof.json"));
+    assert_eq!(spans(&proof), vec![("params".into(), "poseidon".into()), ("output".into(), "packed".into())]);
+    assert_eq!(proof["outputs"][0].as_array().unwrap().len(), 3);
+    ok(w, &["create-evm-verifier"]);
+    assert!(ok(w, &["verify-evm"]).contains("gas used"));
+}
