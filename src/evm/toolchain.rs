@@ -131,19 +131,30 @@ pub fn resolve_solc(explicit: Option<&Path>) -> Result<PathBuf> {
 /// Resolves anvil: `$ANVIL`, else npm's native binary in the toolchain folder, else `anvil` on
 /// PATH, else installs the pinned toolchain.
 pub fn resolve_anvil() -> Result<PathBuf> {
-    let hint =
-        "run `npm install` in the zkinfer checkout (npm package @foundry-rs/anvil), or put anvil on PATH, or set ANVIL";
-    if let Some(path) = std::env::var_os("ANVIL") {
-        return explicit_tool("anvil", PathBuf::from(path), hint);
+    resolve_foundry_tool("anvil", "ANVIL")
+}
+
+/// forge: `$FORGE`, else npm's `@foundry-rs/forge` native binary, else `forge` on PATH, else
+/// the npm toolchain installed now.
+pub fn resolve_forge() -> Result<PathBuf> {
+    resolve_foundry_tool("forge", "FORGE")
+}
+
+fn resolve_foundry_tool(tool: &'static str, env_var: &str) -> Result<PathBuf> {
+    let hint = format!(
+        "run `npm install` in the zkinfer checkout (npm package @foundry-rs/{tool}), or put {tool} on PATH, or set {env_var}"
+    );
+    if let Some(path) = std::env::var_os(env_var) {
+        return explicit_tool(tool, PathBuf::from(path), &hint);
     }
     let dir = toolchain_dir();
-    let npm_binary = npm_foundry_binary(&dir, "anvil");
+    let npm_binary = npm_foundry_binary(&dir, tool);
     if is_executable(&npm_binary) {
         return Ok(npm_binary);
     }
-    if let Some(native) = find_on_path("anvil") {
+    if let Some(native) = find_on_path(tool) {
         return Ok(native);
     }
     ensure_npm_toolchain(&dir)?;
-    explicit_tool("anvil", npm_binary, hint)
+    explicit_tool(tool, npm_binary, &hint)
 }
