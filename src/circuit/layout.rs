@@ -184,30 +184,33 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
     } else {
         params.iter().map(|t| ctx.assign_witnesses(t.values.iter().map(|&v| fe(v as i128)))).collect()
     };
-    let param = |t: usize| match loaded.get(t) {
-        Some(cells) => ParamCells::Loaded(cells),
-        None => ParamCells::Fixed(params[t].values),
+    // Tensor `offset` of node `at` (param tensors come in node order).
+    let param = |at: usize, offset: usize| {
+        let t = params.partition_point(|t| t.node < at) + offset;
+        match loaded.get(t) {
+            Some(cells) => ParamCells::Loaded(cells),
+            None => ParamCells::Fixed(params[t].values),
+        }
     };
-    let mut next_param = 0;
 
     let mut cells: Vec<Vec<AssignedValue<Fr>>> = Vec::with_capacity(model.nodes.len());
     let mut shifted_inputs = Vec::new();
-    for node in &model.nodes {
+    for (at, node) in model.nodes.iter().enumerate() {
         let arg = |i: usize| (&cells[node.inputs[i]][..], &model.nodes[node.inputs[i]].shape[..]);
         let out = match &node.op {
             QOp::Input { index } => {
                 let data =
                     inputs.get(*index).ok_or_else(|| Error::UnsupportedModel(format!("missing input #{index}")))?;
-                let loaded: Vec<_> = data.iter().map(|&v| ctx.load_witness(fe(v as i128))).collect();
+                let input: Vec<_> = data.iter().map(|&v| ctx.load_witness(fe(v as i128))).collect();
                 // Every input is range-checked, whoever sees it: the statement is about
                 // in-range inputs.
                 shifted_inputs.push((
                     *index,
                     node.name.clone(),
                     node.shape.clone(),
-                    layout_offset(ctx, &range, &loaded, bits),
+                    layout_offset(ctx, &range, &input, bits),
                 ));
-                loaded
+                input
             }
             QOp::Dense { k, n, transpose_input, shift, .. } => {
                 let (x, _) = arg(0);
@@ -219,14 +222,10 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                     shift: *shift,
                     bits,
                 };
-                next_param += 2;
-                layout_dense(ctx, &range, x, param(next_param - 2), param(next_param - 1), shape)
+                layout_dense(ctx, &range, x, param(at, 0), param(at, 1), shape)
             }
             QOp::Add => layout_add(ctx, gate, arg(0), arg(1), &node.shape),
-            QOp::AddConst { .. } => {
-                next_param += 1;
-                layout_add_const(ctx, gate, arg(0), param(next_param - 1), &node.shape)
-            }
+            QOp::AddConst { .. } => layout_add_const(ctx, gate, arg(0), param(at, 0), &node.shape),
             QOp::Relu => {
                 let (x, _) = arg(0);
                 x.iter()

@@ -31,10 +31,7 @@ pub fn layout_add_const(
     let ix = broadcast_indices(x.1, out_shape);
     ix.iter()
         .enumerate()
-        .map(|(j, &i)| match constant.operand(j) {
-            Some(c) => gate.add(ctx, x.0[i], c),
-            None => gate.add(ctx, x.0[i], QuantumCell::Constant(Fr::zero())),
-        })
+        .map(|(j, &i)| gate.add(ctx, x.0[i], constant.operand(j).unwrap_or(QuantumCell::Constant(Fr::zero()))))
         .collect()
 }
 
