@@ -121,6 +121,67 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// The node is not on the chain expected.
+    #[error("the node at {url} is on chain {found}, not chain {expected}; check the RPC URL (or --chain-id, or the deployment file)")]
+    WrongChain {
+        /// The URL given.
+        url: String,
+        /// The chain id expected.
+        expected: u64,
+        /// The chain id the node reported.
+        found: u64,
+    },
+    /// A verifier built on the development SRS was about to go to a real chain.
+    #[error("refusing to deploy this verifier to chain {chain_id}: {why}. Run `zkinfer setup --srs CEREMONY_FILE` and `zkinfer create-evm-verifier --srs CEREMONY_FILE` with a real ceremony file, or pass --allow-insecure-srs for a throw-away test network (local chains 31337 and 1337 need neither)")]
+    InsecureSrs {
+        /// The chain's id.
+        chain_id: u64,
+        /// Why the verifier is not trusted.
+        why: String,
+    },
+    /// The signing key is missing or unusable.
+    #[error("signing key: {0}")]
+    Key(String),
+    /// A transaction or call reverted.
+    #[error("the {what} reverted: {reason}")]
+    Reverted {
+        /// Which transaction.
+        what: String,
+        /// The decoded reason.
+        reason: String,
+    },
+    /// The paying account cannot pay.
+    #[error("account {account} cannot pay for the {what} on chain {chain_id} (balance {balance} wei): fund it, or use a funded account's key (--keystore or ZKINFER_PRIVATE_KEY)")]
+    InsufficientFunds {
+        /// Which transaction.
+        what: String,
+        /// The paying account.
+        account: String,
+        /// The chain.
+        chain_id: u64,
+        /// Its balance, in wei.
+        balance: String,
+    },
+    /// Another transaction of the same account got in the way.
+    #[error("nonce conflict sending the {what} from {account} ({reason}): another transaction from this account is pending or was sent at the same time; wait for it and run the command again (submit checks the registry first, so nothing is recorded twice)")]
+    NonceConflict {
+        /// Which transaction.
+        what: String,
+        /// The paying account.
+        account: String,
+        /// What the node said.
+        reason: String,
+    },
+    /// A transaction was sent but its receipt did not come in time.
+    #[error("the {what} transaction {tx_hash} was sent but no receipt came within {seconds} s; it may still be mined: look the hash up, or run the command again later (submit checks the registry first, so nothing is recorded twice)")]
+    ReceiptTimeout {
+        /// Which transaction.
+        what: String,
+        /// Its hash.
+        tx_hash: String,
+        /// How long we waited.
+        seconds: u64,
+    },
 }
 
 /// The result type of the zkinfer library.

@@ -5,6 +5,7 @@ pub mod circuit;
 pub mod error;
 pub mod evm;
 pub mod model;
+pub mod onchain;
 pub mod pipeline;
 pub mod progress;
 pub mod prove;

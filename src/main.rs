@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use zkinfer::onchain::{
+    self, DeployOptions, DeploymentFile, RegistryTarget, Submission, SubmissionStatus, SubmitOptions,
+};
 use zkinfer::pipeline::{self, RunOptions, SettingsOptions};
 use zkinfer::settings::Visibility;
 
@@ -53,6 +56,36 @@ impl From<SettingsArgs> for SettingsOptions {
             input_visibility: a.input_visibility,
             param_visibility: a.param_visibility,
             output_visibility: a.output_visibility,
+        }
+    }
+}
+
+/// Which chain, and who pays. Keys are never taken on the command line.
+#[derive(Args, Clone)]
+struct ChainArgs {
+    /// A JSON-RPC node; without it, the in-process EVM (revm) is used.
+    #[arg(long)]
+    rpc_url: Option<String>,
+    /// Refuse the node unless it reports this chain id.
+    #[arg(long)]
+    chain_id: Option<u64>,
+    /// An encrypted JSON keystore for the paying account (password in $ZKINFER_KEYSTORE_PASSWORD);
+    /// without it, the hex key in $ZKINFER_PRIVATE_KEY, or on a local chain (31337, 1337) anvil's
+    /// first development account.
+    #[arg(long)]
+    keystore: Option<PathBuf>,
+    /// Seconds to wait for the node's answers and for each receipt.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+impl From<&ChainArgs> for zkinfer::evm::Connect {
+    fn from(a: &ChainArgs) -> Self {
+        zkinfer::evm::Connect {
+            rpc_url: a.rpc_url.clone(),
+            keystore: a.keystore.clone(),
+            expected_chain_id: a.chain_id,
+            timeout: std::time::Duration::from_secs(a.timeout),
         }
     }
 }
@@ -182,6 +215,70 @@ enum Command {
         #[arg(long)]
         anvil: bool,
     },
+    /// Deploy the verifier and, with --registry, its adapter and an inference registry in which
+    /// the model is registered; writes deployment.json after each contract.
+    Deploy {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The compiled verifier (written by create-evm-verifier).
+        #[arg(long, default_value = "Verifier.json")]
+        verifier: PathBuf,
+        /// Also deploy an InferenceRegistry (owned by the deploying account) and the verifier's
+        /// adapter.
+        #[arg(long, conflicts_with = "registry_address")]
+        registry: bool,
+        /// Register in the registry at this address instead (the deploying account must own it).
+        #[arg(long)]
+        registry_address: Option<String>,
+        /// Register the model in the registry under this name (or 32-byte hex id).
+        #[arg(long)]
+        model: Option<String>,
+        /// A proof of the model: the layout of its public instances and its model commitment.
+        #[arg(short = 'P', long, default_value = "proof.json")]
+        proof: PathBuf,
+        /// Gas one verification may use inside the adapter.
+        #[arg(long, default_value_t = zkinfer::evm::registry::DEFAULT_GAS_CAP)]
+        gas_cap: u64,
+        /// Deploy a verifier built on the development SRS to a chain that is not a local one.
+        #[arg(long)]
+        allow_insecure_srs: bool,
+        /// The solc for the registry.
+        #[arg(long)]
+        solc: Option<PathBuf>,
+        /// Where to write the deployment record.
+        #[arg(short = 'O', long, default_value = "deployment.json")]
+        out: PathBuf,
+    },
+    /// Submit a proof to the inference registry, wait for the receipt and print the record.
+    /// Without --rpc-url, runs the whole flow on the in-process EVM (deploy, register, submit).
+    Submit {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The proof.
+        #[arg(short = 'P', long, default_value = "proof.json")]
+        proof: PathBuf,
+        /// The model's registered name (or 32-byte hex id).
+        #[arg(long)]
+        model: String,
+        /// The registry (default: the one in the deployment file).
+        #[arg(long)]
+        registry: Option<String>,
+        /// The deployment record written by `deploy`.
+        #[arg(long, default_value = "deployment.json")]
+        deployment: PathBuf,
+        /// The compiled verifier (in-process EVM only).
+        #[arg(long, default_value = "Verifier.json")]
+        verifier: PathBuf,
+        /// Gas one verification may use inside the adapter (in-process EVM only).
+        #[arg(long, default_value_t = zkinfer::evm::registry::DEFAULT_GAS_CAP)]
+        gas_cap: u64,
+        /// The solc for the registry (in-process EVM only).
+        #[arg(long)]
+        solc: Option<PathBuf>,
+        /// Where to write the submission record.
+        #[arg(short = 'O', long, default_value = "submission.json")]
+        out: PathBuf,
+    },
     /// Every step in one working directory, then report.json.
     Run {
         /// The ONNX model.
@@ -310,6 +407,41 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             }
             println!("verified on {place}: gas used {}", out.verification.gas_used.unwrap_or_default());
         }
+        Command::Deploy {
+            chain,
+            verifier,
+            registry,
+            registry_address,
+            model,
+            proof,
+            gas_cap,
+            allow_insecure_srs,
+            solc,
+            out,
+        } => {
+            let registry = match (registry, registry_address) {
+                (_, Some(address)) => RegistryTarget::At(parse_address(&address, "--registry-address")?),
+                (true, None) => RegistryTarget::New,
+                (false, None) => RegistryTarget::None,
+            };
+            let mut chain = zkinfer::evm::Chain::open(&(&chain).into())?;
+            let options = DeployOptions { verifier, registry, model, proof, gas_cap, allow_insecure_srs, solc, out };
+            let file = onchain::deploy(&mut chain, &options)?;
+            print_deployment(&chain, &file, &options.out);
+        }
+        Command::Submit { chain, proof, model, registry, deployment, verifier, gas_cap, solc, out } => {
+            let registry = registry.map(|a| parse_address(&a, "--registry")).transpose()?;
+            let mut chain = zkinfer::evm::Chain::open(&(&chain).into())?;
+            let options = SubmitOptions { proof, model, registry, deployment, verifier, out, solc, gas_cap };
+            let submission = if chain.rpc_url().is_none() {
+                let (deployment, submission) = onchain::submit_in_process(&mut chain, &options)?;
+                print_deployment(&chain, &deployment, Path::new("(not written: in-process)"));
+                submission
+            } else {
+                onchain::submit(&mut chain, &options)?
+            };
+            print_submission(&chain, &submission, &options.out);
+        }
         Command::Run { model, data, dir, srs, solc, rpc_url, options } => {
             let options = RunOptions { settings: options.into(), srs, solc, rpc_url };
             let report = pipeline::run(&model, &data, &dir, &options)?;
@@ -341,6 +473,55 @@ fn execute(command: Command) -> zkinfer::Result<()> {
         }
     }
     Ok(())
+}
+
+fn parse_address(text: &str, flag: &str) -> zkinfer::Result<alloy::primitives::Address> {
+    text.parse().map_err(|_| zkinfer::Error::Usage(format!("{flag} {text:?} is not an address (0x and 40 hex digits)")))
+}
+
+fn print_deployment(chain: &zkinfer::evm::Chain, file: &DeploymentFile, out: &Path) {
+    println!("deployed on {} from {}:", chain.describe(), file.deployer);
+    let line = |what: &str, d: &Option<zkinfer::evm::Deployed>| {
+        if let Some(d) = d {
+            let tx = d.tx_hash.map(|h| format!(", tx {h}")).unwrap_or_default();
+            println!("  {what:<9} {} ({} gas{tx})", d.address, d.gas_used);
+        }
+    };
+    line("verifier", &file.verifier);
+    line("adapter", &file.adapter);
+    line("registry", &file.registry);
+    for m in &file.models {
+        println!("  model     {:?} registered as {} ({} gas)", m.name, m.model_id, m.gas_used);
+    }
+    println!("deployment record: {}", out.display());
+}
+
+fn print_submission(chain: &zkinfer::evm::Chain, s: &Submission, out: &Path) {
+    match s.status {
+        SubmissionStatus::AlreadyVerified => {
+            println!("already verified on {}: record {} (nothing sent)", chain.describe(), s.record_id)
+        }
+        _ => println!(
+            "verified on {}: record {} in block {}, {} gas{}",
+            chain.describe(),
+            s.record_id,
+            s.block.unwrap_or_default(),
+            s.gas_used.unwrap_or_default(),
+            s.tx_hash.map(|h| format!(", tx {h}")).unwrap_or_default()
+        ),
+    }
+    println!("  registry  {}", s.registry);
+    println!("  model     {}", s.model_id);
+    if let Some(submitter) = s.submitter {
+        println!("  submitter {submitter}");
+    }
+    if let Some(input) = s.input {
+        println!("  input     {input}");
+    }
+    for (i, output) in s.outputs.iter().enumerate() {
+        println!("  output {i}  {output}");
+    }
+    println!("submission record: {}", out.display());
 }
 
 fn print_summary(r: &zkinfer::artifacts::Report, dir: &Path) {

@@ -353,7 +353,7 @@ pub fn create_evm_verifier(
     let source = evm::generate_verifier(&srs.params, &vk, header.shape.num_instances);
     write_file(sol_out, &source)?;
     let (compiled, _) = timed("compiling the verifier", || evm::compile_verifier(&solc, &source));
-    let compiled = compiled?;
+    let compiled = CompiledContract { insecure_srs: Some(srs.info.insecure), ..compiled? };
     write_json(&verifier_artifact_path(sol_out), &compiled)?;
     Ok(compiled)
 }
@@ -363,8 +363,8 @@ pub fn create_evm_verifier(
 pub struct EvmOutcome {
     /// Verification result.
     pub verification: EvmVerification,
-    /// The deployment, on a real chain.
-    pub deployment: Option<evm::Deployment>,
+    /// The verifier's deployment, on a node.
+    pub deployment: Option<crate::onchain::DeploymentFile>,
 }
 
 /// `verify-evm`: deploys the verifier (in-process revm, or the node at `rpc_url`) and calls it
@@ -386,7 +386,14 @@ pub fn verify_evm(proof_path: &Path, verifier_path: &Path, rpc_url: Option<&str>
             Ok(EvmOutcome { verification: evm::verify_in_process(&verifier.bytecode, &calldata)?, deployment: None })
         }
         Some(url) => {
-            let (verification, deployment) = evm::verify_on_chain(url, &verifier.bytecode, &calldata)?;
+            let connect = evm::Connect { rpc_url: Some(url.to_string()), ..Default::default() };
+            let (verification, chain, deployed) = evm::verify_on_chain(&connect, &verifier.bytecode, &calldata)?;
+            let deployment = crate::onchain::DeploymentFile {
+                insecure_srs: verifier.insecure_srs,
+                verifier: Some(deployed),
+                verifier_runtime_bytes: Some(verifier.runtime.len()),
+                ..crate::onchain::DeploymentFile::new(&chain)
+            };
             Ok(EvmOutcome { verification, deployment: Some(deployment) })
         }
     }

@@ -3,10 +3,11 @@
 pub mod anvil;
 pub mod chain;
 pub mod inproc;
+pub mod registry;
 pub mod solidity;
 pub mod toolchain;
 
-pub use chain::{verify_on_chain, Deployment};
+pub use chain::{verify_on_chain, Chain, Connect, Deployed};
 pub use inproc::{verify_in_process, EvmVerification};
 pub use solidity::{compile_verifier, generate_verifier, CompiledContract};
 

@@ -33,6 +33,10 @@ pub struct CompiledContract {
     pub abi: Value,
     /// The solc version that compiled it.
     pub solc_version: String,
+    /// For a verifier: whether its verifying key was made with the development SRS, whose
+    /// secret is public (anyone can forge proofs it accepts). `deploy` reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_srs: Option<bool>,
 }
 
 mod hex_bytes {
@@ -59,14 +63,21 @@ pub fn generate_verifier(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>,
     code.replacen("pragma solidity 0.8.19;", "pragma solidity ^0.8.19;", 1)
 }
 
-/// Compiles one Solidity source with the solc at `solc` and returns contract `name`.
-/// The optimizer is off and via-IR is not used: the generated verifier needs both.
-pub fn compile_contract(solc: &Path, file_name: &str, source: &str, name: &str) -> Result<CompiledContract> {
+/// Compiles Solidity `sources` (file name, text; imports resolve among them) with the solc at
+/// `solc` and returns the `contracts` asked for (file name, contract name), in order. The
+/// optimizer is off and via-IR is not used: the generated verifier needs both.
+pub fn compile_sources(
+    solc: &Path,
+    sources: &[(&str, &str)],
+    contracts: &[(&str, &str)],
+) -> Result<Vec<CompiledContract>> {
     let compiler = foundry_compilers::solc::Solc::new(solc)
         .map_err(|e| Error::Solc(format!("cannot run {} --version: {e}", solc.display())))?;
+    let sources: serde_json::Map<String, Value> =
+        sources.iter().map(|(file, text)| (file.to_string(), json!({ "content": text }))).collect();
     let input = json!({
         "language": "Solidity",
-        "sources": { file_name: { "content": source } },
+        "sources": sources,
         "settings": {
             "optimizer": { "enabled": false },
             "viaIR": false,
@@ -86,23 +97,31 @@ pub fn compile_contract(solc: &Path, file_name: &str, source: &str, name: &str) 
     if !errors.is_empty() {
         return Err(Error::Solc(errors.join("\n")));
     }
-    let contract = &output["contracts"][file_name][name];
-    let hex_field = |v: &Value, what: &str| -> Result<Vec<u8>> {
-        let text = v.as_str().ok_or_else(|| Error::Solc(format!("solc returned no {what} for {name}")))?;
-        hex::decode(text).map_err(|e| Error::Solc(format!("solc returned a malformed {what} for {name}: {e}")))
-    };
-    Ok(CompiledContract {
-        name: name.to_string(),
-        bytecode: hex_field(&contract["evm"]["bytecode"]["object"], "bytecode")?,
-        runtime: hex_field(&contract["evm"]["deployedBytecode"]["object"], "runtime bytecode")?,
-        abi: contract["abi"].clone(),
-        solc_version: compiler.version.to_string(),
-    })
+    contracts
+        .iter()
+        .map(|(file, name)| {
+            let contract = &output["contracts"][*file][*name];
+            let hex_field = |v: &Value, what: &str| -> Result<Vec<u8>> {
+                let text = v.as_str().ok_or_else(|| Error::Solc(format!("solc returned no {what} for {name}")))?;
+                hex::decode(text).map_err(|e| Error::Solc(format!("solc returned a malformed {what} for {name}: {e}")))
+            };
+            Ok(CompiledContract {
+                name: name.to_string(),
+                bytecode: hex_field(&contract["evm"]["bytecode"]["object"], "bytecode")?,
+                runtime: hex_field(&contract["evm"]["deployedBytecode"]["object"], "runtime bytecode")?,
+                abi: contract["abi"].clone(),
+                solc_version: compiler.version.to_string(),
+                insecure_srs: None,
+            })
+        })
+        .collect()
 }
 
 /// Compiles the generated verifier and checks that it fits EIP-170.
 pub fn compile_verifier(solc: &Path, source: &str) -> Result<CompiledContract> {
-    let compiled = compile_contract(solc, "Verifier.sol", source, VERIFIER_CONTRACT)?;
+    let compiled = compile_sources(solc, &[("Verifier.sol", source)], &[("Verifier.sol", VERIFIER_CONTRACT)])?
+        .pop()
+        .expect("one contract asked for");
     if compiled.runtime.len() > MAX_RUNTIME_BYTES {
         return Err(Error::ContractTooLarge { size: compiled.runtime.len() });
     }

@@ -77,11 +77,27 @@ impl std::fmt::Display for Decoded {
     }
 }
 
+/// Decodes the instance words `run` of `span`: packed values dequantized, a commitment as hex;
+/// `None` when the words are not a valid packing.
+pub fn decode_run(span: &InstanceSpan, run: &[Fr]) -> Option<Decoded> {
+    if span.encoding == Encoding::Poseidon {
+        return run.first().map(|word| Decoded::Commitment(fr_to_hex(word)));
+    }
+    let ints = crate::circuit::instances::unpack_values(run, span.values, span.bits)?;
+    let scale = (1u64 << span.scale) as f64;
+    Some(Decoded::Values(ints.iter().map(|&v| v as f64 / scale).collect()))
+}
+
 /// A field element as a 0x-prefixed 32-byte big-endian word (as the EVM reads it).
 pub fn fr_to_hex(x: &Fr) -> String {
-    let mut bytes = x.to_repr();
-    bytes.as_mut().reverse();
-    format!("0x{}", hex::encode(bytes.as_ref()))
+    format!("0x{}", hex::encode(fr_to_word(x)))
+}
+
+/// A field element as the EVM reads it: 32 bytes, big-endian.
+pub fn fr_to_word(x: &Fr) -> [u8; 32] {
+    let mut bytes: [u8; 32] = x.to_repr().into();
+    bytes.reverse();
+    bytes
 }
 
 /// Parses a word written by [`fr_to_hex`]; `None` if it is not a canonical field element.
@@ -126,17 +142,13 @@ impl ProofFile {
                 let run = words
                     .get(span.first_instance..span.first_instance + span.instances)
                     .ok_or_else(|| Error::artifact(path, "instance_layout does not match the instances"))?;
-                if span.encoding == Encoding::Poseidon {
-                    return Ok((span.clone(), Decoded::Commitment(fr_to_hex(&run[0]))));
-                }
-                let ints = crate::circuit::instances::unpack_values(run, span.values, span.bits).ok_or_else(|| {
+                let decoded = decode_run(span, run).ok_or_else(|| {
                     Error::artifact(
                         path,
                         format!("the instances of {} {} are not a valid packing", span.kind, span.index),
                     )
                 })?;
-                let scale = (1u64 << span.scale) as f64;
-                Ok((span.clone(), Decoded::Values(ints.iter().map(|&v| v as f64 / scale).collect())))
+                Ok((span.clone(), decoded))
             })
             .collect()
     }

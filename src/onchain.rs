@@ -1,0 +1,485 @@
+//! `zkinfer deploy` and `zkinfer submit`: put a verifier (and the inference registry) on a
+//! chain, register a model, and post proofs to the registry.
+//!
+//! Nothing is lost on the way: `deployment.json` is rewritten after every contract that lands
+//! (a failure half-way leaves the addresses already paid for), and `submission.json` gets the
+//! transaction hash as soon as the node has it. `submit` first asks the registry whether the
+//! inference is already recorded, so running it again after a timeout or a crash is safe.
+
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::{Address, Log, B256, U256};
+use alloy::sol_types::{SolCall, SolError, SolEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{read_json, write_json, Error, Result};
+use crate::evm::chain::{Chain, Deployed};
+use crate::evm::registry::{
+    self, adapter_creation_code, decode_error, model_id, registration_of, InferenceRegistry, Layout, Record,
+};
+use crate::evm::CompiledContract;
+use crate::prove::proof::{decode_run, fr_from_hex, TranscriptKind};
+use crate::prove::ProofFile;
+
+/// Version of the `deployment.json` layout.
+pub const DEPLOYMENT_FORMAT_VERSION: u32 = 1;
+
+/// `deployment.json`: where zkinfer's contracts are, and what they cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentFile {
+    /// Layout version ([`DEPLOYMENT_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The chain id.
+    pub chain_id: u64,
+    /// The node; absent for the in-process EVM, whose contracts live only as long as the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_url: Option<String>,
+    /// The account that deployed (and owns the registry).
+    pub deployer: Address,
+    /// Whether the verifier's key was made with the insecure development SRS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_srs: Option<bool>,
+    /// The generated verifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<Deployed>,
+    /// Its runtime bytecode size (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier_runtime_bytes: Option<usize>,
+    /// The `Halo2VerifierAdapter` giving the verifier the registry's interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<Deployed>,
+    /// The `InferenceRegistry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Deployed>,
+    /// Models registered by this deployment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<RegisteredModel>,
+}
+
+/// A model registered in the registry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredModel {
+    /// The name it was registered under.
+    pub name: String,
+    /// Its id in the registry (keccak256 of the name, unless the name is a 32-byte hex id).
+    pub model_id: B256,
+    /// The verifier (adapter) the registry calls.
+    pub verifier: Address,
+    /// The model commitment proofs must carry, or the circuit digest.
+    pub commitment: B256,
+    /// The layout of the public instances.
+    pub layout: Layout,
+    /// The registering transaction.
+    pub tx_hash: Option<B256>,
+    /// Its gas.
+    pub gas_used: u64,
+}
+
+impl DeploymentFile {
+    /// An empty deployment on `chain`.
+    pub fn new(chain: &Chain) -> DeploymentFile {
+        DeploymentFile {
+            format_version: DEPLOYMENT_FORMAT_VERSION,
+            chain_id: chain.chain_id(),
+            rpc_url: chain.rpc_url().map(str::to_string),
+            deployer: chain.sender(),
+            insecure_srs: None,
+            verifier: None,
+            verifier_runtime_bytes: None,
+            adapter: None,
+            registry: None,
+            models: Vec::new(),
+        }
+    }
+
+    /// Reads a deployment file.
+    pub fn load(path: &Path) -> Result<DeploymentFile> {
+        let file: DeploymentFile = read_json(path)?;
+        if file.format_version != DEPLOYMENT_FORMAT_VERSION {
+            return Err(Error::artifact(
+                path,
+                format!(
+                    "deployment format {} is not {DEPLOYMENT_FORMAT_VERSION}; run `zkinfer deploy` again",
+                    file.format_version
+                ),
+            ));
+        }
+        Ok(file)
+    }
+}
+
+/// Which registry `deploy` uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryTarget {
+    /// Deploy only the verifier.
+    None,
+    /// Deploy a new registry (owned by the deploying account) and the verifier's adapter.
+    New,
+    /// Use the registry at this address (the deploying account must own it to register).
+    At(Address),
+}
+
+/// What `deploy` does.
+#[derive(Clone, Debug)]
+pub struct DeployOptions {
+    /// The compiled verifier (`Verifier.json`).
+    pub verifier: PathBuf,
+    /// The registry.
+    pub registry: RegistryTarget,
+    /// Register the model under this name (needs a registry).
+    pub model: Option<String>,
+    /// A proof of the model, for the layout of its instances and its model commitment.
+    pub proof: PathBuf,
+    /// Gas one verification may use inside the adapter.
+    pub gas_cap: u64,
+    /// Deploy a verifier built on the development SRS to a non-local chain anyway.
+    pub allow_insecure_srs: bool,
+    /// The solc for the registry.
+    pub solc: Option<PathBuf>,
+    /// Where to write `deployment.json`.
+    pub out: PathBuf,
+}
+
+fn load_verifier(path: &Path) -> Result<CompiledContract> {
+    read_json(path)
+}
+
+/// Refuses a verifier built on the development SRS for a chain that is not a local one.
+fn check_srs(chain: &Chain, verifier: &CompiledContract, allow: bool) -> Result<()> {
+    if chain.is_local() || allow || verifier.insecure_srs == Some(false) {
+        return Ok(());
+    }
+    let why = match verifier.insecure_srs {
+        Some(_) => "it was built on the development SRS, whose secret is public: anyone can forge proofs it accepts",
+        None => "its file does not say which SRS it was built on (an older zkinfer wrote it), so it may be the development one",
+    };
+    Err(Error::InsecureSrs { chain_id: chain.chain_id(), why: why.to_string() })
+}
+
+/// `deploy`: the verifier, then (as asked) the adapter and the registry, then the model's
+/// registration; `deployment.json` is written after each step.
+pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFile> {
+    let verifier = load_verifier(&options.verifier)?;
+    check_srs(chain, &verifier, options.allow_insecure_srs)?;
+    if options.model.is_some() && options.registry == RegistryTarget::None {
+        return Err(Error::Usage(
+            "registering a model needs a registry: add --registry (or --registry-address)".into(),
+        ));
+    }
+    // Everything that can fail without the chain is checked before paying for anything.
+    let registration = match &options.model {
+        Some(_) => Some(registration_of(&ProofFile::load(&options.proof)?, &options.proof)?),
+        None => None,
+    };
+    let contracts = match options.registry {
+        RegistryTarget::None => None,
+        _ => Some(registry::compile_registry(&crate::evm::toolchain::resolve_solc(options.solc.as_deref())?)?),
+    };
+    if options.out.exists() {
+        let backup = options.out.with_extension("json.bak");
+        std::fs::rename(&options.out, &backup).map_err(|e| Error::io("rename", &options.out, e))?;
+        tracing::warn!("kept the previous {} as {}", options.out.display(), backup.display());
+    }
+
+    let mut file = DeploymentFile::new(chain);
+    file.insecure_srs = verifier.insecure_srs;
+    let landed = chain.deploy("verifier deployment", verifier.bytecode.clone(), decode_error)?;
+    let verifier_address = Deployed::from_mined(&landed)?.address;
+    file.verifier = Some(Deployed::from_mined(&landed)?);
+    file.verifier_runtime_bytes = Some(verifier.runtime.len());
+    write_json(&options.out, &file)?;
+    let Some(contracts) = contracts else { return Ok(file) };
+
+    let code = adapter_creation_code(&contracts.adapter, verifier_address, options.gas_cap);
+    let adapter = Deployed::from_mined(&chain.deploy("adapter deployment", code, decode_error)?)?;
+    file.adapter = Some(adapter.clone());
+    write_json(&options.out, &file)?;
+    let registry_address = match options.registry {
+        RegistryTarget::At(address) => address,
+        _ => {
+            let deployed = Deployed::from_mined(&chain.deploy(
+                "registry deployment",
+                contracts.registry.bytecode.clone(),
+                decode_error,
+            )?)?;
+            file.registry = Some(deployed.clone());
+            write_json(&options.out, &file)?;
+            deployed.address
+        }
+    };
+    if let (Some(name), Some(registration)) = (&options.model, registration) {
+        let id = model_id(name);
+        let call = InferenceRegistry::registerModelCall {
+            modelId: id,
+            verifier: adapter.address,
+            commitment: registration.commitment,
+            layout: registration.layout.clone(),
+        };
+        let mined = chain.send("model registration", registry_address, call.abi_encode(), decode_error, |_| Ok(()))?;
+        if file.registry.is_none() {
+            file.registry = Some(Deployed { address: registry_address, tx_hash: None, gas_used: 0 });
+        }
+        file.models.push(RegisteredModel {
+            name: name.clone(),
+            model_id: id,
+            verifier: adapter.address,
+            commitment: registration.commitment,
+            layout: registration.layout,
+            tx_hash: mined.tx_hash,
+            gas_used: mined.gas_used,
+        });
+        write_json(&options.out, &file)?;
+    }
+    Ok(file)
+}
+
+/// What `submit` does.
+#[derive(Clone, Debug)]
+pub struct SubmitOptions {
+    /// The proof.
+    pub proof: PathBuf,
+    /// The model's registered name (or 32-byte hex id).
+    pub model: String,
+    /// The registry; else the one in `deployment`.
+    pub registry: Option<Address>,
+    /// `deployment.json` of the chain.
+    pub deployment: PathBuf,
+    /// In the in-process EVM, which has no registry yet: the verifier to deploy first.
+    pub verifier: PathBuf,
+    /// Where to write `submission.json`.
+    pub out: PathBuf,
+    /// The solc for the registry (in-process EVM only).
+    pub solc: Option<PathBuf>,
+    /// Gas one verification may use inside the adapter (in-process EVM only).
+    pub gas_cap: u64,
+}
+
+/// Whether a submission was recorded by this run, found already recorded, or is still pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubmissionStatus {
+    /// Sent; no receipt yet.
+    Pending,
+    /// Verified and recorded by this submission.
+    Verified,
+    /// The registry already had this inference: nothing was sent.
+    AlreadyVerified,
+}
+
+/// `submission.json`: a proof posted to the registry and what the registry recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The outcome.
+    pub status: SubmissionStatus,
+    /// The chain id.
+    pub chain_id: u64,
+    /// The node (absent for the in-process EVM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_url: Option<String>,
+    /// The registry.
+    pub registry: Address,
+    /// The model id.
+    pub model_id: B256,
+    /// The record's id: keccak256(modelId, instances).
+    pub record_id: B256,
+    /// The submitting transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<B256>,
+    /// Its gas (the registry's checks, the verification and the storage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gas_used: Option<u64>,
+    /// Who submitted it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitter: Option<Address>,
+    /// The block it was recorded in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<u64>,
+    /// The recorded input: its commitment, the keccak256 of its packed words, or zero if private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<B256>,
+    /// The recorded output words, decoded with the proof's layout (dequantized values, or a
+    /// commitment in hex).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+}
+
+/// `submit` on a chain with a registry: posts the proof, or finds it already recorded.
+pub fn submit(chain: &mut Chain, options: &SubmitOptions) -> Result<Submission> {
+    let proof = load_evm_proof(&options.proof)?;
+    let registry = match options.registry {
+        Some(address) => address,
+        None => registry_from_deployment(chain, &options.deployment)?,
+    };
+    submit_to(chain, registry, &proof, options)
+}
+
+/// `submit` on the in-process EVM: deploys the verifier, its adapter and a registry, registers
+/// the model from the proof's layout, then submits, so that the whole flow and its gas can be
+/// checked without a node. Nothing persists after the command.
+pub fn submit_in_process(chain: &mut Chain, options: &SubmitOptions) -> Result<(DeploymentFile, Submission)> {
+    let proof = load_evm_proof(&options.proof)?;
+    let scratch = tempfile_path(&options.out);
+    let deployment = deploy(
+        chain,
+        &DeployOptions {
+            verifier: options.verifier.clone(),
+            registry: RegistryTarget::New,
+            model: Some(options.model.clone()),
+            proof: options.proof.clone(),
+            gas_cap: options.gas_cap,
+            allow_insecure_srs: false,
+            solc: options.solc.clone(),
+            out: scratch.clone(),
+        },
+    );
+    let _ = std::fs::remove_file(&scratch);
+    let deployment = deployment?;
+    let registry = deployment.registry.as_ref().expect("deploy made a registry").address;
+    let submission = submit_to(chain, registry, &proof, options)?;
+    Ok((deployment, submission))
+}
+
+fn tempfile_path(near: &Path) -> PathBuf {
+    let dir = near.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    dir.join(format!(".zkinfer-in-process-deployment-{}.json", std::process::id()))
+}
+
+fn load_evm_proof(path: &Path) -> Result<ProofFile> {
+    let proof = ProofFile::load(path)?;
+    if proof.transcript != TranscriptKind::Keccak {
+        return Err(Error::artifact(
+            path,
+            "on-chain verifiers read Keccak-transcript proofs; this one uses Poseidon (for aggregation)",
+        ));
+    }
+    Ok(proof)
+}
+
+fn registry_from_deployment(chain: &Chain, path: &Path) -> Result<Address> {
+    if !path.is_file() {
+        return Err(Error::Usage(format!(
+            "no registry given: pass --registry ADDRESS, or run `zkinfer deploy --registry` first (it writes {})",
+            path.display()
+        )));
+    }
+    let file = DeploymentFile::load(path)?;
+    if file.chain_id != chain.chain_id() {
+        return Err(Error::WrongChain {
+            url: chain.rpc_url().unwrap_or("the in-process EVM").to_string(),
+            expected: file.chain_id,
+            found: chain.chain_id(),
+        });
+    }
+    let registry = file.registry.ok_or_else(|| {
+        Error::artifact(path, "this deployment has no registry; run `zkinfer deploy --registry --model NAME`")
+    })?;
+    Ok(registry.address)
+}
+
+fn submit_to(chain: &mut Chain, registry: Address, proof: &ProofFile, options: &SubmitOptions) -> Result<Submission> {
+    let instances = registry::instance_words(proof, &options.proof)?;
+    let proof_bytes = proof.proof_bytes(&options.proof)?;
+    let id = model_id(&options.model);
+    let record_id = {
+        let call = InferenceRegistry::recordIdOfCall { modelId: id, instances: instances.clone() };
+        let answer = chain.call(registry, call.abi_encode())?.map_err(|revert| Error::Reverted {
+            what: "recordIdOf call".into(),
+            reason: crate::evm::chain::describe_revert(&revert, decode_error),
+        })?;
+        InferenceRegistry::recordIdOfCall::abi_decode_returns(&answer).map_err(|_| not_a_registry(registry))?
+    };
+    let mut submission = Submission {
+        status: SubmissionStatus::Pending,
+        chain_id: chain.chain_id(),
+        rpc_url: chain.rpc_url().map(str::to_string),
+        registry,
+        model_id: id,
+        record_id,
+        tx_hash: None,
+        gas_used: None,
+        submitter: None,
+        block: None,
+        input: None,
+        outputs: Vec::new(),
+    };
+    if let Some(record) = read_record(chain, registry, record_id)? {
+        submission.status = SubmissionStatus::AlreadyVerified;
+        fill_record(&mut submission, &record, proof, &options.proof)?;
+        write_json(&options.out, &submission)?;
+        return Ok(submission);
+    }
+
+    let call = InferenceRegistry::submitCall { modelId: id, proof: proof_bytes.into(), instances };
+    let out = &options.out;
+    let pending = submission.clone();
+    let mined = chain.send("submission", registry, call.abi_encode(), decode_error, |tx_hash| {
+        write_json(out, &Submission { tx_hash: Some(tx_hash), ..pending })
+    })?;
+    let event =
+        mined.logs.iter().find_map(|log: &Log| InferenceRegistry::InferenceVerified::decode_log(log).ok()).ok_or_else(
+            || Error::Evm(format!("the submission was mined but {registry} emitted no InferenceVerified event")),
+        )?;
+    if event.recordId != record_id {
+        return Err(Error::Evm(format!("the registry recorded {} instead of {record_id}", event.recordId)));
+    }
+    submission.status = SubmissionStatus::Verified;
+    submission.tx_hash = mined.tx_hash;
+    submission.gas_used = Some(mined.gas_used);
+    let record = read_record(chain, registry, record_id)?
+        .ok_or_else(|| Error::Evm(format!("the registry emitted InferenceVerified but has no record {record_id}")))?;
+    fill_record(&mut submission, &record, proof, &options.proof)?;
+    write_json(&options.out, &submission)?;
+    Ok(submission)
+}
+
+fn not_a_registry(address: Address) -> Error {
+    Error::Evm(format!("{address} does not answer like an InferenceRegistry; check the address"))
+}
+
+/// The record of `record_id`, or `None` when the registry has none.
+pub fn read_record(chain: &mut Chain, registry: Address, record_id: B256) -> Result<Option<Record>> {
+    let call = InferenceRegistry::recordOfCall { recordId: record_id };
+    match chain.call(registry, call.abi_encode())? {
+        Ok(answer) => Ok(Some(
+            InferenceRegistry::recordOfCall::abi_decode_returns(&answer).map_err(|_| not_a_registry(registry))?,
+        )),
+        Err(revert) if InferenceRegistry::UnknownRecord::abi_decode(&revert).is_ok() => Ok(None),
+        Err(revert) => Err(Error::Reverted {
+            what: "recordOf call".into(),
+            reason: crate::evm::chain::describe_revert(&revert, decode_error),
+        }),
+    }
+}
+
+fn fill_record(submission: &mut Submission, record: &Record, proof: &ProofFile, path: &Path) -> Result<()> {
+    submission.submitter = Some(record.submitter);
+    submission.block = Some(record.blockNumber);
+    submission.input = Some(record.input);
+    submission.outputs = decode_outputs(&record.outputs, proof, path)?;
+    Ok(())
+}
+
+/// The recorded output words, decoded with each output run of the proof's layout.
+fn decode_outputs(words: &[U256], proof: &ProofFile, path: &Path) -> Result<Vec<String>> {
+    let spans: Vec<_> = proof.instance_layout.iter().filter(|s| s.kind == "output").collect();
+    let Some(first) = spans.first().map(|s| s.first_instance) else { return Ok(Vec::new()) };
+    let fields = words
+        .iter()
+        .map(|w| {
+            fr_from_hex(&format!("{w:#066x}"))
+                .ok_or_else(|| Error::Evm(format!("recorded word {w:#x} is not a field element")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    spans
+        .iter()
+        .map(|span| {
+            let start = span.first_instance - first;
+            let run = fields
+                .get(start..start + span.instances)
+                .ok_or_else(|| Error::artifact(path, "the recorded outputs do not match the proof's layout"))?;
+            let decoded = decode_run(span, run)
+                .ok_or_else(|| Error::Evm("the recorded outputs are not a valid packing".into()))?;
+            Ok(decoded.to_string())
+        })
+        .collect()
+}
