@@ -48,7 +48,7 @@ pub struct DeploymentFile {
     /// The `Halo2VerifierAdapter` giving the verifier the registry's interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<Deployed>,
-    /// The `InferenceRegistry`.
+    /// The `InferenceRegistry` (an existing one, given by address, has no transaction here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<Deployed>,
     /// Models registered by this deployment.
@@ -195,7 +195,12 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
     file.adapter = Some(adapter.clone());
     write_json(&options.out, &file)?;
     let registry_address = match options.registry {
-        RegistryTarget::At(address) => address,
+        RegistryTarget::At(address) => {
+            // An existing registry: recorded with no deploying transaction of ours.
+            file.registry = Some(Deployed { address, tx_hash: None, gas_used: 0 });
+            write_json(&options.out, &file)?;
+            address
+        }
         _ => {
             let deployed = Deployed::from_mined(&chain.deploy(
                 "registry deployment",
@@ -216,9 +221,6 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
             layout: registration.layout.clone(),
         };
         let mined = chain.send("model registration", registry_address, call.abi_encode(), decode_error, |_| Ok(()))?;
-        if file.registry.is_none() {
-            file.registry = Some(Deployed { address: registry_address, tx_hash: None, gas_used: 0 });
-        }
         file.models.push(RegisteredModel {
             name: name.clone(),
             model_id: id,
@@ -404,6 +406,12 @@ fn submit_to(chain: &mut Chain, registry: Address, proof: &ProofFile, options: &
     };
     if let Some(record) = read_record(chain, registry, record_id)? {
         submission.status = SubmissionStatus::AlreadyVerified;
+        // A re-run after a lost receipt keeps what the first run learnt of its transaction.
+        if let Ok(previous) = read_json::<Submission>(&options.out) {
+            if previous.record_id == record_id && previous.registry == registry {
+                (submission.tx_hash, submission.gas_used) = (previous.tx_hash, previous.gas_used);
+            }
+        }
         fill_record(&mut submission, &record, proof, &options.proof)?;
         write_json(&options.out, &submission)?;
         return Ok(submission);

@@ -95,7 +95,7 @@ pub fn fr_to_hex(x: &Fr) -> String {
 
 /// A field element as the EVM reads it: 32 bytes, big-endian.
 pub fn fr_to_word(x: &Fr) -> [u8; 32] {
-    let mut bytes: [u8; 32] = x.to_repr().into();
+    let mut bytes: [u8; 32] = x.to_repr();
     bytes.reverse();
     bytes
 }

@@ -1,0 +1,240 @@
+//! `zkinfer deploy` and `zkinfer submit` as a dApp developer runs them: against anvil (started
+//! on 127.0.0.1 with a free port, stopped after) and on the in-process EVM, with the chain
+//! faults that can be provoked locally.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+use serde_json::Value;
+use zkinfer::evm::anvil::{spawn_anvil, spawn_anvil_with};
+
+/// anvil's second well-known development account (funded on every anvil chain).
+const SECOND_DEV_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const SECOND_DEV_ADDRESS: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+
+/// One proved 16→32→8 MLP with a private input and hashed weights (a registry layout with a
+/// model commitment), shared by the tests of this file.
+fn proved() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = mlp_small_workdir();
+        let args = ["run", "-M", "network.onnx", "-D", "input.json", "--dir", "."];
+        ok(dir.path(), &[&args[..], &["--input-visibility", "private", "--param-visibility", "hashed"]].concat());
+        dir
+    })
+    .path()
+}
+
+/// A fresh folder with the proof and the verifier, and a tampered copy of each kind.
+fn workdir() -> tempfile::TempDir {
+    let from = proved();
+    let dir = work_with(&[(&from.join("proof.json"), "proof.json"), (&from.join("Verifier.json"), "Verifier.json")]);
+    let proof: Value = read(&dir.path().join("proof.json"));
+    let mut bad_proof = proof.clone();
+    let hex = bad_proof["proof"].as_str().unwrap().to_string();
+    let flipped = if &hex[100..101] == "0" { "1" } else { "0" };
+    bad_proof["proof"] = Value::String(format!("{}{flipped}{}", &hex[..100], &hex[101..]));
+    write(&dir.path().join("bad-proof.json"), &bad_proof);
+    let mut other_model = proof;
+    other_model["instances"][0][0] = Value::String(format!("0x{}05", "00".repeat(31)));
+    write(&dir.path().join("other-model.json"), &other_model);
+    dir
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn write(path: &Path, value: &Value) {
+    std::fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+}
+
+fn keystore_in(dir: &Path, password: &str) -> PathBuf {
+    let key = hex::decode(SECOND_DEV_KEY).unwrap();
+    alloy::signers::local::PrivateKeySigner::encrypt_keystore(
+        dir,
+        &mut rand::thread_rng(),
+        key,
+        password,
+        Some("deployer.json"),
+    )
+    .unwrap();
+    dir.join("deployer.json")
+}
+
+#[test]
+fn deploy_register_and_submit_on_anvil_with_every_rejection_decoded() {
+    let work = workdir();
+    let w = work.path();
+    let anvil = spawn_anvil().expect("anvil starts");
+    let url = anvil.endpoint();
+    let rpc = ["--rpc-url", url.as_str()];
+
+    // Deploy with a keystore: the registry is owned by the keystore's account.
+    let keystore = keystore_in(w, "correct horse");
+    let keystore_arg = keystore.to_str().unwrap();
+    let e = fails_env(
+        w,
+        &[&["deploy", "--keystore", keystore_arg], &rpc[..]].concat(),
+        &[("ZKINFER_KEYSTORE_PASSWORD", "wrong")],
+    );
+    assert!(e.contains("cannot decrypt the keystore"), "{e}");
+    let out = zkinfer_env(
+        w,
+        &[&["deploy", "--registry", "--model", "mlp", "--keystore", keystore_arg], &rpc[..]].concat(),
+        &[("ZKINFER_KEYSTORE_PASSWORD", "correct horse")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deployment = read(&w.join("deployment.json"));
+    assert_eq!(deployment["chain_id"], 31337);
+    assert_eq!(deployment["deployer"], SECOND_DEV_ADDRESS);
+    assert_eq!(deployment["insecure_srs"], true);
+    for contract in ["verifier", "adapter", "registry"] {
+        assert!(deployment[contract]["address"].as_str().unwrap().starts_with("0x"), "{deployment}");
+        assert!(deployment[contract]["tx_hash"].as_str().unwrap().len() == 66, "{deployment}");
+        assert!(deployment[contract]["gas_used"].as_u64().unwrap() > 100_000, "{deployment}");
+    }
+    let model = &deployment["models"][0];
+    assert_eq!(model["name"], "mlp");
+    assert_eq!(model["layout"]["commitmentIndex"], 0, "the hashed params are the first instance");
+    let proof = read(&w.join("proof.json"));
+    assert_eq!(model["commitment"], proof["instances"][0][0], "registered with the model commitment");
+
+    // Rejections, decoded from the registry's custom errors, and nothing recorded.
+    fn with<'a>(rpc: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [&["submit", "--model", "mlp"], rpc, extra].concat()
+    }
+    let submit = |extra: &[&'static str]| with(&rpc, extra);
+    let e = fails(w, &submit(&["-P", "bad-proof.json"]));
+    assert!(e.contains("ProofRejected") && e.contains("rejected the proof"), "{e}");
+    let e = fails(w, &submit(&["-P", "other-model.json"]));
+    assert!(e.contains("ModelCommitmentMismatch") && e.contains("other weights"), "{e}");
+    let e = fails(w, &[&["submit", "--model", "someone-else"], &rpc[..]].concat());
+    assert!(e.contains("UnknownModel"), "{e}");
+    let e = fails(
+        w,
+        &[
+            &["deploy", "--registry-address", deployment["registry"]["address"].as_str().unwrap(), "--model", "again"],
+            &rpc[..],
+        ]
+        .concat(),
+    );
+    assert!(e.contains("NotOwner"), "only the owner registers: {e}");
+
+    // Accepted: the record is read back from the registry, outputs decoded.
+    let printed = ok(w, &submit(&[]));
+    assert!(printed.contains("verified on chain 31337"), "{printed}");
+    let submission = read(&w.join("submission.json"));
+    assert_eq!(submission["status"], "verified");
+    let gas = submission["gas_used"].as_u64().unwrap();
+    assert!((300_000..1_000_000).contains(&gas), "{gas}");
+    assert_eq!(submission["submitter"], "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+    assert_eq!(submission["input"], format!("0x{}", "00".repeat(32)), "the input is private");
+    let outputs: Vec<f64> = proof["outputs"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(submission["outputs"][0], format!("{outputs:?}"), "the registry holds the proven outputs");
+    let tx_hash = submission["tx_hash"].clone();
+
+    // Re-running is safe: nothing is sent, and what the first run learnt is kept.
+    let again = ok(w, &submit(&[]));
+    assert!(again.contains("already verified") && again.contains("nothing sent"), "{again}");
+    let submission = read(&w.join("submission.json"));
+    assert_eq!(submission["status"], "already-verified");
+    assert_eq!(submission["tx_hash"], tx_hash);
+
+    // Chain faults.
+    let unfunded = "0x1111111111111111111111111111111111111111111111111111111111111111";
+    let e = fails_env(w, &submit(&["-P", "other-model.json", "-O", "x.json"]), &[("ZKINFER_PRIVATE_KEY", unfunded)]);
+    assert!(e.contains("ModelCommitmentMismatch"), "a revert is found before paying: {e}");
+    let fresh = workdir();
+    let f = fresh.path();
+    ok(f, &[&["deploy", "--registry", "--model", "mlp"], &rpc[..]].concat());
+    let e = fails_env(f, &submit(&[]), &[("ZKINFER_PRIVATE_KEY", unfunded)]);
+    assert!(e.contains("cannot pay") && e.contains("balance 0 wei"), "{e}");
+    let e = fails(w, &[&["submit", "--model", "mlp", "--chain-id", "1"], &rpc[..]].concat());
+    assert!(e.contains("is on chain 31337, not chain 1"), "{e}");
+    drop(anvil);
+    let e = fails(w, &submit(&[]));
+    assert!(e.contains("cannot reach the RPC endpoint") && e.contains("check that the node is running"), "{e}");
+    assert_eq!(read(&w.join("submission.json"))["tx_hash"], tx_hash, "a failed run loses nothing");
+}
+
+#[test]
+fn a_verifier_on_the_development_srs_goes_only_to_local_chains() {
+    let work = workdir();
+    let w = work.path();
+    let anvil = spawn_anvil_with(&["--chain-id", "11155111"]).expect("anvil starts");
+    let url = anvil.endpoint();
+    let key = [("ZKINFER_PRIVATE_KEY", SECOND_DEV_KEY)];
+    let e = fails(w, &["deploy", "--rpc-url", &url]);
+    assert!(e.contains("not a local development chain") && e.contains("--keystore"), "no dev key on a real chain: {e}");
+    let e = fails_env(w, &["deploy", "--rpc-url", &url], &key);
+    assert!(
+        e.contains("refusing to deploy") && e.contains("development SRS") && e.contains("--allow-insecure-srs"),
+        "{e}"
+    );
+    assert!(!w.join("deployment.json").exists(), "nothing deployed");
+    let out = zkinfer_env(w, &["deploy", "--rpc-url", &url, "--allow-insecure-srs"], &key);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read(&w.join("deployment.json"))["chain_id"], 11155111);
+}
+
+#[test]
+fn a_receipt_that_does_not_come_keeps_the_transaction_and_a_rerun_finds_the_record() {
+    let work = workdir();
+    let w = work.path();
+    let anvil = spawn_anvil().expect("anvil starts");
+    let url = anvil.endpoint();
+    ok(w, &["deploy", "--rpc-url", &url, "--registry", "--model", "mlp"]);
+
+    anvil_rpc(&url, "evm_setAutomine", serde_json::json!([false]));
+    let e = fails(w, &["submit", "--rpc-url", &url, "--model", "mlp", "--timeout", "3"]);
+    assert!(e.contains("no receipt came within 3 s") && e.contains("0x"), "{e}");
+    let pending = read(&w.join("submission.json"));
+    assert_eq!(pending["status"], "pending");
+    let tx_hash = pending["tx_hash"].as_str().expect("the hash is written before the wait").to_string();
+    assert!(e.contains(&tx_hash), "{e}");
+
+    anvil_rpc(&url, "evm_mine", serde_json::json!([]));
+    let again = ok(w, &["submit", "--rpc-url", &url, "--model", "mlp"]);
+    assert!(again.contains("already verified"), "the pending transaction was mined: {again}");
+    assert_eq!(read(&w.join("submission.json"))["tx_hash"], tx_hash);
+}
+
+fn anvil_rpc(url: &str, method: &'static str, params: Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        use alloy::providers::{Provider, ProviderBuilder};
+        let provider = ProviderBuilder::new().connect_http(url.parse().unwrap());
+        let _: Value = provider.raw_request(method.into(), params).await.unwrap();
+    });
+}
+
+#[test]
+fn submit_without_a_node_runs_the_whole_flow_in_process() {
+    let work = workdir();
+    let w = work.path();
+    let printed = ok(w, &["submit", "--model", "mlp"]);
+    assert!(printed.contains("deployed on the in-process EVM"), "{printed}");
+    assert!(printed.contains("verified on the in-process EVM"), "{printed}");
+    let submission = read(&w.join("submission.json"));
+    assert_eq!(submission["status"], "verified");
+    assert!(submission.get("rpc_url").is_none());
+    assert!(submission["gas_used"].as_u64().unwrap() > 300_000);
+    assert!(!w.join("deployment.json").exists(), "an in-process deployment is not a record of anything");
+    let e = fails(w, &["submit", "--model", "mlp", "-P", "bad-proof.json"]);
+    assert!(e.contains("ProofRejected"), "{e}");
+    // In process, the model is registered from the proof submitted: a changed commitment then
+    // reaches the verifier, which rejects it.
+    let e = fails(w, &["submit", "--model", "mlp", "-P", "other-model.json"]);
+    assert!(e.contains("ProofRejected"), "{e}");
+
+    let deployed = ok(w, &["deploy", "--registry", "--model", "mlp"]);
+    assert!(deployed.contains("registry"), "{deployed}");
+    let deployment = read(&w.join("deployment.json"));
+    assert!(deployment.get("rpc_url").is_none());
+    let e = fails(w, &["deploy", "--model", "mlp"]);
+    assert!(e.contains("needs a registry"), "{e}");
+}
