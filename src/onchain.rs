@@ -386,7 +386,7 @@ fn submit_to(chain: &mut Chain, registry: Address, proof: &ProofFile, options: &
         let call = InferenceRegistry::recordIdOfCall { modelId: id, instances: instances.clone() };
         let answer = chain.call(registry, call.abi_encode())?.map_err(|revert| Error::Reverted {
             what: "recordIdOf call".into(),
-            reason: crate::evm::chain::describe_revert(&revert, decode_error),
+            reason: revert.describe(decode_error),
         })?;
         InferenceRegistry::recordIdOfCall::abi_decode_returns(&answer).map_err(|_| not_a_registry(registry))?
     };
@@ -451,11 +451,8 @@ pub fn read_record(chain: &mut Chain, registry: Address, record_id: B256) -> Res
         Ok(answer) => Ok(Some(
             InferenceRegistry::recordOfCall::abi_decode_returns(&answer).map_err(|_| not_a_registry(registry))?,
         )),
-        Err(revert) if InferenceRegistry::UnknownRecord::abi_decode(&revert).is_ok() => Ok(None),
-        Err(revert) => Err(Error::Reverted {
-            what: "recordOf call".into(),
-            reason: crate::evm::chain::describe_revert(&revert, decode_error),
-        }),
+        Err(revert) if InferenceRegistry::UnknownRecord::abi_decode(&revert.data).is_ok() => Ok(None),
+        Err(revert) => Err(Error::Reverted { what: "recordOf call".into(), reason: revert.describe(decode_error) }),
     }
 }
 

@@ -81,6 +81,26 @@ pub struct Mined {
 /// Turns revert data into a sentence, when it is an error the caller knows.
 pub type RevertDecoder = fn(&[u8]) -> Option<String>;
 
+/// A call that did not return: the revert data, or the node's word for a failure without any
+/// (out of gas, an invalid opcode).
+#[derive(Clone, Debug)]
+pub struct Revert {
+    /// The revert data (empty when the execution halted).
+    pub data: Bytes,
+    /// Why it halted, when there is no revert data.
+    pub halted: Option<String>,
+}
+
+impl Revert {
+    /// The revert in words: the caller's own errors, then Solidity's `Error(string)` and `Panic`.
+    pub fn describe(&self, decode: RevertDecoder) -> String {
+        match (&self.halted, self.data.is_empty()) {
+            (Some(reason), true) => format!("execution failed ({reason})"),
+            _ => describe_revert(&self.data, decode),
+        }
+    }
+}
+
 /// A chain to deploy to and transact on.
 pub struct Chain {
     backend: Backend,
@@ -193,9 +213,9 @@ impl Chain {
         }
     }
 
-    /// Calls `to` with `data` without a transaction (eth_call): its return data, or
-    /// `Err(revert data)` when it reverts.
-    pub fn call(&mut self, to: Address, data: Vec<u8>) -> Result<std::result::Result<Bytes, Bytes>> {
+    /// Calls `to` with `data` without a transaction (eth_call): its return data, or the
+    /// [`Revert`] when it does not return.
+    pub fn call(&mut self, to: Address, data: Vec<u8>) -> Result<std::result::Result<Bytes, Revert>> {
         let sender = self.sender;
         let timeout = self.timeout;
         match &mut self.backend {
@@ -205,8 +225,10 @@ impl Chain {
                     evm.evm.transact(tx).map_err(|e| Error::Evm(format!("the in-process EVM failed: {e:?}")))?.result;
                 Ok(match outcome {
                     ExecutionResult::Success { output, .. } => Ok(output.into_data()),
-                    ExecutionResult::Revert { output, .. } => Err(output),
-                    ExecutionResult::Halt { reason, .. } => Err(Bytes::from(format!("{reason:?}").into_bytes())),
+                    ExecutionResult::Revert { output, .. } => Err(Revert { data: output, halted: None }),
+                    ExecutionResult::Halt { reason, .. } => {
+                        Err(Revert { data: Bytes::new(), halted: Some(format!("{reason:?}")) })
+                    }
                 })
             }
             Backend::Rpc(rpc) => {
@@ -217,9 +239,13 @@ impl Chain {
                     .map_err(|_| rpc_error(&rpc.url, format!("no answer within {} s to a call", timeout.as_secs())))?;
                 match answer {
                     Ok(bytes) => Ok(Ok(bytes)),
-                    Err(e) => match revert_data(&e) {
-                        Some(data) => Ok(Err(data)),
-                        None => Err(rpc_error(&rpc.url, e)),
+                    Err(e) => match (revert_data(&e), e.as_error_resp()) {
+                        (Some(data), _) => Ok(Err(Revert { data, halted: None })),
+                        // The node ran the call and it failed without revert data.
+                        (None, Some(payload)) => {
+                            Ok(Err(Revert { data: Bytes::new(), halted: Some(payload.message.to_string()) }))
+                        }
+                        (None, None) => Err(rpc_error(&rpc.url, e)),
                     },
                 }
             }
@@ -247,7 +273,7 @@ impl Chain {
         on_sent: impl FnOnce(B256) -> Result<()>,
     ) -> Result<Mined> {
         if let Err(revert) = self.call(to, data.clone())? {
-            return Err(Error::Reverted { what: what.to_string(), reason: describe_revert(&revert, decode) });
+            return Err(Error::Reverted { what: what.to_string(), reason: revert.describe(decode) });
         }
         self.transact(what, TxKind::Call(to), data, decode, on_sent)
     }
