@@ -85,6 +85,60 @@ def matmul_add(seed):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def credit_score(seed):
+    """A small credit-scoring network trained (numpy, full-batch gradient descent) on synthetic
+    applicants: 8 standardised features -> 16 -> Relu -> 8 -> Relu -> 1 -> Sigmoid, the
+    probability that the applicant repays."""
+    rng = np.random.default_rng(seed)
+    features = ["income", "debt_to_income", "credit_history_years", "late_payments_12m",
+                "open_accounts", "credit_utilisation", "employment_years", "requested_amount"]
+    n = 4000
+    x = rng.standard_normal((n, len(features))).astype(np.float32)
+    # The synthetic ground truth: income, history and employment help; debt, late payments,
+    # utilisation and a large request hurt.
+    rule = np.array([1.2, -1.5, 0.8, -1.8, 0.2, -1.0, 0.6, -0.7], dtype=np.float32)
+    logits = x @ rule + 0.4 * np.tanh(x[:, 0] * x[:, 5]) + 0.3 * rng.standard_normal(n)
+    y = (logits > 0).astype(np.float32)[:, None]
+    sizes = [8, 16, 8, 1]
+    layers = [linear(rng, a, b) for a, b in zip(sizes, sizes[1:])]
+    lr = 0.5
+    for _ in range(600):
+        acts, h = [x], x
+        for i, (w, b) in enumerate(layers):
+            h = h @ w.T + b
+            if i < len(layers) - 1:
+                h = np.maximum(h, 0)
+            acts.append(h)
+        p = 1 / (1 + np.exp(-h))
+        grad = (p - y) / n
+        for i in reversed(range(len(layers))):
+            w, b = layers[i]
+            gw, gb = grad.T @ acts[i], grad.sum(0)
+            grad = (grad @ w) * (acts[i] > 0) if i > 0 else None
+            layers[i] = ((w - lr * gw).astype(np.float32), (b - lr * gb).astype(np.float32))
+    accuracy = float(((p > 0.5) == (y > 0.5)).mean())
+
+    nodes, inits, current = [], [], "applicant"
+    for i, (w, b) in enumerate(layers):
+        inits += [numpy_helper.from_array(w, f"fc{i}.weight"), numpy_helper.from_array(b, f"fc{i}.bias")]
+        out = f"/fc{i}/Gemm_output_0"
+        nodes.append(helper.make_node("Gemm", [current, f"fc{i}.weight", f"fc{i}.bias"], [out], name=f"/fc{i}/Gemm", transB=1))
+        current = out
+        if i < len(layers) - 1:
+            nodes.append(helper.make_node("Relu", [current], [f"/act{i}/Relu_output_0"], name=f"/act{i}/Relu"))
+            current = f"/act{i}/Relu_output_0"
+    nodes.append(helper.make_node("Sigmoid", [current], ["repay_probability"], name="/Sigmoid"))
+    graph = helper.make_graph(
+        nodes, "credit_score",
+        [helper.make_tensor_value_info("applicant", TensorProto.FLOAT, ["batch_size", len(features)])],
+        [helper.make_tensor_value_info("repay_probability", TensorProto.FLOAT, ["batch_size", 1])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+    applicant = np.array([0.9, -0.4, 1.1, -0.6, 0.3, -0.2, 0.7, 0.1], dtype=np.float32)
+    return model, applicant, accuracy
+
+
 def main():
     rng = np.random.default_rng(7)
     small = os.path.join(HERE, "mlp_small")
@@ -102,11 +156,20 @@ def main():
     with open(os.path.join(FIXTURES, "matmul_add.input.json"), "w") as f:
         json.dump({"input_data": [rng.uniform(-1, 1, size=8).round(6).tolist()]}, f)
     save(mlp("sigmoid_mlp", [8, 8, 2], [1, 8], seed=4, activation="Sigmoid"), FIXTURES, "sigmoid_mlp.onnx")
+    with open(os.path.join(FIXTURES, "sigmoid_mlp.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(12).uniform(-1, 1, size=8).round(6).tolist()]}, f)
+    save(mlp("tanh_mlp", [8, 8, 2], [1, 8], seed=6, activation="Tanh"), FIXTURES, "tanh_mlp.onnx")
 
     # A "proprietary" scoring model: 12 private features -> 24 -> 12 -> 3 class scores.
     private = os.path.join(HERE, "private_model")
     save(mlp("private_model", [12, 24, 12, 3], [1, 12], seed=5), private)
     write_input(private, np.random.default_rng(11).uniform(-1, 1, size=12))
+
+    credit = os.path.join(HERE, "credit_score")
+    model, applicant, accuracy = credit_score(seed=13)
+    save(model, credit)
+    write_input(credit, applicant)
+    print(f"credit_score: training accuracy {accuracy:.3f}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use zkinfer::onchain::{
-    self, DeployOptions, DeploymentFile, RegistryTarget, Submission, SubmissionStatus, SubmitOptions,
+    self, DeployOptions, DeploymentFile, RegistrationSource, RegistryTarget, Submission, SubmissionStatus,
+    SubmitOptions,
 };
 use zkinfer::pipeline::{self, RunOptions, SettingsOptions};
 use zkinfer::settings::Visibility;
@@ -233,9 +234,12 @@ enum Command {
         /// Register the model in the registry under this name (or 32-byte hex id).
         #[arg(long)]
         model: Option<String>,
-        /// A proof of the model: the layout of its public instances and its model commitment.
-        #[arg(short = 'P', long, default_value = "proof.json")]
-        proof: PathBuf,
+        /// The compiled model, for the layout of its public instances and its model commitment.
+        #[arg(long, default_value = "model.compiled")]
+        compiled: PathBuf,
+        /// Read the layout and the model commitment from this proof instead of the compiled model.
+        #[arg(short = 'P', long)]
+        proof: Option<PathBuf>,
         /// Gas one verification may use inside the adapter.
         #[arg(long, default_value_t = zkinfer::evm::registry::DEFAULT_GAS_CAP)]
         gas_cap: u64,
@@ -413,19 +417,25 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             registry,
             registry_address,
             model,
+            compiled,
             proof,
             gas_cap,
             allow_insecure_srs,
             solc,
             out,
         } => {
+            let registration = match proof {
+                Some(proof) => RegistrationSource::Proof(proof),
+                None => RegistrationSource::Compiled(compiled),
+            };
             let registry = match (registry, registry_address) {
                 (_, Some(address)) => RegistryTarget::At(parse_address(&address, "--registry-address")?),
                 (true, None) => RegistryTarget::New,
                 (false, None) => RegistryTarget::None,
             };
             let mut chain = zkinfer::evm::Chain::open(&(&chain).into())?;
-            let options = DeployOptions { verifier, registry, model, proof, gas_cap, allow_insecure_srs, solc, out };
+            let options =
+                DeployOptions { verifier, registry, model, registration, gas_cap, allow_insecure_srs, solc, out };
             let file = onchain::deploy(&mut chain, &options)?;
             print_deployment(&chain, &file, &options.out);
         }

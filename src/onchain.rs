@@ -119,6 +119,15 @@ pub enum RegistryTarget {
     At(Address),
 }
 
+/// Where a model's registration (the layout of its instances, its model commitment) is read.
+#[derive(Clone, Debug)]
+pub enum RegistrationSource {
+    /// The compiled model (`model.compiled`): what the model's owner has.
+    Compiled(PathBuf),
+    /// A proof of the model.
+    Proof(PathBuf),
+}
+
 /// What `deploy` does.
 #[derive(Clone, Debug)]
 pub struct DeployOptions {
@@ -128,8 +137,8 @@ pub struct DeployOptions {
     pub registry: RegistryTarget,
     /// Register the model under this name (needs a registry).
     pub model: Option<String>,
-    /// A proof of the model, for the layout of its instances and its model commitment.
-    pub proof: PathBuf,
+    /// Where the registration (instance layout, model commitment) comes from.
+    pub registration: RegistrationSource,
     /// Gas one verification may use inside the adapter.
     pub gas_cap: u64,
     /// Deploy a verifier built on the development SRS to a non-local chain anyway.
@@ -167,9 +176,10 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
         ));
     }
     // Everything that can fail without the chain is checked before paying for anything.
-    let registration = match &options.model {
-        Some(_) => Some(registration_of(&ProofFile::load(&options.proof)?, &options.proof)?),
-        None => None,
+    let registration = match (&options.model, &options.registration) {
+        (None, _) => None,
+        (Some(_), RegistrationSource::Compiled(path)) => Some(crate::pipeline::registration(path)?),
+        (Some(_), RegistrationSource::Proof(path)) => Some(registration_of(&ProofFile::load(path)?, path)?),
     };
     let contracts = match options.registry {
         RegistryTarget::None => None,
@@ -327,7 +337,7 @@ pub fn submit_in_process(chain: &mut Chain, options: &SubmitOptions) -> Result<(
             verifier: options.verifier.clone(),
             registry: RegistryTarget::New,
             model: Some(options.model.clone()),
-            proof: options.proof.clone(),
+            registration: RegistrationSource::Proof(options.proof.clone()),
             gas_cap: options.gas_cap,
             allow_insecure_srs: false,
             solc: options.solc.clone(),

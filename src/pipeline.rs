@@ -153,6 +153,16 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
     Ok(SetupOutcome { seconds, srs: srs.info })
 }
 
+/// The registration of a compiled model in an inference registry: the layout of its public
+/// instances and its model commitment (laid out on zero inputs: the layout and the params do
+/// not depend on the input).
+pub fn registration(compiled_path: &Path) -> Result<evm::registry::Registration> {
+    let compiled = CompiledModel::load(compiled_path)?;
+    let zeros = crate::circuit::zero_inputs(&compiled.model);
+    let laid = build_circuit(&compiled.model, &zeros, Stage::Keygen { k: compiled.shape.k })?;
+    evm::registry::registration_from(&laid.layout, &laid.instances, &compiled.circuit_digest, compiled_path)
+}
+
 /// What `prove` produced.
 #[derive(Clone, Debug)]
 pub struct ProveOutcome {

@@ -77,6 +77,13 @@ fn matmul_add_reshape_model_proves_and_verifies() {
 }
 
 #[test]
+fn sigmoid_mlp_proves_and_verifies() {
+    // Sigmoid outputs have a resolution of 2^-7: the error bound is half a step plus the
+    // second layer's rounding.
+    check_example(&fixture("sigmoid_mlp.onnx"), &fixture("sigmoid_mlp.input.json"), 0.03);
+}
+
+#[test]
 fn demo_prints_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let out = ok(dir.path(), &["demo", "--dir", "demo"]);

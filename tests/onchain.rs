@@ -28,10 +28,15 @@ fn proved() -> &'static Path {
     .path()
 }
 
-/// A fresh folder with the proof and the verifier, and a tampered copy of each kind.
+/// A fresh folder with the compiled model, the proof and the verifier, and a tampered copy of
+/// the proof of each kind.
 fn workdir() -> tempfile::TempDir {
     let from = proved();
-    let dir = work_with(&[(&from.join("proof.json"), "proof.json"), (&from.join("Verifier.json"), "Verifier.json")]);
+    let dir = work_with(&[
+        (&from.join("proof.json"), "proof.json"),
+        (&from.join("Verifier.json"), "Verifier.json"),
+        (&from.join("model.compiled"), "model.compiled"),
+    ]);
     let proof: Value = read(&dir.path().join("proof.json"));
     let mut bad_proof = proof.clone();
     let hex = bad_proof["proof"].as_str().unwrap().to_string();
@@ -150,7 +155,10 @@ fn deploy_register_and_submit_on_anvil_with_every_rejection_decoded() {
     assert!(e.contains("ModelCommitmentMismatch"), "a revert is found before paying: {e}");
     let fresh = workdir();
     let f = fresh.path();
-    ok(f, &[&["deploy", "--registry", "--model", "mlp"], &rpc[..]].concat());
+    // The registration read from a proof instead of the compiled model.
+    std::fs::remove_file(f.join("model.compiled")).unwrap();
+    ok(f, &[&["deploy", "--registry", "--model", "mlp", "-P", "proof.json"], &rpc[..]].concat());
+    assert_eq!(read(&f.join("deployment.json"))["models"][0]["layout"], model["layout"]);
     let e = fails_env(f, &submit(&[]), &[("ZKINFER_PRIVATE_KEY", unfunded)]);
     assert!(e.contains("cannot pay") && e.contains("balance 0 wei"), "{e}");
     let e = fails(w, &[&["submit", "--model", "mlp", "--chain-id", "1"], &rpc[..]].concat());
@@ -237,4 +245,35 @@ fn submit_without_a_node_runs_the_whole_flow_in_process() {
     assert!(deployment.get("rpc_url").is_none());
     let e = fails(w, &["deploy", "--model", "mlp"]);
     assert!(e.contains("needs a registry"), "{e}");
+}
+
+#[test]
+fn the_credit_score_example_runs_on_anvil_as_its_readme_says() {
+    let example = example("credit_score");
+    let work =
+        work_with(&[(&example.join("network.onnx"), "network.onnx"), (&example.join("input.json"), "input.json")]);
+    let w = work.path();
+    for step in
+        [&["gen-settings", "--input-visibility", "private"][..], &["compile"], &["setup"], &["create-evm-verifier"]]
+    {
+        ok(w, step);
+    }
+    let anvil = spawn_anvil().expect("anvil starts");
+    let url = anvil.endpoint();
+    ok(w, &["deploy", "--rpc-url", &url, "--registry", "--model", "credit-score-v1"]);
+    assert_eq!(read(&w.join("deployment.json"))["models"][0]["name"], "credit-score-v1");
+    ok(w, &["prove", "-D", "input.json"]);
+    let printed = ok(w, &["submit", "--rpc-url", &url, "--model", "credit-score-v1"]);
+    assert!(printed.contains("verified on chain 31337"), "{printed}");
+
+    let proof = read(&w.join("proof.json"));
+    let score = proof["outputs"][0][0].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&score), "a probability: {score}");
+    assert_eq!(read(&w.join("submission.json"))["outputs"][0], format!("[{score:?}]"), "the registry holds the score");
+    let input = read(&w.join("input.json"));
+    let first = input["input_data"][0][0].as_f64().unwrap().to_string();
+    let published = std::fs::read_to_string(w.join("proof.json")).unwrap()
+        + &std::fs::read_to_string(w.join("submission.json")).unwrap();
+    assert!(!published.contains(&first[..6]), "the applicant's data is not published");
+    assert!(ok(w, &["submit", "--rpc-url", &url, "--model", "credit-score-v1"]).contains("already verified"));
 }

@@ -10,7 +10,7 @@ use super::commit::layout_hash;
 use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
 use super::linear::{layout_dense, DenseShape, ParamCells};
-use super::nonlinear::layout_relu;
+use super::nonlinear::{layout_relu, layout_step};
 use super::shape::{layout_add, layout_add_const};
 use crate::error::{Error, Result};
 use crate::model::quantize::{QOp, QuantizedModel};
@@ -234,6 +234,9 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                         layout_relu(ctx, &range, v, bits, non_negative)
                     })
                     .collect()
+            }
+            QOp::Sigmoid { thresholds } => {
+                arg(0).0.iter().map(|&v| layout_step(ctx, &range, v, thresholds, bits)).collect()
             }
             QOp::Reshape => arg(0).0.to_vec(),
         };

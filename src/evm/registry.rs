@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::solidity::{compile_sources, CompiledContract};
 use crate::error::{Error, Result};
-use crate::prove::proof::Encoding;
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+
+use crate::prove::proof::{fr_to_word, Encoding, InstanceSpan};
 use crate::prove::ProofFile;
 
 /// The registry's source, as in `contracts/`.
@@ -155,30 +157,40 @@ pub struct Registration {
 /// The registration of the model a proof is for: its instance layout, and the model commitment
 /// among its instances (or, when the params are not hashed, its circuit digest).
 pub fn registration_of(proof: &ProofFile, path: &Path) -> Result<Registration> {
-    let words = proof.instance_values(path)?;
-    let words = words.first().map(Vec::as_slice).unwrap_or(&[]);
+    let columns = proof.instance_values(path)?;
+    let words = columns.first().map(Vec::as_slice).unwrap_or(&[]);
+    registration_from(&proof.instance_layout, words, &proof.circuit_digest, path)
+}
+
+/// The registration of a circuit with public instances `words` laid out as `layout`; `path`
+/// names the file they come from, in errors.
+pub fn registration_from(
+    layout: &[InstanceSpan],
+    words: &[Fr],
+    circuit_digest: &str,
+    path: &Path,
+) -> Result<Registration> {
     let narrow = |v: usize, what: &str| {
         u16::try_from(v).map_err(|_| Error::artifact(path, format!("{what} ({v}) does not fit the registry's layout")))
     };
     let run = |kind: &str| -> Result<(u16, u16)> {
-        let spans: Vec<_> = proof.instance_layout.iter().filter(|s| s.kind == kind).collect();
+        let spans: Vec<_> = layout.iter().filter(|s| s.kind == kind).collect();
         let (Some(first), Some(last)) = (spans.first(), spans.last()) else { return Ok((0, 0)) };
         let start = first.first_instance;
         Ok((narrow(start, "instance index")?, narrow(last.first_instance + last.instances - start, "run length")?))
     };
     let (input_start, input_length) = run("input")?;
     let (output_start, output_length) = run("output")?;
-    let committed = proof.instance_layout.iter().find(|s| s.kind == "params" && s.encoding == Encoding::Poseidon);
+    let committed = layout.iter().find(|s| s.kind == "params" && s.encoding == Encoding::Poseidon);
     let (commitment_index, commitment) = match committed {
         Some(span) => {
             let word = words
                 .get(span.first_instance)
-                .ok_or_else(|| Error::artifact(path, "instance_layout does not match the instances"))?;
-            (narrow(span.first_instance, "instance index")?, B256::from(crate::prove::proof::fr_to_word(word)))
+                .ok_or_else(|| Error::artifact(path, "the instance layout does not match the instances"))?;
+            (narrow(span.first_instance, "instance index")?, B256::from(fr_to_word(word)))
         }
         None => {
-            let digest =
-                proof.circuit_digest.parse::<B256>().unwrap_or_else(|_| keccak256(proof.circuit_digest.as_bytes()));
+            let digest = circuit_digest.parse::<B256>().unwrap_or_else(|_| keccak256(circuit_digest.as_bytes()));
             (NO_INDEX, digest)
         }
     };
@@ -198,8 +210,5 @@ pub fn registration_of(proof: &ProofFile, path: &Path) -> Result<Registration> {
 /// The public instances of a proof as EVM words.
 pub fn instance_words(proof: &ProofFile, path: &Path) -> Result<Vec<U256>> {
     let columns = proof.instance_values(path)?;
-    Ok(columns
-        .first()
-        .map(|c| c.iter().map(|w| U256::from_be_bytes(crate::prove::proof::fr_to_word(w))).collect())
-        .unwrap_or_default())
+    Ok(columns.first().map(|c| c.iter().map(|w| U256::from_be_bytes(fr_to_word(w))).collect()).unwrap_or_default())
 }

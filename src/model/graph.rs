@@ -56,6 +56,8 @@ pub enum Op {
     },
     /// `max(x, 0)`.
     Relu,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
     /// Same values, new shape (Reshape, Flatten, Identity).
     Reshape,
 }

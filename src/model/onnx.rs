@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// The ONNX operators the import understands, listed in errors.
 pub const SUPPORTED_OPS: &str =
-    "Gemm, MatMul (by a constant), Add, Relu, Flatten, Reshape, Identity, Dropout, Constant";
+    "Gemm, MatMul (by a constant), Add, Relu, Sigmoid, Flatten, Reshape, Identity, Dropout, Constant";
 
 /// A value flowing between ONNX nodes: a constant we fold, or the output of one of our nodes.
 #[derive(Clone, Debug)]
@@ -150,6 +150,20 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
+    /// An element-wise activation: folded on a constant, a node `op` otherwise.
+    fn import_activation(&mut self, node: &pb::NodeProto, op: Op, f: fn(f32) -> f32) -> Result<()> {
+        match self.required_input(node, 0)? {
+            Value::Const(mut t) => {
+                t.data.iter_mut().for_each(|v| *v = f(*v));
+                self.set_output(node, Value::Const(t))
+            }
+            Value::Node(id) => {
+                let shape = self.nodes[id].shape.clone();
+                self.add_node(node, op, vec![id], shape)
+            }
+        }
+    }
+
     fn import_node(&mut self, node: &pb::NodeProto) -> Result<()> {
         if !node.domain.is_empty() && node.domain != "ai.onnx" {
             return Err(self.unsupported(node, format!("custom domain '{}'", node.domain)));
@@ -185,16 +199,8 @@ impl<'a> Importer<'a> {
             "Gemm" => self.import_gemm(node),
             "MatMul" => self.import_matmul(node),
             "Add" => self.import_add(node),
-            "Relu" => match self.required_input(node, 0)? {
-                Value::Const(mut t) => {
-                    t.data.iter_mut().for_each(|v| *v = v.max(0.0));
-                    self.set_output(node, Value::Const(t))
-                }
-                Value::Node(id) => {
-                    let shape = self.nodes[id].shape.clone();
-                    self.add_node(node, Op::Relu, vec![id], shape)
-                }
-            },
+            "Relu" => self.import_activation(node, Op::Relu, |v| v.max(0.0)),
+            "Sigmoid" => self.import_activation(node, Op::Sigmoid, |v| 1.0 / (1.0 + (-v).exp())),
             _ => Err(self.unsupported(node, "")),
         }
     }

@@ -39,8 +39,28 @@ pub enum QOp {
     },
     /// `max(x, 0)`.
     Relu,
+    /// `round(sigmoid(x / 2^s) · 2^s)` at the input scale `s`, as a step function: the output is
+    /// the number of `thresholds` that `x` reaches (see [`sigmoid_thresholds`]).
+    Sigmoid {
+        /// Ascending: output level `i + 1` starts at `x = thresholds[i]`.
+        thresholds: Vec<i64>,
+    },
     /// Same values, new shape.
     Reshape,
+}
+
+/// The steps of a quantized sigmoid at scale `s`: level `i` (of `2^s`) is reached where
+/// `sigmoid(x / 2^s) · 2^s ≥ i - 1/2`, i.e. from `x = ⌈2^s · logit((i - 1/2) / 2^s)⌉`, so that
+/// counting the thresholds `x` reaches gives `round(sigmoid(x / 2^s) · 2^s)`. Computed once,
+/// when the model is quantized, and stored with it: prover and verifier share the same table.
+pub fn sigmoid_thresholds(scale: u32) -> Vec<i64> {
+    let one = (1u64 << scale) as f64;
+    (1..=1u64 << scale)
+        .map(|i| {
+            let p = (i as f64 - 0.5) / one;
+            (one * (p / (1.0 - p)).ln()).ceil() as i64
+        })
+        .collect()
 }
 
 /// A quantized node.
@@ -152,6 +172,7 @@ impl QuantizedModel {
                         }
                     }
                     Op::Relu => QOp::Relu,
+                    Op::Sigmoid => QOp::Sigmoid { thresholds: sigmoid_thresholds(is) },
                     Op::Reshape => QOp::Reshape,
                 };
                 QNode { name: node.name.clone(), op, inputs: node.inputs.clone(), shape: node.shape.clone() }
@@ -181,7 +202,7 @@ impl QuantizedModel {
                     push("bias", node.shape.clone(), bias, self.input_scale + self.param_scale);
                 }
                 QOp::AddConst { constant } => push("constant", node.shape.clone(), constant, self.input_scale),
-                QOp::Input { .. } | QOp::Add | QOp::Relu | QOp::Reshape => {}
+                QOp::Input { .. } | QOp::Add | QOp::Relu | QOp::Sigmoid { .. } | QOp::Reshape => {}
             }
         }
         out
@@ -261,6 +282,9 @@ impl QuantizedModel {
                     ix.iter().zip(constant).map(|(&i, &c)| x[i] + c as i128).collect()
                 }
                 QOp::Relu => arg(0).iter().map(|&v| v.max(0)).collect(),
+                QOp::Sigmoid { thresholds } => {
+                    arg(0).iter().map(|&v| thresholds.iter().filter(|&&t| v >= t as i128).count() as i128).collect()
+                }
                 QOp::Reshape => arg(0).clone(),
             };
             self.check_range(node, &out)?;
