@@ -135,7 +135,16 @@ def credit_score(seed):
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
-    applicant = np.array([0.9, -0.4, 1.1, -0.6, 0.3, -0.2, 0.7, 0.1], dtype=np.float32)
+    # A borderline applicant (the candidate whose probability is nearest 0.8), so that the score
+    # shows the sigmoid's resolution rather than saturating at 0 or 1.
+    candidates = rng.standard_normal((256, len(features))).astype(np.float32).round(2)
+    h = candidates
+    for i, (w, b) in enumerate(layers):
+        h = h @ w.T + b
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0)
+    scores = 1 / (1 + np.exp(-h[:, 0]))
+    applicant = candidates[int(np.argmin(np.abs(scores - 0.8)))]
     return model, applicant, accuracy
 
 
