@@ -434,10 +434,18 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 (false, None) => RegistryTarget::None,
             };
             let mut chain = zkinfer::evm::Chain::open(&(&chain).into())?;
-            let options =
-                DeployOptions { verifier, registry, model, registration, gas_cap, allow_insecure_srs, solc, out };
+            let options = DeployOptions {
+                verifier,
+                registry,
+                model,
+                registration,
+                gas_cap,
+                allow_insecure_srs,
+                solc,
+                out: Some(out.clone()),
+            };
             let file = onchain::deploy(&mut chain, &options)?;
-            print_deployment(&chain, &file, &options.out);
+            print_deployment(&chain, &file, Some(&out));
         }
         Command::Submit { chain, proof, model, registry, deployment, verifier, gas_cap, solc, out } => {
             let registry = registry.map(|a| parse_address(&a, "--registry")).transpose()?;
@@ -445,7 +453,7 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let options = SubmitOptions { proof, model, registry, deployment, verifier, out, solc, gas_cap };
             let submission = if chain.rpc_url().is_none() {
                 let (deployment, submission) = onchain::submit_in_process(&mut chain, &options)?;
-                print_deployment(&chain, &deployment, Path::new("(not written: in-process)"));
+                print_deployment(&chain, &deployment, None);
                 submission
             } else {
                 onchain::submit(&mut chain, &options)?
@@ -489,7 +497,7 @@ fn parse_address(text: &str, flag: &str) -> zkinfer::Result<alloy::primitives::A
     text.parse().map_err(|_| zkinfer::Error::Usage(format!("{flag} {text:?} is not an address (0x and 40 hex digits)")))
 }
 
-fn print_deployment(chain: &zkinfer::evm::Chain, file: &DeploymentFile, out: &Path) {
+fn print_deployment(chain: &zkinfer::evm::Chain, file: &DeploymentFile, out: Option<&Path>) {
     println!("deployed on {} from {}:", chain.describe(), file.deployer);
     let line = |what: &str, d: &Option<zkinfer::evm::Deployed>| {
         if let Some(d) = d {
@@ -503,7 +511,10 @@ fn print_deployment(chain: &zkinfer::evm::Chain, file: &DeploymentFile, out: &Pa
     for m in &file.models {
         println!("  model     {:?} registered as {} ({} gas)", m.name, m.model_id, m.gas_used);
     }
-    println!("deployment record: {}", out.display());
+    match out {
+        Some(out) => println!("deployment record: {}", out.display()),
+        None => println!("deployment record: none (in-process contracts last only as long as the command)"),
+    }
 }
 
 fn print_submission(chain: &zkinfer::evm::Chain, s: &Submission, out: &Path) {

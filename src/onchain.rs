@@ -18,7 +18,7 @@ use crate::evm::registry::{
     self, adapter_creation_code, decode_error, model_id, registration_of, InferenceRegistry, Layout, Record,
 };
 use crate::evm::CompiledContract;
-use crate::prove::proof::{decode_run, fr_from_hex, TranscriptKind};
+use crate::prove::proof::{decode_run, fr_from_word};
 use crate::prove::ProofFile;
 
 /// Version of the `deployment.json` layout.
@@ -145,12 +145,9 @@ pub struct DeployOptions {
     pub allow_insecure_srs: bool,
     /// The solc for the registry.
     pub solc: Option<PathBuf>,
-    /// Where to write `deployment.json`.
-    pub out: PathBuf,
-}
-
-fn load_verifier(path: &Path) -> Result<CompiledContract> {
-    read_json(path)
+    /// Where to write `deployment.json`; `None` writes nothing (the in-process flow of `submit`,
+    /// whose contracts vanish with the command).
+    pub out: Option<PathBuf>,
 }
 
 /// Refuses a verifier built on the development SRS for a chain that is not a local one.
@@ -168,7 +165,7 @@ fn check_srs(chain: &Chain, verifier: &CompiledContract, allow: bool) -> Result<
 /// `deploy`: the verifier, then (as asked) the adapter and the registry, then the model's
 /// registration; `deployment.json` is written after each step.
 pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFile> {
-    let verifier = load_verifier(&options.verifier)?;
+    let verifier: CompiledContract = read_json(&options.verifier)?;
     check_srs(chain, &verifier, options.allow_insecure_srs)?;
     if options.model.is_some() && options.registry == RegistryTarget::None {
         return Err(Error::Usage(
@@ -185,43 +182,34 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
         RegistryTarget::None => None,
         _ => Some(registry::compile_registry(&crate::evm::toolchain::resolve_solc(options.solc.as_deref())?)?),
     };
-    if options.out.exists() {
-        let backup = options.out.with_extension("json.bak");
-        std::fs::rename(&options.out, &backup).map_err(|e| Error::io("rename", &options.out, e))?;
-        tracing::warn!("kept the previous {} as {}", options.out.display(), backup.display());
+    if let Some(out) = options.out.as_ref().filter(|out| out.exists()) {
+        let backup = out.with_extension("json.bak");
+        std::fs::rename(out, &backup).map_err(|e| Error::io("rename", out, e))?;
+        tracing::warn!("kept the previous {} as {}", out.display(), backup.display());
     }
+    let save = |file: &DeploymentFile| options.out.as_ref().map_or(Ok(()), |out| write_json(out, file));
 
     let mut file = DeploymentFile::new(chain);
     file.insecure_srs = verifier.insecure_srs;
-    let landed = chain.deploy("verifier deployment", verifier.bytecode.clone(), decode_error)?;
-    let verifier_address = Deployed::from_mined(&landed)?.address;
-    file.verifier = Some(Deployed::from_mined(&landed)?);
+    let deployed_verifier = chain.deploy("verifier deployment", verifier.bytecode.clone(), decode_error)?;
+    let verifier_address = deployed_verifier.address;
+    file.verifier = Some(deployed_verifier);
     file.verifier_runtime_bytes = Some(verifier.runtime.len());
-    write_json(&options.out, &file)?;
+    save(&file)?;
     let Some(contracts) = contracts else { return Ok(file) };
 
     let code = adapter_creation_code(&contracts.adapter, verifier_address, options.gas_cap);
-    let adapter = Deployed::from_mined(&chain.deploy("adapter deployment", code, decode_error)?)?;
+    let adapter = chain.deploy("adapter deployment", code, decode_error)?;
     file.adapter = Some(adapter.clone());
-    write_json(&options.out, &file)?;
-    let registry_address = match options.registry {
-        RegistryTarget::At(address) => {
-            // An existing registry: recorded with no deploying transaction of ours.
-            file.registry = Some(Deployed { address, tx_hash: None, gas_used: 0 });
-            write_json(&options.out, &file)?;
-            address
-        }
-        _ => {
-            let deployed = Deployed::from_mined(&chain.deploy(
-                "registry deployment",
-                contracts.registry.bytecode.clone(),
-                decode_error,
-            )?)?;
-            file.registry = Some(deployed.clone());
-            write_json(&options.out, &file)?;
-            deployed.address
-        }
+    save(&file)?;
+    let registry = match options.registry {
+        // An existing registry: recorded with no deploying transaction of ours.
+        RegistryTarget::At(address) => Deployed { address, tx_hash: None, gas_used: 0 },
+        _ => chain.deploy("registry deployment", contracts.registry.bytecode.clone(), decode_error)?,
     };
+    let registry_address = registry.address;
+    file.registry = Some(registry);
+    save(&file)?;
     if let (Some(name), Some(registration)) = (&options.model, registration) {
         let id = model_id(name);
         let call = InferenceRegistry::registerModelCall {
@@ -240,7 +228,7 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
             tx_hash: mined.tx_hash,
             gas_used: mined.gas_used,
         });
-        write_json(&options.out, &file)?;
+        save(&file)?;
     }
     Ok(file)
 }
@@ -317,7 +305,7 @@ pub struct Submission {
 
 /// `submit` on a chain with a registry: posts the proof, or finds it already recorded.
 pub fn submit(chain: &mut Chain, options: &SubmitOptions) -> Result<Submission> {
-    let proof = load_evm_proof(&options.proof)?;
+    let proof = ProofFile::load_for_evm(&options.proof)?;
     let registry = match options.registry {
         Some(address) => address,
         None => registry_from_deployment(chain, &options.deployment)?,
@@ -329,8 +317,7 @@ pub fn submit(chain: &mut Chain, options: &SubmitOptions) -> Result<Submission> 
 /// the model from the proof's layout, then submits, so that the whole flow and its gas can be
 /// checked without a node. Nothing persists after the command.
 pub fn submit_in_process(chain: &mut Chain, options: &SubmitOptions) -> Result<(DeploymentFile, Submission)> {
-    let proof = load_evm_proof(&options.proof)?;
-    let scratch = tempfile_path(&options.out);
+    let proof = ProofFile::load_for_evm(&options.proof)?;
     let deployment = deploy(
         chain,
         &DeployOptions {
@@ -341,30 +328,12 @@ pub fn submit_in_process(chain: &mut Chain, options: &SubmitOptions) -> Result<(
             gas_cap: options.gas_cap,
             allow_insecure_srs: false,
             solc: options.solc.clone(),
-            out: scratch.clone(),
+            out: None,
         },
-    );
-    let _ = std::fs::remove_file(&scratch);
-    let deployment = deployment?;
+    )?;
     let registry = deployment.registry.as_ref().expect("deploy made a registry").address;
     let submission = submit_to(chain, registry, &proof, options)?;
     Ok((deployment, submission))
-}
-
-fn tempfile_path(near: &Path) -> PathBuf {
-    let dir = near.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    dir.join(format!(".zkinfer-in-process-deployment-{}.json", std::process::id()))
-}
-
-fn load_evm_proof(path: &Path) -> Result<ProofFile> {
-    let proof = ProofFile::load(path)?;
-    if proof.transcript != TranscriptKind::Keccak {
-        return Err(Error::artifact(
-            path,
-            "on-chain verifiers read Keccak-transcript proofs; this one uses Poseidon (for aggregation)",
-        ));
-    }
-    Ok(proof)
 }
 
 fn registry_from_deployment(chain: &Chain, path: &Path) -> Result<Address> {
@@ -481,7 +450,7 @@ fn decode_outputs(words: &[U256], proof: &ProofFile, path: &Path) -> Result<Vec<
     let fields = words
         .iter()
         .map(|w| {
-            fr_from_hex(&format!("{w:#066x}"))
+            fr_from_word(w.to_be_bytes())
                 .ok_or_else(|| Error::Evm(format!("recorded word {w:#x} is not a field element")))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -380,14 +380,8 @@ pub struct EvmOutcome {
 /// `verify-evm`: deploys the verifier (in-process revm, or the node at `rpc_url`) and calls it
 /// with the proof.
 pub fn verify_evm(proof_path: &Path, verifier_path: &Path, rpc_url: Option<&str>) -> Result<EvmOutcome> {
-    let proof = ProofFile::load(proof_path)?;
+    let proof = ProofFile::load_for_evm(proof_path)?;
     let verifier: CompiledContract = read_json(verifier_path)?;
-    if proof.transcript != TranscriptKind::Keccak {
-        return Err(Error::artifact(
-            proof_path,
-            "the EVM verifier reads Keccak-transcript proofs; this one uses Poseidon (for aggregation)",
-        ));
-    }
     let instances = proof.instance_values(proof_path)?;
     let calldata =
         evm::encode_calldata(instances.first().map(Vec::as_slice).unwrap_or(&[]), &proof.proof_bytes(proof_path)?);

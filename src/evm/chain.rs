@@ -253,12 +253,10 @@ impl Chain {
     }
 
     /// Deploys `code` (creation bytecode with any constructor arguments appended).
-    pub fn deploy(&mut self, what: &str, code: Vec<u8>, decode: RevertDecoder) -> Result<Mined> {
+    pub fn deploy(&mut self, what: &str, code: Vec<u8>, decode: RevertDecoder) -> Result<Deployed> {
         let mined = self.transact(what, TxKind::Create, code, decode, |_| Ok(()))?;
-        if mined.contract.is_none() {
-            return Err(Error::Evm(format!("the {what} created no contract")));
-        }
-        Ok(mined)
+        let address = mined.contract.ok_or_else(|| Error::Evm(format!("the {what} created no contract")))?;
+        Ok(Deployed { address, tx_hash: mined.tx_hash, gas_used: mined.gas_used })
     }
 
     /// Sends a transaction to `to` and waits for its receipt. It is simulated first, so that a
@@ -494,14 +492,6 @@ pub struct Deployed {
     pub gas_used: u64,
 }
 
-impl Deployed {
-    /// The contract a mined deployment created.
-    pub fn from_mined(mined: &Mined) -> Result<Deployed> {
-        let address = mined.contract.ok_or_else(|| Error::Evm("the deployment created no contract".into()))?;
-        Ok(Deployed { address, tx_hash: mined.tx_hash, gas_used: mined.gas_used })
-    }
-}
-
 /// Deploys `bytecode` on the node at `url` (or in process) and verifies `calldata` against it
 /// with a transaction, simulated first: a revert means the proof is rejected.
 pub fn verify_on_chain(
@@ -510,7 +500,7 @@ pub fn verify_on_chain(
     calldata: &[u8],
 ) -> Result<(EvmVerification, Chain, Deployed)> {
     let mut chain = Chain::open(connect)?;
-    let deployed = Deployed::from_mined(&chain.deploy("verifier deployment", bytecode.to_vec(), no_custom_errors)?)?;
+    let deployed = chain.deploy("verifier deployment", bytecode.to_vec(), no_custom_errors)?;
     let verification = match chain
         .send("verification", deployed.address, calldata.to_vec(), no_custom_errors, |_| Ok(()))
     {

@@ -103,13 +103,13 @@ pub fn fr_to_word(x: &Fr) -> [u8; 32] {
 /// Parses a word written by [`fr_to_hex`]; `None` if it is not a canonical field element.
 pub fn fr_from_hex(s: &str) -> Option<Fr> {
     let bytes = hex::decode(s.strip_prefix("0x").unwrap_or(s)).ok()?;
-    let mut repr = <Fr as PrimeField>::Repr::default();
-    if bytes.len() != 32 {
-        return None;
-    }
-    repr.as_mut().copy_from_slice(&bytes);
-    repr.as_mut().reverse();
-    Option::from(Fr::from_repr(repr))
+    fr_from_word(bytes.try_into().ok()?)
+}
+
+/// The inverse of [`fr_to_word`]; `None` if the word is not a canonical field element.
+pub fn fr_from_word(mut word: [u8; 32]) -> Option<Fr> {
+    word.reverse();
+    Option::from(Fr::from_repr(word))
 }
 
 impl ProofFile {
@@ -123,6 +123,18 @@ impl ProofFile {
             ));
         }
         Ok(file)
+    }
+
+    /// Reads `proof.json` for an EVM verifier, which reads Keccak-transcript proofs only.
+    pub fn load_for_evm(path: &Path) -> Result<Self> {
+        let proof = Self::load(path)?;
+        if proof.transcript != TranscriptKind::Keccak {
+            return Err(Error::artifact(
+                path,
+                "EVM verifiers read Keccak-transcript proofs; this one uses Poseidon (for aggregation)",
+            ));
+        }
+        Ok(proof)
     }
 
     /// The proof bytes.
