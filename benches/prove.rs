@@ -28,6 +28,7 @@ fn prove_mnist_mlp(c: &mut Criterion) {
                 None,
                 &file("witness.json"),
                 &file("proof.json"),
+                zkinfer::prove::TranscriptKind::Keccak,
             )
             .expect("prove")
         })

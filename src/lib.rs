@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod aggregate;
 pub mod artifacts;
 pub mod circuit;
 pub mod error;

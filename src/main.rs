@@ -151,6 +151,35 @@ enum Command {
         /// Where to write the proof.
         #[arg(long, default_value = "proof.json")]
         proof: PathBuf,
+        /// Prove for `zkinfer aggregate` (Poseidon transcript) instead of for the EVM (Keccak).
+        #[arg(long)]
+        for_aggregation: bool,
+    },
+    /// Aggregate proofs (made with `prove --for-aggregation`, or aggregation proofs made with
+    /// `aggregate --for-aggregation`) into one: writes pk.bin, vk.bin and proof.json in the
+    /// output folder, reusing its keys when they were made for the same circuits.
+    Aggregate {
+        /// The proofs to aggregate.
+        #[arg(short = 'P', long = "proofs", num_args = 1.., required = true)]
+        proofs: Vec<PathBuf>,
+        /// The output folder.
+        #[arg(short = 'O', long, default_value = "aggregate")]
+        out: PathBuf,
+        /// The aggregation circuit's k (default: the smallest within --max-advice-columns).
+        #[arg(long)]
+        k: Option<u32>,
+        /// Without --k: the most advice columns the chosen k may need (fewer: less gas, more rows).
+        #[arg(long, default_value_t = zkinfer::aggregate::DEFAULT_MAX_ADVICE_COLUMNS)]
+        max_advice_columns: usize,
+        /// Prove for a next layer of aggregation (Poseidon transcript) instead of for the EVM.
+        #[arg(long)]
+        for_aggregation: bool,
+        /// Expose only the accumulator, not the aggregated proofs' public instances.
+        #[arg(long)]
+        accumulator_only: bool,
+        /// The SRS file (default: development SRS).
+        #[arg(long)]
+        srs: Option<PathBuf>,
     },
     /// Verify a proof natively.
     Verify {
@@ -368,16 +397,47 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let out = pipeline::setup(&compiled, srs.as_deref(), &pk, &vk)?;
             println!("wrote {} and {} in {:.2} s (SRS: {})", pk.display(), vk.display(), out.seconds, out.srs.source);
         }
-        Command::Prove { compiled, pk, data, srs, witness, proof } => {
-            let out = pipeline::prove(&compiled, &pk, &data, srs.as_deref(), &witness, &proof)?;
+        Command::Prove { compiled, pk, data, srs, witness, proof, for_aggregation } => {
+            let transcript = transcript_for(for_aggregation);
+            let out = pipeline::prove(&compiled, &pk, &data, srs.as_deref(), &witness, &proof, transcript)?;
             println!("wrote {} in {:.2} s; outputs {:?}", proof.display(), out.seconds, out.outputs);
+        }
+        Command::Aggregate { proofs, out, k, max_advice_columns, for_aggregation, accumulator_only, srs } => {
+            let options = zkinfer::aggregate::AggregateOptions {
+                k,
+                max_advice_columns,
+                transcript: transcript_for(for_aggregation),
+                expose_instances: !accumulator_only,
+                srs,
+            };
+            let done = zkinfer::aggregate::aggregate(&proofs, &out, &options)?;
+            let keys = match done.keygen_seconds {
+                Some(s) => format!("keys generated in {s:.2} s"),
+                None => "keys reused".into(),
+            };
+            println!(
+                "aggregated {} proofs into {} (k = {}, {} advice columns, {} public instances; {keys}, proved in {:.2} s)",
+                proofs.len(),
+                zkinfer::aggregate::AggregateFiles::in_dir(&out).proof.display(),
+                done.shape.k,
+                done.shape.config.num_advice_per_phase.iter().sum::<usize>(),
+                done.shape.num_instances,
+                done.prove_seconds
+            );
         }
         Command::Verify { vk, proof, srs, model_commitment, input_commitment } => {
             let expected = pipeline::Expected { model_commitment, input_commitment };
             pipeline::verify(&vk, &proof, srs.as_deref(), &expected)?;
             println!("verified: the proof is valid");
             for (span, decoded) in zkinfer::prove::ProofFile::load(&proof)?.decode_instances(&proof)? {
-                println!("proven {} {} ({}) {:?}: {decoded}", span.kind, span.index, span.name, span.shape);
+                let of = match span.proof.as_slice() {
+                    [] => String::new(),
+                    path => format!(
+                        " of aggregated proof {}",
+                        path.iter().map(usize::to_string).collect::<Vec<_>>().join(".")
+                    ),
+                };
+                println!("proven {} {} ({}) {:?}{of}: {decoded}", span.kind, span.index, span.name, span.shape);
             }
         }
         Command::Commit { compiled, model, settings, data } => {
@@ -568,4 +628,13 @@ fn print_summary(r: &zkinfer::artifacts::Report, dir: &Path) {
     println!("float ref:      {:?}", r.reference_outputs);
     println!("error:          max {:.5}, mean {:.5}", r.max_abs_error, r.mean_abs_error);
     println!("artifacts in {}", dir.display());
+}
+
+/// The transcript a proof is made with: Poseidon when it is to be aggregated, Keccak for the EVM.
+fn transcript_for(for_aggregation: bool) -> zkinfer::prove::TranscriptKind {
+    if for_aggregation {
+        zkinfer::prove::TranscriptKind::Poseidon
+    } else {
+        zkinfer::prove::TranscriptKind::Keccak
+    }
 }

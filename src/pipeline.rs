@@ -147,6 +147,7 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
         shape: compiled.shape.clone(),
         break_points: break_points.clone(),
         srs: srs.info.clone(),
+        aggregation: None,
     };
     prove::write_vk(vk_out, &header("verifying key"), &vk)?;
     prove::write_pk(pk_out, &header("proving key"), &pk)?;
@@ -175,6 +176,7 @@ pub struct ProveOutcome {
 }
 
 /// `prove`: runs the model on `input.json` and proves it; writes `witness.json` and `proof.json`.
+/// The transcript is Keccak for a proof the EVM verifies, Poseidon for one to aggregate.
 pub fn prove(
     compiled_path: &Path,
     pk_path: &Path,
@@ -182,6 +184,7 @@ pub fn prove(
     srs_file: Option<&Path>,
     witness_out: &Path,
     proof_out: &Path,
+    transcript: TranscriptKind,
 ) -> Result<ProveOutcome> {
     let compiled = CompiledModel::load(compiled_path)?;
     let (header, pk) = prove::read_pk(pk_path)?;
@@ -209,7 +212,7 @@ pub fn prove(
             });
         }
         let (instances, layout) = (laid.instances.clone(), laid.layout.clone());
-        let proof = prove::prove_keccak(&srs.params, &pk, laid.builder, &instances)?;
+        let proof = prove::snark::prove(&srs.params, &pk, laid.builder, &instances, transcript)?;
         Ok((proof, instances, layout))
     });
     let (proof, instances, layout) = proved?;
@@ -227,7 +230,7 @@ pub fn prove(
         format_version: PROOF_FORMAT_VERSION,
         zkinfer_version: env!("CARGO_PKG_VERSION").into(),
         circuit_digest: compiled.circuit_digest.clone(),
-        transcript: TranscriptKind::Keccak,
+        transcript,
         proof: format!("0x{}", hex::encode(&proof)),
         instances: vec![instances.iter().map(fr_to_hex).collect()],
         commitment_hash: layout
@@ -237,6 +240,11 @@ pub fn prove(
         instance_layout: layout,
         outputs: if model.visibility.output == Visibility::Public { dequantized.clone() } else { Vec::new() },
         insecure_srs: srs.info.insecure,
+        protocol: (transcript == TranscriptKind::Poseidon).then(|| {
+            let protocol = prove::snark::protocol_of(&srs.params, pk.get_vk(), instances.len(), false);
+            prove::snark::protocol_to_json(&protocol)
+        }),
+        aggregated: Vec::new(),
     };
     write_json(proof_out, &proof_file)?;
     Ok(ProveOutcome { proof: proof_file, outputs: dequantized, seconds })
@@ -276,17 +284,12 @@ fn check_expected(proof: &ProofFile, proof_path: &Path, expected: &Expected) -> 
 }
 
 /// `verify`: checks a proof against a verifying key natively, and against the commitments the
-/// verifier expects. `Ok` means accepted.
+/// verifier expects. An aggregation proof's accumulator is decided too (one pairing), which
+/// verifies every proof it aggregates. `Ok` means accepted.
 pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>, expected: &Expected) -> Result<f64> {
     let (header, vk) = prove::read_vk(vk_path)?;
     let proof = ProofFile::load(proof_path)?;
     check_digest(proof_path, &proof.circuit_digest, &header.circuit_digest)?;
-    if proof.transcript != TranscriptKind::Keccak {
-        return Err(Error::artifact(
-            proof_path,
-            "this proof uses the Poseidon transcript (for aggregation); verify the aggregate instead",
-        ));
-    }
     let srs = srs_for_key(header.shape.k, &header.srs, srs_file)?;
     let bytes = proof.proof_bytes(proof_path)?;
     let instances = proof.instance_values(proof_path)?;
@@ -299,7 +302,12 @@ pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>, expect
         )));
     }
     let start = Instant::now();
-    prove::verify_keccak(&srs.params, &vk, &bytes, &column)?;
+    if header.aggregation.is_none() && proof.transcript == TranscriptKind::Keccak {
+        prove::verify_keccak(&srs.params, &vk, &bytes, &column)?;
+    } else {
+        let protocol = prove::snark::protocol_of(&srs.params, &vk, column.len(), header.aggregation.is_some());
+        prove::snark::verify(&prove::snark::deciding_key(&srs.params), &protocol, &column, &bytes, proof.transcript)?;
+    }
     let seconds = start.elapsed().as_secs_f64();
     check_expected(&proof, proof_path, expected)?;
     Ok(seconds)
@@ -360,7 +368,7 @@ pub fn create_evm_verifier(
     let solc = evm::toolchain::resolve_solc(solc)?;
     let srs = srs_for_key(header.shape.k, &header.srs, srs_file)?;
     warn_if_insecure(&srs.info);
-    let source = evm::generate_verifier(&srs.params, &vk, header.shape.num_instances);
+    let source = evm::generate_verifier(&srs.params, &vk, header.shape.num_instances, header.aggregation.is_some());
     write_file(sol_out, &source)?;
     let (compiled, _) = timed("compiling the verifier", || evm::compile_verifier(&solc, &source));
     let compiled = CompiledContract { insecure_srs: Some(srs.info.insecure), ..compiled? };
@@ -450,6 +458,7 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
         srs,
         &w.file("witness.json"),
         &w.file("proof.json"),
+        TranscriptKind::Keccak,
     )?;
     let verify_seconds = verify(&w.file("vk.bin"), &w.file("proof.json"), srs, &Expected::default())?;
     let verifier = create_evm_verifier(&w.file("vk.bin"), srs, &w.file("Verifier.sol"), options.solc.as_deref())?;

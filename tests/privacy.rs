@@ -135,7 +135,14 @@ fn a_prover_cannot_claim_another_model_or_input() {
     };
     let laid = build_circuit(&other, &inputs, Stage::Prove(&compiled.shape, &header.break_points)).unwrap();
     let instances = laid.instances.clone();
-    let proof = zkinfer::prove::prove_keccak(&srs.params, &pk, laid.builder, &instances).unwrap();
+    let proof = zkinfer::prove::snark::prove(
+        &srs.params,
+        &pk,
+        laid.builder,
+        &instances,
+        zkinfer::prove::TranscriptKind::Keccak,
+    )
+    .unwrap();
     let (_, vk) = zkinfer::prove::read_vk(&w.join("vk.bin")).unwrap();
     zkinfer::prove::verify_keccak(&srs.params, &vk, &proof, &instances).expect("valid for its own commitment");
     let model_at = span_of(&published, "params")["first_instance"].as_u64().unwrap() as usize;

@@ -54,6 +54,11 @@ pub struct InstanceSpan {
     /// For the params commitment: the tensors hashed, in order, each packed at its own width.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<CommittedPart>,
+    /// In an aggregation proof, which aggregated proof the run belongs to: its position among
+    /// the proofs aggregated, then, for a proof that was itself an aggregate, its position there,
+    /// and so on. Empty in an application proof.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proof: Vec<usize>,
 }
 
 /// One tensor inside the params commitment.

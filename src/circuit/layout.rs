@@ -106,6 +106,7 @@ impl Exposer {
             values_per_word: values_per_word(t.bits),
             scale: t.scale,
             parts: Vec::new(),
+            proof: Vec::new(),
         }
     }
 
@@ -150,6 +151,7 @@ impl Exposer {
                 .iter()
                 .map(|t| CommittedPart { name: t.name.clone(), values: t.shifted.len(), bits: t.bits, scale: t.scale })
                 .collect(),
+            proof: Vec::new(),
         });
         self.cells.push(layout_hash(ctx, range.gate(), &words));
     }

@@ -9,6 +9,7 @@ use halo2_base::halo2_proofs::plonk::VerifyingKey;
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use snark_verifier_sdk::halo2::aggregation::AggregationCircuit;
 use snark_verifier_sdk::SHPLONK;
 
 use crate::error::{Error, Result};
@@ -52,14 +53,28 @@ mod hex_bytes {
     }
 }
 
-/// Generates the Solidity verifier of a circuit with one instance column of `num_instances`.
-/// The pragma is relaxed from snark-verifier's exact `0.8.19` to `^0.8.19`.
-pub fn generate_verifier(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>, num_instances: usize) -> String {
-    let code = snark_verifier_sdk::evm::gen_evm_verifier_sol_code::<BaseCircuitBuilder<Fr>, SHPLONK>(
-        params,
-        vk,
-        vec![num_instances],
-    );
+/// Generates the Solidity verifier of a circuit with one instance column of `num_instances`;
+/// for an aggregation circuit (`aggregation`), the verifier also decides the accumulator its
+/// first instances carry. The pragma is relaxed from snark-verifier's exact `0.8.19` to `^0.8.19`.
+pub fn generate_verifier(
+    params: &ParamsKZG<Bn256>,
+    vk: &VerifyingKey<G1Affine>,
+    num_instances: usize,
+    aggregation: bool,
+) -> String {
+    let code = if aggregation {
+        snark_verifier_sdk::evm::gen_evm_verifier_sol_code::<AggregationCircuit, SHPLONK>(
+            params,
+            vk,
+            vec![num_instances],
+        )
+    } else {
+        snark_verifier_sdk::evm::gen_evm_verifier_sol_code::<BaseCircuitBuilder<Fr>, SHPLONK>(
+            params,
+            vk,
+            vec![num_instances],
+        )
+    };
     code.replacen("pragma solidity 0.8.19;", "pragma solidity ^0.8.19;", 1)
 }
 

@@ -35,6 +35,22 @@ pub struct KeyHeader {
     pub break_points: Vec<Vec<usize>>,
     /// The SRS the key was made with.
     pub srs: SrsInfo,
+    /// For an aggregation circuit's keys: what it aggregates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<AggregationInfo>,
+}
+
+/// What an aggregation circuit verifies, recorded in its keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggregationInfo {
+    /// Digest of the aggregated protocols and of what is exposed: keys are reused for new proofs
+    /// of the same circuits when it matches.
+    pub inner_digest: String,
+    /// The aggregated proofs' circuits, in order (the `file` fields name the proofs the keys
+    /// were made with).
+    pub inner: Vec<super::proof::AggregatedProof>,
+    /// What each run of public instances after the accumulator is.
+    pub instance_layout: Vec<crate::circuit::instances::InstanceSpan>,
 }
 
 fn write_key(path: &Path, header: &KeyHeader, body: &[u8]) -> Result<()> {

@@ -6,12 +6,12 @@ use std::path::Path;
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
 use halo2_base::halo2_proofs::halo2curves::ff::PrimeField;
-use halo2_base::halo2_proofs::plonk::{create_proof, keygen_pk, keygen_vk, verify_proof, ProvingKey, VerifyingKey};
+use halo2_base::halo2_proofs::plonk::{keygen_pk, keygen_vk, verify_proof, ProvingKey, VerifyingKey};
 use halo2_base::halo2_proofs::poly::commitment::ParamsProver;
 use halo2_base::halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
-use halo2_base::halo2_proofs::poly::kzg::multiopen::{ProverSHPLONK, VerifierSHPLONK};
+use halo2_base::halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
 use halo2_base::halo2_proofs::poly::kzg::strategy::SingleStrategy;
-use halo2_base::halo2_proofs::transcript::{TranscriptReadBuffer, TranscriptWriterBuffer};
+use halo2_base::halo2_proofs::transcript::TranscriptReadBuffer;
 use serde::{Deserialize, Serialize};
 use snark_verifier_sdk::snark_verifier::system::halo2::transcript::evm::EvmTranscript;
 
@@ -57,6 +57,31 @@ pub struct ProofFile {
     pub outputs: Vec<Vec<f64>>,
     /// True when the proof was made with the insecure development SRS.
     pub insecure_srs: bool,
+    /// For a Poseidon-transcript proof: its verifying key compiled to the protocol the
+    /// aggregation circuit verifies (snark-verifier's `PlonkProtocol`, as JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<serde_json::Value>,
+    /// For an aggregation proof: the proofs it aggregates, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aggregated: Vec<AggregatedProof>,
+}
+
+/// One proof inside an aggregation proof.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregatedProof {
+    /// The file it was read from, as given.
+    pub file: String,
+    /// Digest of its circuit.
+    pub circuit_digest: String,
+    /// SHA-256 of its protocol (its verifying key as the aggregation circuit checks it).
+    pub protocol_digest: String,
+    /// True when it is itself an aggregation proof (its accumulator is folded into this one's).
+    pub is_aggregate: bool,
+    /// Where its public instances (less any accumulator) start among this proof's, if exposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_instance: Option<usize>,
+    /// How many of its public instances are exposed here.
+    pub exposed_instances: usize,
 }
 
 /// A decoded run of public instances.
@@ -201,27 +226,6 @@ pub fn keygen(
     let vk = keygen_vk(params, circuit).map_err(fail)?;
     let pk = keygen_pk(params, vk.clone(), circuit).map_err(fail)?;
     Ok((vk, pk))
-}
-
-/// Proves a prover-stage circuit with the Keccak transcript.
-pub fn prove_keccak(
-    params: &ParamsKZG<Bn256>,
-    pk: &ProvingKey<G1Affine>,
-    circuit: BaseCircuitBuilder<Fr>,
-    instances: &[Fr],
-) -> Result<Vec<u8>> {
-    let mut transcript = TranscriptWriterBuffer::<_, G1Affine, _>::init(Vec::new());
-    let rng = rand::rngs::OsRng;
-    create_proof::<KZGCommitmentScheme<Bn256>, ProverSHPLONK<'_, Bn256>, _, _, EvmTranscript<G1Affine, _, _, _>, _>(
-        params,
-        pk,
-        &[circuit],
-        &[&[instances]],
-        rng,
-        &mut transcript,
-    )
-    .map_err(|e| Error::Proving { stage: "proving", reason: e.to_string() })?;
-    Ok(transcript.finalize())
 }
 
 /// Verifies a Keccak-transcript proof natively. Any failure, including a malformed proof, is
