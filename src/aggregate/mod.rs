@@ -397,3 +397,19 @@ fn generate_keys(
     prove::write_pk(&files.pk, &header, &pk)?;
     Ok((header, pk, seconds, srs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_holds_the_cells_in_the_columns_with_the_blinding_rows() {
+        // 8 M cells in 4 columns need 2 M rows plus the blinding rows: k = 21.
+        assert_eq!(k_for(8_000_000, 4), 21);
+        assert_eq!(k_for(4 * ((1 << 20) - BLINDING_ROWS), 4), 20);
+        assert_eq!(k_for(4 * ((1 << 20) - BLINDING_ROWS) + 1, 4), 21);
+        // Never below the range table's minimum, never above the SRS's maximum.
+        assert_eq!(k_for(10, 4), MIN_AGGREGATION_K);
+        assert_eq!(k_for(usize::MAX / 2, 1), MAX_K);
+    }
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Aggregation measurements, as a user runs the commands.
+
+N = 2 and 4 application proofs aggregated at once, N = 8 as a tree of pairs (three layers, the
+last one for the EVM), and one recursion layer over a single proof. For every aggregation: k,
+advice columns, keygen and prove seconds, peak memory of the `aggregate` process, proof size;
+for the ones made for the EVM also the verifier's runtime size and the gas of verifying on the
+in-process EVM. Writes benches/results/aggregate.json and a Markdown table (printed too).
+
+    python3 benches/aggregate.py            # all
+    python3 benches/aggregate.py 2 recursion # some: any of 2, 4, 8, recursion
+
+Only the standard library; the zkinfer binary is built with `cargo build` (the dev profile
+optimises everything). Runs take tens of minutes on two cores.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/zkinfer/target"))
+ZKINFER = TARGET / "debug" / "zkinfer"
+MODELS = [
+    ("credit", ROOT / "examples/credit_score/network.onnx", ROOT / "examples/credit_score/input.json"),
+    ("matmul", ROOT / "tests/fixtures/matmul_add.onnx", ROOT / "tests/fixtures/matmul_add.input.json"),
+]
+
+
+def run(args, cwd):
+    """Runs zkinfer under /usr/bin/time; returns stdout and the peak resident memory (MiB)."""
+    with tempfile.NamedTemporaryFile("r") as t:
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", t.name, str(ZKINFER), *args],
+                           cwd=cwd, capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"zkinfer {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
+        return p.stdout, int(t.read().strip().splitlines()[-1]) / 1024
+
+
+def prove_inputs(work, n):
+    """n Poseidon-transcript proofs, alternating the two models, each on its own input."""
+    proofs = []
+    for i in range(n):
+        name, model, inp = MODELS[i % 2]
+        d = work / f"{name}"
+        if not (d / "pk.bin").exists():
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copy(model, d / "network.onnx")
+            for step in (["gen-settings"], ["compile"], ["setup"]):
+                run(step, d)
+        data = json.loads(Path(inp).read_text())
+        data["input_data"] = [[round(v * (1 - 0.05 * i), 4) for v in row] for row in data["input_data"]]
+        (d / f"input{i}.json").write_text(json.dumps(data))
+        run(["prove", "--for-aggregation", "-D", f"input{i}.json", "--proof", f"proof{i}.json",
+             "--witness", f"witness{i}.json"], d)
+        proofs.append(d / f"proof{i}.json")
+    return proofs
+
+
+def aggregate(work, proofs, out, for_aggregation, label):
+    args = ["aggregate", "-P", *map(str, proofs), "-O", out] + (["--for-aggregation"] if for_aggregation else [])
+    start = time.time()
+    stdout, peak = run(args, work)
+    m = re.search(r"k = (\d+), (\d+) advice columns, (\d+) public instances; (?:keys generated in ([\d.]+) s|keys reused), proved in ([\d.]+) s", stdout)
+    proof = json.loads((work / out / "proof.json").read_text())
+    row = {
+        "aggregation": label, "k": int(m[1]), "advice_columns": int(m[2]), "public_instances": int(m[3]),
+        "keygen_s": float(m[4]) if m[4] else None, "prove_s": float(m[5]), "peak_mib": round(peak),
+        "wall_s": round(time.time() - start, 1), "proof_bytes": (len(proof["proof"]) - 2) // 2,
+    }
+    if not for_aggregation:
+        run(["create-evm-verifier", "--vk", f"{out}/vk.bin", "--sol", f"{out}/Verifier.sol"], work)
+        verifier = json.loads((work / out / "Verifier.json").read_text())
+        row["verifier_bytes"] = len(verifier["runtime"].removeprefix("0x")) // 2
+        stdout, _ = run(["verify-evm", "--proof", f"{out}/proof.json", "--verifier", f"{out}/Verifier.json"], work)
+        row["gas"] = int(re.search(r"gas used (\d+)", stdout)[1])
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def tree(work, proofs, final_label):
+    """Aggregates pairs, layer by layer, until one proof remains (the last for the EVM)."""
+    rows, layer, level = [], proofs, 1
+    while len(layer) > 1:
+        last = len(layer) == 2
+        nxt = []
+        for j in range(0, len(layer), 2):
+            out = f"tree-l{level}-{j // 2}"
+            label = final_label if last else f"layer {level}: 2 proofs, for the next layer"
+            rows.append(aggregate(work, layer[j:j + 2], out, not last, label))
+            nxt.append(work / out / "proof.json")
+        layer, level = nxt, level + 1
+    return rows
+
+
+def main():
+    wanted = sys.argv[1:] or ["2", "4", "8", "recursion"]
+    subprocess.run(["cargo", "build", "--quiet"], cwd=ROOT, check=True)
+    work = Path(tempfile.mkdtemp(prefix="zkinfer-aggregate-"))
+    proofs = prove_inputs(work, 8 if "8" in wanted else 4)
+    rows = []
+    for n in ("2", "4"):
+        if n in wanted:
+            rows.append(aggregate(work, proofs[:int(n)], f"direct{n}", False, f"{n} proofs at once, for the EVM"))
+    if "8" in wanted:
+        rows += tree(work, proofs[:8], "8 proofs as a tree of pairs: top layer, for the EVM")
+    if "recursion" in wanted:
+        rows.append(aggregate(work, proofs[:1], "rec1", True, "1 proof, for a next layer"))
+        rows.append(aggregate(work, [work / "rec1/proof.json"], "rec2", False, "that aggregation proof again, for the EVM"))
+
+    out = ROOT / "benches/results"
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"measured": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores", "rows": rows}
+    (out / "aggregate.json").write_text(json.dumps(result, indent=2) + "\n")
+    head = "| aggregation | k | advice columns | keygen | prove | peak memory | proof | verifier | gas |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        keygen = f"{r['keygen_s']:.0f} s" if r["keygen_s"] is not None else "reused"
+        lines.append(f"| {r['aggregation']} | {r['k']} | {r['advice_columns']} | {keygen} | {r['prove_s']:.0f} s | "
+                     f"{r['peak_mib'] / 1024:.1f} GiB | {r['proof_bytes']:,} B | "
+                     f"{format(r['verifier_bytes'], ',') + ' B' if 'verifier_bytes' in r else ''} | "
+                     f"{format(r['gas'], ',') if 'gas' in r else ''} |")
+    table = "\n".join(lines) + "\n"
+    (out / "aggregate.md").write_text(table)
+    print(table)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+//! Aggregation as a user runs it: proofs of two different models aggregated into one proof that
+//! verifies natively, on the in-process EVM and on anvil, with tampered proofs and instances rejected; and
+//! one layer of recursion (an aggregation proof aggregated again).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use common::{example, fails, fixture, ok};
+use serde_json::Value;
+
+/// Aggregation circuits take gigabytes: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Proves `model` on `input` in `dir/name` with the Poseidon transcript; returns the proof's path.
+fn prove_for_aggregation(dir: &Path, name: &str, model: &Path, input: &Path) -> PathBuf {
+    let sub = dir.join(name);
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::copy(model, sub.join("network.onnx")).unwrap();
+    std::fs::copy(input, sub.join("input.json")).unwrap();
+    ok(&sub, &["gen-settings"]);
+    ok(&sub, &["compile"]);
+    ok(&sub, &["setup"]);
+    ok(&sub, &["prove", "--for-aggregation"]);
+    sub.join("proof.json")
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Writes `proof` altered by `change` to `dir/name` and returns its path.
+fn tampered(dir: &Path, name: &str, proof: &Path, change: impl FnOnce(&mut Value)) -> String {
+    let mut value = read(proof);
+    change(&mut value);
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Flips one hex digit in the middle of the proof bytes.
+fn flip_proof_byte(value: &mut Value) {
+    let proof = value["proof"].as_str().unwrap().to_string();
+    let mut chars: Vec<char> = proof.chars().collect();
+    let i = chars.len() / 2;
+    chars[i] = if chars[i] == '0' { '1' } else { '0' };
+    value["proof"] = Value::String(chars.into_iter().collect());
+}
+
+/// Adds one to the last digit of public instance `index` (still a canonical field element).
+fn bump_instance(index: usize) -> impl FnOnce(&mut Value) {
+    move |value: &mut Value| {
+        let word = value["instances"][0][index].as_str().unwrap().to_string();
+        let last = word.chars().last().unwrap();
+        let bumped = if last == 'f' { '0' } else { char::from_digit(last.to_digit(16).unwrap() + 1, 16).unwrap() };
+        value["instances"][0][index] = Value::String(format!("{}{bumped}", &word[..word.len() - 1]));
+    }
+}
+
+/// Asserts that native verification and the EVM verifier both reject `proof`.
+fn rejected_everywhere(dir: &Path, agg: &str, proof: &str) {
+    let native = fails(dir, &["verify", "--vk", &format!("{agg}/vk.bin"), "--proof", proof]);
+    assert!(native.contains("rejected") || native.contains("does not verify"), "{native}");
+    let evm = fails(dir, &["verify-evm", "--proof", proof, "--verifier", &format!("{agg}/Verifier.json")]);
+    assert!(evm.contains("reject") || evm.contains("revert"), "{evm}");
+}
+
+#[test]
+fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let a = prove_for_aggregation(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"));
+    let b = prove_for_aggregation(
+        dir,
+        "b",
+        &example("credit_score").join("network.onnx"),
+        &example("credit_score").join("input.json"),
+    );
+
+    // Wrong kinds of proof are refused before any key is made.
+    ok(&dir.join("a"), &["prove", "--proof", "evm-proof.json"]);
+    let keccak = fails(dir, &["aggregate", "-P", "a/evm-proof.json", "-O", "agg"]);
+    assert!(keccak.contains("Keccak") && keccak.contains("--for-aggregation"), "{keccak}");
+    let bad_inner = tampered(dir, "bad-inner.json", &b, flip_proof_byte);
+    let refused = fails(dir, &["aggregate", "-P", "a/proof.json", &bad_inner, "-O", "agg"]);
+    assert!(refused.contains("bad-inner.json does not verify"), "{refused}");
+    assert!(!dir.join("agg/pk.bin").exists(), "no keys are made for a batch with a bad proof");
+    let evm_refuses = fails(dir, &["verify-evm", "--proof", "a/proof.json", "--verifier", "missing.json"]);
+    assert!(evm_refuses.contains("Poseidon"), "{evm_refuses}");
+
+    let out = ok(dir, &["aggregate", "-P", "a/proof.json", "b/proof.json", "-O", "agg"]);
+    assert!(out.contains("aggregated 2 proofs"), "{out}");
+    let agg = read(&dir.join("agg/proof.json"));
+    assert_eq!(agg["transcript"], "keccak");
+    assert_eq!(agg["aggregated"].as_array().unwrap().len(), 2);
+
+    // The inner proofs' instances follow the 12 accumulator words, in order.
+    let inner: Vec<Value> = [&a, &b].iter().flat_map(|p| read(p)["instances"][0].as_array().unwrap().clone()).collect();
+    let words = agg["instances"][0].as_array().unwrap();
+    assert_eq!(&words[12..], inner.as_slice());
+
+    let verified = ok(dir, &["verify", "--vk", "agg/vk.bin", "--proof", "agg/proof.json"]);
+    assert!(verified.contains("proven output 0 (/Sigmoid) [1, 1] of aggregated proof 1: [0.828125]"), "{verified}");
+    ok(dir, &["create-evm-verifier", "--vk", "agg/vk.bin", "--sol", "agg/Verifier.sol"]);
+    let on_evm = ok(dir, &["verify-evm", "--proof", "agg/proof.json", "--verifier", "agg/Verifier.json"]);
+    assert!(on_evm.contains("verified on in-process EVM"), "{on_evm}");
+    let on_anvil = ok(dir, &["verify-evm", "--proof", "agg/proof.json", "--verifier", "agg/Verifier.json", "--anvil"]);
+    assert!(on_anvil.contains("verified on http://127.0.0.1"), "{on_anvil}");
+
+    let agg_proof = dir.join("agg/proof.json");
+    rejected_everywhere(dir, "agg", &tampered(dir, "flipped.json", &agg_proof, flip_proof_byte));
+    rejected_everywhere(dir, "agg", &tampered(dir, "accumulator.json", &agg_proof, bump_instance(0)));
+    rejected_everywhere(dir, "agg", &tampered(dir, "output.json", &agg_proof, bump_instance(words.len() - 1)));
+}
+
+#[test]
+fn an_aggregation_proof_aggregates_again() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let a = prove_for_aggregation(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"));
+
+    // Layer 1, for a next layer: Poseidon transcript, its protocol in the proof file.
+    ok(dir, &["aggregate", "-P", a.to_str().unwrap(), "-O", "layer1", "--for-aggregation"]);
+    let layer1 = read(&dir.join("layer1/proof.json"));
+    assert_eq!(layer1["transcript"], "poseidon");
+    assert!(layer1["protocol"].is_object());
+    ok(dir, &["verify", "--vk", "layer1/vk.bin", "--proof", "layer1/proof.json"]);
+
+    // Layer 2 folds layer 1's accumulator into its own and exposes the application's instances.
+    ok(dir, &["aggregate", "-P", "layer1/proof.json", "-O", "layer2"]);
+    let layer2 = read(&dir.join("layer2/proof.json"));
+    assert!(layer2["aggregated"][0]["is_aggregate"].as_bool().unwrap());
+    assert_eq!(layer2["instances"][0].as_array().unwrap()[12..], read(&a)["instances"][0].as_array().unwrap()[..]);
+    assert_eq!(layer2["instance_layout"][0]["proof"], serde_json::json!([0, 0]));
+    let verified = ok(dir, &["verify", "--vk", "layer2/vk.bin", "--proof", "layer2/proof.json"]);
+    assert!(verified.contains("of aggregated proof 0.0"), "{verified}");
+    ok(dir, &["create-evm-verifier", "--vk", "layer2/vk.bin", "--sol", "layer2/Verifier.sol"]);
+    ok(dir, &["verify-evm", "--proof", "layer2/proof.json", "--verifier", "layer2/Verifier.json"]);
+    let layer2_proof = dir.join("layer2/proof.json");
+    rejected_everywhere(dir, "layer2", &tampered(dir, "accumulator.json", &layer2_proof, bump_instance(11)));
+}
