@@ -33,14 +33,20 @@ MODELS = [
 ]
 
 
+class Failed(Exception):
+    pass
+
+
 def run(args, cwd):
     """Runs zkinfer under /usr/bin/time; returns stdout and the peak resident memory (MiB)."""
     with tempfile.NamedTemporaryFile("r") as t:
         p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", t.name, str(ZKINFER), *args],
                            cwd=cwd, capture_output=True, text=True)
+        peak = int(t.read().strip().splitlines()[-1]) / 1024
         if p.returncode != 0:
-            sys.exit(f"zkinfer {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
-        return p.stdout, int(t.read().strip().splitlines()[-1]) / 1024
+            raise Failed(f"zkinfer {' '.join(args)} failed (exit {p.returncode}, peak {peak:.0f} MiB): "
+                         f"{(p.stderr.strip().splitlines() or ['killed'])[-1]}")
+        return p.stdout, peak
 
 
 def prove_inputs(work, n):
@@ -105,14 +111,21 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="zkinfer-aggregate-"))
     proofs = prove_inputs(work, 8 if "8" in wanted else 4)
     rows = []
-    for n in ("2", "4"):
-        if n in wanted:
-            rows.append(aggregate(work, proofs[:int(n)], f"direct{n}", False, f"{n} proofs at once, for the EVM"))
-    if "8" in wanted:
-        rows += tree(work, proofs[:8], "8 proofs as a tree of pairs: top layer, for the EVM")
-    if "recursion" in wanted:
-        rows.append(aggregate(work, proofs[:1], "rec1", True, "1 proof, for a next layer"))
-        rows.append(aggregate(work, [work / "rec1/proof.json"], "rec2", False, "that aggregation proof again, for the EVM"))
+    for name, measure in [
+        ("2", lambda: [aggregate(work, proofs[:2], "direct2", False, "2 proofs at once, for the EVM")]),
+        ("4", lambda: [aggregate(work, proofs[:4], "direct4", False, "4 proofs at once, for the EVM")]),
+        ("8", lambda: tree(work, proofs[:8], "8 proofs as a tree of pairs: top layer, for the EVM")),
+        ("recursion", lambda: [
+            aggregate(work, proofs[:1], "rec1", True, "1 proof, for a next layer"),
+            aggregate(work, [work / "rec1/proof.json"], "rec2", False, "that aggregation proof again, for the EVM"),
+        ]),
+    ]:
+        if name in wanted:
+            try:
+                rows += measure()
+            except Failed as e:
+                print(e, flush=True)
+                rows.append({"aggregation": f"{name}: failed", "error": str(e)})
 
     out = ROOT / "benches/results"
     out.mkdir(parents=True, exist_ok=True)
@@ -121,6 +134,9 @@ def main():
     head = "| aggregation | k | advice columns | keygen | prove | peak memory | proof | verifier | gas |"
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['aggregation']}: {r['error']} | | | | | | | | |")
+            continue
         keygen = f"{r['keygen_s']:.0f} s" if r["keygen_s"] is not None else "reused"
         lines.append(f"| {r['aggregation']} | {r['k']} | {r['advice_columns']} | {keygen} | {r['prove_s']:.0f} s | "
                      f"{r['peak_mib'] / 1024:.1f} GiB | {r['proof_bytes']:,} B | "

@@ -62,6 +62,77 @@ def mlp(name, sizes, input_shape, seed, flatten=False, activation="Relu"):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
 
 
+def cnn(name, input_shape, layers, seed):
+    """A convolutional network as PyTorch exports it: `layers` are ("conv", out, kernel, attrs),
+    ("bn",), ("relu",), ("avgpool"|"maxpool", kernel, attrs), ("globalavgpool",),
+    ("globalmaxpool",), ("flatten",) and ("gemm", out)."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    current, shape = "input", list(input_shape)
+    spatial = lambda s: s[2:]
+    for i, layer in enumerate(layers):
+        kind, out = layer[0], f"/l{i}/{layer[0]}_output_0"
+        if i == len(layers) - 1:
+            out = "output"
+        if kind == "conv":
+            channels, kernel, attrs = layer[1], layer[2], dict(layer[3]) if len(layer) > 3 else {}
+            group = attrs.get("group", 1)
+            kernel = [kernel] * len(spatial(shape)) if isinstance(kernel, int) else kernel
+            fan_in = shape[1] // group * int(np.prod(kernel))
+            bound = 1.0 / np.sqrt(fan_in)
+            w = rng.uniform(-bound, bound, size=[channels, shape[1] // group] + kernel).astype(np.float32)
+            b = rng.uniform(-bound, bound, size=(channels,)).astype(np.float32)
+            inits += [numpy_helper.from_array(w, f"conv{i}.weight"), numpy_helper.from_array(b, f"conv{i}.bias")]
+            nodes.append(helper.make_node("Conv", [current, f"conv{i}.weight", f"conv{i}.bias"], [out], name=f"/conv{i}/Conv", kernel_shape=kernel, **attrs))
+            shape = [shape[0], channels] + conv_output(spatial(shape), kernel, attrs)
+        elif kind == "bn":
+            c = shape[1]
+            params = [rng.uniform(0.5, 1.5, c), rng.uniform(-0.2, 0.2, c), rng.uniform(-0.2, 0.2, c), rng.uniform(0.5, 1.5, c)]
+            names = [f"bn{i}.{n}" for n in ("weight", "bias", "running_mean", "running_var")]
+            inits += [numpy_helper.from_array(p.astype(np.float32), n) for p, n in zip(params, names)]
+            nodes.append(helper.make_node("BatchNormalization", [current] + names, [out], name=f"/bn{i}/BatchNormalization", epsilon=1e-5))
+        elif kind == "relu":
+            nodes.append(helper.make_node("Relu", [current], [out], name=f"/relu{i}/Relu"))
+        elif kind in ("avgpool", "maxpool"):
+            kernel, attrs = layer[1], dict(layer[2]) if len(layer) > 2 else {}
+            kernel = [kernel] * len(spatial(shape)) if isinstance(kernel, int) else kernel
+            attrs.setdefault("strides", kernel)
+            op = "AveragePool" if kind == "avgpool" else "MaxPool"
+            nodes.append(helper.make_node(op, [current], [out], name=f"/pool{i}/{op}", kernel_shape=kernel, **attrs))
+            shape = shape[:2] + conv_output(spatial(shape), kernel, attrs)
+        elif kind in ("globalavgpool", "globalmaxpool"):
+            op = "GlobalAveragePool" if kind == "globalavgpool" else "GlobalMaxPool"
+            nodes.append(helper.make_node(op, [current], [out], name=f"/pool{i}/{op}"))
+            shape = shape[:2] + [1] * len(spatial(shape))
+        elif kind == "flatten":
+            nodes.append(helper.make_node("Flatten", [current], [out], name=f"/flatten{i}/Flatten", axis=1))
+            shape = [shape[0], int(np.prod(shape[1:]))]
+        elif kind == "gemm":
+            w, b = linear(rng, shape[1], layer[1])
+            inits += [numpy_helper.from_array(w, f"fc{i}.weight"), numpy_helper.from_array(b, f"fc{i}.bias")]
+            nodes.append(helper.make_node("Gemm", [current, f"fc{i}.weight", f"fc{i}.bias"], [out], name=f"/fc{i}/Gemm", alpha=1.0, beta=1.0, transB=1))
+            shape = [shape[0], layer[1]]
+        else:
+            raise ValueError(kind)
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch_size"] + list(input_shape[1:]))],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch_size"] + shape[1:])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+
+
+def conv_output(spatial, kernel, attrs):
+    d = len(spatial)
+    strides = attrs.get("strides", [1] * d)
+    pads = attrs.get("pads", [0] * 2 * d)
+    dilations = attrs.get("dilations", [1] * d)
+    return [(spatial[a] + pads[a] + pads[a + d] - dilations[a] * (kernel[a] - 1) - 1) // strides[a] + 1 for a in range(d)]
+
+
 def matmul_add(seed):
     """x @ W + b then Relu then a Reshape: the other way exporters write a linear layer."""
     rng = np.random.default_rng(seed)
@@ -173,6 +244,31 @@ def main():
     private = os.path.join(HERE, "private_model")
     save(mlp("private_model", [12, 24, 12, 3], [1, 12], seed=5), private)
     write_input(private, np.random.default_rng(11).uniform(-1, 1, size=12))
+
+    # The convolutional examples: a small CNN and a LeNet-like one, on a digit-like image.
+    cnn_small = os.path.join(HERE, "cnn_small")
+    save(cnn("cnn_small", [1, 1, 8, 8], [("conv", 4, 3), ("relu",), ("flatten",), ("gemm", 10)], seed=8), cnn_small)
+    write_input(cnn_small, image[::3, ::3][1:9, 1:9])
+    lenet = os.path.join(HERE, "lenet_like")
+    layers = [("conv", 6, 5), ("relu",), ("avgpool", 2), ("conv", 16, 5), ("relu",), ("avgpool", 2), ("flatten",),
+              ("gemm", 120), ("relu",), ("gemm", 84), ("relu",), ("gemm", 10)]
+    save(cnn("lenet_like", [1, 1, 28, 28], layers, seed=9), lenet)
+    write_input(lenet, image)
+
+    # Fixtures for the operators' geometry: strides, pads, dilations, groups, BatchNorm, pooling
+    # with padding, global pooling, and a 1-D network.
+    conv2d = [("conv", 8, 3, {"strides": [2, 2], "pads": [1, 1, 1, 1], "group": 2}), ("bn",), ("relu",),
+              ("maxpool", 2, {"strides": [1, 1], "pads": [0, 0, 1, 1]}),
+              ("conv", 8, 3, {"group": 8, "dilations": [2, 2], "pads": [2, 2, 2, 2]}),
+              ("avgpool", 3, {"strides": [2, 2], "pads": [1, 1, 1, 1]}), ("bn",), ("globalmaxpool",), ("flatten",), ("gemm", 3)]
+    save(cnn("conv2d_ops", [1, 4, 9, 9], conv2d, seed=10), FIXTURES, "conv2d_ops.onnx")
+    with open(os.path.join(FIXTURES, "conv2d_ops.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(14).uniform(-1, 1, size=4 * 81).round(6).tolist()]}, f)
+    conv1d = [("conv", 4, 5, {"strides": [2]}), ("relu",),
+              ("avgpool", 3, {"strides": [2], "pads": [1, 1], "count_include_pad": 1}), ("globalavgpool",), ("flatten",), ("gemm", 2)]
+    save(cnn("conv1d_ops", [1, 2, 16], conv1d, seed=11), FIXTURES, "conv1d_ops.onnx")
+    with open(os.path.join(FIXTURES, "conv1d_ops.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(15).uniform(-1, 1, size=32).round(6).tolist()]}, f)
 
     credit = os.path.join(HERE, "credit_score")
     model, applicant, accuracy = credit_score(seed=13)

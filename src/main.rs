@@ -168,7 +168,8 @@ enum Command {
         /// The aggregation circuit's k (default: the smallest within --max-advice-columns).
         #[arg(long)]
         k: Option<u32>,
-        /// Without --k: the most advice columns the chosen k may need (fewer: less gas, more rows).
+        /// Without --k: the most advice columns the chosen k may need (fewer: less gas, more
+        /// rows).
         #[arg(long, default_value_t = zkinfer::aggregate::DEFAULT_MAX_ADVICE_COLUMNS)]
         max_advice_columns: usize,
         /// Prove for a next layer of aggregation (Poseidon transcript) instead of for the EVM.

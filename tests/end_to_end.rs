@@ -84,6 +84,28 @@ fn sigmoid_mlp_proves_and_verifies() {
 }
 
 #[test]
+fn small_cnn_proves_and_verifies() {
+    check_example(&example("cnn_small").join("network.onnx"), &example("cnn_small").join("input.json"), 0.03);
+}
+
+#[test]
+fn lenet_like_cnn_proves_and_verifies() {
+    check_example(&example("lenet_like").join("network.onnx"), &example("lenet_like").join("input.json"), 0.03);
+}
+
+#[test]
+fn conv2d_geometry_batchnorm_and_pooling_prove_and_verify() {
+    // Strides, pads, dilations, grouped and depthwise convolutions, BatchNormalization (folded
+    // and standalone), max and average pooling with padding, global max pooling.
+    check_example(&fixture("conv2d_ops.onnx"), &fixture("conv2d_ops.input.json"), 0.03);
+}
+
+#[test]
+fn conv1d_and_average_pooling_prove_and_verify() {
+    check_example(&fixture("conv1d_ops.onnx"), &fixture("conv1d_ops.input.json"), 0.03);
+}
+
+#[test]
 fn demo_prints_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let out = ok(dir.path(), &["demo", "--dir", "demo"]);

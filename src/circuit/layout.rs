@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::commit::layout_hash;
 use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
-use super::linear::{layout_dense, DenseShape, ParamCells};
+use super::linear::{layout_affine, AffineParams, ParamCells};
 use super::nonlinear::{layout_relu, layout_step};
+use super::pool::{layout_max, layout_mean};
 use super::shape::{layout_add, layout_add_const};
 use crate::error::{Error, Result};
+use crate::model::quantize::pool_windows;
 use crate::model::quantize::{QOp, QuantizedModel};
 use crate::settings::Visibility;
 
@@ -214,17 +216,32 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                 ));
                 input
             }
-            QOp::Dense { k, n, transpose_input, shift, .. } => {
-                let (x, _) = arg(0);
-                let shape = DenseShape {
-                    rows: x.len() / k,
-                    k: *k,
-                    n: *n,
-                    transpose_input: *transpose_input,
-                    shift: *shift,
-                    bits,
-                };
-                layout_dense(ctx, &range, x, param(at, 0), param(at, 1), shape)
+            QOp::Dense { shift, .. } | QOp::Conv { shift, .. } => {
+                let (x, shape) = arg(0);
+                let outputs = node.op.affine_outputs(shape);
+                let params = AffineParams { weight: param(at, 0), bias: param(at, 1), shift: *shift };
+                layout_affine(ctx, &range, x, params, &outputs, bits)
+            }
+            QOp::AveragePool { window, count_include_pad } => {
+                let (x, shape) = arg(0);
+                pool_windows(shape, window)
+                    .iter()
+                    .map(|taps| {
+                        let cells: Vec<_> = taps.iter().map(|&i| x[i]).collect();
+                        let count = if *count_include_pad { window.kernel_len() } else { taps.len() };
+                        layout_mean(ctx, &range, &cells, count as u64, bits, None)
+                    })
+                    .collect()
+            }
+            QOp::MaxPool { window } => {
+                let (x, shape) = arg(0);
+                pool_windows(shape, window)
+                    .iter()
+                    .map(|taps| {
+                        let cells: Vec<_> = taps.iter().map(|&i| x[i]).collect();
+                        layout_max(ctx, &range, &cells, bits, None)
+                    })
+                    .collect()
             }
             QOp::Add => layout_add(ctx, gate, arg(0), arg(1), &node.shape),
             QOp::AddConst { .. } => layout_add_const(ctx, gate, arg(0), param(at, 0), &node.shape),

@@ -6,7 +6,7 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
 use super::field::{fe, to_i128};
-use crate::model::quantize::dense_input;
+use crate::model::quantize::AffineOutput;
 
 /// The private witness of a rescale: `shifted = quotient · 2^shift + remainder`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,23 +54,6 @@ pub fn layout_rescale(
     gate.sub(ctx, quotient, QuantumCell::Constant(fe(1i128 << (bits - 1))))
 }
 
-/// The shape of a dense layer.
-#[derive(Clone, Copy, Debug)]
-pub struct DenseShape {
-    /// Rows of the input (`M`).
-    pub rows: usize,
-    /// Input features (`K`).
-    pub k: usize,
-    /// Output features (`N`).
-    pub n: usize,
-    /// The input holds `x` transposed.
-    pub transpose_input: bool,
-    /// Rescale shift (the weights' scale).
-    pub shift: u32,
-    /// Signed width of the output.
-    pub bits: u32,
-}
-
 /// Parameters as the circuit holds them: constants baked into the circuit (fixed params), or
 /// cells loaded as private witnesses (private, hashed or public params).
 #[derive(Clone, Copy, Debug)]
@@ -91,44 +74,51 @@ impl ParamCells<'_> {
     }
 }
 
-/// Lays out `y = round((x · W + bias) / 2^shift)`. Each output is one inner product whose start
-/// value folds in the rounding and offset (and a fixed bias), followed by a rescale.
-pub fn layout_dense(
+/// The parameters of a linear layer as the circuit holds them.
+#[derive(Clone, Copy, Debug)]
+pub struct AffineParams<'a> {
+    /// The weights.
+    pub weight: ParamCells<'a>,
+    /// The biases.
+    pub bias: ParamCells<'a>,
+    /// The rescale's shift (the weights' scale).
+    pub shift: u32,
+}
+
+/// Lays out a linear layer (Dense or Conv): each output is `round((Σ x · w + bias) / 2^shift)`
+/// over its `terms`, one inner product whose start value folds in the rounding and offset (and a
+/// fixed bias), then a rescale to `bits` signed bits. Fixed zero weights cost nothing.
+pub fn layout_affine(
     ctx: &mut Context<Fr>,
     range: &RangeChip<Fr>,
     x: &[AssignedValue<Fr>],
-    weight: ParamCells<'_>,
-    bias: ParamCells<'_>,
-    shape: DenseShape,
+    params: AffineParams<'_>,
+    outputs: &[AffineOutput],
+    bits: u32,
 ) -> Vec<AssignedValue<Fr>> {
+    let AffineParams { weight, bias, shift } = params;
     let gate = range.gate();
-    let offset = rescale_offset(shape.shift, shape.bits);
+    let offset = rescale_offset(shift, bits);
     let one = || QuantumCell::Constant(Fr::from(1u64));
-    let mut out = Vec::with_capacity(shape.rows * shape.n);
-    for m in 0..shape.rows {
-        for j in 0..shape.n {
-            let b = m * shape.n + j;
+    outputs
+        .iter()
+        .map(|o| {
             let (start, bias_term) = match bias {
-                ParamCells::Fixed(values) => (fe(values[b] as i128 + offset), None),
-                ParamCells::Loaded(_) => (fe(offset), bias.operand(b).map(|c| (c, one()))),
+                ParamCells::Fixed(values) => (fe(values[o.bias] as i128 + offset), None),
+                ParamCells::Loaded(_) => (fe(offset), bias.operand(o.bias).map(|c| (c, one()))),
             };
             let (a, b): (Vec<QuantumCell<Fr>>, Vec<QuantumCell<Fr>>) =
                 std::iter::once((QuantumCell::Constant(start), one()))
                     .chain(bias_term)
-                    .chain((0..shape.k).filter_map(|i| {
-                        let w = weight.operand(i * shape.n + j)?;
-                        let xi = dense_input(x, shape.transpose_input, shape.rows, shape.k, m, i);
-                        Some((QuantumCell::Existing(xi), w))
-                    }))
+                    .chain(o.terms.iter().filter_map(|&(i, j)| Some((QuantumCell::Existing(x[i]), weight.operand(j)?))))
                     .unzip();
             let shifted = gate.inner_product(ctx, a, b);
             let hint = to_i128(shifted.value())
-                .map(|v| rescale_hint(v, shape.shift))
+                .map(|v| rescale_hint(v, shift))
                 .unwrap_or(RescaleHint { quotient: 0, remainder: 0 });
-            out.push(layout_rescale(ctx, range, shifted, shape.shift, shape.bits, hint));
-        }
-    }
-    out
+            layout_rescale(ctx, range, shifted, shift, bits, hint)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -190,15 +180,28 @@ mod tests {
         assert_sound(rescale_case(0, shift, bits, None, 0), vec![rescale_case(acc, shift, bits, Some(hint), 0)]);
     }
 
+    fn fixed<'a>(weight: &'a [i64], bias: &'a [i64]) -> AffineParams<'a> {
+        AffineParams { weight: ParamCells::Fixed(weight), bias: ParamCells::Fixed(bias), shift: 2 }
+    }
+
     #[test]
     fn dense_layer_matches_integer_arithmetic_and_rejects_wrong_hints() {
         let weight = [3i64, -2, 0, 5, 1, -7]; // K = 3, N = 2
         let bias = [10i64, -20];
-        let shape = DenseShape { rows: 1, k: 3, n: 2, transpose_input: false, shift: 2, bits: 16 };
+        let dense = crate::model::QOp::Dense {
+            weight: weight.to_vec(),
+            k: 3,
+            n: 2,
+            bias: bias.to_vec(),
+            transpose_input: false,
+            shift: 2,
+        };
+        let outputs = dense.affine_outputs(&[1, 3]);
+        let lying_outputs = outputs.clone();
         let inputs = [4i128, -9, 11];
         let honest = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
             let x: Vec<_> = inputs.iter().map(|&v| ctx.load_witness(fe(v))).collect();
-            let out = layout_dense(ctx, range, &x, ParamCells::Fixed(&weight), ParamCells::Fixed(&bias), shape);
+            let out = layout_affine(ctx, range, &x, fixed(&weight, &bias), &outputs, 16);
             let expect = |j: usize| {
                 crate::model::quantize::rescale(
                     (0..3).map(|i| inputs[i] * weight[i * 2 + j] as i128).sum::<i128>() + bias[j] as i128,
@@ -212,7 +215,7 @@ mod tests {
         // A prover who claims another output: the output cell is overwritten after the fact.
         let lying = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
             let x: Vec<_> = inputs.iter().map(|&v| ctx.load_witness(fe(v))).collect();
-            let out = layout_dense(ctx, range, &x, ParamCells::Fixed(&weight), ParamCells::Fixed(&bias), shape);
+            let out = layout_affine(ctx, range, &x, fixed(&weight, &bias), &lying_outputs, 16);
             let fake = ctx.load_witness(*out[0].value() + Fr::from(1u64));
             vec![fake, out[1]]
         };

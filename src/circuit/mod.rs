@@ -7,6 +7,7 @@ pub mod instances;
 pub mod layout;
 pub mod linear;
 pub mod nonlinear;
+pub mod pool;
 pub mod shape;
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::window::Window;
+
 /// A dense float tensor in row-major order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tensor {
@@ -53,6 +55,32 @@ pub enum Op {
     AddConst {
         /// The constant operand.
         constant: Tensor,
+    },
+    /// Convolution of an `[N, C, spatial...]` input (any number of spatial axes, grouped):
+    /// `y[n, m, o] = Σ_c Σ_tap x[n, g·C/G + c, in(o, tap)] · weight[m, c, tap] + bias[m]`,
+    /// with `g = m / (M/G)`.
+    Conv {
+        /// `[M, C/group, kernel...]`.
+        weight: Tensor,
+        /// `[M]`.
+        bias: Option<Tensor>,
+        /// Number of groups `G` (C for a depthwise convolution).
+        group: usize,
+        /// The sliding window.
+        window: Window,
+    },
+    /// The mean of each window of each channel; the padding counts only with
+    /// `count_include_pad`.
+    AveragePool {
+        /// The sliding window.
+        window: Window,
+        /// Divide by the kernel's size even where the window overlaps the padding.
+        count_include_pad: bool,
+    },
+    /// The maximum of each window of each channel (the padding never wins).
+    MaxPool {
+        /// The sliding window.
+        window: Window,
     },
     /// `max(x, 0)`.
     Relu,

@@ -6,6 +6,7 @@ pub mod input;
 pub mod onnx;
 pub mod quantize;
 pub mod reference;
+pub mod window;
 
 pub use graph::{Graph, Node, Op, Tensor};
 pub use input::load_input;

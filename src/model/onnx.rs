@@ -7,12 +7,14 @@ use std::path::Path;
 use tract_onnx::pb;
 use tract_onnx::prelude::{DatumType, Framework};
 
-use super::graph::{broadcast_shape, Graph, Node, Op, Tensor};
+use super::graph::{broadcast_shape, Graph, Node, Op, Tensor, Window};
 use crate::error::{Error, Result};
 
 /// The ONNX operators the import understands, listed in errors.
 pub const SUPPORTED_OPS: &str =
-    "Gemm, MatMul (by a constant), Add, Relu, Sigmoid, Flatten, Reshape, Identity, Dropout, Constant";
+    "Gemm, MatMul (by a constant), Conv (1-D, 2-D, 3-D; strides, pads, dilations, groups), \
+     BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool, Add, Relu, Sigmoid, Flatten, \
+     Reshape, Identity, Dropout, Constant";
 
 /// A value flowing between ONNX nodes: a constant we fold, or the output of one of our nodes.
 #[derive(Clone, Debug)]
@@ -199,6 +201,9 @@ impl<'a> Importer<'a> {
             "Gemm" => self.import_gemm(node),
             "MatMul" => self.import_matmul(node),
             "Add" => self.import_add(node),
+            "Conv" => self.import_conv(node),
+            "BatchNormalization" => self.import_batch_norm(node),
+            "AveragePool" | "MaxPool" | "GlobalAveragePool" | "GlobalMaxPool" => self.import_pool(node),
             "Relu" => self.import_activation(node, Op::Relu, |v| v.max(0.0)),
             "Sigmoid" => self.import_activation(node, Op::Sigmoid, |v| 1.0 / (1.0 + (-v).exp())),
             _ => Err(self.unsupported(node, "")),
@@ -302,6 +307,146 @@ impl<'a> Importer<'a> {
         let mut shape = a_shape.clone();
         *shape.last_mut().expect("checked non-empty") = weight.shape[1];
         self.add_node(node, Op::Dense { weight, bias: None, transpose_input: false }, vec![a], shape)
+    }
+
+    /// The computed `[N, C, spatial...]` input of a convolution or pooling node.
+    fn spatial_input(&self, node: &pb::NodeProto) -> Result<(usize, Vec<usize>)> {
+        let Value::Node(x) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "the input must be computed from the model input"));
+        };
+        let shape = self.nodes[x].shape.clone();
+        if shape.len() < 2 {
+            return Err(self.unsupported(node, format!("input {shape:?} is not [N, C, spatial...]")));
+        }
+        Ok((x, shape))
+    }
+
+    /// The window of a convolution or pooling node over `spatial`, from its attributes.
+    fn window(&self, node: &pb::NodeProto, spatial: &[usize], kernel: &[usize]) -> Result<Window> {
+        let d = spatial.len();
+        let ints = |name: &str, default: usize| -> Result<Vec<usize>> {
+            let len = if name == "pads" { 2 * d } else { d };
+            match attr(node, name) {
+                None => Ok(vec![default; len]),
+                Some(a) if a.ints.iter().all(|&v| v >= 0) => Ok(a.ints.iter().map(|&v| v as usize).collect()),
+                Some(a) => Err(self.unsupported(node, format!("{name} {:?}", a.ints))),
+            }
+        };
+        let strides = ints("strides", 1)?;
+        let dilations = ints("dilations", 1)?;
+        if attr_int(node, "ceil_mode").unwrap_or(0) != 0 {
+            return Err(self.unsupported(node, "ceil_mode = 1"));
+        }
+        let auto_pad = attr(node, "auto_pad").map(|a| String::from_utf8_lossy(&a.s).into_owned()).unwrap_or_default();
+        let (begin, end) = match auto_pad.as_str() {
+            "" | "NOTSET" => {
+                let pads = ints("pads", 0)?;
+                if pads.len() != 2 * d {
+                    return Err(self.unsupported(node, format!("pads {pads:?} for {d} spatial axes")));
+                }
+                (pads[..d].to_vec(), pads[d..].to_vec())
+            }
+            "VALID" => (vec![0; d], vec![0; d]),
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let mut begin = vec![0; d];
+                let mut end = vec![0; d];
+                for a in 0..d.min(strides.len()).min(dilations.len()).min(kernel.len()) {
+                    let out = spatial[a].div_ceil(strides[a].max(1));
+                    let span = dilations[a] * (kernel[a].max(1) - 1) + 1;
+                    let total = ((out - 1) * strides[a] + span).saturating_sub(spatial[a]);
+                    let (small, large) = (total / 2, total - total / 2);
+                    (begin[a], end[a]) = if auto_pad == "SAME_UPPER" { (small, large) } else { (large, small) };
+                }
+                (begin, end)
+            }
+            other => return Err(self.unsupported(node, format!("auto_pad {other}"))),
+        };
+        Window::new(spatial, kernel, &strides, &begin, &end, &dilations).map_err(|e| self.unsupported(node, e))
+    }
+
+    fn import_conv(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (x, shape) = self.spatial_input(node)?;
+        let Value::Const(weight) = self.required_input(node, 1)? else {
+            return Err(self.unsupported(node, "the weights must be a constant"));
+        };
+        let group = attr_int(node, "group").unwrap_or(1).max(1) as usize;
+        let (channels, m) = (shape[1], weight.shape[0]);
+        if weight.shape.len() != shape.len()
+            || channels % group != 0
+            || m % group != 0
+            || weight.shape[1] * group != channels
+        {
+            return Err(self.unsupported(
+                node,
+                format!("weights {:?} do not fit input {shape:?} in {group} groups", weight.shape),
+            ));
+        }
+        let window = self.window(node, &shape[2..], &weight.shape[2..])?;
+        let bias = match self.input(node, 2)? {
+            None => None,
+            Some(Value::Const(b)) if b.len() == m => Some(Tensor::new(vec![m], b.data)),
+            Some(_) => return Err(self.unsupported(node, format!("the bias must be a constant of {m} values"))),
+        };
+        let out_shape = [vec![shape[0], m], window.output.clone()].concat();
+        self.add_node(node, Op::Conv { weight, bias, group, window }, vec![x], out_shape)
+    }
+
+    /// BatchNormalization in inference mode: a per-channel `x · a + b`, proven as a depthwise
+    /// 1×1 convolution (folded into a preceding convolution when that is its only reader).
+    fn import_batch_norm(&mut self, node: &pb::NodeProto) -> Result<()> {
+        if attr_int(node, "training_mode").unwrap_or(0) != 0 {
+            return Err(self.unsupported(node, "training_mode = 1 (only inference is proven)"));
+        }
+        let (x, shape) = self.spatial_input(node)?;
+        let c = shape[1];
+        let mut params = Vec::new();
+        for i in 1..5 {
+            match self.required_input(node, i)? {
+                Value::Const(t) if t.len() == c => params.push(t.data),
+                _ => {
+                    return Err(
+                        self.unsupported(node, format!("scale, B, mean and var must be constants of {c} values"))
+                    )
+                }
+            }
+        }
+        let epsilon = attr_float(node, "epsilon").unwrap_or(1e-5);
+        let a: Vec<f32> = (0..c).map(|i| params[0][i] / (params[3][i] + epsilon).sqrt()).collect();
+        let b: Vec<f32> = (0..c).map(|i| params[1][i] - params[2][i] * a[i]).collect();
+        let spatial = &shape[2..];
+        let ones = vec![1; spatial.len()];
+        let window = Window::new(spatial, &ones, &ones, &vec![0; spatial.len()], &vec![0; spatial.len()], &ones)
+            .expect("a 1×1 window fits any input");
+        let weight = Tensor::new([vec![c, 1], ones.clone()].concat(), a);
+        let op = Op::Conv { weight, bias: Some(Tensor::new(vec![c], b)), group: c, window };
+        self.add_node(node, op, vec![x], shape)
+    }
+
+    fn import_pool(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (x, shape) = self.spatial_input(node)?;
+        let spatial = shape[2..].to_vec();
+        let global = node.op_type.starts_with("Global");
+        let window = if global {
+            let ones = vec![1; spatial.len()];
+            let zeros = vec![0; spatial.len()];
+            Window::new(&spatial, &spatial, &ones, &zeros, &zeros, &ones).expect("a global window fits")
+        } else {
+            let kernel: Vec<usize> =
+                attr(node, "kernel_shape").map(|a| a.ints.iter().map(|&v| v.max(0) as usize).collect()).ok_or_else(
+                    || self.malformed(format!("{} node '{}' has no kernel_shape", node.op_type, node_name(node))),
+                )?;
+            if node.output.len() > 1 && node.output[1..].iter().any(|o| !o.is_empty()) {
+                return Err(self.unsupported(node, "the Indices output"));
+            }
+            self.window(node, &spatial, &kernel)?
+        };
+        let out_shape = [shape[..2].to_vec(), window.output.clone()].concat();
+        let op = if node.op_type.ends_with("AveragePool") {
+            Op::AveragePool { window, count_include_pad: attr_int(node, "count_include_pad").unwrap_or(0) != 0 }
+        } else {
+            Op::MaxPool { window }
+        };
+        self.add_node(node, op, vec![x], out_shape)
     }
 
     fn import_add(&mut self, node: &pb::NodeProto) -> Result<()> {
@@ -413,8 +558,21 @@ fn transpose(t: &Tensor) -> Tensor {
     Tensor::new(vec![c, r], data)
 }
 
-/// Folds a constant added right after a bias-less Dense into its bias, and drops nodes that no
-/// output depends on.
+/// The per-channel `x · scale + shift` of a depthwise 1×1 convolution (what BatchNormalization
+/// imports as), or `None` for any other op.
+fn per_channel_affine(op: &Op) -> Option<(Vec<f32>, Vec<f32>)> {
+    let Op::Conv { weight, bias, group, window } = op else { return None };
+    let c = weight.shape[0];
+    let one_by_one = window.kernel_len() == 1
+        && window.input == window.output
+        && window.strides.iter().all(|&s| s == 1)
+        && window.pads_begin.iter().all(|&p| p == 0);
+    (one_by_one && *group == c && weight.len() == c)
+        .then(|| (weight.data.clone(), bias.as_ref().map(|b| b.data.clone()).unwrap_or_else(|| vec![0.0; c])))
+}
+
+/// Folds a constant added right after a bias-less Dense into its bias, and a per-channel scale
+/// into the convolution before it, and drops nodes that no output depends on.
 fn simplify(mut graph: Graph) -> Graph {
     let consumers = |g: &Graph, id: usize| {
         g.nodes.iter().filter(|n| n.inputs.contains(&id)).count() + g.outputs.iter().filter(|&&o| o == id).count()
@@ -432,6 +590,26 @@ fn simplify(mut graph: Graph) -> Graph {
             }
             graph.nodes[id].op = Op::Reshape;
         }
+    }
+    // A per-channel scale (a BatchNormalization) right after a convolution that nothing else
+    // reads is folded into the convolution's weights and bias: one rescale instead of two.
+    for id in 0..graph.nodes.len() {
+        let Some((scale, shift)) = per_channel_affine(&graph.nodes[id].op) else { continue };
+        let src = graph.nodes[id].inputs[0];
+        if !matches!(graph.nodes[src].op, Op::Conv { .. }) || consumers(&graph, src) != 1 {
+            continue;
+        }
+        if let Op::Conv { weight, bias, .. } = &mut graph.nodes[src].op {
+            let m = weight.shape[0];
+            if m != scale.len() {
+                continue;
+            }
+            let per = weight.len() / m;
+            weight.data.iter_mut().enumerate().for_each(|(i, w)| *w *= scale[i / per]);
+            let old = bias.take().map(|b| b.data).unwrap_or_else(|| vec![0.0; m]);
+            *bias = Some(Tensor::new(vec![m], (0..m).map(|c| old[c] * scale[c] + shift[c]).collect()));
+        }
+        graph.nodes[id].op = Op::Reshape;
     }
     // Pass-through reshapes keep their shape; drop those whose shape equals their input's.
     let mut forward: Vec<usize> = (0..graph.nodes.len()).collect();

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::graph::{broadcast_indices, Graph, Op, Tensor};
+use super::graph::{broadcast_indices, Graph, Op, Tensor, Window};
 use crate::error::{Error, Result};
 use crate::settings::{Settings, Visibilities};
 
@@ -29,6 +29,34 @@ pub enum QOp {
         transpose_input: bool,
         /// Bits to shift right (with rounding) to return to the input scale.
         shift: u32,
+    },
+    /// Convolution (see [`Op::Conv`]): `round((Σ x · weight + bias[m]) / 2^shift)`.
+    Conv {
+        /// `[M, C/G, kernel...]`, row-major, at the param scale.
+        weight: Vec<i64>,
+        /// The weight tensor's shape.
+        weight_shape: Vec<usize>,
+        /// One per output channel, at input + param scale.
+        bias: Vec<i64>,
+        /// Number of groups.
+        group: usize,
+        /// The sliding window.
+        window: Window,
+        /// Bits to shift right (with rounding) to return to the input scale.
+        shift: u32,
+    },
+    /// `round(Σ window / count)`, halves up; `count` is the kernel's size with
+    /// `count_include_pad`, else the taps inside the input.
+    AveragePool {
+        /// The sliding window.
+        window: Window,
+        /// Count the padding.
+        count_include_pad: bool,
+    },
+    /// The maximum of each window.
+    MaxPool {
+        /// The sliding window.
+        window: Window,
     },
     /// Element-wise sum of two activations (broadcast).
     Add,
@@ -161,6 +189,21 @@ impl QuantizedModel {
                             shift: ps,
                         }
                     }
+                    Op::Conv { weight, bias, group, window } => {
+                        let m = weight.shape[0];
+                        QOp::Conv {
+                            weight: quantize_all(weight, ps),
+                            weight_shape: weight.shape.clone(),
+                            bias: bias.as_ref().map(|b| quantize_all(b, is + ps)).unwrap_or_else(|| vec![0; m]),
+                            group: *group,
+                            window: window.clone(),
+                            shift: ps,
+                        }
+                    }
+                    Op::AveragePool { window, count_include_pad } => {
+                        QOp::AveragePool { window: window.clone(), count_include_pad: *count_include_pad }
+                    }
+                    Op::MaxPool { window } => QOp::MaxPool { window: window.clone() },
                     Op::Add => QOp::Add,
                     Op::AddConst { constant } => {
                         let q = quantize_all(constant, is);
@@ -201,8 +244,18 @@ impl QuantizedModel {
                     push("weight", vec![*k, *n], weight, self.param_scale);
                     push("bias", node.shape.clone(), bias, self.input_scale + self.param_scale);
                 }
+                QOp::Conv { weight, weight_shape, bias, .. } => {
+                    push("weight", weight_shape.clone(), weight, self.param_scale);
+                    push("bias", vec![bias.len()], bias, self.input_scale + self.param_scale);
+                }
                 QOp::AddConst { constant } => push("constant", node.shape.clone(), constant, self.input_scale),
-                QOp::Input { .. } | QOp::Add | QOp::Relu | QOp::Sigmoid { .. } | QOp::Reshape => {}
+                QOp::Input { .. }
+                | QOp::Add
+                | QOp::Relu
+                | QOp::Sigmoid { .. }
+                | QOp::Reshape
+                | QOp::AveragePool { .. }
+                | QOp::MaxPool { .. } => {}
             }
         }
         out
@@ -256,19 +309,40 @@ impl QuantizedModel {
             let arg = |i: usize| &values[node.inputs[i]];
             let out: Vec<i128> = match &node.op {
                 QOp::Input { index } => inputs[*index].iter().map(|&v| v as i128).collect(),
-                QOp::Dense { weight, k, n, bias, transpose_input, shift } => {
+                QOp::Dense { weight, bias, shift, .. } | QOp::Conv { weight, bias, shift, .. } => {
                     let x = arg(0);
-                    let rows = x.len() / k;
-                    let mut out = Vec::with_capacity(rows * n);
-                    for m in 0..rows {
-                        for j in 0..*n {
-                            let dot: i128 = (0..*k)
-                                .map(|i| dense_input(x, *transpose_input, rows, *k, m, i) * weight[i * n + j] as i128)
-                                .sum();
-                            out.push(rescale(dot + bias[m * n + j] as i128, *shift));
-                        }
+                    let input_shape = &self.nodes[node.inputs[0]].shape;
+                    node.op
+                        .affine_outputs(input_shape)
+                        .iter()
+                        .map(|o| {
+                            let dot: i128 = o.terms.iter().map(|&(i, j)| x[i] * weight[j] as i128).sum();
+                            rescale(dot + bias[o.bias] as i128, *shift)
+                        })
+                        .collect()
+                }
+                QOp::AveragePool { window, count_include_pad } => {
+                    let x = arg(0);
+                    let windows = pool_windows(&self.nodes[node.inputs[0]].shape, window);
+                    if windows.iter().any(Vec::is_empty) {
+                        return Err(empty_window(node));
                     }
-                    out
+                    windows
+                        .iter()
+                        .map(|taps| {
+                            let count = if *count_include_pad { window.kernel_len() } else { taps.len() } as i128;
+                            let sum: i128 = taps.iter().map(|&i| x[i]).sum();
+                            divide_rounding(sum, count)
+                        })
+                        .collect()
+                }
+                QOp::MaxPool { window } => {
+                    let x = arg(0);
+                    let windows = pool_windows(&self.nodes[node.inputs[0]].shape, window);
+                    if windows.iter().any(Vec::is_empty) {
+                        return Err(empty_window(node));
+                    }
+                    windows.iter().map(|taps| taps.iter().map(|&i| x[i]).max().expect("non-empty")).collect()
                 }
                 QOp::Add => {
                     let (a, b) = (arg(0), arg(1));
@@ -294,13 +368,88 @@ impl QuantizedModel {
     }
 }
 
-/// `x[m, i]` of a Dense input stored as `[M, K]`, or as `[K, M]` when transposed.
-pub fn dense_input<T: Copy>(x: &[T], transposed: bool, rows: usize, k: usize, m: usize, i: usize) -> T {
+fn empty_window(node: &QNode) -> Error {
+    Error::UnsupportedModel(format!("pooling node '{}' has a window that lies entirely in the padding", node.name))
+}
+
+/// `round(v / d)`, halves up, for `d > 0`: the division average pooling proves.
+pub fn divide_rounding(v: i128, d: i128) -> i128 {
+    (2 * v + d).div_euclid(2 * d)
+}
+
+/// The position of `x[m, i]` in a Dense input stored as `[M, K]`, or as `[K, M]` when
+/// transposed.
+pub fn dense_index(transposed: bool, rows: usize, k: usize, m: usize, i: usize) -> usize {
     if transposed {
-        x[i * rows + m]
+        i * rows + m
     } else {
-        x[m * k + i]
+        m * k + i
     }
+}
+
+/// One output element of a linear layer: `Σ x[i] · weight[j]` over `terms`, plus `bias[bias]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AffineOutput {
+    /// (input position, weight position) pairs.
+    pub terms: Vec<(usize, usize)>,
+    /// The bias's position.
+    pub bias: usize,
+}
+
+impl QOp {
+    /// For a linear layer (Dense, Conv) reading an input of `input_shape`: the terms of each
+    /// output element, in output order; empty for any other op. The integer reference and the
+    /// circuit both sum exactly these.
+    pub fn affine_outputs(&self, input_shape: &[usize]) -> Vec<AffineOutput> {
+        match self {
+            QOp::Dense { k, n, transpose_input, .. } => {
+                let (k, n, t) = (*k, *n, *transpose_input);
+                let rows = input_shape.iter().product::<usize>() / k;
+                (0..rows * n)
+                    .map(|o| {
+                        let (m, j) = (o / n, o % n);
+                        AffineOutput {
+                            terms: (0..k).map(|i| (dense_index(t, rows, k, m, i), i * n + j)).collect(),
+                            bias: o,
+                        }
+                    })
+                    .collect()
+            }
+            QOp::Conv { weight_shape, group, window, .. } => {
+                let (batch, channels, m) = (input_shape[0], input_shape[1], weight_shape[0]);
+                let (per_group_in, per_group_out) = (channels / group, m / group);
+                let (in_len, kernel_len) = (window.input_len(), window.kernel_len());
+                let taps: Vec<Vec<(usize, usize)>> = (0..window.output_len()).map(|o| window.taps(o)).collect();
+                let mut out = Vec::with_capacity(batch * m * taps.len());
+                for b in 0..batch {
+                    for oc in 0..m {
+                        let first_in = oc / per_group_out * per_group_in;
+                        for position in &taps {
+                            let terms = (0..per_group_in)
+                                .flat_map(|c| {
+                                    let x_base = (b * channels + first_in + c) * in_len;
+                                    let w_base = (oc * per_group_in + c) * kernel_len;
+                                    position.iter().map(move |&(tap, at)| (x_base + at, w_base + tap))
+                                })
+                                .collect();
+                            out.push(AffineOutput { terms, bias: oc });
+                        }
+                    }
+                }
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// For pooling an `[N, C, spatial...]` input: the input positions of each output element's
+/// window, in output order.
+pub fn pool_windows(input_shape: &[usize], window: &Window) -> Vec<Vec<usize>> {
+    let planes: usize = input_shape[..2].iter().product();
+    let in_len = window.input_len();
+    let taps: Vec<Vec<(usize, usize)>> = (0..window.output_len()).map(|o| window.taps(o)).collect();
+    (0..planes).flat_map(|p| taps.iter().map(move |t| t.iter().map(|&(_, at)| p * in_len + at).collect())).collect()
 }
 
 #[cfg(test)]

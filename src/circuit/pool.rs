@@ -1,0 +1,144 @@
+//! Pooling: the rounded mean of a window (an exact division by its count, not a multiplication
+//! by a rounded reciprocal) and its maximum.
+
+use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::{AssignedValue, Context, QuantumCell};
+
+use super::field::{fe, to_i128};
+
+/// The private witness of a division: `shifted = quotient · divisor + remainder`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DivisionHint {
+    /// In `[0, 2^bits)`.
+    pub quotient: i128,
+    /// In `[0, divisor)`.
+    pub remainder: i128,
+}
+
+/// Constrains and returns `round(Σ cells / count)`, halves up, as a signed value of `bits` bits.
+/// With `d = 2·count` and `B = 2^(bits-1)`: `2·Σ + count + d·B = q·d + r`, where `q` is
+/// range-checked to `bits` bits and `r` to `[0, d)` (checked from both ends), so `q - B` is the
+/// only result. `hint` overrides the honest witness (for soundness tests).
+pub fn layout_mean(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    cells: &[AssignedValue<Fr>],
+    count: u64,
+    bits: u32,
+    hint: Option<DivisionHint>,
+) -> AssignedValue<Fr> {
+    let gate = range.gate();
+    let d = 2 * count as i128;
+    let offset = 1i128 << (bits - 1);
+    let sum = gate.sum(ctx, cells.iter().copied());
+    let shifted =
+        gate.mul_add(ctx, sum, QuantumCell::Constant(fe(2)), QuantumCell::Constant(fe(count as i128 + d * offset)));
+    let hint = hint.unwrap_or_else(|| {
+        let v = to_i128(shifted.value()).unwrap_or(0);
+        DivisionHint { quotient: v.div_euclid(d), remainder: v.rem_euclid(d) }
+    });
+    let quotient = ctx.load_witness(fe(hint.quotient));
+    range.range_check(ctx, quotient, bits as usize);
+    let remainder = ctx.load_witness(fe(hint.remainder));
+    let remainder_bits = (128 - (d - 1).leading_zeros()).max(1) as usize;
+    range.range_check(ctx, remainder, remainder_bits);
+    let room = gate.sub(ctx, QuantumCell::Constant(fe(d - 1)), remainder);
+    range.range_check(ctx, room, remainder_bits);
+    let recomposed = gate.mul_add(ctx, quotient, QuantumCell::Constant(fe(d)), remainder);
+    ctx.constrain_equal(&recomposed, &shifted);
+    gate.sub(ctx, quotient, QuantumCell::Constant(fe(offset)))
+}
+
+/// Constrains and returns the maximum of `cells` (values of `bits` signed bits): the hinted
+/// maximum is at least every value (each difference is range-checked to `bits` bits) and equals
+/// one of them (the product of the differences is zero). `hint` overrides the honest maximum.
+pub fn layout_max(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    cells: &[AssignedValue<Fr>],
+    bits: u32,
+    hint: Option<i128>,
+) -> AssignedValue<Fr> {
+    let gate = range.gate();
+    let honest = cells.iter().filter_map(|c| to_i128(c.value())).max().unwrap_or(0);
+    let max = ctx.load_witness(fe(hint.unwrap_or(honest)));
+    let mut product: Option<AssignedValue<Fr>> = None;
+    for &x in cells {
+        let difference = gate.sub(ctx, max, x);
+        range.range_check(ctx, difference, bits as usize);
+        product = Some(match product {
+            None => difference,
+            Some(p) => gate.mul(ctx, p, difference),
+        });
+    }
+    if let Some(p) = product {
+        gate.assert_is_const(ctx, &p, &Fr::zero());
+    }
+    max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::circuit::soundness::assert_sound;
+    use crate::model::quantize::divide_rounding;
+
+    fn mean_case(
+        values: Vec<i128>,
+        count: u64,
+        hint: Option<DivisionHint>,
+    ) -> impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
+        move |ctx, range| {
+            let cells: Vec<_> = values.iter().map(|&v| ctx.load_witness(fe(v))).collect();
+            let out = layout_mean(ctx, range, &cells, count, 12, hint);
+            if hint.is_none() {
+                assert_eq!(to_i128(out.value()), Some(divide_rounding(values.iter().sum(), count as i128)));
+            }
+            vec![out]
+        }
+    }
+
+    #[test]
+    fn mean_accepts_the_honest_division_only() {
+        for (values, count) in
+            [(vec![7, 8, -3], 3u64), (vec![-5, -6, -7, -9], 4), (vec![100, 2, 3, 4], 9), (vec![-1], 1)]
+        {
+            let d = 2 * count as i128;
+            let v = 2 * values.iter().sum::<i128>() + count as i128 + d * (1 << 11);
+            let (q, r) = (v.div_euclid(d), v.rem_euclid(d));
+            let lies = [
+                DivisionHint { quotient: q + 1, remainder: r - d },
+                DivisionHint { quotient: q - 1, remainder: r + d },
+                DivisionHint { quotient: q + 1, remainder: r },
+            ];
+            assert_sound(
+                mean_case(values.clone(), count, None),
+                lies.iter().map(|&h| mean_case(values.clone(), count, Some(h))).collect(),
+            );
+        }
+    }
+
+    fn max_case(
+        values: Vec<i128>,
+        hint: Option<i128>,
+    ) -> impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
+        move |ctx, range| {
+            let cells: Vec<_> = values.iter().map(|&v| ctx.load_witness(fe(v))).collect();
+            let out = layout_max(ctx, range, &cells, 12, hint);
+            if hint.is_none() {
+                assert_eq!(to_i128(out.value()), values.iter().max().copied());
+            }
+            vec![out]
+        }
+    }
+
+    #[test]
+    fn max_accepts_the_true_maximum_only() {
+        let values = vec![-40, 17, 3, 17, -2];
+        // A smaller element, a larger value that is no element, and the second largest.
+        let lies = [Some(3), Some(18), Some(-40), Some(2000)];
+        assert_sound(max_case(values.clone(), None), lies.iter().map(|&h| max_case(values.clone(), h)).collect());
+        assert_sound(max_case(vec![-7], None), vec![max_case(vec![-7], Some(-6))]);
+    }
+}
