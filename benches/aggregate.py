@@ -69,19 +69,21 @@ def prove_inputs(work, n):
     return proofs
 
 
-def aggregate(work, proofs, out, for_aggregation, label):
+def aggregate(work, proofs, out, for_aggregation, label, keys=None):
     args = ["aggregate", "-P", *map(str, proofs), "-O", out] + (["--for-aggregation"] if for_aggregation else [])
+    args += ["--keys", keys] if keys else []
     start = time.time()
     stdout, peak = run(args, work)
     m = re.search(r"k = (\d+), (\d+) advice columns, (\d+) public instances; (?:keys generated in ([\d.]+) s|keys reused), proved in ([\d.]+) s", stdout)
     proof = json.loads((work / out / "proof.json").read_text())
+    keys_dir = keys or out
     row = {
         "aggregation": label, "k": int(m[1]), "advice_columns": int(m[2]), "public_instances": int(m[3]),
         "keygen_s": float(m[4]) if m[4] else None, "prove_s": float(m[5]), "peak_mib": round(peak),
         "wall_s": round(time.time() - start, 1), "proof_bytes": (len(proof["proof"]) - 2) // 2,
     }
     if not for_aggregation:
-        run(["create-evm-verifier", "--vk", f"{out}/vk.bin", "--sol", f"{out}/Verifier.sol"], work)
+        run(["create-evm-verifier", "--vk", f"{keys_dir}/vk.bin", "--sol", f"{out}/Verifier.sol"], work)
         verifier = json.loads((work / out / "Verifier.json").read_text())
         row["verifier_bytes"] = len(verifier["runtime"].removeprefix("0x")) // 2
         stdout, _ = run(["verify-evm", "--proof", f"{out}/proof.json", "--verifier", f"{out}/Verifier.json"], work)
@@ -99,7 +101,7 @@ def tree(work, proofs, final_label):
         for j in range(0, len(layer), 2):
             out = f"tree-l{level}-{j // 2}"
             label = final_label if last else f"layer {level}: 2 proofs, for the next layer"
-            rows.append(aggregate(work, layer[j:j + 2], out, not last, label))
+            rows.append(aggregate(work, layer[j:j + 2], out, not last, label, keys=f"tree-l{level}-keys"))
             nxt.append(work / out / "proof.json")
         layer, level = nxt, level + 1
     return rows

@@ -178,6 +178,10 @@ enum Command {
         /// Expose only the accumulator, not the aggregated proofs' public instances.
         #[arg(long)]
         accumulator_only: bool,
+        /// Read and write pk.bin and vk.bin in this folder instead of the output folder (one
+        /// folder for every aggregation of the same circuits, e.g. each pair of a tree's layer).
+        #[arg(long)]
+        keys: Option<PathBuf>,
         /// The SRS file (default: development SRS).
         #[arg(long)]
         srs: Option<PathBuf>,
@@ -403,13 +407,14 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let out = pipeline::prove(&compiled, &pk, &data, srs.as_deref(), &witness, &proof, transcript)?;
             println!("wrote {} in {:.2} s; outputs {:?}", proof.display(), out.seconds, out.outputs);
         }
-        Command::Aggregate { proofs, out, k, max_advice_columns, for_aggregation, accumulator_only, srs } => {
+        Command::Aggregate { proofs, out, k, max_advice_columns, for_aggregation, accumulator_only, srs, keys } => {
             let options = zkinfer::aggregate::AggregateOptions {
                 k,
                 max_advice_columns,
                 transcript: transcript_for(for_aggregation),
                 expose_instances: !accumulator_only,
                 srs,
+                keys,
             };
             let done = zkinfer::aggregate::aggregate(&proofs, &out, &options)?;
             let keys = match done.keygen_seconds {
@@ -419,7 +424,7 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             println!(
                 "aggregated {} proofs into {} (k = {}, {} advice columns, {} public instances; {keys}, proved in {:.2} s)",
                 proofs.len(),
-                zkinfer::aggregate::AggregateFiles::in_dir(&out).proof.display(),
+                out.join("proof.json").display(),
                 done.shape.k,
                 done.shape.config.num_advice_per_phase.iter().sum::<usize>(),
                 done.shape.num_instances,

@@ -141,4 +141,11 @@ fn an_aggregation_proof_aggregates_again() {
     ok(dir, &["verify-evm", "--proof", "layer2/proof.json", "--verifier", "layer2/Verifier.json"]);
     let layer2_proof = dir.join("layer2/proof.json");
     rejected_everywhere(dir, "layer2", &tampered(dir, "accumulator.json", &layer2_proof, bump_instance(11)));
+
+    // A new batch of the same circuits reuses the keys: the deployed verifier stays the same.
+    let again = ok(dir, &["aggregate", "-P", "layer1/proof.json", "-O", "batch2", "--keys", "layer2"]);
+    assert!(again.contains("keys reused"), "{again}");
+    assert!(!dir.join("batch2/pk.bin").exists());
+    ok(dir, &["verify", "--vk", "layer2/vk.bin", "--proof", "batch2/proof.json"]);
+    ok(dir, &["verify-evm", "--proof", "batch2/proof.json", "--verifier", "layer2/Verifier.json"]);
 }
