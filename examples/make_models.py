@@ -133,6 +133,58 @@ def conv_output(spatial, kernel, attrs):
     return [(spatial[a] + pads[a] + pads[a + d] - dilations[a] * (kernel[a] - 1) - 1) // strides[a] + 1 for a in range(d)]
 
 
+def ops_mix(seed):
+    """Element-wise arithmetic, comparisons, reductions and data movement, with the shape
+    arithmetic PyTorch exports around a flatten (Shape, Gather, Unsqueeze, Concat)."""
+    rng = np.random.default_rng(seed)
+    c = lambda name, value: numpy_helper.from_array(np.asarray(value, dtype=np.float32 if np.asarray(value).dtype.kind == "f" else np.int64), name)
+    inits = [
+        c("offset", rng.uniform(-0.3, 0.3, 4).astype(np.float32)), c("half", np.float32(0.5)), c("two", np.float32(2.0)),
+        c("lo", np.float32(-0.2)), c("hi", np.float32(0.3)), c("quarter", np.float32(0.25)),
+        c("slope", rng.uniform(-0.5, 0.5, 11).astype(np.float32)), c("bias", rng.uniform(-0.2, 0.2, 11).astype(np.float32)),
+        c("starts", [1]), c("ends", [4]), c("axes3", [3]), c("pads", [0, 0, 1, 0, 0, 0, 0, 1]), c("axes1", [1]),
+        c("gather_idx", [0, 2, 4]), c("zero", 0), c("axes0", [0]), c("minus_one", [-1]), c("split", [11, 11]),
+    ]
+    n = lambda op, inputs, outputs, **kw: helper.make_node(op, inputs, outputs, name=f"/{outputs[0]}/{op}", **kw)
+    nodes = [
+        n("Transpose", ["input"], ["t"], perm=[0, 1, 3, 2]),
+        n("Slice", ["t", "starts", "ends", "axes3"], ["s"]),
+        n("Pad", ["s", "pads"], ["p"], mode="constant"),
+        n("Sub", ["p", "offset"], ["sub"]),
+        n("Mul", ["sub", "half"], ["mul"]),
+        n("Div", ["mul", "two"], ["d"]),
+        n("Mul", ["d", "d"], ["sq"]),
+        n("Clip", ["sq", "lo", "hi"], ["cl"]),
+        n("Sub", ["d", "cl"], ["diff"]),
+        n("LeakyRelu", ["diff"], ["lr"], alpha=0.1),
+        n("Max", ["lr", "d"], ["mx"]),
+        n("Min", ["mx", "quarter"], ["mn"]),
+        n("ReduceMean", ["mn"], ["r"], axes=[3], keepdims=0),
+        n("ReduceSum", ["mn", "axes1"], ["rs"], keepdims=1),
+        n("Gather", ["rs", "gather_idx"], ["g"], axis=2),
+        n("Squeeze", ["g", "axes1"], ["sqz"]),
+        n("Unsqueeze", ["r", "axes1"], ["u"]),
+        n("Shape", ["sqz"], ["shape"]),
+        n("Gather", ["shape", "zero"], ["batch"], axis=0),
+        n("Unsqueeze", ["batch", "axes0"], ["batch1"]),
+        n("Concat", ["batch1", "minus_one"], ["target"], axis=0),
+        n("Reshape", ["sqz", "target"], ["f1"]),
+        n("Flatten", ["u"], ["f2"], axis=1),
+        n("Concat", ["f1", "f2"], ["cat"], axis=1),
+        n("Split", ["cat", "split"], ["sp1", "sp2"], axis=1),
+        n("Tanh", ["sp1"], ["th"]),
+        n("PRelu", ["sp2", "slope"], ["pr"]),
+        n("Sum", ["th", "pr", "bias"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "ops_mix",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 11])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+
+
 def matmul_add(seed):
     """x @ W + b then Relu then a Reshape: the other way exporters write a linear layer."""
     rng = np.random.default_rng(seed)
@@ -239,6 +291,12 @@ def main():
     with open(os.path.join(FIXTURES, "sigmoid_mlp.input.json"), "w") as f:
         json.dump({"input_data": [np.random.default_rng(12).uniform(-1, 1, size=8).round(6).tolist()]}, f)
     save(mlp("tanh_mlp", [8, 8, 2], [1, 8], seed=6, activation="Tanh"), FIXTURES, "tanh_mlp.onnx")
+    with open(os.path.join(FIXTURES, "tanh_mlp.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(16).uniform(-1, 1, size=8).round(6).tolist()]}, f)
+    save(mlp("softsign_mlp", [8, 8, 2], [1, 8], seed=6, activation="Softsign"), FIXTURES, "softsign_mlp.onnx")
+    save(ops_mix(seed=17), FIXTURES, "ops_mix.onnx")
+    with open(os.path.join(FIXTURES, "ops_mix.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(18).uniform(-1, 1, size=32).round(6).tolist()]}, f)
 
     # A "proprietary" scoring model: 12 private features -> 24 -> 12 -> 3 class scores.
     private = os.path.join(HERE, "private_model")

@@ -84,6 +84,19 @@ fn sigmoid_mlp_proves_and_verifies() {
 }
 
 #[test]
+fn tanh_mlp_proves_and_verifies() {
+    check_example(&fixture("tanh_mlp.onnx"), &fixture("tanh_mlp.input.json"), 0.03);
+}
+
+#[test]
+fn arithmetic_comparisons_reductions_and_data_movement_prove_and_verify() {
+    // Transpose, Slice, Pad, Sub, Mul and Div by constants, Mul of two tensors, Clip, LeakyRelu,
+    // Max, Min, ReduceMean, ReduceSum, Gather, Squeeze, Unsqueeze, the Shape/Gather/Concat
+    // chain of a PyTorch flatten, Concat, Split, Tanh, PRelu and Sum.
+    check_example(&fixture("ops_mix.onnx"), &fixture("ops_mix.input.json"), 0.03);
+}
+
+#[test]
 fn small_cnn_proves_and_verifies() {
     check_example(&example("cnn_small").join("network.onnx"), &example("cnn_small").join("input.json"), 0.03);
 }

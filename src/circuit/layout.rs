@@ -1,20 +1,21 @@
 //! Lays out a whole quantized model, node by node, and chooses the circuit's size.
 
 use halo2_base::gates::circuit::{builder::BaseCircuitBuilder, BaseCircuitParams, CircuitBuilderStage};
-use halo2_base::gates::{RangeChip, RangeInstructions};
+use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
-use halo2_base::{AssignedValue, Context};
+use halo2_base::{AssignedValue, Context, QuantumCell};
 use serde::{Deserialize, Serialize};
 
 use super::commit::layout_hash;
 use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
-use super::linear::{layout_affine, AffineParams, ParamCells};
+use super::linear::{layout_affine, layout_product, AffineParams, ParamCells};
 use super::nonlinear::{layout_relu, layout_step};
 use super::pool::{layout_max, layout_mean};
 use super::shape::{layout_add, layout_add_const};
 use crate::error::{Error, Result};
-use crate::model::quantize::pool_windows;
+use crate::model::graph::broadcast_indices;
+use crate::model::quantize::{pool_windows, QSource};
 use crate::model::quantize::{QOp, QuantizedModel};
 use crate::settings::Visibility;
 
@@ -239,7 +240,7 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                     .iter()
                     .map(|taps| {
                         let cells: Vec<_> = taps.iter().map(|&i| x[i]).collect();
-                        layout_max(ctx, &range, &cells, bits, None)
+                        layout_max(ctx, &range, &cells, bits, false, None)
                     })
                     .collect()
             }
@@ -257,6 +258,73 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
             QOp::Sigmoid { thresholds } => {
                 arg(0).0.iter().map(|&v| layout_step(ctx, &range, v, thresholds, bits)).collect()
             }
+            QOp::Tanh { thresholds } => {
+                let minus_one = QuantumCell::Constant(fe(-(1i128 << model.input_scale)));
+                arg(0)
+                    .0
+                    .iter()
+                    .map(|&v| {
+                        let count = layout_step(ctx, &range, v, thresholds, bits);
+                        gate.add(ctx, count, minus_one)
+                    })
+                    .collect()
+            }
+            QOp::Sub | QOp::Mul { .. } => {
+                let ((a, _), (b, _)) = (arg(0), arg(1));
+                let (ia, ib) = model.broadcast_pair(node);
+                ia.iter()
+                    .zip(&ib)
+                    .map(|(&i, &j)| match node.op {
+                        QOp::Mul { shift } => layout_product(ctx, &range, a[i].into(), b[j].into(), shift, bits),
+                        _ => gate.sub(ctx, a[i], b[j]),
+                    })
+                    .collect()
+            }
+            QOp::MulConst { shift, .. } => {
+                let factor = param(at, 0);
+                arg(0)
+                    .0
+                    .iter()
+                    .enumerate()
+                    .map(|(o, &x)| match factor.operand(o) {
+                        Some(f) => layout_product(ctx, &range, x.into(), f, *shift, bits),
+                        None => ctx.load_zero(),
+                    })
+                    .collect()
+            }
+            QOp::Extremum { min, constants } => {
+                let maps: Vec<Vec<usize>> =
+                    node.inputs.iter().map(|&i| broadcast_indices(&model.nodes[i].shape, &node.shape)).collect();
+                (0..node.shape.iter().product())
+                    .map(|o| {
+                        let mut operands: Vec<_> =
+                            node.inputs.iter().zip(&maps).map(|(&i, m)| cells[i][m[o]]).collect();
+                        operands.extend(constants.iter().map(|c| ctx.load_constant(fe(c[o] as i128))));
+                        layout_max(ctx, &range, &operands, bits, *min, None)
+                    })
+                    .collect()
+            }
+            QOp::Reduce { groups, mean } => {
+                let (x, _) = arg(0);
+                groups
+                    .iter()
+                    .map(|g| {
+                        let operands: Vec<_> = g.iter().map(|&i| x[i]).collect();
+                        if *mean {
+                            layout_mean(ctx, &range, &operands, g.len() as u64, bits, None)
+                        } else {
+                            gate.sum(ctx, operands)
+                        }
+                    })
+                    .collect()
+            }
+            QOp::Select { sources } => sources
+                .iter()
+                .map(|s| match *s {
+                    QSource::Input { input, index } => cells[node.inputs[input]][index],
+                    QSource::Const(c) => ctx.load_constant(fe(c as i128)),
+                })
+                .collect(),
             QOp::Reshape => arg(0).0.to_vec(),
         };
         cells.push(out);

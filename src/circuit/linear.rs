@@ -74,6 +74,22 @@ impl ParamCells<'_> {
     }
 }
 
+/// Constrains and returns `round(a · b / 2^shift)` as a signed value of `bits` bits.
+pub fn layout_product(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    a: QuantumCell<Fr>,
+    b: QuantumCell<Fr>,
+    shift: u32,
+    bits: u32,
+) -> AssignedValue<Fr> {
+    let offset = QuantumCell::Constant(fe(rescale_offset(shift, bits)));
+    let shifted = range.gate().mul_add(ctx, a, b, offset);
+    let hint =
+        to_i128(shifted.value()).map(|v| rescale_hint(v, shift)).unwrap_or(RescaleHint { quotient: 0, remainder: 0 });
+    layout_rescale(ctx, range, shifted, shift, bits, hint)
+}
+
 /// The parameters of a linear layer as the circuit holds them.
 #[derive(Clone, Copy, Debug)]
 pub struct AffineParams<'a> {

@@ -50,22 +50,25 @@ pub fn layout_mean(
     gate.sub(ctx, quotient, QuantumCell::Constant(fe(offset)))
 }
 
-/// Constrains and returns the maximum of `cells` (values of `bits` signed bits): the hinted
-/// maximum is at least every value (each difference is range-checked to `bits` bits) and equals
-/// one of them (the product of the differences is zero). `hint` overrides the honest maximum.
+/// Constrains and returns the maximum (`min`: the minimum) of `cells` (values of `bits` signed
+/// bits): the hinted extremum is on the right side of every value (each difference is
+/// range-checked to `bits` bits) and equals one of them (the product of the differences is
+/// zero). `hint` overrides the honest extremum.
 pub fn layout_max(
     ctx: &mut Context<Fr>,
     range: &RangeChip<Fr>,
     cells: &[AssignedValue<Fr>],
     bits: u32,
+    min: bool,
     hint: Option<i128>,
 ) -> AssignedValue<Fr> {
     let gate = range.gate();
-    let honest = cells.iter().filter_map(|c| to_i128(c.value())).max().unwrap_or(0);
-    let max = ctx.load_witness(fe(hint.unwrap_or(honest)));
+    let values = cells.iter().filter_map(|c| to_i128(c.value()));
+    let honest = if min { values.min() } else { values.max() }.unwrap_or(0);
+    let extremum = ctx.load_witness(fe(hint.unwrap_or(honest)));
     let mut product: Option<AssignedValue<Fr>> = None;
     for &x in cells {
-        let difference = gate.sub(ctx, max, x);
+        let difference = if min { gate.sub(ctx, x, extremum) } else { gate.sub(ctx, extremum, x) };
         range.range_check(ctx, difference, bits as usize);
         product = Some(match product {
             None => difference,
@@ -75,7 +78,7 @@ pub fn layout_max(
     if let Some(p) = product {
         gate.assert_is_const(ctx, &p, &Fr::zero());
     }
-    max
+    extremum
 }
 
 #[cfg(test)]
@@ -121,13 +124,15 @@ mod tests {
 
     fn max_case(
         values: Vec<i128>,
+        min: bool,
         hint: Option<i128>,
     ) -> impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
         move |ctx, range| {
             let cells: Vec<_> = values.iter().map(|&v| ctx.load_witness(fe(v))).collect();
-            let out = layout_max(ctx, range, &cells, 12, hint);
+            let out = layout_max(ctx, range, &cells, 12, min, hint);
             if hint.is_none() {
-                assert_eq!(to_i128(out.value()), values.iter().max().copied());
+                let expected = if min { values.iter().min() } else { values.iter().max() };
+                assert_eq!(to_i128(out.value()), expected.copied());
             }
             vec![out]
         }
@@ -138,7 +143,11 @@ mod tests {
         let values = vec![-40, 17, 3, 17, -2];
         // A smaller element, a larger value that is no element, and the second largest.
         let lies = [Some(3), Some(18), Some(-40), Some(2000)];
-        assert_sound(max_case(values.clone(), None), lies.iter().map(|&h| max_case(values.clone(), h)).collect());
-        assert_sound(max_case(vec![-7], None), vec![max_case(vec![-7], Some(-6))]);
+        let case = |min, hint| max_case(values.clone(), min, hint);
+        assert_sound(case(false, None), lies.iter().map(|&h| case(false, h)).collect());
+        assert_sound(max_case(vec![-7], false, None), vec![max_case(vec![-7], false, Some(-6))]);
+        // The minimum: the largest, a value below every element, the second smallest.
+        let lies = [Some(17), Some(-41), Some(-2)];
+        assert_sound(case(true, None), lies.iter().map(|&h| case(true, h)).collect());
     }
 }

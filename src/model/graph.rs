@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::movement::Source;
 pub use super::window::Window;
 
 /// A dense float tensor in row-major order.
@@ -82,10 +83,42 @@ pub enum Op {
         /// The sliding window.
         window: Window,
     },
+    /// Element-wise difference of two computed tensors (numpy broadcasting).
+    Sub,
+    /// Element-wise product of two computed tensors (numpy broadcasting).
+    Mul,
+    /// Element-wise product with a constant (numpy broadcasting): Mul and Div by constants.
+    MulConst {
+        /// The constant operand.
+        constant: Tensor,
+    },
+    /// Element-wise maximum (`min`: minimum) of the inputs, computed or constant (numpy
+    /// broadcasting): Max, Min, Clip.
+    Extremum {
+        /// Minimum instead of maximum.
+        min: bool,
+        /// Constant operands, broadcast with the computed ones.
+        constants: Vec<Tensor>,
+    },
+    /// The sum (`mean`: the mean, rounded) of the elements of each group: ReduceSum, ReduceMean.
+    Reduce {
+        /// Flat input positions summed into each output element.
+        groups: Vec<Vec<usize>>,
+        /// Divide by the group's size.
+        mean: bool,
+    },
+    /// Copies of input elements and constants (Transpose, Slice, Concat, Gather, Pad, Split,
+    /// Expand).
+    Select {
+        /// The source of each output element.
+        sources: Vec<Source>,
+    },
     /// `max(x, 0)`.
     Relu,
     /// `1 / (1 + e^-x)`.
     Sigmoid,
+    /// `tanh(x)`.
+    Tanh,
     /// Same values, new shape (Reshape, Flatten, Identity).
     Reshape,
 }

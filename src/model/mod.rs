@@ -3,6 +3,7 @@
 
 pub mod graph;
 pub mod input;
+pub mod movement;
 pub mod onnx;
 pub mod quantize;
 pub mod reference;

@@ -7,14 +7,17 @@ use std::path::Path;
 use tract_onnx::pb;
 use tract_onnx::prelude::{DatumType, Framework};
 
-use super::graph::{broadcast_shape, Graph, Node, Op, Tensor, Window};
+use super::graph::{broadcast_indices, broadcast_shape, Graph, Node, Op, Tensor, Window};
+use super::movement::{self, Moved, PadMode, Source};
 use crate::error::{Error, Result};
 
 /// The ONNX operators the import understands, listed in errors.
 pub const SUPPORTED_OPS: &str =
     "Gemm, MatMul (by a constant), Conv (1-D, 2-D, 3-D; strides, pads, dilations, groups), \
-     BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool, Add, Relu, Sigmoid, Flatten, \
-     Reshape, Identity, Dropout, Constant";
+     BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool, Add, Sub, Mul, Div (by a \
+     constant), Sum, Max, Min, Clip, Relu, LeakyRelu, PRelu, Sigmoid, Tanh, ReduceSum, ReduceMean, Transpose, \
+     Concat, Slice, Gather (constant indices), Pad (constant, reflect, edge), Split, Expand, Squeeze, Unsqueeze, Flatten, \
+     Reshape, Identity, Dropout, Constant, and Shape, ConstantOfShape and Cast on constants";
 
 /// A value flowing between ONNX nodes: a constant we fold, or the output of one of our nodes.
 #[derive(Clone, Debug)]
@@ -201,6 +204,49 @@ impl<'a> Importer<'a> {
             "Gemm" => self.import_gemm(node),
             "MatMul" => self.import_matmul(node),
             "Add" => self.import_add(node),
+            "Sub" | "Mul" | "Div" => self.import_arithmetic(node),
+            "Sum" => self.import_sum(node),
+            "Max" | "Min" => self.import_extremum(node),
+            "Clip" => self.import_clip(node),
+            "LeakyRelu" | "PRelu" => self.import_leaky(node),
+            "Tanh" => self.import_activation(node, Op::Tanh, f32::tanh),
+            "ReduceSum" | "ReduceMean" => self.import_reduce(node),
+            "Transpose" | "Concat" | "Slice" | "Gather" | "Pad" | "Split" | "Expand" => self.import_movement(node),
+            "Squeeze" | "Unsqueeze" => self.import_squeeze(node),
+            "Shape" => {
+                let shape = self.shape_of(&self.required_input(node, 0)?);
+                let rank = shape.len() as i64;
+                let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+                let start = clamp(attr_int(node, "start").unwrap_or(0));
+                let end = clamp(attr_int(node, "end").unwrap_or(rank)).max(start);
+                let dims: Vec<f32> = shape[start..end].iter().map(|&d| d as f32).collect();
+                self.set_output(node, Value::Const(Tensor::new(vec![dims.len()], dims)))
+            }
+            "ConstantOfShape" => {
+                let shape = self.const_ints(node, 0)?;
+                let value = match attr(node, "value").and_then(|a| a.t.as_ref()) {
+                    None => 0.0,
+                    Some(t) => {
+                        let provider = tract_onnx::onnx().provider;
+                        let tensor = tract_onnx::tensor::load_tensor(&*provider, t, None)
+                            .map_err(|e| self.malformed(format!("ConstantOfShape '{}': {e:#}", node_name(node))))?;
+                        self.to_f32(&node_name(node), &tensor)?.data.first().copied().unwrap_or(0.0)
+                    }
+                };
+                let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+                let len = shape.iter().product();
+                self.set_output(node, Value::Const(Tensor::new(shape, vec![value; len])))
+            }
+            "Cast" => {
+                // The graph computes in float: a cast of a computed value to an integer type
+                // would truncate, which is not proven.
+                let value = self.required_input(node, 0)?;
+                let to_float = matches!(attr_int(node, "to"), Some(1 | 10 | 11 | 16));
+                if matches!(value, Value::Node(_)) && !to_float {
+                    return Err(self.unsupported(node, "a cast of a computed value to a non-float type"));
+                }
+                self.set_output(node, value)
+            }
             "Conv" => self.import_conv(node),
             "BatchNormalization" => self.import_batch_norm(node),
             "AveragePool" | "MaxPool" | "GlobalAveragePool" | "GlobalMaxPool" => self.import_pool(node),
@@ -447,6 +493,425 @@ impl<'a> Importer<'a> {
             Op::MaxPool { window }
         };
         self.add_node(node, op, vec![x], out_shape)
+    }
+
+    /// A constant integer list: input `i` (newer opsets) as a constant.
+    fn const_ints(&self, node: &pb::NodeProto, i: usize) -> Result<Vec<i64>> {
+        match self.required_input(node, i)? {
+            Value::Const(t) => Ok(t.data.iter().map(|&v| v as i64).collect()),
+            Value::Node(_) => Err(self.unsupported(node, format!("input #{i} must be a constant"))),
+        }
+    }
+
+    /// An integer list given as input `i` (newer opsets) or as attribute `name` (older ones).
+    fn ints_input_or_attr(&self, node: &pb::NodeProto, i: usize, name: &str) -> Result<Option<Vec<i64>>> {
+        if self.input(node, i)?.is_some() {
+            return self.const_ints(node, i).map(Some);
+        }
+        Ok(attr(node, name).map(|a| a.ints.clone()))
+    }
+
+    /// Outputs a data-movement result: folded when every input is a constant, else a Select
+    /// node whose inputs are the computed ones (constant inputs' elements become constants).
+    fn emit_moved(&mut self, node: &pb::NodeProto, inputs: &[Value], moved: Moved, output: String) -> Result<()> {
+        let (shape, sources) = moved;
+        let mut node_inputs = Vec::new();
+        let mut position = vec![None; inputs.len()];
+        for (k, v) in inputs.iter().enumerate() {
+            if let Value::Node(id) = v {
+                position[k] = Some(node_inputs.len());
+                node_inputs.push(*id);
+            }
+        }
+        let sources: Vec<Source> = sources
+            .into_iter()
+            .map(|s| match s {
+                Source::Input { input, index } => match (&inputs[input], position[input]) {
+                    (_, Some(p)) => Source::Input { input: p, index },
+                    (Value::Const(t), None) => Source::Const(t.data[index]),
+                    (Value::Node(_), None) => unreachable!("computed inputs have a position"),
+                },
+                c => c,
+            })
+            .collect();
+        if node_inputs.is_empty() {
+            let data = movement::apply(&sources, &[]);
+            self.values.insert(output, Value::Const(Tensor::new(shape, data)));
+        } else {
+            let name = if output == self.output_name(node)? {
+                node_name(node)
+            } else {
+                format!("{}:{output}", node_name(node))
+            };
+            self.push(name, output, Op::Select { sources }, node_inputs, shape);
+        }
+        Ok(())
+    }
+
+    fn import_movement(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let data = self.required_input(node, 0)?;
+        let shape = self.shape_of(&data);
+        let refuse = |e: String| self.unsupported(node, e);
+        let (inputs, moved) = match node.op_type.as_str() {
+            "Transpose" => (
+                vec![data],
+                movement::transpose(&shape, attr(node, "perm").map(|a| a.ints.as_slice())).map_err(refuse)?,
+            ),
+            "Concat" => {
+                let inputs: Vec<Value> =
+                    (0..node.input.len()).map(|i| self.required_input(node, i)).collect::<Result<_>>()?;
+                let shapes: Vec<Vec<usize>> = inputs.iter().map(|v| self.shape_of(v)).collect();
+                let axis = attr_int(node, "axis").unwrap_or(0);
+                (inputs, movement::concat(&shapes, axis).map_err(refuse)?)
+            }
+            "Slice" => {
+                let starts = self.ints_input_or_attr(node, 1, "starts")?.unwrap_or_default();
+                let ends = self.ints_input_or_attr(node, 2, "ends")?.unwrap_or_default();
+                let axes = self.ints_input_or_attr(node, 3, "axes")?;
+                let steps = self.ints_input_or_attr(node, 4, "steps")?;
+                let moved =
+                    movement::slice(&shape, &starts, &ends, axes.as_deref(), steps.as_deref()).map_err(refuse)?;
+                (vec![data], moved)
+            }
+            "Gather" => {
+                let Value::Const(indices) = self.required_input(node, 1)? else {
+                    return Err(self.unsupported(node, "the indices must be constants"));
+                };
+                let ints: Vec<i64> = indices.data.iter().map(|&v| v as i64).collect();
+                let axis = attr_int(node, "axis").unwrap_or(0);
+                (vec![data], movement::gather(&shape, axis, &ints, &indices.shape).map_err(refuse)?)
+            }
+            "Pad" => {
+                let mode = attr(node, "mode").map(|a| String::from_utf8_lossy(&a.s).into_owned()).unwrap_or_default();
+                if self.input(node, 3)?.is_some() {
+                    return Err(self.unsupported(node, "the axes input"));
+                }
+                let pads = self.ints_input_or_attr(node, 1, "pads")?.unwrap_or_default();
+                let value = match self.input(node, 2)? {
+                    Some(Value::Const(t)) => t.data.first().copied().unwrap_or(0.0),
+                    Some(Value::Node(_)) => return Err(self.unsupported(node, "the padding value must be a constant")),
+                    None => attr_float(node, "value").unwrap_or(0.0),
+                };
+                let mode = match mode.as_str() {
+                    "" | "constant" => PadMode::Constant(value),
+                    "reflect" => PadMode::Reflect,
+                    "edge" => PadMode::Edge,
+                    other => return Err(self.unsupported(node, format!("mode {other}"))),
+                };
+                (vec![data], movement::pad(&shape, &pads, mode).map_err(refuse)?)
+            }
+            "Expand" => {
+                let target: Vec<usize> = self.const_ints(node, 1)?.iter().map(|&d| d.max(0) as usize).collect();
+                (vec![data], movement::expand(&shape, &target).map_err(refuse)?)
+            }
+            _ => return self.import_split(node, data, &shape),
+        };
+        let output = self.output_name(node)?;
+        self.emit_moved(node, &inputs, moved, output)
+    }
+
+    fn import_split(&mut self, node: &pb::NodeProto, data: Value, shape: &[usize]) -> Result<()> {
+        let axis = attr_int(node, "axis").unwrap_or(0);
+        let a = movement::axis(axis, shape.len()).map_err(|e| self.unsupported(node, e))?;
+        let outputs = node.output.len().max(1);
+        let sizes: Vec<usize> = match self.ints_input_or_attr(node, 1, "split")? {
+            Some(s) => s.iter().map(|&v| v.max(0) as usize).collect(),
+            None => {
+                let each = shape[a].div_ceil(outputs);
+                (0..outputs).map(|i| each.min(shape[a].saturating_sub(i * each))).collect()
+            }
+        };
+        let pieces = movement::split(shape, axis, &sizes).map_err(|e| self.unsupported(node, e))?;
+        for (piece, output) in pieces.into_iter().zip(node.output.clone()) {
+            if !output.is_empty() {
+                self.emit_moved(node, std::slice::from_ref(&data), piece, output)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn import_squeeze(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let value = self.required_input(node, 0)?;
+        let shape = self.shape_of(&value);
+        let axes = self.ints_input_or_attr(node, 1, "axes")?;
+        let new_shape = if node.op_type == "Squeeze" {
+            let rank = shape.len();
+            let axes: Vec<usize> = match axes {
+                Some(a) => a
+                    .iter()
+                    .map(|&x| movement::axis(x, rank))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| self.unsupported(node, e))?,
+                None => (0..rank).filter(|&i| shape[i] == 1).collect(),
+            };
+            if axes.iter().any(|&a| shape[a] != 1) {
+                return Err(self.unsupported(node, format!("squeezing axes {axes:?} of {shape:?}")));
+            }
+            shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+        } else {
+            let axes = axes.ok_or_else(|| self.malformed(format!("Unsqueeze '{}' has no axes", node_name(node))))?;
+            let rank = shape.len() + axes.len();
+            let mut axes: Vec<usize> = axes
+                .iter()
+                .map(|&x| movement::axis(x, rank))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| self.unsupported(node, e))?;
+            axes.sort_unstable();
+            let mut out = shape.clone();
+            for a in axes {
+                out.insert(a.min(out.len()), 1);
+            }
+            out
+        };
+        self.reshape(node, value, new_shape)
+    }
+
+    /// Sub, Mul and Div: between computed tensors (Sub, Mul), or with a constant (Div only by
+    /// one); constants fold.
+    fn import_arithmetic(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let a = self.required_input(node, 0)?;
+        let b = self.required_input(node, 1)?;
+        let (sa, sb) = (self.shape_of(&a), self.shape_of(&b));
+        let shape = broadcast_shape(&sa, &sb)
+            .ok_or_else(|| self.unsupported(node, format!("shapes {sa:?} and {sb:?} do not broadcast")))?;
+        let op = node.op_type.as_str();
+        let map =
+            |t: &Tensor, f: &dyn Fn(f32) -> f32| Tensor::new(t.shape.clone(), t.data.iter().map(|&v| f(v)).collect());
+        match (a, b) {
+            (Value::Const(x), Value::Const(y)) => {
+                let (ix, iy) = (broadcast_indices(&x.shape, &shape), broadcast_indices(&y.shape, &shape));
+                let data = ix
+                    .iter()
+                    .zip(&iy)
+                    .map(|(&i, &j)| match op {
+                        "Sub" => x.data[i] - y.data[j],
+                        "Mul" => x.data[i] * y.data[j],
+                        _ => x.data[i] / y.data[j],
+                    })
+                    .collect();
+                self.set_output(node, Value::Const(Tensor::new(shape, data)))
+            }
+            (Value::Node(x), Value::Node(y)) => match op {
+                "Sub" => self.add_node(node, Op::Sub, vec![x, y], shape),
+                "Mul" => self.add_node(node, Op::Mul, vec![x, y], shape),
+                _ => Err(self.unsupported(node, "division by a computed value")),
+            },
+            (Value::Node(x), Value::Const(c)) => match op {
+                "Sub" => self.add_node(node, Op::AddConst { constant: map(&c, &|v| -v) }, vec![x], shape),
+                "Mul" => self.add_node(node, Op::MulConst { constant: c }, vec![x], shape),
+                _ if c.data.contains(&0.0) => Err(self.unsupported(node, "division by a constant that holds a zero")),
+                _ => self.add_node(node, Op::MulConst { constant: map(&c, &|v| 1.0 / v) }, vec![x], shape),
+            },
+            (Value::Const(c), Value::Node(x)) => match op {
+                "Mul" => self.add_node(node, Op::MulConst { constant: c }, vec![x], shape),
+                "Sub" => {
+                    // c - x = (-1) · x + c
+                    let negated = self.intermediate(
+                        node,
+                        "neg",
+                        Op::MulConst { constant: Tensor::new(vec![], vec![-1.0]) },
+                        vec![x],
+                        sa,
+                    );
+                    self.add_node(node, Op::AddConst { constant: c }, vec![negated], shape)
+                }
+                _ => Err(self.unsupported(node, "division by a computed value")),
+            },
+        }
+    }
+
+    /// Appends a node that only feeds the next one of the same ONNX node; returns its id.
+    fn intermediate(
+        &mut self,
+        node: &pb::NodeProto,
+        part: &str,
+        op: Op,
+        inputs: Vec<usize>,
+        shape: Vec<usize>,
+    ) -> usize {
+        let name = format!("{}:{part}", node_name(node));
+        self.push(name.clone(), name, op, inputs, shape);
+        self.nodes.len() - 1
+    }
+
+    fn import_sum(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let inputs: Vec<Value> = (0..node.input.len()).map(|i| self.required_input(node, i)).collect::<Result<_>>()?;
+        let mut shape: Vec<usize> = Vec::new();
+        for v in &inputs {
+            let s = self.shape_of(v);
+            shape = broadcast_shape(&shape, &s)
+                .ok_or_else(|| self.unsupported(node, format!("shapes do not broadcast to {shape:?}")))?;
+        }
+        let mut constant: Option<Tensor> = None;
+        let mut computed: Option<usize> = None;
+        for (i, v) in inputs.into_iter().enumerate() {
+            match v {
+                Value::Const(t) => {
+                    constant = Some(match constant {
+                        None => t,
+                        Some(c) => {
+                            let out = broadcast_shape(&c.shape, &t.shape).expect("checked");
+                            let (ic, it) = (broadcast_indices(&c.shape, &out), broadcast_indices(&t.shape, &out));
+                            Tensor::new(out, ic.iter().zip(&it).map(|(&a, &b)| c.data[a] + t.data[b]).collect())
+                        }
+                    })
+                }
+                Value::Node(id) => {
+                    computed = Some(match computed {
+                        None => id,
+                        Some(acc) => {
+                            let s = broadcast_shape(&self.nodes[acc].shape, &self.nodes[id].shape).expect("checked");
+                            self.intermediate(node, &format!("sum{i}"), Op::Add, vec![acc, id], s)
+                        }
+                    })
+                }
+            }
+        }
+        match (computed, constant) {
+            (None, Some(c)) => self.set_output(node, Value::Const(c)),
+            (Some(acc), Some(c)) => self.add_node(node, Op::AddConst { constant: c }, vec![acc], shape),
+            (Some(acc), None) => {
+                self.rename_last(node, acc);
+                self.set_output(node, Value::Node(acc))
+            }
+            (None, None) => Err(self.malformed(format!("Sum '{}' has no input", node_name(node)))),
+        }
+    }
+
+    /// Gives the ONNX node's name to the node that computes its output (a Sum of one input is
+    /// that input: nothing to rename then).
+    fn rename_last(&mut self, node: &pb::NodeProto, id: usize) {
+        if self.nodes[id].name.starts_with(&format!("{}:", node_name(node))) {
+            self.nodes[id].name = node_name(node);
+        }
+    }
+
+    fn import_extremum(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let inputs: Vec<Value> = (0..node.input.len()).map(|i| self.required_input(node, i)).collect::<Result<_>>()?;
+        let min = node.op_type == "Min";
+        let mut shape: Vec<usize> = Vec::new();
+        for v in &inputs {
+            let s = self.shape_of(v);
+            shape = broadcast_shape(&shape, &s).ok_or_else(|| self.unsupported(node, "shapes do not broadcast"))?;
+        }
+        let (mut ids, mut constants) = (Vec::new(), Vec::new());
+        for v in inputs {
+            match v {
+                Value::Node(id) => ids.push(id),
+                Value::Const(t) => constants.push(t),
+            }
+        }
+        if ids.is_empty() {
+            let pick = |a: f32, b: f32| if min { a.min(b) } else { a.max(b) };
+            let len: usize = shape.iter().product();
+            let maps: Vec<Vec<usize>> = constants.iter().map(|t| broadcast_indices(&t.shape, &shape)).collect();
+            let data = (0..len)
+                .map(|o| constants.iter().zip(&maps).map(|(t, m)| t.data[m[o]]).reduce(pick).unwrap_or(0.0))
+                .collect();
+            return self.set_output(node, Value::Const(Tensor::new(shape, data)));
+        }
+        self.add_node(node, Op::Extremum { min, constants }, ids, shape)
+    }
+
+    fn import_clip(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let Value::Node(x) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "the input must be computed"));
+        };
+        let bound = |i: usize, name: &str| -> Result<Option<Tensor>> {
+            match self.input(node, i)? {
+                Some(Value::Const(t)) => Ok(Some(t)),
+                Some(Value::Node(_)) => Err(self.unsupported(node, format!("the {name} bound must be a constant"))),
+                None => Ok(attr_float(node, name).map(|v| Tensor::new(vec![], vec![v]))),
+            }
+        };
+        let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
+        let shape = self.nodes[x].shape.clone();
+        let after_lo = match lo {
+            Some(lo) if hi.is_some() => {
+                self.intermediate(node, "min", Op::Extremum { min: false, constants: vec![lo] }, vec![x], shape.clone())
+            }
+            Some(lo) => return self.add_node(node, Op::Extremum { min: false, constants: vec![lo] }, vec![x], shape),
+            None => x,
+        };
+        match hi {
+            Some(hi) => self.add_node(node, Op::Extremum { min: true, constants: vec![hi] }, vec![after_lo], shape),
+            None => self.add_node(node, Op::Reshape, vec![x], shape),
+        }
+    }
+
+    /// LeakyRelu and PRelu: `max(x, 0) + slope · min(x, 0)`, for any slope.
+    fn import_leaky(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let Value::Node(x) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "the input must be computed"));
+        };
+        let slope = if node.op_type == "LeakyRelu" {
+            Tensor::new(vec![], vec![attr_float(node, "alpha").unwrap_or(0.01)])
+        } else {
+            match self.required_input(node, 1)? {
+                Value::Const(t) => t,
+                Value::Node(_) => return Err(self.unsupported(node, "the slope must be a constant")),
+            }
+        };
+        let shape = self.nodes[x].shape.clone();
+        if broadcast_shape(&slope.shape, &shape).as_deref() != Some(&shape[..]) {
+            return Err(self.unsupported(node, format!("slope {:?} does not broadcast to {shape:?}", slope.shape)));
+        }
+        let zero = || vec![Tensor::new(vec![], vec![0.0])];
+        let positive = self.intermediate(node, "pos", Op::Relu, vec![x], shape.clone());
+        let negative =
+            self.intermediate(node, "neg", Op::Extremum { min: true, constants: zero() }, vec![x], shape.clone());
+        let scaled = self.intermediate(node, "scaled", Op::MulConst { constant: slope }, vec![negative], shape.clone());
+        self.add_node(node, Op::Add, vec![positive, scaled], shape)
+    }
+
+    fn import_reduce(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let value = self.required_input(node, 0)?;
+        let shape = self.shape_of(&value);
+        let rank = shape.len();
+        let keepdims = attr_int(node, "keepdims").unwrap_or(1) != 0;
+        let axes = self.ints_input_or_attr(node, 1, "axes")?.unwrap_or_default();
+        let axes: Vec<usize> = if axes.is_empty() {
+            if attr_int(node, "noop_with_empty_axes").unwrap_or(0) != 0 {
+                return self.set_output(node, value);
+            }
+            (0..rank).collect()
+        } else {
+            axes.iter()
+                .map(|&a| movement::axis(a, rank))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| self.unsupported(node, e))?
+        };
+        let out_full: Vec<usize> = (0..rank).map(|a| if axes.contains(&a) { 1 } else { shape[a] }).collect();
+        let out_shape: Vec<usize> = if keepdims {
+            out_full.clone()
+        } else {
+            (0..rank).filter(|a| !axes.contains(a)).map(|a| shape[a]).collect()
+        };
+        let total: usize = shape.iter().product();
+        let mut groups = vec![Vec::new(); out_full.iter().product()];
+        for i in 0..total {
+            let (mut rest, mut o, mut stride) = (i, 0, 1);
+            for a in (0..rank).rev() {
+                let c = rest % shape[a];
+                rest /= shape[a];
+                if !axes.contains(&a) {
+                    o += c * stride;
+                    stride *= shape[a];
+                }
+            }
+            groups[o].push(i);
+        }
+        let mean = node.op_type == "ReduceMean";
+        match value {
+            Value::Const(t) => {
+                let data = groups
+                    .iter()
+                    .map(|g| g.iter().map(|&i| t.data[i]).sum::<f32>() / if mean { g.len() as f32 } else { 1.0 })
+                    .collect();
+                self.set_output(node, Value::Const(Tensor::new(out_shape, data)))
+            }
+            Value::Node(id) => self.add_node(node, Op::Reduce { groups, mean }, vec![id], out_shape),
+        }
     }
 
     fn import_add(&mut self, node: &pb::NodeProto) -> Result<()> {

@@ -73,8 +73,69 @@ pub enum QOp {
         /// Ascending: output level `i + 1` starts at `x = thresholds[i]`.
         thresholds: Vec<i64>,
     },
+    /// `round(tanh(x / 2^s) · 2^s)`: `-2^s` plus the number of `thresholds` that `x` reaches
+    /// (see [`tanh_thresholds`]).
+    Tanh {
+        /// Ascending.
+        thresholds: Vec<i64>,
+    },
+    /// Element-wise difference (broadcast).
+    Sub,
+    /// `round(a · b / 2^shift)`, element-wise (broadcast).
+    Mul {
+        /// The activations' scale.
+        shift: u32,
+    },
+    /// `round(x · factor / 2^shift)`, element-wise.
+    MulConst {
+        /// One factor per output element, at the param scale.
+        factor: Vec<i64>,
+        /// The param scale.
+        shift: u32,
+    },
+    /// Element-wise maximum (or minimum) of the computed inputs (broadcast) and constants.
+    Extremum {
+        /// Minimum instead of maximum.
+        min: bool,
+        /// Each constant operand, one value per output element, at the input scale.
+        constants: Vec<Vec<i64>>,
+    },
+    /// The sum (or rounded mean) of each group of input elements.
+    Reduce {
+        /// Flat input positions of each output element.
+        groups: Vec<Vec<usize>>,
+        /// Divide by the group's size.
+        mean: bool,
+    },
+    /// Copies of input elements and constants.
+    Select {
+        /// The source of each output element.
+        sources: Vec<QSource>,
+    },
     /// Same values, new shape.
     Reshape,
+}
+
+/// Where an element of a [`QOp::Select`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QSource {
+    /// Element `index` of input `input`.
+    Input {
+        /// Which input.
+        input: usize,
+        /// Flat position.
+        index: usize,
+    },
+    /// A constant at the input scale.
+    Const(i64),
+}
+
+/// The steps of a quantized tanh at scale `s`: level `i` (from `-2^s + 1` to `2^s`) is reached
+/// from `x = ⌈2^s · atanh((i - 1/2) / 2^s)⌉`, so that `-2^s` plus the number of thresholds `x`
+/// reaches is `round(tanh(x / 2^s) · 2^s)`.
+pub fn tanh_thresholds(scale: u32) -> Vec<i64> {
+    let one = (1i64 << scale) as f64;
+    (-(1i64 << scale) + 1..=1i64 << scale).map(|i| (one * ((i as f64 - 0.5) / one).atanh()).ceil() as i64).collect()
 }
 
 /// The steps of a quantized sigmoid at scale `s`: level `i` (of `2^s`) is reached where
@@ -216,6 +277,35 @@ impl QuantizedModel {
                     }
                     Op::Relu => QOp::Relu,
                     Op::Sigmoid => QOp::Sigmoid { thresholds: sigmoid_thresholds(is) },
+                    Op::Tanh => QOp::Tanh { thresholds: tanh_thresholds(is) },
+                    Op::Sub => QOp::Sub,
+                    Op::Mul => QOp::Mul { shift: is },
+                    Op::MulConst { constant } => {
+                        let q = quantize_all(constant, ps);
+                        let factor =
+                            broadcast_indices(&constant.shape, &node.shape).into_iter().map(|i| q[i]).collect();
+                        QOp::MulConst { factor, shift: ps }
+                    }
+                    Op::Extremum { min, constants } => QOp::Extremum {
+                        min: *min,
+                        constants: constants
+                            .iter()
+                            .map(|c| {
+                                let q = quantize_all(c, is);
+                                broadcast_indices(&c.shape, &node.shape).into_iter().map(|i| q[i]).collect()
+                            })
+                            .collect(),
+                    },
+                    Op::Reduce { groups, mean } => QOp::Reduce { groups: groups.clone(), mean: *mean },
+                    Op::Select { sources } => QOp::Select {
+                        sources: sources
+                            .iter()
+                            .map(|s| match *s {
+                                super::movement::Source::Input { input, index } => QSource::Input { input, index },
+                                super::movement::Source::Const(v) => QSource::Const(quantize_value(v, is)),
+                            })
+                            .collect(),
+                    },
                     Op::Reshape => QOp::Reshape,
                 };
                 QNode { name: node.name.clone(), op, inputs: node.inputs.clone(), shape: node.shape.clone() }
@@ -249,7 +339,14 @@ impl QuantizedModel {
                     push("bias", vec![bias.len()], bias, self.input_scale + self.param_scale);
                 }
                 QOp::AddConst { constant } => push("constant", node.shape.clone(), constant, self.input_scale),
+                QOp::MulConst { factor, .. } => push("factor", node.shape.clone(), factor, self.param_scale),
                 QOp::Input { .. }
+                | QOp::Tanh { .. }
+                | QOp::Sub
+                | QOp::Mul { .. }
+                | QOp::Extremum { .. }
+                | QOp::Reduce { .. }
+                | QOp::Select { .. }
                 | QOp::Add
                 | QOp::Relu
                 | QOp::Sigmoid { .. }
@@ -301,6 +398,28 @@ impl QuantizedModel {
         }
     }
 
+    /// For a two-input element-wise node: the position in each input of every output element.
+    pub fn broadcast_pair(&self, node: &QNode) -> (Vec<usize>, Vec<usize>) {
+        let (sa, sb) = (&self.nodes[node.inputs[0]].shape, &self.nodes[node.inputs[1]].shape);
+        (broadcast_indices(sa, &node.shape), broadcast_indices(sb, &node.shape))
+    }
+
+    /// For an Extremum node: the operands of every output element, computed ones first.
+    fn extremum_operands(&self, node: &QNode, values: &[Vec<i128>], constants: &[Vec<i64>]) -> Vec<Vec<i128>> {
+        let maps: Vec<Vec<usize>> =
+            node.inputs.iter().map(|&i| broadcast_indices(&self.nodes[i].shape, &node.shape)).collect();
+        (0..node.shape.iter().product())
+            .map(|o| {
+                node.inputs
+                    .iter()
+                    .zip(&maps)
+                    .map(|(&i, m)| values[i][m[o]])
+                    .chain(constants.iter().map(|c| c[o] as i128))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Runs the model on quantized inputs and returns every node's output: bit for bit the
     /// witness of the circuit. Fails if a value leaves the circuit's range.
     pub fn execute(&self, inputs: &[Vec<i64>]) -> Result<Vec<Vec<i64>>> {
@@ -344,12 +463,6 @@ impl QuantizedModel {
                     }
                     windows.iter().map(|taps| taps.iter().map(|&i| x[i]).max().expect("non-empty")).collect()
                 }
-                QOp::Add => {
-                    let (a, b) = (arg(0), arg(1));
-                    let (sa, sb) = (&self.nodes[node.inputs[0]].shape, &self.nodes[node.inputs[1]].shape);
-                    let (ia, ib) = (broadcast_indices(sa, &node.shape), broadcast_indices(sb, &node.shape));
-                    ia.iter().zip(&ib).map(|(&i, &j)| a[i] + b[j]).collect()
-                }
                 QOp::AddConst { constant } => {
                     let x = arg(0);
                     let ix = broadcast_indices(&self.nodes[node.inputs[0]].shape, &node.shape);
@@ -359,6 +472,53 @@ impl QuantizedModel {
                 QOp::Sigmoid { thresholds } => {
                     arg(0).iter().map(|&v| thresholds.iter().filter(|&&t| v >= t as i128).count() as i128).collect()
                 }
+                QOp::Tanh { thresholds } => arg(0)
+                    .iter()
+                    .map(|&v| {
+                        thresholds.iter().filter(|&&t| v >= t as i128).count() as i128 - (1i128 << self.input_scale)
+                    })
+                    .collect(),
+                QOp::Add | QOp::Sub | QOp::Mul { .. } => {
+                    let (a, b) = (arg(0), arg(1));
+                    let (ia, ib) = self.broadcast_pair(node);
+                    ia.iter()
+                        .zip(&ib)
+                        .map(|(&i, &j)| match node.op {
+                            QOp::Mul { shift } => rescale(a[i] * b[j], shift),
+                            QOp::Sub => a[i] - b[j],
+                            _ => a[i] + b[j],
+                        })
+                        .collect()
+                }
+                QOp::MulConst { factor, shift } => {
+                    arg(0).iter().zip(factor).map(|(&x, &f)| rescale(x * f as i128, *shift)).collect()
+                }
+                QOp::Extremum { min, constants } => self
+                    .extremum_operands(node, &values, constants)
+                    .into_iter()
+                    .map(|ops| if *min { ops.into_iter().min() } else { ops.into_iter().max() }.expect("operands"))
+                    .collect(),
+                QOp::Reduce { groups, mean } => {
+                    let x = arg(0);
+                    groups
+                        .iter()
+                        .map(|g| {
+                            let sum: i128 = g.iter().map(|&i| x[i]).sum();
+                            if *mean {
+                                divide_rounding(sum, g.len() as i128)
+                            } else {
+                                sum
+                            }
+                        })
+                        .collect()
+                }
+                QOp::Select { sources } => sources
+                    .iter()
+                    .map(|s| match *s {
+                        QSource::Input { input, index } => values[node.inputs[input]][index],
+                        QSource::Const(c) => c as i128,
+                    })
+                    .collect(),
                 QOp::Reshape => arg(0).clone(),
             };
             self.check_range(node, &out)?;

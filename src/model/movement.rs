@@ -1,0 +1,307 @@
+//! Data movement (Transpose, Slice, Concat, Gather with constant indices, Pad, Split, Expand):
+//! every output element is a copy of one input element or a constant. Constant inputs fold at
+//! import; otherwise the circuit only wires cells, which costs no constraint.
+
+use serde::{Deserialize, Serialize};
+
+use super::graph::{broadcast_indices, broadcast_shape};
+
+/// Where one output element of a data-movement op comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Source {
+    /// Element `index` (flat, row-major) of the op's input number `input`.
+    Input {
+        /// Which input.
+        input: usize,
+        /// Flat position in it.
+        index: usize,
+    },
+    /// A constant (padding).
+    Const(f32),
+}
+
+/// An output shape and the source of each of its elements.
+pub type Moved = (Vec<usize>, Vec<Source>);
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for a in (0..shape.len().saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1] * shape[a + 1];
+    }
+    strides
+}
+
+/// Calls `source` with the coordinates of every element of `shape`, in row-major order.
+fn build(shape: &[usize], mut source: impl FnMut(&[usize]) -> Source) -> Vec<Source> {
+    let total: usize = shape.iter().product();
+    let mut coords = vec![0; shape.len()];
+    let mut out = Vec::with_capacity(total);
+    for _ in 0..total {
+        out.push(source(&coords));
+        for a in (0..shape.len()).rev() {
+            coords[a] += 1;
+            if coords[a] < shape[a] {
+                break;
+            }
+            coords[a] = 0;
+        }
+    }
+    out
+}
+
+fn flat(coords: &[usize], strides: &[usize]) -> usize {
+    coords.iter().zip(strides).map(|(c, s)| c * s).sum()
+}
+
+/// An axis in `[-rank, rank)` as a position.
+pub fn axis(axis: i64, rank: usize) -> Result<usize, String> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if (0..rank as i64).contains(&a) {
+        Ok(a as usize)
+    } else {
+        Err(format!("axis {axis} is out of range for rank {rank}"))
+    }
+}
+
+/// Transpose by `perm` (default: reversed axes).
+pub fn transpose(shape: &[usize], perm: Option<&[i64]>) -> Result<Moved, String> {
+    let rank = shape.len();
+    let perm: Vec<usize> = match perm {
+        None => (0..rank).rev().collect(),
+        Some(p) => p.iter().map(|&a| axis(a, rank)).collect::<Result<_, _>>()?,
+    };
+    let mut seen = perm.clone();
+    seen.sort_unstable();
+    if seen != (0..rank).collect::<Vec<_>>() {
+        return Err(format!("perm {perm:?} is not a permutation of {rank} axes"));
+    }
+    let out_shape: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
+    let st = strides(shape);
+    let sources = build(&out_shape, |c| Source::Input {
+        input: 0,
+        index: perm.iter().enumerate().map(|(i, &a)| c[i] * st[a]).sum(),
+    });
+    Ok((out_shape, sources))
+}
+
+/// Concatenation along `axis`.
+pub fn concat(shapes: &[Vec<usize>], axis_: i64) -> Result<Moved, String> {
+    let first = shapes.first().ok_or("Concat of nothing")?;
+    let a = axis(axis_, first.len())?;
+    for s in shapes {
+        if s.len() != first.len() || s.iter().enumerate().any(|(i, &d)| i != a && d != first[i]) {
+            return Err(format!("shapes {shapes:?} do not concatenate along axis {a}"));
+        }
+    }
+    let mut out_shape = first.clone();
+    out_shape[a] = shapes.iter().map(|s| s[a]).sum();
+    let starts: Vec<usize> = shapes.iter().scan(0, |acc, s| Some(std::mem::replace(acc, *acc + s[a]))).collect();
+    let all_strides: Vec<Vec<usize>> = shapes.iter().map(|s| strides(s)).collect();
+    let sources = build(&out_shape, |c| {
+        let input = starts.partition_point(|&s| s <= c[a]) - 1;
+        let mut local = c.to_vec();
+        local[a] -= starts[input];
+        Source::Input { input, index: flat(&local, &all_strides[input]) }
+    });
+    Ok((out_shape, sources))
+}
+
+/// Slice with ONNX's semantics (negative and clamped bounds, negative steps).
+pub fn slice(
+    shape: &[usize],
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Moved, String> {
+    let rank = shape.len();
+    let axes: Vec<usize> = match axes {
+        None => (0..starts.len()).collect(),
+        Some(a) => a.iter().map(|&x| axis(x, rank)).collect::<Result<_, _>>()?,
+    };
+    if ends.len() != starts.len() || axes.len() != starts.len() {
+        return Err("starts, ends and axes differ in length".into());
+    }
+    let mut begin = vec![0i64; rank];
+    let mut step = vec![1i64; rank];
+    let mut out_shape = shape.to_vec();
+    for (i, &a) in axes.iter().enumerate() {
+        let dim = shape[a] as i64;
+        let s = steps.and_then(|s| s.get(i).copied()).unwrap_or(1);
+        if s == 0 {
+            return Err("a slice step of 0".into());
+        }
+        let clamp = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
+        let norm = |v: i64| if v < 0 { v + dim } else { v };
+        let (b, e) = if s > 0 {
+            (clamp(norm(starts[i]), 0, dim), clamp(norm(ends[i]), 0, dim))
+        } else {
+            (clamp(norm(starts[i]), 0, dim - 1), clamp(norm(ends[i]), -1, dim - 1))
+        };
+        let len = if s > 0 { (e - b + s - 1).div_euclid(s) } else { (b - e + (-s) - 1).div_euclid(-s) };
+        begin[a] = b;
+        step[a] = s;
+        out_shape[a] = len.max(0) as usize;
+    }
+    let st = strides(shape);
+    let sources = build(&out_shape, |c| Source::Input {
+        input: 0,
+        index: (0..rank).map(|a| (begin[a] + c[a] as i64 * step[a]) as usize * st[a]).sum(),
+    });
+    Ok((out_shape, sources))
+}
+
+/// Gather along `axis` with constant `indices` of shape `indices_shape` (negative counts from
+/// the end).
+pub fn gather(shape: &[usize], axis_: i64, indices: &[i64], indices_shape: &[usize]) -> Result<Moved, String> {
+    let a = axis(axis_, shape.len())?;
+    let dim = shape[a] as i64;
+    let indices: Vec<usize> = indices
+        .iter()
+        .map(|&i| {
+            let j = if i < 0 { i + dim } else { i };
+            if (0..dim).contains(&j) {
+                Ok(j as usize)
+            } else {
+                Err(format!("index {i} is out of range for an axis of {dim}"))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let out_shape: Vec<usize> = [&shape[..a], indices_shape, &shape[a + 1..]].concat();
+    let st = strides(shape);
+    let ist = strides(indices_shape);
+    let q = indices_shape.len();
+    let sources = build(&out_shape, |c| {
+        let which = indices[flat(&c[a..a + q], &ist)];
+        let index = (0..a).map(|i| c[i] * st[i]).sum::<usize>()
+            + which * st[a]
+            + (a + 1..shape.len()).map(|i| c[i + q - 1] * st[i]).sum::<usize>();
+        Source::Input { input: 0, index }
+    });
+    Ok((out_shape, sources))
+}
+
+/// How Pad fills the border.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadMode {
+    /// With a constant.
+    Constant(f32),
+    /// With the mirror image, the edge excluded.
+    Reflect,
+    /// With the edge's value.
+    Edge,
+}
+
+/// Padding: `pads` is ONNX's `[begin..., end...]` (non-negative).
+pub fn pad(shape: &[usize], pads: &[i64], mode: PadMode) -> Result<Moved, String> {
+    let rank = shape.len();
+    if pads.len() != 2 * rank || pads.iter().any(|&p| p < 0) {
+        return Err(format!("pads {pads:?} for rank {rank} (only non-negative pads are supported)"));
+    }
+    if mode == PadMode::Reflect && (0..rank).any(|a| pads[a].max(pads[a + rank]) >= shape[a] as i64) {
+        return Err(format!("reflect pads {pads:?} must be smaller than the dimensions {shape:?}"));
+    }
+    let out_shape: Vec<usize> = (0..rank).map(|a| shape[a] + (pads[a] + pads[a + rank]) as usize).collect();
+    let st = strides(shape);
+    let sources = build(&out_shape, |c| {
+        let mut index = 0;
+        for a in 0..rank {
+            let n = shape[a] as i64;
+            let mut i = c[a] as i64 - pads[a];
+            if i < 0 || i >= n {
+                match mode {
+                    PadMode::Constant(value) => return Source::Const(value),
+                    PadMode::Reflect => i = if i < 0 { -i } else { 2 * (n - 1) - i },
+                    PadMode::Edge => i = i.clamp(0, n - 1),
+                }
+            }
+            index += i as usize * st[a];
+        }
+        Source::Input { input: 0, index }
+    });
+    Ok((out_shape, sources))
+}
+
+/// Broadcast to `target` (numpy rules, either side may be larger).
+pub fn expand(shape: &[usize], target: &[usize]) -> Result<Moved, String> {
+    let out_shape = broadcast_shape(shape, target).ok_or_else(|| format!("{shape:?} does not expand to {target:?}"))?;
+    let sources =
+        broadcast_indices(shape, &out_shape).into_iter().map(|index| Source::Input { input: 0, index }).collect();
+    Ok((out_shape, sources))
+}
+
+/// Split along `axis` into pieces of `sizes`.
+pub fn split(shape: &[usize], axis_: i64, sizes: &[usize]) -> Result<Vec<Moved>, String> {
+    let a = axis(axis_, shape.len())?;
+    if sizes.iter().sum::<usize>() != shape[a] {
+        return Err(format!("split sizes {sizes:?} do not add up to {}", shape[a]));
+    }
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let piece = slice(shape, &[start as i64], &[(start + n) as i64], Some(&[a as i64]), None);
+            start += n;
+            piece
+        })
+        .collect()
+}
+
+/// Applies `sources` to constant inputs.
+pub fn apply(sources: &[Source], inputs: &[&[f32]]) -> Vec<f32> {
+    sources
+        .iter()
+        .map(|s| match *s {
+            Source::Input { input, index } => inputs[input][index],
+            Source::Const(v) => v,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(moved: &Moved, data: &[&[f32]]) -> Vec<f32> {
+        apply(&moved.1, data)
+    }
+
+    #[test]
+    fn transpose_concat_slice_gather_pad_follow_numpy() {
+        let x: Vec<f32> = (0..6).map(|v| v as f32).collect(); // [[0 1 2] [3 4 5]]
+        let t = transpose(&[2, 3], None).unwrap();
+        assert_eq!(t.0, vec![3, 2]);
+        assert_eq!(values(&t, &[&x]), vec![0., 3., 1., 4., 2., 5.]);
+
+        let c = concat(&[vec![2, 3], vec![2, 1]], -1).unwrap();
+        assert_eq!(c.0, vec![2, 4]);
+        assert_eq!(values(&c, &[&x, &[9., 8.]]), vec![0., 1., 2., 9., 3., 4., 5., 8.]);
+
+        let s = slice(&[2, 3], &[0, -1], &[2, -4], Some(&[0, 1]), Some(&[1, -2])).unwrap();
+        assert_eq!(s.0, vec![2, 2]);
+        assert_eq!(values(&s, &[&x]), vec![2., 0., 5., 3.]);
+        let s = slice(&[2, 3], &[1], &[i64::MAX], Some(&[1]), None).unwrap();
+        assert_eq!(values(&s, &[&x]), vec![1., 2., 4., 5.]);
+
+        let g = gather(&[2, 3], 1, &[2, -3], &[2]).unwrap();
+        assert_eq!(g.0, vec![2, 2]);
+        assert_eq!(values(&g, &[&x]), vec![2., 0., 5., 3.]);
+        let g = gather(&[2, 3], 0, &[1], &[]).unwrap();
+        assert_eq!(g.0, vec![3]);
+        assert_eq!(values(&g, &[&x]), vec![3., 4., 5.]);
+
+        let p = pad(&[2, 3], &[0, 1, 1, 0], PadMode::Constant(-1.0)).unwrap();
+        assert_eq!(p.0, vec![3, 4]);
+        assert_eq!(values(&p, &[&x]), vec![-1., 0., 1., 2., -1., 3., 4., 5., -1., -1., -1., -1.]);
+        let r = pad(&[2, 3], &[0, 2, 1, 0], PadMode::Reflect).unwrap();
+        assert_eq!(values(&r, &[&x]), vec![2., 1., 0., 1., 2., 5., 4., 3., 4., 5., 2., 1., 0., 1., 2.]);
+        let e = pad(&[2, 3], &[0, 1, 0, 1], PadMode::Edge).unwrap();
+        assert_eq!(values(&e, &[&x]), vec![0., 0., 1., 2., 2., 3., 3., 4., 5., 5.]);
+
+        let parts = split(&[2, 3], 1, &[1, 2]).unwrap();
+        assert_eq!(values(&parts[1], &[&x]), vec![1., 2., 4., 5.]);
+        assert_eq!(values(&expand(&[3], &[2, 1]).unwrap(), &[&[7., 8., 9.]]), vec![7., 8., 9., 7., 8., 9.]);
+        assert!(gather(&[2, 3], 1, &[3], &[1]).is_err());
+        assert!(transpose(&[2, 3], Some(&[0, 0])).is_err());
+    }
+}
