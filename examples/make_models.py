@@ -287,9 +287,15 @@ def main():
     save(matmul_add(seed=3), FIXTURES, "matmul_add.onnx")
     with open(os.path.join(FIXTURES, "matmul_add.input.json"), "w") as f:
         json.dump({"input_data": [rng.uniform(-1, 1, size=8).round(6).tolist()]}, f)
-    save(mlp("sigmoid_mlp", [8, 8, 2], [1, 8], seed=4, activation="Sigmoid"), FIXTURES, "sigmoid_mlp.onnx")
+    sigmoid = mlp("sigmoid_mlp", [8, 8, 2], [1, 8], seed=4, activation="Sigmoid")
+    sigmoid_input = np.random.default_rng(12).uniform(-1, 1, size=8).round(6)
+    save(sigmoid, FIXTURES, "sigmoid_mlp.onnx")
     with open(os.path.join(FIXTURES, "sigmoid_mlp.input.json"), "w") as f:
-        json.dump({"input_data": [np.random.default_rng(12).uniform(-1, 1, size=8).round(6).tolist()]}, f)
+        json.dump({"input_data": [sigmoid_input.tolist()]}, f)
+    sigmoid_example = os.path.join(HERE, "sigmoid_mlp")
+    os.makedirs(sigmoid_example, exist_ok=True)
+    save(sigmoid, sigmoid_example)
+    write_input(sigmoid_example, sigmoid_input)
     save(mlp("tanh_mlp", [8, 8, 2], [1, 8], seed=6, activation="Tanh"), FIXTURES, "tanh_mlp.onnx")
     with open(os.path.join(FIXTURES, "tanh_mlp.input.json"), "w") as f:
         json.dump({"input_data": [np.random.default_rng(16).uniform(-1, 1, size=8).round(6).tolist()]}, f)

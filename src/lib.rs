@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod artifacts;
+pub mod calibrate;
 pub mod circuit;
 pub mod error;
 pub mod evm;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use zkinfer::calibrate::Target;
 use zkinfer::onchain::{
     self, DeployOptions, DeploymentFile, RegistrationSource, RegistryTarget, Submission, SubmissionStatus,
     SubmitOptions,
@@ -103,6 +104,24 @@ enum Command {
         settings: PathBuf,
         #[command(flatten)]
         options: SettingsArgs,
+    },
+    /// Choose the scales and activation range from sample inputs (against tract's float
+    /// execution), update settings.json (keeping its visibility) and print a per-layer report;
+    /// the full report goes to <settings>.calibration.json.
+    Calibrate {
+        /// The ONNX model.
+        #[arg(short = 'M', long, default_value = "network.onnx")]
+        model: PathBuf,
+        /// Sample inputs: input.json's format, each input's list holding one or more samples.
+        #[arg(short = 'D', long, default_value = "input.json")]
+        data: PathBuf,
+        /// The settings to update (created with the defaults when missing or for another model).
+        #[arg(short = 'O', long, default_value = "settings.json")]
+        settings: PathBuf,
+        /// `accuracy`: the smallest error; `resources`: the cheapest circuit whose error is within
+        /// twice the best or 1% of the largest output.
+        #[arg(long, value_enum, default_value_t = Target::Resources)]
+        target: Target,
     },
     /// Quantize the model and lay out its circuit: writes model.compiled.
     Compile {
@@ -387,6 +406,22 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 s.input_shapes
             );
         }
+        Command::Calibrate { model, data, settings, target } => {
+            let (s, c) = zkinfer::calibrate::calibrate(&model, &data, &settings, target)?;
+            print_calibration(&c);
+            println!(
+                "wrote {} (target {target}, {} sample(s)): input scale {}, param scale {}, activation bits {}; \
+                 output max abs error {:.6}, mean {:.6}; report in {}",
+                settings.display(),
+                c.samples,
+                s.input_scale,
+                s.param_scale,
+                s.activation_bits,
+                c.chosen.max_abs_error,
+                c.chosen.mean_abs_error,
+                zkinfer::calibrate::report_path(&settings).display()
+            );
+        }
         Command::Compile { model, settings, compiled } => {
             let c = pipeline::compile(&model, &settings, &compiled)?;
             let columns: usize = c.shape.config.num_advice_per_phase.iter().sum();
@@ -642,5 +677,14 @@ fn transcript_for(for_aggregation: bool) -> zkinfer::prove::TranscriptKind {
         zkinfer::prove::TranscriptKind::Poseidon
     } else {
         zkinfer::prove::TranscriptKind::Keccak
+    }
+}
+
+fn print_calibration(c: &zkinfer::calibrate::Calibration) {
+    let fmt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_else(|| "n/a".into());
+    let width = c.layers.iter().map(|l| l.node.len()).max().unwrap_or(5).max(5);
+    println!("{:width$}  {:14}  {:>12}  {:>12}", "layer", "op", "max abs err", "mean abs err");
+    for l in &c.layers {
+        println!("{:width$}  {:14}  {:>12}  {:>12}", l.node, l.op, fmt(l.max_abs_error), fmt(l.mean_abs_error));
     }
 }

@@ -42,10 +42,18 @@ pub struct SettingsOptions {
 /// `gen-settings`: reads the model (refusing unsupported operators) and writes `settings.json`.
 pub fn gen_settings(model: &Path, out: &Path, options: &SettingsOptions) -> Result<Settings> {
     let graph = import_onnx(model)?;
+    let settings = gen_settings_for(&graph, &file_digest(&read_file(model)?), options);
+    settings.validate().map_err(|reason| Error::artifact(out, reason))?;
+    write_json(out, &settings)?;
+    Ok(settings)
+}
+
+/// The settings `options` give for an imported model whose ONNX file has digest `model_digest`.
+pub fn gen_settings_for(graph: &crate::model::Graph, model_digest: &str, options: &SettingsOptions) -> Settings {
     let defaults = Visibilities::default();
-    let settings = Settings {
+    Settings {
         zkinfer_version: env!("CARGO_PKG_VERSION").into(),
-        model_digest: file_digest(&read_file(model)?),
+        model_digest: model_digest.into(),
         input_scale: options.input_scale.unwrap_or(DEFAULT_SCALE),
         param_scale: options.param_scale.unwrap_or(DEFAULT_SCALE),
         activation_bits: options.activation_bits.unwrap_or(DEFAULT_ACTIVATION_BITS),
@@ -58,10 +66,7 @@ pub fn gen_settings(model: &Path, out: &Path, options: &SettingsOptions) -> Resu
         max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
         input_shapes: graph.input_shapes(),
         output_shapes: graph.output_shapes(),
-    };
-    settings.validate().map_err(|reason| Error::artifact(out, reason))?;
-    write_json(out, &settings)?;
-    Ok(settings)
+    }
 }
 
 /// `compile`: quantizes the model and chooses the circuit's geometry; writes `model.compiled`.

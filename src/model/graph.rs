@@ -134,6 +134,10 @@ pub struct Node {
     pub inputs: Vec<usize>,
     /// Shape of its output.
     pub shape: Vec<usize>,
+    /// The ONNX value this node computes (after folding: the last folded node's), by which the
+    /// calibration report finds the float value in tract's execution.
+    #[serde(default)]
+    pub value: String,
 }
 
 /// A model as a list of nodes in topological order.

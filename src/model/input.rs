@@ -9,6 +9,18 @@ use crate::error::{read_file, Error, Result};
 /// Reads `input.json` and checks it against the model's input shapes. Returns one flat vector
 /// per model input. Nested arrays are flattened in row-major order.
 pub fn load_input(path: &Path, shapes: &[Vec<usize>]) -> Result<Vec<Vec<f32>>> {
+    let mut samples = read_samples(path, shapes, false)?;
+    Ok(samples.pop().expect("exactly one sample"))
+}
+
+/// Reads a file of calibration samples: `input.json`'s format where each input's list holds one
+/// or more samples one after the other (or nested one level deeper). Returns the samples, each
+/// as one flat vector per model input.
+pub fn load_samples(path: &Path, shapes: &[Vec<usize>]) -> Result<Vec<Vec<Vec<f32>>>> {
+    read_samples(path, shapes, true)
+}
+
+fn read_samples(path: &Path, shapes: &[Vec<usize>], many: bool) -> Result<Vec<Vec<Vec<f32>>>> {
     let bad = |reason: String| Error::BadInput { path: path.to_path_buf(), reason };
     let bytes = read_file(path)?;
     let json: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
@@ -25,23 +37,38 @@ pub fn load_input(path: &Path, shapes: &[Vec<usize>]) -> Result<Vec<Vec<f32>>> {
             items.len()
         )));
     }
-    items
-        .iter()
-        .zip(shapes)
-        .enumerate()
-        .map(|(i, (item, shape))| {
-            let mut flat = Vec::new();
-            flatten(item, &mut flat).map_err(|what| bad(format!("input {i}: {what}")))?;
-            let expected: usize = shape.iter().product();
-            if flat.len() != expected {
-                return Err(bad(format!(
-                    "input {i} has {} value(s) but the model expects {expected} (shape {shape:?})",
-                    flat.len()
-                )));
-            }
-            Ok(flat)
+    let mut count = None;
+    let mut per_input = Vec::new();
+    for (i, (item, shape)) in items.iter().zip(shapes).enumerate() {
+        let mut flat = Vec::new();
+        flatten(item, &mut flat).map_err(|what| bad(format!("input {i}: {what}")))?;
+        let expected: usize = shape.iter().product();
+        let n = flat.len() / expected.max(1);
+        if flat.is_empty() || flat.len() % expected.max(1) != 0 || (!many && n != 1) {
+            let what = if many { format!("a multiple of {expected}") } else { expected.to_string() };
+            return Err(bad(format!(
+                "input {i} has {} value(s) but the model expects {what} (shape {shape:?})",
+                flat.len()
+            )));
+        }
+        if *count.get_or_insert(n) != n {
+            return Err(bad(format!("input {i} holds {n} sample(s) but input 0 holds {}", count.unwrap_or(0))));
+        }
+        per_input.push(flat);
+    }
+    let count = count.unwrap_or(0);
+    Ok((0..count)
+        .map(|s| {
+            per_input
+                .iter()
+                .zip(shapes)
+                .map(|(flat, shape)| {
+                    let len: usize = shape.iter().product();
+                    flat[s * len..(s + 1) * len].to_vec()
+                })
+                .collect()
         })
-        .collect()
+        .collect())
 }
 
 fn flatten(value: &Value, out: &mut Vec<f32>) -> std::result::Result<(), String> {

@@ -10,7 +10,7 @@ pub mod reference;
 pub mod window;
 
 pub use graph::{Graph, Node, Op, Tensor};
-pub use input::load_input;
+pub use input::{load_input, load_samples};
 pub use onnx::import_onnx;
 pub use quantize::{QNode, QOp, QuantizedModel};
 pub use reference::run_float;

@@ -82,7 +82,7 @@ impl<'a> Importer<'a> {
 
     /// Appends a node named `name` whose output is the ONNX value `output`.
     fn push(&mut self, name: String, output: String, op: Op, inputs: Vec<usize>, shape: Vec<usize>) {
-        self.nodes.push(Node { name, op, inputs, shape });
+        self.nodes.push(Node { name, op, inputs, shape, value: output.clone() });
         self.values.insert(output, Value::Node(self.nodes.len() - 1));
     }
 
@@ -1054,6 +1054,7 @@ fn simplify(mut graph: Graph) -> Graph {
                 *bias = Some(constant);
             }
             graph.nodes[id].op = Op::Reshape;
+            graph.nodes[src].value = graph.nodes[id].value.clone();
         }
     }
     // A per-channel scale (a BatchNormalization) right after a convolution that nothing else
@@ -1075,6 +1076,7 @@ fn simplify(mut graph: Graph) -> Graph {
             *bias = Some(Tensor::new(vec![m], (0..m).map(|c| old[c] * scale[c] + shift[c]).collect()));
         }
         graph.nodes[id].op = Op::Reshape;
+        graph.nodes[src].value = graph.nodes[id].value.clone();
     }
     // Pass-through reshapes keep their shape; drop those whose shape equals their input's.
     let mut forward: Vec<usize> = (0..graph.nodes.len()).collect();

@@ -163,6 +163,9 @@ pub struct QNode {
     pub inputs: Vec<usize>,
     /// Output shape.
     pub shape: Vec<usize>,
+    /// The ONNX value it computes (see [`crate::model::graph::Node::value`]).
+    #[serde(default)]
+    pub value: String,
 }
 
 /// The quantized graph, ready to be laid out as a circuit.
@@ -308,7 +311,13 @@ impl QuantizedModel {
                     },
                     Op::Reshape => QOp::Reshape,
                 };
-                QNode { name: node.name.clone(), op, inputs: node.inputs.clone(), shape: node.shape.clone() }
+                QNode {
+                    name: node.name.clone(),
+                    op,
+                    inputs: node.inputs.clone(),
+                    shape: node.shape.clone(),
+                    value: node.value.clone(),
+                }
             })
             .collect();
         Ok(QuantizedModel {

@@ -1,22 +1,31 @@
 //! The float reference: tract runs the original ONNX model on the same input.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::error::{Error, Result};
 
-/// Runs the ONNX model at `path` in f32 with tract and returns each output, flattened.
-pub fn run_float(path: &Path, input_shapes: &[Vec<usize>], inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-    let fail = |e: TractError| Error::MalformedOnnx {
-        path: path.to_path_buf(),
-        reason: format!("tract cannot run it: {e:#}"),
-    };
-    let mut model = tract_onnx::onnx().model_for_path(path).map_err(fail)?;
+type Runnable = std::sync::Arc<TypedRunnableModel>;
+
+fn tract_failure(path: &Path) -> impl Fn(TractError) -> Error + '_ {
+    move |e| Error::MalformedOnnx { path: path.to_path_buf(), reason: format!("tract cannot run it: {e:#}") }
+}
+
+/// Optimises `model` for the given input shapes.
+fn runnable(path: &Path, mut model: InferenceModel, input_shapes: &[Vec<usize>]) -> Result<Runnable> {
+    let fail = tract_failure(path);
     for (i, shape) in input_shapes.iter().enumerate() {
-        model = model.with_input_fact(i, f32::fact(shape).into()).map_err(fail)?;
+        model = model.with_input_fact(i, f32::fact(shape).into()).map_err(&fail)?;
     }
-    let runnable = model.into_optimized().map_err(fail)?.into_runnable().map_err(fail)?;
+    model.into_optimized().map_err(&fail)?.into_runnable().map_err(&fail)
+}
+
+/// Runs `model` on one sample and returns every output, flattened.
+fn run_once(path: &Path, model: &Runnable, input_shapes: &[Vec<usize>], inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    let fail = tract_failure(path);
     let tensors: TVec<TValue> = input_shapes
         .iter()
         .zip(inputs)
@@ -26,12 +35,51 @@ pub fn run_float(path: &Path, input_shapes: &[Vec<usize>], inputs: &[Vec<f32>]) 
                 .map_err(|e| Error::UnsupportedModel(format!("input of shape {shape:?}: {e}")))
         })
         .collect::<Result<_>>()?;
-    let outputs = runnable.run(tensors).map_err(fail)?;
+    let outputs = model.run(tensors).map_err(&fail)?;
     outputs
         .iter()
         .map(|t| {
-            let t = t.cast_to::<f32>().map_err(fail)?;
-            Ok(t.to_plain_array_view::<f32>().map_err(fail)?.iter().copied().collect())
+            let t = t.cast_to::<f32>().map_err(&fail)?;
+            Ok(t.to_plain_array_view::<f32>().map_err(&fail)?.iter().copied().collect())
+        })
+        .collect()
+}
+
+/// Runs the ONNX model at `path` in f32 with tract and returns each output, flattened.
+pub fn run_float(path: &Path, input_shapes: &[Vec<usize>], inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    let model = tract_onnx::onnx().model_for_path(path).map_err(tract_failure(path))?;
+    run_once(path, &runnable(path, model, input_shapes)?, input_shapes, inputs)
+}
+
+/// Runs the ONNX model at `path` in f32 with tract on each sample and returns, per sample, the
+/// value of each ONNX value in `names` (flattened), or `None` for a name no node computes. The
+/// named values are made outputs of the graph so that tract keeps them.
+pub fn run_float_values(
+    path: &Path,
+    input_shapes: &[Vec<usize>],
+    samples: &[Vec<Vec<f32>>],
+    names: &[String],
+) -> Result<Vec<Vec<Option<Vec<f32>>>>> {
+    let onnx = tract_onnx::onnx();
+    let mut proto = onnx.proto_model_for_path(path).map_err(tract_failure(path))?;
+    let graph = proto
+        .graph
+        .as_mut()
+        .ok_or_else(|| Error::MalformedOnnx { path: path.to_path_buf(), reason: "the file holds no graph".into() })?;
+    let computed: HashSet<&str> = graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+    let mut outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let extra: Vec<String> =
+        names.iter().filter(|n| computed.contains(n.as_str()) && !outputs.contains(n)).cloned().collect();
+    graph.output.extend(extra.iter().map(|name| pb::ValueInfoProto { name: name.clone(), ..Default::default() }));
+    outputs.extend(extra);
+    let model = onnx.model_for_proto_model(&proto).map_err(tract_failure(path))?;
+    let model = runnable(path, model, input_shapes)?;
+    samples
+        .iter()
+        .map(|inputs| {
+            let values = run_once(path, &model, input_shapes, inputs)?;
+            let by_name: HashMap<&str, Vec<f32>> = outputs.iter().map(String::as_str).zip(values).collect();
+            Ok(names.iter().map(|n| by_name.get(n.as_str()).cloned()).collect())
         })
         .collect()
 }

@@ -1,0 +1,244 @@
+//! `calibrate`: chooses the fixed-point scales and the activation range from sample inputs, by
+//! running the quantized model (the circuit's exact integer arithmetic) against tract's float
+//! execution for every candidate, and reports the accuracy of the choice layer by layer.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifacts::file_digest;
+use crate::error::{read_file, write_json, Error, Result};
+use crate::model::input::load_samples;
+use crate::model::quantize::signed_bits;
+use crate::model::reference::run_float_values;
+use crate::model::{import_onnx, Graph, QOp, QuantizedModel};
+use crate::pipeline::{gen_settings_for, SettingsOptions};
+use crate::settings::{Settings, DEFAULT_ACTIVATION_BITS};
+
+/// What the calibration optimises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The smallest output error the candidate scales reach.
+    Accuracy,
+    /// The smallest circuit (narrowest range checks, smallest scales) whose output error is within
+    /// twice the best one, or within 1% of the largest output magnitude.
+    Resources,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Target::Accuracy => "accuracy",
+            Target::Resources => "resources",
+        })
+    }
+}
+
+/// Candidate scales (bits) for inputs/activations and weights.
+pub const CANDIDATE_SCALES: std::ops::RangeInclusive<u32> = 2..=12;
+
+/// Bits of headroom added above the widest activation the samples produce, so that inputs a
+/// little beyond the samples still fit. The range never goes below the default
+/// ([`DEFAULT_ACTIVATION_BITS`]), which costs little and leaves room for unseen inputs.
+pub const HEADROOM_BITS: u32 = 1;
+
+/// One candidate's measured accuracy and cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Input/activation scale.
+    pub input_scale: u32,
+    /// Weight scale.
+    pub param_scale: u32,
+    /// The range the samples need, with headroom.
+    pub activation_bits: u32,
+    /// Largest absolute output error over all samples.
+    pub max_abs_error: f64,
+    /// Mean absolute output error over all samples.
+    pub mean_abs_error: f64,
+}
+
+/// The error of one layer's dequantized output against tract's float value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerError {
+    /// The ONNX node.
+    pub node: String,
+    /// What the circuit computes there.
+    pub op: String,
+    /// The ONNX value compared.
+    pub value: String,
+    /// Largest absolute error over the samples; `None` where tract does not expose the value.
+    pub max_abs_error: Option<f64>,
+    /// Mean absolute error over the samples.
+    pub mean_abs_error: Option<f64>,
+}
+
+/// What `calibrate` chose and measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// The target.
+    pub target: Target,
+    /// Number of samples.
+    pub samples: usize,
+    /// The chosen candidate.
+    pub chosen: Candidate,
+    /// Every candidate that ran, for inspection.
+    pub candidates: Vec<Candidate>,
+    /// Per-layer errors of the chosen candidate.
+    pub layers: Vec<LayerError>,
+}
+
+/// `calibrate`: updates (or creates) `settings.json` with the scales and activation range chosen
+/// from `samples`, keeping the visibility and k of an existing settings file for the same model.
+/// Writes the full report beside it (`<settings>.calibration.json`).
+pub fn calibrate(
+    model: &Path,
+    samples_path: &Path,
+    settings_path: &Path,
+    target: Target,
+) -> Result<(Settings, Calibration)> {
+    let graph = import_onnx(model)?;
+    let digest = file_digest(&read_file(model)?);
+    let base = match Settings::load(settings_path) {
+        Ok(s) if s.model_digest == digest => s,
+        _ => gen_settings_for(&graph, &digest, &SettingsOptions::default()),
+    };
+    let samples = load_samples(samples_path, &base.input_shapes)?;
+    let names: Vec<String> = graph.nodes.iter().map(|n| n.value.clone()).collect();
+    let float = run_float_values(model, &base.input_shapes, &samples, &names)?;
+    let float_outputs: Vec<Vec<f32>> = float
+        .iter()
+        .map(|per_node| graph.outputs.iter().flat_map(|&o| per_node[o].clone().unwrap_or_default()).collect())
+        .collect();
+    let magnitude = float_outputs.iter().flatten().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
+
+    let mut candidates = Vec::new();
+    let mut last_error = None;
+    for input_scale in CANDIDATE_SCALES {
+        for param_scale in CANDIDATE_SCALES {
+            match evaluate(&graph, &base, input_scale, param_scale, &samples, &float_outputs) {
+                Ok(c) => candidates.push(c),
+                Err(e) => last_error = Some(e),
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Err(last_error.unwrap_or_else(|| Error::UnsupportedModel("no candidate scale could run".into())));
+    }
+    let best = candidates.iter().map(|c| c.max_abs_error).fold(f64::INFINITY, f64::min);
+    let cost = |c: &Candidate| (c.activation_bits, c.input_scale, c.param_scale);
+    let chosen = match target {
+        Target::Accuracy => {
+            candidates.iter().min_by(|a, b| a.max_abs_error.total_cmp(&b.max_abs_error).then(cost(a).cmp(&cost(b))))
+        }
+        Target::Resources => {
+            let tolerance = (2.0 * best).max(0.01 * magnitude);
+            candidates.iter().filter(|c| c.max_abs_error <= tolerance).min_by_key(|c| cost(c))
+        }
+    }
+    .expect("at least the best candidate qualifies")
+    .clone();
+
+    let settings = Settings {
+        input_scale: chosen.input_scale,
+        param_scale: chosen.param_scale,
+        activation_bits: chosen.activation_bits,
+        ..base
+    };
+    settings.validate().map_err(|reason| Error::artifact(settings_path, reason))?;
+    let quantized = QuantizedModel::quantize(&graph, &settings)?;
+    let layers = layer_errors(&quantized, &samples, &float)?;
+    let calibration = Calibration { target, samples: samples.len(), chosen, candidates, layers };
+    write_json(settings_path, &settings)?;
+    write_json(&report_path(settings_path), &calibration)?;
+    Ok((settings, calibration))
+}
+
+/// Where `calibrate` writes its report for a settings file.
+pub fn report_path(settings_path: &Path) -> std::path::PathBuf {
+    settings_path.with_extension("calibration.json")
+}
+
+/// Runs the model quantized at the given scales on every sample, with the widest range the
+/// circuit supports, and measures the range it needs and its output error.
+fn evaluate(
+    graph: &Graph,
+    base: &Settings,
+    input_scale: u32,
+    param_scale: u32,
+    samples: &[Vec<Vec<f32>>],
+    float_outputs: &[Vec<f32>],
+) -> Result<Candidate> {
+    let probe = Settings { input_scale, param_scale, activation_bits: 64, ..base.clone() };
+    let quantized = QuantizedModel::quantize(graph, &probe)?;
+    let mut bits = DEFAULT_ACTIVATION_BITS.max(input_scale + 1);
+    let (mut max_err, mut sum_err, mut count) = (0f64, 0f64, 0usize);
+    for (sample, expected) in samples.iter().zip(float_outputs) {
+        let values = quantized.execute(&quantized.quantize_inputs(sample))?;
+        bits = bits.max(values.iter().map(|v| signed_bits(v)).max().unwrap_or(0) + HEADROOM_BITS);
+        let outputs: Vec<f64> = quantized.outputs.iter().flat_map(|&o| quantized.dequantize(&values[o])).collect();
+        for (q, f) in outputs.iter().zip(expected) {
+            let err = (q - f64::from(*f)).abs();
+            max_err = max_err.max(err);
+            sum_err += err;
+            count += 1;
+        }
+    }
+    if bits > 64 {
+        return Err(Error::UnsupportedModel(format!(
+            "scales {input_scale}/{param_scale} need {bits}-bit activations, above the circuit's 64"
+        )));
+    }
+    Ok(Candidate {
+        input_scale,
+        param_scale,
+        activation_bits: bits,
+        max_abs_error: max_err,
+        mean_abs_error: sum_err / count.max(1) as f64,
+    })
+}
+
+/// Each computed layer's error against tract's float value of the same ONNX value.
+fn layer_errors(
+    quantized: &QuantizedModel,
+    samples: &[Vec<Vec<f32>>],
+    float: &[Vec<Option<Vec<f32>>>],
+) -> Result<Vec<LayerError>> {
+    let mut stats: Vec<Option<(f64, f64, usize)>> = vec![Some((0.0, 0.0, 0)); quantized.nodes.len()];
+    for (sample, per_node) in samples.iter().zip(float) {
+        let values = quantized.execute(&quantized.quantize_inputs(sample))?;
+        for (i, stat) in stats.iter_mut().enumerate() {
+            let reference = per_node[i].as_ref().filter(|f| f.len() == values[i].len());
+            match (stat.as_mut(), reference) {
+                (Some((max, sum, n)), Some(reference)) => {
+                    for (q, f) in quantized.dequantize(&values[i]).iter().zip(reference) {
+                        let err = (q - f64::from(*f)).abs();
+                        *max = max.max(err);
+                        *sum += err;
+                        *n += 1;
+                    }
+                }
+                _ => *stat = None,
+            }
+        }
+    }
+    Ok(quantized
+        .nodes
+        .iter()
+        .zip(stats)
+        .filter(|(node, _)| !matches!(node.op, QOp::Input { .. }))
+        .map(|(node, stat)| LayerError {
+            node: node.name.clone(),
+            op: op_name(&node.op),
+            value: node.value.clone(),
+            max_abs_error: stat.map(|s| s.0),
+            mean_abs_error: stat.map(|s| s.1 / s.2.max(1) as f64),
+        })
+        .collect())
+}
+
+/// The name of an operation's variant ("Dense", "Relu", ...).
+fn op_name(op: &QOp) -> String {
+    let debug = format!("{op:?}");
+    debug.split([' ', '{', '(']).next().unwrap_or_default().to_string()
+}

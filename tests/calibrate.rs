@@ -1,0 +1,98 @@
+//! `zkinfer calibrate`: scales chosen from samples, a per-layer report against tract, settings
+//! that keep their visibility, and a clear error for inputs beyond the calibrated range.
+
+mod common;
+
+use common::{example, fails, fixture, json, ok, work_with, write_json};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// `n` deterministic samples around the example input: each value scaled by a factor in [0.5, 1.5].
+fn samples_from(input: &Path, n: usize) -> Value {
+    let base: Vec<f64> = json(input)["input_data"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let mut all = Vec::new();
+    for s in 0..n {
+        for (i, v) in base.iter().enumerate() {
+            let factor = 0.5 + ((s * 31 + i * 17) % 101) as f64 / 100.0;
+            all.push(v * factor);
+        }
+    }
+    json!({ "input_data": [all] })
+}
+
+fn max_layer_error(report: &Value, op: &str) -> f64 {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["op"] == op)
+        .map(|l| l["max_abs_error"].as_f64().unwrap_or_else(|| panic!("no error for {l}")))
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn calibration_chooses_scales_from_samples_and_reports_every_layer() {
+    let cnn = example("cnn_small");
+    let work = work_with(&[(&cnn.join("network.onnx"), "network.onnx"), (&cnn.join("input.json"), "input.json")]);
+    let dir = work.path();
+    write_json(&dir.join("samples.json"), &samples_from(&dir.join("input.json"), 4));
+    // Settings made first keep their visibility through calibration.
+    ok(dir, &["gen-settings", "--input-visibility", "hashed"]);
+
+    let out = ok(dir, &["calibrate", "-D", "samples.json", "--target", "accuracy"]);
+    assert!(out.contains("Conv") && out.contains("Dense") && out.contains("max abs err"), "{out}");
+    let accurate = json(&dir.join("settings.json"));
+    let accurate_report = json(&dir.join("settings.calibration.json"));
+    assert_eq!(accurate["visibility"]["input"], "hashed");
+    assert_eq!(accurate_report["samples"], 4);
+    assert_eq!(accurate_report["candidates"].as_array().unwrap().len(), 121);
+    let accurate_error = accurate_report["chosen"]["max_abs_error"].as_f64().unwrap();
+    assert!(accurate_error < 0.02, "accuracy target error {accurate_error}");
+    // Every computed layer is compared with tract's value of the same ONNX output; the last
+    // layer's error is the model's output error.
+    assert!(max_layer_error(&accurate_report, "Conv") < 0.05);
+    assert!((max_layer_error(&accurate_report, "Dense") - accurate_error).abs() < 1e-9);
+
+    ok(dir, &["calibrate", "-D", "samples.json", "--target", "resources"]);
+    let cheap = json(&dir.join("settings.json"));
+    let cheap_report = json(&dir.join("settings.calibration.json"));
+    let cheap_error = cheap_report["chosen"]["max_abs_error"].as_f64().unwrap();
+    assert!(cheap_error >= accurate_error);
+    let bits = |s: &Value| s["activation_bits"].as_u64().unwrap();
+    let scale = |s: &Value| s["input_scale"].as_u64().unwrap();
+    assert!((bits(&cheap), scale(&cheap)) < (bits(&accurate), scale(&accurate)), "{cheap} vs {accurate}");
+
+    // The calibrated settings prove the samples' kind of input.
+    ok(dir, &["compile"]);
+    ok(dir, &["setup"]);
+    ok(dir, &["prove"]);
+    ok(dir, &["verify"]);
+
+    // An input far beyond the samples is refused before proving, naming the layer and the value.
+    let mut big = json(&dir.join("input.json"));
+    for v in big["input_data"][0].as_array_mut().unwrap() {
+        *v = json!(v.as_f64().unwrap() * 1e4 + 1e3);
+    }
+    write_json(&dir.join("big.json"), &big);
+    let error = fails(dir, &["prove", "-D", "big.json", "--proof", "big_proof.json"]);
+    assert!(error.contains("does not fit the circuit's range") && error.contains("at node '"), "{error}");
+    assert!(!dir.join("big_proof.json").exists());
+}
+
+#[test]
+fn calibration_handles_lookups_and_refuses_malformed_samples() {
+    let model = fixture("sigmoid_mlp.onnx");
+    let input = fixture("sigmoid_mlp.input.json");
+    let work = work_with(&[(&model, "network.onnx"), (&input, "input.json")]);
+    let dir = work.path();
+    write_json(&dir.join("samples.json"), &samples_from(&dir.join("input.json"), 3));
+    // Without settings.json, calibration starts from the defaults.
+    ok(dir, &["calibrate", "-D", "samples.json"]);
+    let report = json(&dir.join("settings.calibration.json"));
+    assert!(max_layer_error(&report, "Sigmoid") < 0.05, "{report}");
+    assert_eq!(json(&dir.join("settings.json"))["visibility"]["params"], "fixed");
+
+    write_json(&dir.join("odd.json"), &json!({ "input_data": [[0.5, 0.25, 0.125]] }));
+    let error = fails(dir, &["calibrate", "-D", "odd.json"]);
+    assert!(error.contains("a multiple of 8"), "{error}");
+}
