@@ -99,7 +99,10 @@ async def main():
 result = asyncio.run(main())
 if result is False:
     sys.exit(f"ezkl.{spec['fn']} returned False")
-print(json.dumps(result if isinstance(result, (bool, int, float, str, list, dict, type(None))) else str(result)))
+print(json.dumps(result if isinstance(result, (bool, int, float, str, list, dict, type(None))) else str(result)), flush=True)
+# Skip the interpreter's teardown: EZKL's EVM calls can crash in it after returning.
+import os
+os._exit(0)
 """
 
 
@@ -160,8 +163,9 @@ class Ezkl:
                   contract_type="verifier", optimizer_runs=1, private_key=None)
         address = open(os.path.join(self.work, "addr.txt")).read().strip()
         self.call("verify_evm", addr_verifier=address, proof_path="proof.json", rpc_url=chain.url, vka_path=None)
-        _, _, calldata = self.call("encode_evm_calldata", "proof.json", "calldata.bin", None)
-        gas = chain.transact(address, bytes(calldata))
+        self.call("encode_evm_calldata", "proof.json", "calldata.bin", None)
+        with open(os.path.join(self.work, "calldata.bin"), "rb") as f:
+            gas = chain.transact(address, f.read())
         return chain.code_size(address), gas
 
 
@@ -247,7 +251,14 @@ class Anvil:
 
     def transact(self, to, data):
         tx = self.rpc("eth_sendTransaction", {"from": self.account, "to": to, "data": "0x" + data.hex(), "gas": hex(30_000_000)})
-        receipt = self.rpc("eth_getTransactionReceipt", tx)
+        receipt = None
+        for _ in range(600):
+            receipt = self.rpc("eth_getTransactionReceipt", tx)
+            if receipt:
+                break
+            time.sleep(0.1)
+        if not receipt:
+            raise RuntimeError(f"no receipt for {tx}")
         if int(receipt["status"], 16) != 1:
             raise RuntimeError(f"the verifier at {to} reverted")
         return int(receipt["gasUsed"], 16)

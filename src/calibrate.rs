@@ -2,11 +2,13 @@
 //! running the quantized model (the circuit's exact integer arithmetic) against tract's float
 //! execution for every candidate, and reports the accuracy of the choice layer by layer.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::file_digest;
+use crate::circuit::layout::choose_shape;
 use crate::error::{read_file, write_json, Error, Result};
 use crate::model::input::load_samples;
 use crate::model::quantize::signed_bits;
@@ -21,8 +23,9 @@ use crate::settings::{Settings, DEFAULT_ACTIVATION_BITS};
 pub enum Target {
     /// The smallest output error the candidate scales reach.
     Accuracy,
-    /// The smallest circuit (narrowest range checks, smallest scales) whose output error is within
-    /// twice the best one, or within 1% of the largest output magnitude.
+    /// The smallest circuit (k, then advice cells, as `compile` lays it out) among the
+    /// candidates whose output error is within twice the best one or within 1% of the largest
+    /// output magnitude; the most accurate of those.
     Resources,
 }
 
@@ -52,6 +55,12 @@ pub struct Candidate {
     pub param_scale: u32,
     /// The range the samples need, with headroom.
     pub activation_bits: u32,
+    /// Comparisons the step functions (Sigmoid, Tanh) cost: thresholds times elements, which
+    /// grows as 2^input_scale.
+    pub step_comparisons: usize,
+    /// The circuit's k and advice cells at these scales, where the resources target laid it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<(u32, usize)>,
     /// Largest absolute output error over all samples.
     pub max_abs_error: f64,
     /// Mean absolute output error over all samples.
@@ -126,18 +135,17 @@ pub fn calibrate(
         return Err(last_error.unwrap_or_else(|| Error::UnsupportedModel("no candidate scale could run".into())));
     }
     let best = candidates.iter().map(|c| c.max_abs_error).fold(f64::INFINITY, f64::min);
-    let cost = |c: &Candidate| (c.activation_bits, c.input_scale, c.param_scale);
     let chosen = match target {
-        Target::Accuracy => {
-            candidates.iter().min_by(|a, b| a.max_abs_error.total_cmp(&b.max_abs_error).then(cost(a).cmp(&cost(b))))
-        }
+        Target::Accuracy => candidates
+            .iter()
+            .min_by(|a, b| a.max_abs_error.total_cmp(&b.max_abs_error).then(a.activation_bits.cmp(&b.activation_bits)))
+            .expect("at least one candidate")
+            .clone(),
         Target::Resources => {
             let tolerance = (2.0 * best).max(0.01 * magnitude);
-            candidates.iter().filter(|c| c.max_abs_error <= tolerance).min_by_key(|c| cost(c))
+            cheapest(&graph, &base, &mut candidates, tolerance)?
         }
-    }
-    .expect("at least the best candidate qualifies")
-    .clone();
+    };
 
     let settings = Settings {
         input_scale: chosen.input_scale,
@@ -189,13 +197,59 @@ fn evaluate(
             "scales {input_scale}/{param_scale} need {bits}-bit activations, above the circuit's 64"
         )));
     }
+    let step_comparisons = quantized
+        .nodes
+        .iter()
+        .map(|n| match &n.op {
+            QOp::Sigmoid { thresholds } | QOp::Tanh { thresholds } => {
+                thresholds.len() * n.shape.iter().product::<usize>()
+            }
+            _ => 0,
+        })
+        .sum();
     Ok(Candidate {
         input_scale,
         param_scale,
         activation_bits: bits,
+        step_comparisons,
+        circuit: None,
         max_abs_error: max_err,
         mean_abs_error: sum_err / count.max(1) as f64,
     })
+}
+
+/// The candidate within `tolerance` whose circuit is smallest (k, then advice cells), the most
+/// accurate among equals. Circuits are laid out once per distinct range, scale of the step
+/// functions and, for parameters that are not fixed, weight scale: what their size depends on.
+fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolerance: f64) -> Result<Candidate> {
+    let steps = graph.nodes.iter().any(|n| matches!(n.op, crate::model::Op::Sigmoid | crate::model::Op::Tanh));
+    let params_loaded = base.visibility.params != crate::settings::Visibility::Fixed;
+    let mut sizes: HashMap<(u32, u32, u32), (u32, usize)> = HashMap::new();
+    for c in candidates.iter_mut().filter(|c| c.max_abs_error <= tolerance) {
+        let key =
+            (c.activation_bits, if steps { c.input_scale } else { 0 }, if params_loaded { c.param_scale } else { 0 });
+        let size = match sizes.get(&key) {
+            Some(size) => *size,
+            None => {
+                let settings = Settings {
+                    input_scale: c.input_scale,
+                    param_scale: c.param_scale,
+                    activation_bits: c.activation_bits,
+                    ..base.clone()
+                };
+                let quantized = QuantizedModel::quantize(graph, &settings)?;
+                let shape = choose_shape(&quantized, base.k, base.max_advice_columns)?;
+                *sizes.entry(key).or_insert((shape.k, shape.advice_cells))
+            }
+        };
+        c.circuit = Some(size);
+    }
+    Ok(candidates
+        .iter()
+        .filter_map(|c| c.circuit.map(|size| (size, c)))
+        .min_by(|(sa, a), (sb, b)| sa.cmp(sb).then(a.max_abs_error.total_cmp(&b.max_abs_error)))
+        .map(|(_, c)| c.clone())
+        .expect("the most accurate candidate is within the tolerance"))
 }
 
 /// Each computed layer's error against tract's float value of the same ONNX value.

@@ -118,8 +118,8 @@ enum Command {
         /// The settings to update (created with the defaults when missing or for another model).
         #[arg(short = 'O', long, default_value = "settings.json")]
         settings: PathBuf,
-        /// `accuracy`: the smallest error; `resources`: the cheapest circuit whose error is within
-        /// twice the best or 1% of the largest output.
+        /// `accuracy`: the smallest error; `resources`: the smallest circuit (k, then cells) whose
+        /// error is within twice the best or 1% of the largest output, the most accurate of those.
         #[arg(long, value_enum, default_value_t = Target::Resources)]
         target: Target,
     },
