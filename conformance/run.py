@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Conformance of zkinfer against the PyTorch-exported models that the `onnx` package ships
 (onnx/backend/test/data/pytorch-converted and pytorch-operator): every model goes through
-gen-settings, compile, setup, prove and verify, and the dequantized outputs are compared with
-the suite's expected outputs.
+gen-settings, calibrate (on the suite's input), compile, setup, prove and verify, and the
+dequantized outputs are compared with the suite's expected outputs.
 
     python3 conformance/run.py [--filter TEXT] [--json FILE] [--zkinfer PATH]
 
@@ -85,7 +85,8 @@ def run_model(zkinfer, model_dir, work):
     (work / "input.json").write_text(json.dumps({"input_data": [np.asarray(x, dtype=np.float64).reshape(-1).tolist() for x in inputs]}))
     os.symlink(model_dir / "model.onnx", work / "network.onnx")
     start = time.time()
-    for stage in (["gen-settings"], ["compile"], ["setup"], ["prove"], ["verify"]):
+    # The suite's input is the calibration sample: scales and range fitted to it, as a user would.
+    for stage in (["gen-settings"], ["calibrate"], ["compile"], ["setup"], ["prove"], ["verify"]):
         p = subprocess.run([str(zkinfer), *stage], cwd=work, capture_output=True, text=True)
         if p.returncode != 0:
             message = error_line(p.stderr)

@@ -78,6 +78,13 @@ def cnn(name, input_shape, layers, seed):
             channels, kernel, attrs = layer[1], layer[2], dict(layer[3]) if len(layer) > 3 else {}
             group = attrs.get("group", 1)
             kernel = [kernel] * len(spatial(shape)) if isinstance(kernel, int) else kernel
+            # PyTorch writes every attribute out; some importers (EZKL) require them.
+            d = len(kernel)
+            attrs.setdefault("strides", [1] * d)
+            attrs.setdefault("dilations", [1] * d)
+            attrs.setdefault("group", 1)
+            if "auto_pad" not in attrs:
+                attrs.setdefault("pads", [0] * 2 * d)
             fan_in = shape[1] // group * int(np.prod(kernel))
             bound = 1.0 / np.sqrt(fan_in)
             w = rng.uniform(-bound, bound, size=[channels, shape[1] // group] + kernel).astype(np.float32)
@@ -97,6 +104,8 @@ def cnn(name, input_shape, layers, seed):
             kernel, attrs = layer[1], dict(layer[2]) if len(layer) > 2 else {}
             kernel = [kernel] * len(spatial(shape)) if isinstance(kernel, int) else kernel
             attrs.setdefault("strides", kernel)
+            if "auto_pad" not in attrs:
+                attrs.setdefault("pads", [0] * 2 * len(kernel))
             op = "AveragePool" if kind == "avgpool" else "MaxPool"
             nodes.append(helper.make_node(op, [current], [out], name=f"/pool{i}/{op}", kernel_shape=kernel, **attrs))
             shape = shape[:2] + conv_output(spatial(shape), kernel, attrs)
