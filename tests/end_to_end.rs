@@ -147,10 +147,11 @@ fn each_stage_runs_as_its_own_command() {
 fn an_srs_file_is_downsized_and_must_be_given_again_to_prove_and_verify() {
     let dir = mlp_small_workdir();
     let w = dir.path();
-    // A parameter file larger than the circuit needs (k = 13 for a k = 11 circuit).
-    ok(w, &["gen-srs", "--logrows", "13", "--srs-path", "params.srs"]);
+    // A parameter file larger than the circuit needs (k = 15 for a k = 13 circuit).
+    ok(w, &["gen-srs", "--logrows", "15", "--srs-path", "params.srs"]);
     ok(w, &["gen-settings"]);
-    ok(w, &["compile"]);
+    let compiled = ok(w, &["compile"]);
+    assert!(compiled.contains("k = 13, ") && compiled.contains("in 1 column(s)"), "{compiled}");
     let setup = ok(w, &["setup", "--srs", "params.srs"]);
     assert!(setup.contains("params.srs"), "{setup}");
     let e = fails(w, &["prove"]);
@@ -161,5 +162,5 @@ fn an_srs_file_is_downsized_and_must_be_given_again_to_prove_and_verify() {
     // A file too small for the circuit is refused.
     ok(w, &["gen-srs", "--logrows", "8", "--srs-path", "small.srs"]);
     let e = fails(w, &["setup", "--srs", "small.srs"]);
-    assert!(e.contains("needs k = 11"), "{e}");
+    assert!(e.contains("needs k = 13"), "{e}");
 }

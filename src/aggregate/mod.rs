@@ -20,7 +20,7 @@ use snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol;
 use snark_verifier_sdk::{Snark, SHPLONK};
 
 use crate::circuit::instances::InstanceSpan;
-use crate::circuit::layout::{BLINDING_ROWS, MAX_K};
+use crate::circuit::layout::{rows_k, BLINDING_ROWS, MAX_K};
 use crate::circuit::CircuitShape;
 use crate::error::{write_json, Error, Result};
 use crate::progress::timed;
@@ -227,8 +227,7 @@ fn keygen_circuit(
 
 /// The k whose rows hold `advice_cells` in `columns` advice columns.
 fn k_for(advice_cells: usize, columns: usize) -> u32 {
-    let rows_needed = advice_cells.div_ceil(columns) + BLINDING_ROWS;
-    (usize::BITS - (rows_needed - 1).leading_zeros()).clamp(MIN_AGGREGATION_K, MAX_K)
+    rows_k(advice_cells, columns).clamp(MIN_AGGREGATION_K, MAX_K)
 }
 
 /// Chooses k (the given one, or the smallest keeping the advice columns within the target) and
