@@ -139,6 +139,28 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// Every input of a variadic node (Concat, Sum, Max, Min).
+    fn all_inputs(&self, node: &pb::NodeProto) -> Result<Vec<Value>> {
+        (0..node.input.len()).map(|i| self.required_input(node, i)).collect()
+    }
+
+    /// The shape numpy broadcasting gives the inputs together; refuses shapes that do not broadcast.
+    fn broadcast_inputs(&self, node: &pb::NodeProto, inputs: &[Value]) -> Result<Vec<usize>> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|v| self.shape_of(v)).collect();
+        shapes
+            .iter()
+            .try_fold(Vec::new(), |acc, s| broadcast_shape(&acc, s))
+            .ok_or_else(|| self.unsupported(node, format!("shapes {shapes:?} do not broadcast")))
+    }
+
+    /// Axes in `[-rank, rank)` as positions.
+    fn axes(&self, node: &pb::NodeProto, axes: &[i64], rank: usize) -> Result<Vec<usize>> {
+        axes.iter()
+            .map(|&a| movement::axis(a, rank))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.unsupported(node, e))
+    }
+
     fn output_name(&self, node: &pb::NodeProto) -> Result<String> {
         node.output.first().cloned().ok_or_else(|| self.malformed(format!("node '{}' has no output", node_name(node))))
     }
@@ -558,8 +580,7 @@ impl<'a> Importer<'a> {
                 movement::transpose(&shape, attr(node, "perm").map(|a| a.ints.as_slice())).map_err(refuse)?,
             ),
             "Concat" => {
-                let inputs: Vec<Value> =
-                    (0..node.input.len()).map(|i| self.required_input(node, i)).collect::<Result<_>>()?;
+                let inputs = self.all_inputs(node)?;
                 let shapes: Vec<Vec<usize>> = inputs.iter().map(|v| self.shape_of(v)).collect();
                 let axis = attr_int(node, "axis").unwrap_or(0);
                 (inputs, movement::concat(&shapes, axis).map_err(refuse)?)
@@ -637,11 +658,7 @@ impl<'a> Importer<'a> {
         let new_shape = if node.op_type == "Squeeze" {
             let rank = shape.len();
             let axes: Vec<usize> = match axes {
-                Some(a) => a
-                    .iter()
-                    .map(|&x| movement::axis(x, rank))
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|e| self.unsupported(node, e))?,
+                Some(a) => self.axes(node, &a, rank)?,
                 None => (0..rank).filter(|&i| shape[i] == 1).collect(),
             };
             if axes.iter().any(|&a| shape[a] != 1) {
@@ -651,11 +668,7 @@ impl<'a> Importer<'a> {
         } else {
             let axes = axes.ok_or_else(|| self.malformed(format!("Unsqueeze '{}' has no axes", node_name(node))))?;
             let rank = shape.len() + axes.len();
-            let mut axes: Vec<usize> = axes
-                .iter()
-                .map(|&x| movement::axis(x, rank))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| self.unsupported(node, e))?;
+            let mut axes = self.axes(node, &axes, rank)?;
             axes.sort_unstable();
             let mut out = shape.clone();
             for a in axes {
@@ -669,27 +682,19 @@ impl<'a> Importer<'a> {
     /// Sub, Mul and Div: between computed tensors (Sub, Mul), or with a constant (Div only by
     /// one); constants fold.
     fn import_arithmetic(&mut self, node: &pb::NodeProto) -> Result<()> {
-        let a = self.required_input(node, 0)?;
-        let b = self.required_input(node, 1)?;
-        let (sa, sb) = (self.shape_of(&a), self.shape_of(&b));
-        let shape = broadcast_shape(&sa, &sb)
-            .ok_or_else(|| self.unsupported(node, format!("shapes {sa:?} and {sb:?} do not broadcast")))?;
+        let (a, b) = (self.required_input(node, 0)?, self.required_input(node, 1)?);
+        let shape = self.broadcast_inputs(node, &[a.clone(), b.clone()])?;
         let op = node.op_type.as_str();
         let map =
             |t: &Tensor, f: &dyn Fn(f32) -> f32| Tensor::new(t.shape.clone(), t.data.iter().map(|&v| f(v)).collect());
         match (a, b) {
             (Value::Const(x), Value::Const(y)) => {
-                let (ix, iy) = (broadcast_indices(&x.shape, &shape), broadcast_indices(&y.shape, &shape));
-                let data = ix
-                    .iter()
-                    .zip(&iy)
-                    .map(|(&i, &j)| match op {
-                        "Sub" => x.data[i] - y.data[j],
-                        "Mul" => x.data[i] * y.data[j],
-                        _ => x.data[i] / y.data[j],
-                    })
-                    .collect();
-                self.set_output(node, Value::Const(Tensor::new(shape, data)))
+                let folded = combine(&x, &y, shape, |u, v| match op {
+                    "Sub" => u - v,
+                    "Mul" => u * v,
+                    _ => u / v,
+                });
+                self.set_output(node, Value::Const(folded))
             }
             (Value::Node(x), Value::Node(y)) => match op {
                 "Sub" => self.add_node(node, Op::Sub, vec![x, y], shape),
@@ -711,7 +716,7 @@ impl<'a> Importer<'a> {
                         "neg",
                         Op::MulConst { constant: Tensor::new(vec![], vec![-1.0]) },
                         vec![x],
-                        sa,
+                        self.nodes[x].shape.clone(),
                     );
                     self.add_node(node, Op::AddConst { constant: c }, vec![negated], shape)
                 }
@@ -735,13 +740,8 @@ impl<'a> Importer<'a> {
     }
 
     fn import_sum(&mut self, node: &pb::NodeProto) -> Result<()> {
-        let inputs: Vec<Value> = (0..node.input.len()).map(|i| self.required_input(node, i)).collect::<Result<_>>()?;
-        let mut shape: Vec<usize> = Vec::new();
-        for v in &inputs {
-            let s = self.shape_of(v);
-            shape = broadcast_shape(&shape, &s)
-                .ok_or_else(|| self.unsupported(node, format!("shapes do not broadcast to {shape:?}")))?;
-        }
+        let inputs = self.all_inputs(node)?;
+        let shape = self.broadcast_inputs(node, &inputs)?;
         let mut constant: Option<Tensor> = None;
         let mut computed: Option<usize> = None;
         for (i, v) in inputs.into_iter().enumerate() {
@@ -751,8 +751,7 @@ impl<'a> Importer<'a> {
                         None => t,
                         Some(c) => {
                             let out = broadcast_shape(&c.shape, &t.shape).expect("checked");
-                            let (ic, it) = (broadcast_indices(&c.shape, &out), broadcast_indices(&t.shape, &out));
-                            Tensor::new(out, ic.iter().zip(&it).map(|(&a, &b)| c.data[a] + t.data[b]).collect())
+                            combine(&c, &t, out, |a, b| a + b)
                         }
                     })
                 }
@@ -787,13 +786,9 @@ impl<'a> Importer<'a> {
     }
 
     fn import_extremum(&mut self, node: &pb::NodeProto) -> Result<()> {
-        let inputs: Vec<Value> = (0..node.input.len()).map(|i| self.required_input(node, i)).collect::<Result<_>>()?;
+        let inputs = self.all_inputs(node)?;
         let min = node.op_type == "Min";
-        let mut shape: Vec<usize> = Vec::new();
-        for v in &inputs {
-            let s = self.shape_of(v);
-            shape = broadcast_shape(&shape, &s).ok_or_else(|| self.unsupported(node, "shapes do not broadcast"))?;
-        }
+        let shape = self.broadcast_inputs(node, &inputs)?;
         let (mut ids, mut constants) = (Vec::new(), Vec::new());
         for v in inputs {
             match v {
@@ -876,10 +871,7 @@ impl<'a> Importer<'a> {
             }
             (0..rank).collect()
         } else {
-            axes.iter()
-                .map(|&a| movement::axis(a, rank))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| self.unsupported(node, e))?
+            self.axes(node, &axes, rank)?
         };
         let out_full: Vec<usize> = (0..rank).map(|a| if axes.contains(&a) { 1 } else { shape[a] }).collect();
         let out_shape: Vec<usize> = if keepdims {
@@ -915,26 +907,25 @@ impl<'a> Importer<'a> {
     }
 
     fn import_add(&mut self, node: &pb::NodeProto) -> Result<()> {
-        let a = self.required_input(node, 0)?;
-        let b = self.required_input(node, 1)?;
-        let (sa, sb) = (self.shape_of(&a), self.shape_of(&b));
-        let shape = broadcast_shape(&sa, &sb)
-            .ok_or_else(|| self.unsupported(node, format!("shapes {sa:?} and {sb:?} do not broadcast")))?;
+        let (a, b) = (self.required_input(node, 0)?, self.required_input(node, 1)?);
+        let shape = self.broadcast_inputs(node, &[a.clone(), b.clone()])?;
         match (a, b) {
             (Value::Node(x), Value::Const(c)) | (Value::Const(c), Value::Node(x)) => {
                 self.add_node(node, Op::AddConst { constant: c }, vec![x], shape)
             }
             (Value::Node(x), Value::Node(y)) => self.add_node(node, Op::Add, vec![x, y], shape),
             (Value::Const(x), Value::Const(y)) => {
-                let (ix, iy) = (
-                    super::graph::broadcast_indices(&x.shape, &shape),
-                    super::graph::broadcast_indices(&y.shape, &shape),
-                );
-                let data = ix.iter().zip(&iy).map(|(&i, &j)| x.data[i] + y.data[j]).collect();
-                self.set_output(node, Value::Const(Tensor::new(shape, data)))
+                self.set_output(node, Value::Const(combine(&x, &y, shape, |u, v| u + v)))
             }
         }
     }
+}
+
+/// Folds an element-wise operation of two constants, broadcast to `shape`.
+fn combine(a: &Tensor, b: &Tensor, shape: Vec<usize>, f: impl Fn(f32, f32) -> f32) -> Tensor {
+    let (ia, ib) = (broadcast_indices(&a.shape, &shape), broadcast_indices(&b.shape, &shape));
+    let data = ia.iter().zip(&ib).map(|(&i, &j)| f(a.data[i], b.data[j])).collect();
+    Tensor::new(shape, data)
 }
 
 fn node_name(node: &pb::NodeProto) -> String {
