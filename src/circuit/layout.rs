@@ -14,7 +14,6 @@ use super::nonlinear::{layout_relu, layout_step};
 use super::pool::{layout_max, layout_mean};
 use super::shape::{layout_add, layout_add_const};
 use crate::error::{Error, Result};
-use crate::model::graph::broadcast_indices;
 use crate::model::quantize::{pool_windows, QSource};
 use crate::model::quantize::{QOp, QuantizedModel};
 use crate::settings::Visibility;
@@ -292,18 +291,11 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                     })
                     .collect()
             }
-            QOp::Extremum { min, constants } => {
-                let maps: Vec<Vec<usize>> =
-                    node.inputs.iter().map(|&i| broadcast_indices(&model.nodes[i].shape, &node.shape)).collect();
-                (0..node.shape.iter().product())
-                    .map(|o| {
-                        let mut operands: Vec<_> =
-                            node.inputs.iter().zip(&maps).map(|(&i, m)| cells[i][m[o]]).collect();
-                        operands.extend(constants.iter().map(|c| ctx.load_constant(fe(c[o] as i128))));
-                        layout_max(ctx, &range, &operands, bits, *min, None)
-                    })
-                    .collect()
-            }
+            QOp::Extremum { min, constants } => model
+                .extremum_operands(node, &cells, constants, |c| ctx.load_constant(fe(i128::from(c))))
+                .iter()
+                .map(|operands| layout_max(ctx, &range, operands, bits, *min, None))
+                .collect(),
             QOp::Reduce { groups, mean } => {
                 let (x, _) = arg(0);
                 groups

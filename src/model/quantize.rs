@@ -217,6 +217,17 @@ fn quantize_all(t: &Tensor, scale: u32) -> Vec<i64> {
     t.data.iter().map(|&x| quantize_value(x, scale)).collect()
 }
 
+/// Quantizes a constant at `scale` and broadcasts it to `shape`: one value per element.
+fn quantize_broadcast(t: &Tensor, scale: u32, shape: &[usize]) -> Vec<i64> {
+    let q = quantize_all(t, scale);
+    broadcast_indices(&t.shape, shape).into_iter().map(|i| q[i]).collect()
+}
+
+/// The number of `thresholds` (ascending) that `v` reaches: the level of a step function.
+pub fn steps_reached(thresholds: &[i64], v: i128) -> i128 {
+    thresholds.partition_point(|&t| t as i128 <= v) as i128
+}
+
 /// Rounds `v / 2^shift` to nearest, halves up: the rescale the circuit checks.
 pub fn rescale(v: i128, shift: u32) -> i128 {
     if shift == 0 {
@@ -238,10 +249,7 @@ impl QuantizedModel {
                     Op::Dense { weight, bias, transpose_input } => {
                         let out_len: usize = node.shape.iter().product();
                         let bias = match bias {
-                            Some(b) => {
-                                let q = quantize_all(b, is + ps);
-                                broadcast_indices(&b.shape, &node.shape).into_iter().map(|i| q[i]).collect()
-                            }
+                            Some(b) => quantize_broadcast(b, is + ps, &node.shape),
                             None => vec![0; out_len],
                         };
                         QOp::Dense {
@@ -270,13 +278,7 @@ impl QuantizedModel {
                     Op::MaxPool { window } => QOp::MaxPool { window: window.clone() },
                     Op::Add => QOp::Add,
                     Op::AddConst { constant } => {
-                        let q = quantize_all(constant, is);
-                        QOp::AddConst {
-                            constant: broadcast_indices(&constant.shape, &node.shape)
-                                .into_iter()
-                                .map(|i| q[i])
-                                .collect(),
-                        }
+                        QOp::AddConst { constant: quantize_broadcast(constant, is, &node.shape) }
                     }
                     Op::Relu => QOp::Relu,
                     Op::Sigmoid => QOp::Sigmoid { thresholds: sigmoid_thresholds(is) },
@@ -284,20 +286,11 @@ impl QuantizedModel {
                     Op::Sub => QOp::Sub,
                     Op::Mul => QOp::Mul { shift: is },
                     Op::MulConst { constant } => {
-                        let q = quantize_all(constant, ps);
-                        let factor =
-                            broadcast_indices(&constant.shape, &node.shape).into_iter().map(|i| q[i]).collect();
-                        QOp::MulConst { factor, shift: ps }
+                        QOp::MulConst { factor: quantize_broadcast(constant, ps, &node.shape), shift: ps }
                     }
                     Op::Extremum { min, constants } => QOp::Extremum {
                         min: *min,
-                        constants: constants
-                            .iter()
-                            .map(|c| {
-                                let q = quantize_all(c, is);
-                                broadcast_indices(&c.shape, &node.shape).into_iter().map(|i| q[i]).collect()
-                            })
-                            .collect(),
+                        constants: constants.iter().map(|c| quantize_broadcast(c, is, &node.shape)).collect(),
                     },
                     Op::Reduce { groups, mean } => QOp::Reduce { groups: groups.clone(), mean: *mean },
                     Op::Select { sources } => QOp::Select {
@@ -413,18 +406,23 @@ impl QuantizedModel {
         (broadcast_indices(sa, &node.shape), broadcast_indices(sb, &node.shape))
     }
 
-    /// For an Extremum node: the operands of every output element, computed ones first.
-    fn extremum_operands(&self, node: &QNode, values: &[Vec<i128>], constants: &[Vec<i64>]) -> Vec<Vec<i128>> {
+    /// For an Extremum node: the operands of every output element, computed ones first (from
+    /// `values`, every node's output: integers when executing, cells when laying out), then the
+    /// constants, each made an operand by `constant`.
+    pub fn extremum_operands<T: Copy>(
+        &self,
+        node: &QNode,
+        values: &[Vec<T>],
+        constants: &[Vec<i64>],
+        mut constant: impl FnMut(i64) -> T,
+    ) -> Vec<Vec<T>> {
         let maps: Vec<Vec<usize>> =
             node.inputs.iter().map(|&i| broadcast_indices(&self.nodes[i].shape, &node.shape)).collect();
         (0..node.shape.iter().product())
             .map(|o| {
-                node.inputs
-                    .iter()
-                    .zip(&maps)
-                    .map(|(&i, m)| values[i][m[o]])
-                    .chain(constants.iter().map(|c| c[o] as i128))
-                    .collect()
+                let mut operands: Vec<T> = node.inputs.iter().zip(&maps).map(|(&i, m)| values[i][m[o]]).collect();
+                operands.extend(constants.iter().map(|c| constant(c[o])));
+                operands
             })
             .collect()
     }
@@ -478,15 +476,10 @@ impl QuantizedModel {
                     ix.iter().zip(constant).map(|(&i, &c)| x[i] + c as i128).collect()
                 }
                 QOp::Relu => arg(0).iter().map(|&v| v.max(0)).collect(),
-                QOp::Sigmoid { thresholds } => {
-                    arg(0).iter().map(|&v| thresholds.iter().filter(|&&t| v >= t as i128).count() as i128).collect()
+                QOp::Sigmoid { thresholds } => arg(0).iter().map(|&v| steps_reached(thresholds, v)).collect(),
+                QOp::Tanh { thresholds } => {
+                    arg(0).iter().map(|&v| steps_reached(thresholds, v) - (1i128 << self.input_scale)).collect()
                 }
-                QOp::Tanh { thresholds } => arg(0)
-                    .iter()
-                    .map(|&v| {
-                        thresholds.iter().filter(|&&t| v >= t as i128).count() as i128 - (1i128 << self.input_scale)
-                    })
-                    .collect(),
                 QOp::Add | QOp::Sub | QOp::Mul { .. } => {
                     let (a, b) = (arg(0), arg(1));
                     let (ia, ib) = self.broadcast_pair(node);
@@ -503,7 +496,7 @@ impl QuantizedModel {
                     arg(0).iter().zip(factor).map(|(&x, &f)| rescale(x * f as i128, *shift)).collect()
                 }
                 QOp::Extremum { min, constants } => self
-                    .extremum_operands(node, &values, constants)
+                    .extremum_operands(node, &values, constants, i128::from)
                     .into_iter()
                     .map(|ops| if *min { ops.into_iter().min() } else { ops.into_iter().max() }.expect("operands"))
                     .collect(),
@@ -641,5 +634,16 @@ mod tests {
         assert_eq!(signed_bits(&[127, -128]), 8);
         assert_eq!(signed_bits(&[128]), 9);
         assert_eq!(signed_bits(&[-129]), 9);
+    }
+
+    #[test]
+    fn steps_reached_counts_every_threshold_at_or_below_the_value() {
+        for thresholds in [sigmoid_thresholds(6), tanh_thresholds(6), vec![-3, 0, 0, 5]] {
+            assert!(thresholds.windows(2).all(|w| w[0] <= w[1]), "ascending");
+            for v in -600i128..600 {
+                let count = thresholds.iter().filter(|&&t| v >= t as i128).count() as i128;
+                assert_eq!(steps_reached(&thresholds, v), count, "at {v}");
+            }
+        }
     }
 }
