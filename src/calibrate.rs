@@ -2,7 +2,7 @@
 //! running the quantized model (the circuit's exact integer arithmetic) against tract's float
 //! execution for every candidate, and reports the accuracy of the choice layer by layer.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,34 @@ pub struct Candidate {
     pub max_abs_error: f64,
     /// Mean absolute output error over all samples.
     pub mean_abs_error: f64,
+}
+
+/// Running absolute errors of dequantized values against float ones.
+#[derive(Clone, Copy, Debug, Default)]
+struct Errors {
+    max: f64,
+    sum: f64,
+    count: usize,
+}
+
+impl Errors {
+    fn add(&mut self, quantized: &[f64], float: &[f32]) {
+        for (q, f) in quantized.iter().zip(float) {
+            let err = (q - f64::from(*f)).abs();
+            self.max = self.max.max(err);
+            self.sum += err;
+            self.count += 1;
+        }
+    }
+
+    fn mean(&self) -> f64 {
+        self.sum / self.count.max(1) as f64
+    }
+}
+
+/// `base` with the scales and range of a candidate.
+fn with_scales(base: &Settings, input_scale: u32, param_scale: u32, activation_bits: u32) -> Settings {
+    Settings { input_scale, param_scale, activation_bits, ..base.clone() }
 }
 
 /// The error of one layer's dequantized output against tract's float value.
@@ -147,12 +175,7 @@ pub fn calibrate(
         }
     };
 
-    let settings = Settings {
-        input_scale: chosen.input_scale,
-        param_scale: chosen.param_scale,
-        activation_bits: chosen.activation_bits,
-        ..base
-    };
+    let settings = with_scales(&base, chosen.input_scale, chosen.param_scale, chosen.activation_bits);
     settings.validate().map_err(|reason| Error::artifact(settings_path, reason))?;
     let quantized = QuantizedModel::quantize(&graph, &settings)?;
     let layers = layer_errors(&quantized, &samples, &float)?;
@@ -177,20 +200,14 @@ fn evaluate(
     samples: &[Vec<Vec<f32>>],
     float_outputs: &[Vec<f32>],
 ) -> Result<Candidate> {
-    let probe = Settings { input_scale, param_scale, activation_bits: 64, ..base.clone() };
-    let quantized = QuantizedModel::quantize(graph, &probe)?;
+    let quantized = QuantizedModel::quantize(graph, &with_scales(base, input_scale, param_scale, 64))?;
     let mut bits = DEFAULT_ACTIVATION_BITS.max(input_scale + 1);
-    let (mut max_err, mut sum_err, mut count) = (0f64, 0f64, 0usize);
+    let mut errors = Errors::default();
     for (sample, expected) in samples.iter().zip(float_outputs) {
         let values = quantized.execute(&quantized.quantize_inputs(sample))?;
         bits = bits.max(values.iter().map(|v| signed_bits(v)).max().unwrap_or(0) + HEADROOM_BITS);
         let outputs: Vec<f64> = quantized.outputs.iter().flat_map(|&o| quantized.dequantize(&values[o])).collect();
-        for (q, f) in outputs.iter().zip(expected) {
-            let err = (q - f64::from(*f)).abs();
-            max_err = max_err.max(err);
-            sum_err += err;
-            count += 1;
-        }
+        errors.add(&outputs, expected);
     }
     if bits > 64 {
         return Err(Error::UnsupportedModel(format!(
@@ -213,8 +230,8 @@ fn evaluate(
         activation_bits: bits,
         step_comparisons,
         circuit: None,
-        max_abs_error: max_err,
-        mean_abs_error: sum_err / count.max(1) as f64,
+        max_abs_error: errors.max,
+        mean_abs_error: errors.mean(),
     })
 }
 
@@ -228,18 +245,13 @@ fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolera
     for c in candidates.iter_mut().filter(|c| c.max_abs_error <= tolerance) {
         let key =
             (c.activation_bits, if steps { c.input_scale } else { 0 }, if params_loaded { c.param_scale } else { 0 });
-        let size = match sizes.get(&key) {
-            Some(size) => *size,
-            None => {
-                let settings = Settings {
-                    input_scale: c.input_scale,
-                    param_scale: c.param_scale,
-                    activation_bits: c.activation_bits,
-                    ..base.clone()
-                };
+        let size = match sizes.entry(key) {
+            Entry::Occupied(known) => *known.get(),
+            Entry::Vacant(slot) => {
+                let settings = with_scales(base, c.input_scale, c.param_scale, c.activation_bits);
                 let quantized = QuantizedModel::quantize(graph, &settings)?;
                 let shape = choose_shape(&quantized, base.k, base.max_advice_columns)?;
-                *sizes.entry(key).or_insert((shape.k, shape.advice_cells))
+                *slot.insert((shape.k, shape.advice_cells))
             }
         };
         c.circuit = Some(size);
@@ -258,20 +270,13 @@ fn layer_errors(
     samples: &[Vec<Vec<f32>>],
     float: &[Vec<Option<Vec<f32>>>],
 ) -> Result<Vec<LayerError>> {
-    let mut stats: Vec<Option<(f64, f64, usize)>> = vec![Some((0.0, 0.0, 0)); quantized.nodes.len()];
+    // `None` for a layer whose float value tract does not expose (or exposes in another size).
+    let mut stats: Vec<Option<Errors>> = vec![Some(Errors::default()); quantized.nodes.len()];
     for (sample, per_node) in samples.iter().zip(float) {
         let values = quantized.execute(&quantized.quantize_inputs(sample))?;
         for (i, stat) in stats.iter_mut().enumerate() {
-            let reference = per_node[i].as_ref().filter(|f| f.len() == values[i].len());
-            match (stat.as_mut(), reference) {
-                (Some((max, sum, n)), Some(reference)) => {
-                    for (q, f) in quantized.dequantize(&values[i]).iter().zip(reference) {
-                        let err = (q - f64::from(*f)).abs();
-                        *max = max.max(err);
-                        *sum += err;
-                        *n += 1;
-                    }
-                }
+            match (stat.as_mut(), per_node[i].as_ref().filter(|f| f.len() == values[i].len())) {
+                (Some(errors), Some(reference)) => errors.add(&quantized.dequantize(&values[i]), reference),
                 _ => *stat = None,
             }
         }
@@ -285,8 +290,8 @@ fn layer_errors(
             node: node.name.clone(),
             op: op_name(&node.op),
             value: node.value.clone(),
-            max_abs_error: stat.map(|s| s.0),
-            mean_abs_error: stat.map(|s| s.1 / s.2.max(1) as f64),
+            max_abs_error: stat.map(|e| e.max),
+            mean_abs_error: stat.map(|e| e.mean()),
         })
         .collect())
 }
