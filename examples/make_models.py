@@ -194,6 +194,31 @@ def ops_mix(seed):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
 
 
+def neg_abs_tile(seed):
+    """Neg, Abs and Tile between two linear layers."""
+    rng = np.random.default_rng(seed)
+    w1, b1 = linear(rng, 6, 4)
+    w2, b2 = linear(rng, 8, 3)
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"),
+             numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(b2, "b2"),
+             numpy_helper.from_array(np.asarray([1, 2], dtype=np.int64), "repeats")]
+    n = lambda op, inputs, outputs, **kw: helper.make_node(op, inputs, outputs, name=f"/{outputs[0]}/{op}", **kw)
+    nodes = [
+        n("Gemm", ["input", "w1", "b1"], ["h"], transB=1),
+        n("Neg", ["h"], ["neg"]),
+        n("Abs", ["neg"], ["abs"]),
+        n("Tile", ["abs", "repeats"], ["tiled"]),
+        n("Gemm", ["tiled", "w2", "b2"], ["output"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "neg_abs_tile",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 6])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+
+
 def matmul_add(seed):
     """x @ W + b then Relu then a Reshape: the other way exporters write a linear layer."""
     rng = np.random.default_rng(seed)
@@ -312,6 +337,9 @@ def main():
     save(ops_mix(seed=17), FIXTURES, "ops_mix.onnx")
     with open(os.path.join(FIXTURES, "ops_mix.input.json"), "w") as f:
         json.dump({"input_data": [np.random.default_rng(18).uniform(-1, 1, size=32).round(6).tolist()]}, f)
+    save(neg_abs_tile(seed=19), FIXTURES, "neg_abs_tile.onnx")
+    with open(os.path.join(FIXTURES, "neg_abs_tile.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(20).uniform(-1, 1, size=6).round(6).tolist()]}, f)
 
     # A "proprietary" scoring model: 12 private features -> 24 -> 12 -> 3 class scores.
     private = os.path.join(HERE, "private_model")

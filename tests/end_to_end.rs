@@ -97,6 +97,11 @@ fn arithmetic_comparisons_reductions_and_data_movement_prove_and_verify() {
 }
 
 #[test]
+fn neg_abs_and_tile_prove_and_verify() {
+    check_example(&fixture("neg_abs_tile.onnx"), &fixture("neg_abs_tile.input.json"), 0.03);
+}
+
+#[test]
 fn small_cnn_proves_and_verifies() {
     check_example(&example("cnn_small").join("network.onnx"), &example("cnn_small").join("input.json"), 0.03);
 }

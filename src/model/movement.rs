@@ -1,4 +1,4 @@
-//! Data movement (Transpose, Slice, Concat, Gather with constant indices, Pad, Split, Expand):
+//! Data movement (Transpose, Slice, Concat, Gather with constant indices, Pad, Split, Expand, Tile):
 //! every output element is a copy of one input element or a constant. Constant inputs fold at
 //! import; otherwise the circuit only wires cells, which costs no constraint.
 
@@ -230,6 +230,20 @@ pub fn expand(shape: &[usize], target: &[usize]) -> Result<Moved, String> {
     Ok((out_shape, sources))
 }
 
+/// Tile: `repeats[a]` copies of the input along every axis `a`.
+pub fn tile(shape: &[usize], repeats: &[i64]) -> Result<Moved, String> {
+    if repeats.len() != shape.len() || repeats.iter().any(|&r| r < 0) {
+        return Err(format!("repeats {repeats:?} do not match a tensor of rank {}", shape.len()));
+    }
+    let out_shape: Vec<usize> = shape.iter().zip(repeats).map(|(&d, &r)| d * r as usize).collect();
+    let st = strides(shape);
+    let sources = build(&out_shape, |c| Source::Input {
+        input: 0,
+        index: c.iter().zip(shape).zip(&st).map(|((&c, &d), &s)| (c % d) * s).sum(),
+    });
+    Ok((out_shape, sources))
+}
+
 /// Split along `axis` into pieces of `sizes`.
 pub fn split(shape: &[usize], axis_: i64, sizes: &[usize]) -> Result<Vec<Moved>, String> {
     let a = axis(axis_, shape.len())?;
@@ -301,6 +315,11 @@ mod tests {
         let parts = split(&[2, 3], 1, &[1, 2]).unwrap();
         assert_eq!(values(&parts[1], &[&x]), vec![1., 2., 4., 5.]);
         assert_eq!(values(&expand(&[3], &[2, 1]).unwrap(), &[&[7., 8., 9.]]), vec![7., 8., 9., 7., 8., 9.]);
+        let t = tile(&[2, 3], &[2, 1]).unwrap();
+        assert_eq!(t.0, vec![4, 3]);
+        assert_eq!(values(&t, &[&x]), vec![0., 1., 2., 3., 4., 5., 0., 1., 2., 3., 4., 5.]);
+        assert_eq!(values(&tile(&[2, 1], &[1, 3]).unwrap(), &[&[7., 8.]]), vec![7., 7., 7., 8., 8., 8.]);
+        assert!(tile(&[2, 3], &[2]).is_err());
         assert!(gather(&[2, 3], 1, &[3], &[1]).is_err());
         assert!(transpose(&[2, 3], Some(&[0, 0])).is_err());
     }

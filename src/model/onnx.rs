@@ -17,7 +17,7 @@ pub const SUPPORTED_OPS: &str =
      BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool, Add, Sub, Mul, Div (by a \
      constant), Sum, Max, Min, Clip, Relu, LeakyRelu, PRelu, Sigmoid, Tanh, ReduceSum, ReduceMean, Transpose, \
      Concat, Slice, Gather (constant indices), Pad (constant, reflect, edge), Split, Expand, Squeeze, Unsqueeze, Flatten, \
-     Reshape, Identity, Dropout, Constant, and Shape, ConstantOfShape and Cast on constants";
+     Reshape, Tile, Neg, Abs, Identity, Dropout, Constant, and Shape, ConstantOfShape and Cast on constants";
 
 /// A value flowing between ONNX nodes: a constant we fold, or the output of one of our nodes.
 #[derive(Clone, Debug)]
@@ -233,7 +233,10 @@ impl<'a> Importer<'a> {
             "LeakyRelu" | "PRelu" => self.import_leaky(node),
             "Tanh" => self.import_activation(node, Op::Tanh, f32::tanh),
             "ReduceSum" | "ReduceMean" => self.import_reduce(node),
-            "Transpose" | "Concat" | "Slice" | "Gather" | "Pad" | "Split" | "Expand" => self.import_movement(node),
+            "Transpose" | "Concat" | "Slice" | "Gather" | "Pad" | "Split" | "Expand" | "Tile" => {
+                self.import_movement(node)
+            }
+            "Neg" | "Abs" => self.import_neg_abs(node),
             "Squeeze" | "Unsqueeze" => self.import_squeeze(node),
             "Shape" => {
                 let shape = self.shape_of(&self.required_input(node, 0)?);
@@ -621,6 +624,10 @@ impl<'a> Importer<'a> {
                 };
                 (vec![data], movement::pad(&shape, &pads, mode).map_err(refuse)?)
             }
+            "Tile" => {
+                let repeats = self.const_ints(node, 1)?;
+                (vec![data], movement::tile(&shape, &repeats).map_err(refuse)?)
+            }
             "Expand" => {
                 let target: Vec<usize> = self.const_ints(node, 1)?.iter().map(|&d| d.max(0) as usize).collect();
                 (vec![data], movement::expand(&shape, &target).map_err(refuse)?)
@@ -711,13 +718,8 @@ impl<'a> Importer<'a> {
                 "Mul" => self.add_node(node, Op::MulConst { constant: c }, vec![x], shape),
                 "Sub" => {
                     // c - x = (-1) · x + c
-                    let negated = self.intermediate(
-                        node,
-                        "neg",
-                        Op::MulConst { constant: Tensor::new(vec![], vec![-1.0]) },
-                        vec![x],
-                        self.nodes[x].shape.clone(),
-                    );
+                    let minus_one = Op::MulConst { constant: Tensor::new(vec![], vec![-1.0]) };
+                    let negated = self.intermediate(node, "neg", minus_one, vec![x], self.nodes[x].shape.clone());
                     self.add_node(node, Op::AddConst { constant: c }, vec![negated], shape)
                 }
                 _ => Err(self.unsupported(node, "division by a computed value")),
@@ -832,6 +834,25 @@ impl<'a> Importer<'a> {
             Some(hi) => self.add_node(node, Op::Extremum { min: true, constants: vec![hi] }, vec![after_lo], shape),
             None => self.add_node(node, Op::Reshape, vec![x], shape),
         }
+    }
+
+    /// Neg is `(-1) · x`; Abs is `max(x, -x)`.
+    fn import_neg_abs(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let abs = node.op_type == "Abs";
+        let x = match self.required_input(node, 0)? {
+            Value::Const(mut t) => {
+                t.data.iter_mut().for_each(|v| *v = if abs { v.abs() } else { -*v });
+                return self.set_output(node, Value::Const(t));
+            }
+            Value::Node(x) => x,
+        };
+        let shape = self.nodes[x].shape.clone();
+        let minus_one = Op::MulConst { constant: Tensor::new(vec![], vec![-1.0]) };
+        if !abs {
+            return self.add_node(node, minus_one, vec![x], shape);
+        }
+        let negated = self.intermediate(node, "neg", minus_one, vec![x], shape.clone());
+        self.add_node(node, Op::Extremum { min: false, constants: Vec::new() }, vec![x, negated], shape)
     }
 
     /// LeakyRelu and PRelu: `max(x, 0) + slope · min(x, 0)`, for any slope.
