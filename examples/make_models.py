@@ -194,6 +194,22 @@ def ops_mix(seed):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
 
 
+def node(op, inputs, outputs, **attrs):
+    """A node named as PyTorch names them: /<output>/<op>."""
+    return helper.make_node(op, inputs, outputs, name=f"/{outputs[0]}/{op}", **attrs)
+
+
+def vector_model(name, nodes, inits, inputs, outputs):
+    """A model from a [1, inputs] tensor named input to a [1, outputs] tensor named output."""
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, inputs])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, outputs])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+
+
 def neg_abs_tile(seed):
     """Neg, Abs and Tile between two linear layers."""
     rng = np.random.default_rng(seed)
@@ -202,7 +218,7 @@ def neg_abs_tile(seed):
     inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"),
              numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(b2, "b2"),
              numpy_helper.from_array(np.asarray([1, 2], dtype=np.int64), "repeats")]
-    n = lambda op, inputs, outputs, **kw: helper.make_node(op, inputs, outputs, name=f"/{outputs[0]}/{op}", **kw)
+    n = node
     nodes = [
         n("Gemm", ["input", "w1", "b1"], ["h"], transB=1),
         n("Neg", ["h"], ["neg"]),
@@ -210,13 +226,41 @@ def neg_abs_tile(seed):
         n("Tile", ["abs", "repeats"], ["tiled"]),
         n("Gemm", ["tiled", "w2", "b2"], ["output"], transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "neg_abs_tile",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 6])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+    return vector_model("neg_abs_tile", nodes, inits, 6, 3)
+
+
+def lookup_ops(seed):
+    """The functions proven by table lookup, side by side between two linear layers."""
+    rng = np.random.default_rng(seed)
+    w1, b1 = linear(rng, 6, 6)
+    w2, b2 = linear(rng, 60, 4)
+    inits = [numpy_helper.from_array(w1 * 3, "w1"), numpy_helper.from_array(b1, "b1"),
+             numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(b2, "b2"),
+             numpy_helper.from_array(np.float32(3.0), "three"), numpy_helper.from_array(np.float32(0.5), "half"),
+             numpy_helper.from_array(np.float32(0.7071068), "inv_sqrt2"), numpy_helper.from_array(np.float32(1.0), "one")]
+    n = node
+    nodes = [
+        n("Gemm", ["input", "w1", "b1"], ["h"], transB=1),
+        n("Exp", ["h"], ["exp"]),
+        n("Softplus", ["h"], ["softplus"]),
+        n("Softsign", ["h"], ["softsign"]),
+        n("Elu", ["h"], ["elu"], alpha=0.8),
+        n("Selu", ["h"], ["selu"]),
+        n("Pow", ["h", "three"], ["cube"]),
+        n("Abs", ["h"], ["abs"]),
+        n("Sqrt", ["abs"], ["sqrt"]),
+        n("Add", ["sqrt", "half"], ["shifted"]),
+        n("Log", ["shifted"], ["log"]),
+        # GELU as PyTorch exports it before opset 20: x · (1 + erf(x / √2)) / 2.
+        n("Mul", ["h", "inv_sqrt2"], ["scaled"]),
+        n("Erf", ["scaled"], ["erf"]),
+        n("Add", ["erf", "one"], ["erf1"]),
+        n("Mul", ["h", "erf1"], ["gelu2"]),
+        n("Mul", ["gelu2", "half"], ["gelu"]),
+        n("Concat", ["exp", "softplus", "softsign", "elu", "selu", "cube", "sqrt", "log", "erf", "gelu"], ["cat"], axis=1),
+        n("Gemm", ["cat", "w2", "b2"], ["output"], transB=1),
+    ]
+    return vector_model("lookup_ops", nodes, inits, 6, 4)
 
 
 def matmul_add(seed):
@@ -333,13 +377,16 @@ def main():
     save(mlp("tanh_mlp", [8, 8, 2], [1, 8], seed=6, activation="Tanh"), FIXTURES, "tanh_mlp.onnx")
     with open(os.path.join(FIXTURES, "tanh_mlp.input.json"), "w") as f:
         json.dump({"input_data": [np.random.default_rng(16).uniform(-1, 1, size=8).round(6).tolist()]}, f)
-    save(mlp("softsign_mlp", [8, 8, 2], [1, 8], seed=6, activation="Softsign"), FIXTURES, "softsign_mlp.onnx")
+    save(mlp("hardmax_mlp", [8, 8, 2], [1, 8], seed=6, activation="Hardmax"), FIXTURES, "hardmax_mlp.onnx")
     save(ops_mix(seed=17), FIXTURES, "ops_mix.onnx")
     with open(os.path.join(FIXTURES, "ops_mix.input.json"), "w") as f:
         json.dump({"input_data": [np.random.default_rng(18).uniform(-1, 1, size=32).round(6).tolist()]}, f)
     save(neg_abs_tile(seed=19), FIXTURES, "neg_abs_tile.onnx")
     with open(os.path.join(FIXTURES, "neg_abs_tile.input.json"), "w") as f:
         json.dump({"input_data": [np.random.default_rng(20).uniform(-1, 1, size=6).round(6).tolist()]}, f)
+    save(lookup_ops(seed=21), FIXTURES, "lookup_ops.onnx")
+    with open(os.path.join(FIXTURES, "lookup_ops.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(22).uniform(-1, 1, size=6).round(6).tolist()]}, f)
 
     # A "proprietary" scoring model: 12 private features -> 24 -> 12 -> 3 class scores.
     private = os.path.join(HERE, "private_model")

@@ -141,6 +141,7 @@ pub fn calibrate(
         _ => gen_settings_for(&graph, &digest, &SettingsOptions::default()),
     };
     let samples = load_samples(samples_path, &base.input_shapes)?;
+    let base = Settings { lookup_range: lookup_range(&graph, &base, &samples)?.or(base.lookup_range), ..base };
     let names: Vec<String> = graph.nodes.iter().map(|n| n.value.clone()).collect();
     let float = run_float_values(model, &base.input_shapes, &samples, &names)?;
     let float_outputs: Vec<Vec<f32>> = float
@@ -188,6 +189,31 @@ pub fn calibrate(
 /// Where `calibrate` writes its report for a settings file.
 pub fn report_path(settings_path: &Path) -> std::path::PathBuf {
     settings_path.with_extension("calibration.json")
+}
+
+/// Scale (bits) at which the samples' lookup inputs are measured.
+const RANGE_SCALE: u32 = 12;
+
+/// The float inputs the lookup tables must cover, from the samples: the span of every lookup
+/// function's inputs, widened on each side by half the span (at least 0.5), as for inputs a
+/// little beyond the samples. `None` when the model has no lookup.
+fn lookup_range(graph: &Graph, base: &Settings, samples: &[Vec<Vec<f32>>]) -> Result<Option<[f64; 2]>> {
+    let settings = Settings { lookup_range: None, ..with_scales(base, RANGE_SCALE, RANGE_SCALE, 64) };
+    let quantized = QuantizedModel::quantize(graph, &settings)?;
+    let inputs: Vec<usize> =
+        quantized.nodes.iter().filter(|n| matches!(n.op, QOp::Lookup { .. })).map(|n| n.inputs[0]).collect();
+    if inputs.is_empty() {
+        return Ok(None);
+    }
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for sample in samples {
+        let values = quantized.execute(&quantized.quantize_inputs(sample))?;
+        for v in inputs.iter().flat_map(|&i| quantized.dequantize(&values[i])) {
+            (lo, hi) = (lo.min(v), hi.max(v));
+        }
+    }
+    let margin = ((hi - lo) / 2.0).max(0.5);
+    Ok(Some([lo - margin, hi + margin]))
 }
 
 /// Runs the model quantized at the given scales on every sample, with the widest range the
@@ -239,7 +265,11 @@ fn evaluate(
 /// accurate among equals. Circuits are laid out once per distinct range, scale of the step
 /// functions and, for parameters that are not fixed, weight scale: what their size depends on.
 fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolerance: f64) -> Result<Candidate> {
-    let steps = graph.nodes.iter().any(|n| matches!(n.op, crate::model::Op::Sigmoid | crate::model::Op::Tanh));
+    // Step functions and lookup tables grow with the input scale.
+    let steps = graph
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op, crate::model::Op::Sigmoid | crate::model::Op::Tanh | crate::model::Op::Lookup { .. }));
     let params_loaded = base.visibility.params != crate::settings::Visibility::Fixed;
     let mut sizes: HashMap<(u32, u32, u32), (u32, usize)> = HashMap::new();
     for c in candidates.iter_mut().filter(|c| c.max_abs_error <= tolerance) {
@@ -298,6 +328,9 @@ fn layer_errors(
 
 /// The name of an operation's variant ("Dense", "Relu", ...).
 fn op_name(op: &QOp) -> String {
+    if let QOp::Lookup { func, .. } = op {
+        return func.name().into();
+    }
     let debug = format!("{op:?}");
     debug.split([' ', '{', '(']).next().unwrap_or_default().to_string()
 }

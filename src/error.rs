@@ -58,6 +58,20 @@ pub enum Error {
         /// 2^(bits-1).
         bound: i128,
     },
+    /// An input of a table-lookup function lies outside the table.
+    #[error("node '{node}' ({op}): input {value} is outside its lookup table, which covers [{low}, {high}]; run `zkinfer calibrate` with samples that include such inputs, or widen lookup_range in settings.json, then compile and setup again")]
+    LookupRange {
+        /// The node.
+        node: String,
+        /// Its function.
+        op: String,
+        /// The input, dequantized.
+        value: f64,
+        /// The table's smallest input, dequantized.
+        low: f64,
+        /// The table's largest input, dequantized.
+        high: f64,
+    },
     /// A settings, compiled-model, key or proof file is not what we expected.
     #[error("{path}: {reason}")]
     BadArtifact {

@@ -34,6 +34,10 @@ struct SettingsArgs {
     /// Signed width (bits) activations are range-checked to.
     #[arg(long)]
     activation_bits: Option<u32>,
+    /// Float inputs the lookup tables (Exp, Erf, ...) cover, as LOW,HIGH (default: every
+    /// activation; `calibrate` narrows it from samples).
+    #[arg(long, value_name = "LOW,HIGH", allow_hyphen_values = true, value_parser = parse_range)]
+    lookup_range: Option<[f64; 2]>,
     /// log2 of the circuit rows (default: the smallest that fits).
     #[arg(long)]
     logrows: Option<u32>,
@@ -48,12 +52,23 @@ struct SettingsArgs {
     output_visibility: Option<Visibility>,
 }
 
+/// Parses `LOW,HIGH` (two numbers, low first).
+fn parse_range(text: &str) -> std::result::Result<[f64; 2], String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let numbers: Vec<f64> = parts.iter().filter_map(|p| p.parse().ok()).collect();
+    match numbers[..] {
+        [lo, hi] if parts.len() == 2 && lo <= hi => Ok([lo, hi]),
+        _ => Err(format!("expected LOW,HIGH with LOW <= HIGH, e.g. -8,8 (got '{text}')")),
+    }
+}
+
 impl From<SettingsArgs> for SettingsOptions {
     fn from(a: SettingsArgs) -> Self {
         SettingsOptions {
             input_scale: a.input_scale,
             param_scale: a.param_scale,
             activation_bits: a.activation_bits,
+            lookup_range: a.lookup_range,
             k: a.logrows,
             input_visibility: a.input_visibility,
             param_visibility: a.param_visibility,

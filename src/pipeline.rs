@@ -29,6 +29,8 @@ pub struct SettingsOptions {
     pub param_scale: Option<u32>,
     /// Range of activations (signed bits).
     pub activation_bits: Option<u32>,
+    /// Float inputs the lookup tables cover.
+    pub lookup_range: Option<[f64; 2]>,
     /// Fixed k.
     pub k: Option<u32>,
     /// Visibility of the input.
@@ -64,6 +66,7 @@ pub fn gen_settings_for(graph: &crate::model::Graph, model_digest: &str, options
         },
         k: options.k,
         max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
+        lookup_range: options.lookup_range,
         input_shapes: graph.input_shapes(),
         output_shapes: graph.output_shapes(),
     }
@@ -133,17 +136,17 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
     let srs = load_srs(k, srs_file)?;
     warn_if_insecure(&srs.info);
     let laid = build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
-    let same =
-        serde_json::to_value(&laid.builder.config_params).ok() == serde_json::to_value(&compiled.shape.config).ok();
+    let same = serde_json::to_value(halo2_base::halo2_proofs::plonk::Circuit::params(&laid.circuit)).ok()
+        == serde_json::to_value(compiled.shape.params()).ok();
     if !same {
         return Err(Error::artifact(
             compiled_path,
             "the circuit laid out differently than at compile time; run `zkinfer compile` again",
         ));
     }
-    let (keys, seconds) = timed(&format!("generating keys (k = {k})"), || prove::keygen(&srs.params, &laid.builder));
+    let (keys, seconds) = timed(&format!("generating keys (k = {k})"), || prove::keygen(&srs.params, &laid.circuit));
     let (vk, pk) = keys?;
-    let break_points = laid.builder.break_points();
+    let break_points = laid.circuit.base.break_points();
     let header = |kind: &str| KeyHeader {
         kind: kind.into(),
         format_version: KEY_FORMAT_VERSION,
@@ -217,7 +220,7 @@ pub fn prove(
             });
         }
         let (instances, layout) = (laid.instances.clone(), laid.layout.clone());
-        let proof = prove::snark::prove(&srs.params, &pk, laid.builder, &instances, transcript)?;
+        let proof = prove::snark::prove(&srs.params, &pk, laid.circuit, &instances, transcript)?;
         Ok((proof, instances, layout))
     });
     let (proof, instances, layout) = proved?;

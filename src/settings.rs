@@ -67,6 +67,12 @@ pub struct Settings {
     pub k: Option<u32>,
     /// Most advice columns the automatic choice of k allows before it grows k.
     pub max_advice_columns: usize,
+    /// Float inputs the lookup tables (Exp, Erf, Softplus, ...) cover, `[low, high]`; `null`
+    /// covers every activation, which can take large tables. `calibrate` sets it from samples.
+    /// Where a function is constant beyond the range, inputs there are clamped; elsewhere an
+    /// input outside it is refused at proving time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_range: Option<[f64; 2]>,
     /// Shapes of the model inputs (batch dimension fixed to 1).
     pub input_shapes: Vec<Vec<usize>>,
     /// Shapes of the model outputs.
@@ -102,6 +108,11 @@ impl Settings {
         if let Some(k) = self.k {
             if !(8..=26).contains(&k) {
                 return Err(format!("k must be between 8 and 26 (got {k})"));
+            }
+        }
+        if let Some([lo, hi]) = self.lookup_range {
+            if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                return Err(format!("lookup_range must be two finite numbers, low first (got [{lo}, {hi}])"));
             }
         }
         if self.max_advice_columns == 0 {

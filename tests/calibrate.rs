@@ -30,6 +30,23 @@ fn max_layer_error(report: &Value, op: &str) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Compiles, sets up, proves and verifies `input.json` in `dir` with its settings, then tries to
+/// prove the input with every value mapped by `enlarge`: returns the error, after checking that
+/// no proof was written.
+fn proves_then_refuses(dir: &Path, enlarge: impl Fn(f64) -> f64) -> String {
+    for step in ["compile", "setup", "prove", "verify"] {
+        ok(dir, &[step]);
+    }
+    let mut big = json(&dir.join("input.json"));
+    for v in big["input_data"][0].as_array_mut().unwrap() {
+        *v = json!(enlarge(v.as_f64().unwrap()));
+    }
+    write_json(&dir.join("big.json"), &big);
+    let error = fails(dir, &["prove", "-D", "big.json", "--proof", "big_proof.json"]);
+    assert!(!dir.join("big_proof.json").exists());
+    error
+}
+
 #[test]
 fn calibration_chooses_scales_from_samples_and_reports_every_layer() {
     let cnn = example("cnn_small");
@@ -63,21 +80,10 @@ fn calibration_chooses_scales_from_samples_and_reports_every_layer() {
     assert!(bits(&cheap) >= 16, "the range keeps the default headroom: {cheap}");
     assert!(cheap_report["chosen"]["circuit"][0].as_u64().unwrap() >= 8, "the chosen circuit was laid out");
 
-    // The calibrated settings prove the samples' kind of input.
-    ok(dir, &["compile"]);
-    ok(dir, &["setup"]);
-    ok(dir, &["prove"]);
-    ok(dir, &["verify"]);
-
-    // An input far beyond the samples is refused before proving, naming the layer and the value.
-    let mut big = json(&dir.join("input.json"));
-    for v in big["input_data"][0].as_array_mut().unwrap() {
-        *v = json!(v.as_f64().unwrap() * 1e4 + 1e3);
-    }
-    write_json(&dir.join("big.json"), &big);
-    let error = fails(dir, &["prove", "-D", "big.json", "--proof", "big_proof.json"]);
+    // The calibrated settings prove the samples' kind of input; an input far beyond them is
+    // refused before proving, naming the layer and the value.
+    let error = proves_then_refuses(dir, |v| v * 1e4 + 1e3);
     assert!(error.contains("does not fit the circuit's range") && error.contains("at node '"), "{error}");
-    assert!(!dir.join("big_proof.json").exists());
 }
 
 #[test]
@@ -103,4 +109,27 @@ fn calibration_handles_lookups_and_refuses_malformed_samples() {
     write_json(&dir.join("odd.json"), &json!({ "input_data": [[0.5, 0.25, 0.125]] }));
     let error = fails(dir, &["calibrate", "-D", "odd.json"]);
     assert!(error.contains("a multiple of 8"), "{error}");
+}
+
+#[test]
+fn calibration_chooses_the_lookup_range_and_refuses_inputs_beyond_it() {
+    let model = fixture("lookup_ops.onnx");
+    let input = fixture("lookup_ops.input.json");
+    let work = work_with(&[(&model, "network.onnx"), (&input, "input.json")]);
+    let dir = work.path();
+    write_json(&dir.join("samples.json"), &samples_from(&dir.join("input.json"), 4));
+    let out = ok(dir, &["calibrate", "-D", "samples.json"]);
+    assert!(out.contains("Exp") && out.contains("Erf") && out.contains("Softplus"), "{out}");
+    let settings = json(&dir.join("settings.json"));
+    let range: Vec<f64> = settings["lookup_range"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(range[0] < -1.0 && range[1] > 1.0 && range[1] - range[0] < 20.0, "{settings}");
+    let report = json(&dir.join("settings.calibration.json"));
+    for op in ["Exp", "Softplus", "Erf", "Selu", "Softsign"] {
+        assert!(max_layer_error(&report, op) < 0.05, "{op}: {report}");
+    }
+
+    // An input whose activations leave the tables is refused before proving, naming the layer,
+    // the value and the table's range.
+    let error = proves_then_refuses(dir, |v| v * 20.0);
+    assert!(error.contains("outside its lookup table") && error.contains("zkinfer calibrate"), "{error}");
 }

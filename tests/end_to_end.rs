@@ -14,7 +14,12 @@ fn flat(values: &serde_json::Value) -> Vec<f64> {
 /// Runs the pipeline and checks every artifact, the report, and the rejection of tampered
 /// proofs and public instances natively, on revm and on anvil.
 fn check_example(model: &Path, input: &Path, error_bound: f64) {
-    let dir = run_pipeline(model, input);
+    check_example_with(model, input, error_bound, &[])
+}
+
+/// [`check_example`] with extra settings options for `zkinfer run`.
+fn check_example_with(model: &Path, input: &Path, error_bound: f64, options: &[&str]) {
+    let dir = run_pipeline_with(model, input, options);
     let work = dir.path().join("out");
     for artifact in [
         "network.onnx",
@@ -99,6 +104,17 @@ fn arithmetic_comparisons_reductions_and_data_movement_prove_and_verify() {
 #[test]
 fn neg_abs_and_tile_prove_and_verify() {
     check_example(&fixture("neg_abs_tile.onnx"), &fixture("neg_abs_tile.input.json"), 0.03);
+}
+
+#[test]
+fn functions_proven_by_table_lookup_prove_and_verify() {
+    // Exp, Softplus, Softsign, Elu, Selu, Pow, Sqrt, Log, Erf and an Erf-based GELU.
+    check_example_with(
+        &fixture("lookup_ops.onnx"),
+        &fixture("lookup_ops.input.json"),
+        0.03,
+        &["--lookup-range", "-4,4"],
+    );
 }
 
 #[test]

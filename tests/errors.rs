@@ -21,9 +21,9 @@ fn a_malformed_model_is_refused() {
 
 #[test]
 fn an_unsupported_operator_is_named_with_its_node() {
-    let dir = work_with(&[(&fixture("softsign_mlp.onnx"), "network.onnx")]);
+    let dir = work_with(&[(&fixture("hardmax_mlp.onnx"), "network.onnx")]);
     let e = fails(dir.path(), &["gen-settings"]);
-    assert!(e.contains("/act0/Softsign") && e.contains("Softsign") && e.contains("does not support"), "{e}");
+    assert!(e.contains("/act0/Hardmax") && e.contains("Hardmax") && e.contains("does not support"), "{e}");
 }
 
 fn prepared() -> tempfile::TempDir {

@@ -138,7 +138,7 @@ fn a_prover_cannot_claim_another_model_or_input() {
     let proof = zkinfer::prove::snark::prove(
         &srs.params,
         &pk,
-        laid.builder,
+        laid.circuit,
         &instances,
         zkinfer::prove::TranscriptKind::Keccak,
     )

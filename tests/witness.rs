@@ -18,14 +18,19 @@ fn settings_for(graph: &zkinfer::model::Graph) -> Settings {
         visibility: Visibilities::default(),
         k: None,
         max_advice_columns: 8,
+        lookup_range: None,
         input_shapes: graph.input_shapes(),
         output_shapes: graph.output_shapes(),
     }
 }
 
 fn check(model: &std::path::Path, input: &std::path::Path) {
+    check_with(model, input, None)
+}
+
+fn check_with(model: &std::path::Path, input: &std::path::Path, lookup_range: Option<[f64; 2]>) {
     let graph = import_onnx(model).unwrap();
-    let settings = settings_for(&graph);
+    let settings = Settings { lookup_range, ..settings_for(&graph) };
     let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
     let inputs = quantized.quantize_inputs(&load_input(input, &quantized.input_shapes()).unwrap());
     let reference = quantized.execute(&inputs).unwrap();
@@ -36,12 +41,12 @@ fn check(model: &std::path::Path, input: &std::path::Path) {
         let integer: Vec<i128> = integer.iter().map(|&v| v as i128).collect();
         assert_eq!(circuit, &integer, "node {}", node.name);
     }
-    let prover = MockProver::run(shape.k, &laid.builder, vec![laid.instances.clone()]).unwrap();
+    let prover = MockProver::run(shape.k, &laid.circuit, vec![laid.instances.clone()]).unwrap();
     assert!(prover.verify().is_ok());
     // A wrong claimed output is refused.
     let mut wrong = laid.instances.clone();
     *wrong.last_mut().unwrap() += halo2_base::halo2_proofs::halo2curves::bn256::Fr::from(1u64);
-    assert!(MockProver::run(shape.k, &laid.builder, vec![wrong]).unwrap().verify().is_err());
+    assert!(MockProver::run(shape.k, &laid.circuit, vec![wrong]).unwrap().verify().is_err());
 }
 
 #[test]
@@ -57,4 +62,10 @@ fn mlp_mnist_witness_equals_integer_reference() {
 #[test]
 fn matmul_add_witness_equals_integer_reference() {
     check(&common::fixture("matmul_add.onnx"), &common::fixture("matmul_add.input.json"));
+}
+
+#[test]
+fn lookup_functions_witness_equals_integer_reference() {
+    // Exp, Softplus, Softsign, Elu, Selu, Pow, Sqrt, Log and Erf, each through its table.
+    check_with(&common::fixture("lookup_ops.onnx"), &common::fixture("lookup_ops.input.json"), Some([-4.0, 4.0]));
 }

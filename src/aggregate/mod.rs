@@ -221,6 +221,8 @@ fn keygen_circuit(
         num_instances: circuit.builder.assigned_instances[0].len(),
         advice_cells: stats.gate.total_advice_per_phase.iter().sum(),
         lookup_cells: stats.total_lookup_advice_per_phase.iter().sum(),
+        lookup_sets: 0,
+        table_rows: 0,
     };
     (circuit, shape)
 }

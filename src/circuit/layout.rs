@@ -10,7 +10,8 @@ use super::commit::layout_hash;
 use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
 use super::linear::{layout_affine, layout_product, AffineParams, ParamCells};
-use super::nonlinear::{layout_relu, layout_step};
+use super::lookup::{ModelCircuit, ModelCircuitParams};
+use super::nonlinear::{layout_lookup, layout_relu, layout_step, Lookups};
 use super::pool::{layout_max, layout_mean};
 use super::shape::{layout_add, layout_add_const};
 use crate::error::{Error, Result};
@@ -40,6 +41,19 @@ pub struct CircuitShape {
     pub advice_cells: usize,
     /// Cells sent to the range lookup.
     pub lookup_cells: usize,
+    /// Sets of function-lookup columns (see [`super::lookup`]).
+    #[serde(default)]
+    pub lookup_sets: usize,
+    /// Rows the function tables take.
+    #[serde(default)]
+    pub table_rows: usize,
+}
+
+impl CircuitShape {
+    /// The circuit's params, as keys are read with.
+    pub fn params(&self) -> ModelCircuitParams {
+        ModelCircuitParams { base: self.config.clone(), lookup_sets: self.lookup_sets }
+    }
 }
 
 /// How to build the circuit.
@@ -61,8 +75,8 @@ pub enum Stage<'a> {
 
 /// A laid-out circuit with the values it computed.
 pub struct LaidOut {
-    /// The halo2-base builder, usable as a halo2 `Circuit`.
-    pub builder: BaseCircuitBuilder<Fr>,
+    /// The circuit.
+    pub circuit: ModelCircuit,
     /// Every node's output values, as signed integers.
     pub values: Vec<Vec<i128>>,
     /// The public instances: inputs, params, then outputs, as the visibility asks.
@@ -199,6 +213,7 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
 
     let mut cells: Vec<Vec<AssignedValue<Fr>>> = Vec::with_capacity(model.nodes.len());
     let mut shifted_inputs = Vec::new();
+    let mut lookups = Lookups::default();
     for (at, node) in model.nodes.iter().enumerate() {
         let arg = |i: usize| (&cells[node.inputs[i]][..], &model.nodes[node.inputs[i]].shape[..]);
         let out = match &node.op {
@@ -267,6 +282,10 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                         gate.add(ctx, count, minus_one)
                     })
                     .collect()
+            }
+            QOp::Lookup { func, domain } => {
+                let f = (*func, *domain, model.input_scale);
+                arg(0).0.iter().map(|&x| layout_lookup(ctx, &range, &mut lookups, x, f, bits, None)).collect()
             }
             QOp::Sub | QOp::Mul { .. } => {
                 let ((a, _), (b, _)) = (arg(0), arg(1));
@@ -375,10 +394,20 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
     let values = cells.iter().map(|c| c.iter().map(|v| to_i128(v.value()).unwrap_or(i128::MAX)).collect()).collect();
     let instances = exposer.cells.iter().map(|c| *c.value()).collect();
     builder.assigned_instances[0] = exposer.cells;
-    if !matches!(stage, Stage::Prove(..)) {
-        builder.calculate_params(Some(BLINDING_ROWS));
-    }
-    Ok(LaidOut { builder, values, instances, layout: exposer.layout })
+    let lookup_sets = match stage {
+        Stage::Prove(shape, _) => shape.lookup_sets,
+        Stage::Mock { k } | Stage::Keygen { k } => {
+            builder.calculate_params(Some(BLINDING_ROWS));
+            lookups.lookups.len().div_ceil(usable_rows(k))
+        }
+    };
+    let circuit = ModelCircuit { base: builder, lookup_sets, tables: lookups.tables, lookups: lookups.lookups };
+    Ok(LaidOut { circuit, values, instances, layout: exposer.layout })
+}
+
+/// Rows of a circuit of 2^k rows that hold cells (the rest are for blinding).
+pub fn usable_rows(k: u32) -> usize {
+    (1usize << k) - BLINDING_ROWS
 }
 
 /// Zero inputs of the model's input shapes: the circuit's geometry does not depend on the data.
@@ -386,17 +415,33 @@ pub fn zero_inputs(model: &QuantizedModel) -> Vec<Vec<i64>> {
     model.input_shapes().iter().map(|s| vec![0; s.iter().product()]).collect()
 }
 
-/// Lays the model out at `k` in the keygen stage and reads off its geometry.
+/// Lays the model out at `k` in the keygen stage and reads off its geometry; fails when the
+/// function tables do not fit 2^k rows.
 pub fn shape_at(model: &QuantizedModel, k: u32) -> Result<CircuitShape> {
+    let shape = layout_shape(model, k)?;
+    if shape.table_rows > usable_rows(k) {
+        return Err(Error::UnsupportedModel(format!(
+            "the lookup tables (Exp, Erf, ...) take {} rows, more than the {} a circuit of k = {k} holds; \
+             leave k to compile (null in settings.json), or narrow lookup_range (zkinfer calibrate does)",
+            shape.table_rows,
+            usable_rows(k)
+        )));
+    }
+    Ok(shape)
+}
+
+fn layout_shape(model: &QuantizedModel, k: u32) -> Result<CircuitShape> {
     let laid = build_circuit(model, &zero_inputs(model), Stage::Keygen { k })?;
-    let stats = laid.builder.statistics();
+    let stats = laid.circuit.base.statistics();
     Ok(CircuitShape {
         k,
         lookup_bits: lookup_bits_for(k),
-        config: laid.builder.config_params.clone(),
+        config: laid.circuit.base.config_params.clone(),
         num_instances: laid.instances.len(),
         advice_cells: stats.gate.total_advice_per_phase.iter().sum(),
         lookup_cells: stats.total_lookup_advice_per_phase.iter().sum(),
+        lookup_sets: laid.circuit.lookup_sets,
+        table_rows: laid.circuit.table_rows(),
     })
 }
 
@@ -414,14 +459,19 @@ pub fn rows_k(advice_cells: usize, columns: usize) -> u32 {
     usize::BITS - (rows_needed - 1).leading_zeros()
 }
 
-/// Chooses k: the given one; else one advice column at the smallest k that holds it when that
+/// Chooses k: the given one; else, from the smallest k that holds the function tables, one advice column at the smallest k that holds it when that
 /// k is at most [`SINGLE_COLUMN_MAX_K`]; else the smallest k at which the circuit needs at most
 /// `max_advice_columns` advice columns.
 pub fn choose_shape(model: &QuantizedModel, k: Option<u32>, max_advice_columns: usize) -> Result<CircuitShape> {
     if let Some(k) = k {
         return shape_at(model, k);
     }
-    let mut shape = shape_at(model, MIN_K)?;
+    let first = layout_shape(model, MIN_K)?;
+    let table_k = rows_k(first.table_rows, 1);
+    if table_k > MAX_K {
+        return shape_at(model, MAX_K);
+    }
+    let mut shape = if table_k > MIN_K { shape_at(model, table_k)? } else { first };
     let columns = if rows_k(shape.advice_cells, 1) <= SINGLE_COLUMN_MAX_K { 1 } else { max_advice_columns.max(1) };
     loop {
         let advice: usize = shape.config.num_advice_per_phase.iter().sum();

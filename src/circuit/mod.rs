@@ -6,6 +6,7 @@ pub mod field;
 pub mod instances;
 pub mod layout;
 pub mod linear;
+pub mod lookup;
 pub mod nonlinear;
 pub mod pool;
 pub mod shape;

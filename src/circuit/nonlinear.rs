@@ -1,11 +1,70 @@
-//! Non-linear activations checked with range checks: ReLU, and monotone step functions (the
-//! quantized sigmoid).
+//! Non-linear activations: ReLU and monotone step functions (the quantized sigmoid) checked
+//! with range checks, and the functions proven by table lookup.
 
 use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
-use super::field::fe;
+use super::field::{fe, to_i128};
+use super::lookup::{Lookup, Table};
+use super::pool::layout_max;
+use crate::model::function::{Domain, Function};
+
+/// The function tables of a circuit, one per distinct (function, domain), and the lookups into
+/// them, gathered while the model is laid out.
+#[derive(Default)]
+pub struct Lookups {
+    keys: Vec<(Function, Domain)>,
+    /// The tables, tag `i + 1` for table `i`.
+    pub tables: Vec<Table>,
+    /// Every lookup, in layout order.
+    pub lookups: Vec<Lookup>,
+}
+
+impl Lookups {
+    /// The tag of `func`'s table over `domain` at `scale`, made on first use.
+    pub fn tag(&mut self, func: Function, domain: Domain, scale: u32) -> u64 {
+        let at = match self.keys.iter().position(|&k| k == (func, domain)) {
+            Some(at) => at,
+            None => {
+                let outputs = (domain.lo..=domain.hi)
+                    .map(|x| func.quantized(i128::from(x), scale).expect("a domain's inputs have outputs") as i64)
+                    .collect();
+                self.keys.push((func, domain));
+                self.tables.push(Table { lo: domain.lo, outputs });
+                self.keys.len() - 1
+            }
+        };
+        at as u64 + 1
+    }
+}
+
+/// Constrains and returns `f(x)` for a function proven by table lookup (tag `tag` in
+/// `lookups`): `x` is first clamped to the table on each side where the domain says `f` is
+/// constant beyond it, then `(x, y)` is looked up. `hint` replaces the honest output (tests).
+#[allow(clippy::too_many_arguments)]
+pub fn layout_lookup(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    lookups: &mut Lookups,
+    x: AssignedValue<Fr>,
+    (func, domain, scale): (Function, Domain, u32),
+    bits: u32,
+    hint: Option<i128>,
+) -> AssignedValue<Fr> {
+    let tag = lookups.tag(func, domain, scale);
+    let mut x = x;
+    for (clamp, edge, min) in [(domain.clamp_low, domain.lo, false), (domain.clamp_high, domain.hi, true)] {
+        if clamp {
+            let edge = ctx.load_constant(fe(i128::from(edge)));
+            x = layout_max(ctx, range, &[x, edge], bits, min, None);
+        }
+    }
+    let honest = to_i128(x.value()).and_then(|v| domain.row_input(v)).and_then(|r| func.quantized(r, scale));
+    let y = ctx.load_witness(fe(hint.or(honest).unwrap_or(0)));
+    lookups.lookups.push(Lookup { tag, x, y });
+    y
+}
 
 /// Constrains and returns `max(v, 0)` for a value `v` of `bits` signed bits. The hint is the
 /// sign (`v >= 0`); the gadget checks `v` in `[0, 2^(bits-1))` when the sign is set and

@@ -119,6 +119,11 @@ pub enum Op {
     Sigmoid,
     /// `tanh(x)`.
     Tanh,
+    /// An element-wise function proven by table lookup.
+    Lookup {
+        /// The function.
+        func: super::function::Function,
+    },
     /// Same values, new shape (Reshape, Flatten, Identity).
     Reshape,
 }

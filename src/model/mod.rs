@@ -1,6 +1,7 @@
 //! Model import and quantization: ONNX → our graph IR → fixed point, with the float (tract) and
 //! integer references the circuit is checked against.
 
+pub mod function;
 pub mod graph;
 pub mod input;
 pub mod movement;

@@ -7,6 +7,7 @@ use std::path::Path;
 use tract_onnx::pb;
 use tract_onnx::prelude::{DatumType, Framework};
 
+use super::function::Function;
 use super::graph::{broadcast_indices, broadcast_shape, Graph, Node, Op, Tensor, Window};
 use super::movement::{self, Moved, PadMode, Source};
 use crate::error::{Error, Result};
@@ -15,7 +16,8 @@ use crate::error::{Error, Result};
 pub const SUPPORTED_OPS: &str =
     "Gemm, MatMul (by a constant), Conv (1-D, 2-D, 3-D; strides, pads, dilations, groups), \
      BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool, Add, Sub, Mul, Div (by a \
-     constant), Sum, Max, Min, Clip, Relu, LeakyRelu, PRelu, Sigmoid, Tanh, ReduceSum, ReduceMean, Transpose, \
+     constant), Sum, Max, Min, Clip, Relu, LeakyRelu, PRelu, Sigmoid, Tanh, Exp, Log, Sqrt, Softplus, Softsign, Erf, Gelu, Elu, Selu, \
+     Pow (by a constant), ReduceSum, ReduceMean, Transpose, \
      Concat, Slice, Gather (constant indices), Pad (constant, reflect, edge), Split, Expand, Squeeze, Unsqueeze, Flatten, \
      Reshape, Tile, Neg, Abs, Identity, Dropout, Constant, and Shape, ConstantOfShape and Cast on constants";
 
@@ -191,6 +193,40 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// An element-wise function proven by lookup: folded on a constant, a node otherwise.
+    fn import_lookup(&mut self, node: &pb::NodeProto, func: Function) -> Result<()> {
+        match self.required_input(node, 0)? {
+            Value::Const(mut t) => {
+                t.data.iter_mut().for_each(|v| *v = func.eval(f64::from(*v)) as f32);
+                self.set_output(node, Value::Const(t))
+            }
+            Value::Node(id) => {
+                let shape = self.nodes[id].shape.clone();
+                self.add_node(node, Op::Lookup { func }, vec![id], shape)
+            }
+        }
+    }
+
+    /// Pow by one constant exponent (a computed base); constants fold.
+    fn import_pow(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (base, exponent) = (self.required_input(node, 0)?, self.required_input(node, 1)?);
+        let Value::Const(exponent) = exponent else {
+            return Err(self.unsupported(node, "the exponent must be a constant"));
+        };
+        let Some(&e) = exponent.data.first().filter(|&&e| exponent.data.iter().all(|&v| v == e)) else {
+            return Err(self.unsupported(node, "the exponent must be one value"));
+        };
+        if let Value::Const(b) = &base {
+            let shape = self.broadcast_inputs(node, &[base.clone(), Value::Const(exponent.clone())])?;
+            let folded = combine(b, &exponent, shape, f32::powf);
+            return self.set_output(node, Value::Const(folded));
+        }
+        if e == 1.0 {
+            return self.set_output(node, base);
+        }
+        self.import_lookup(node, Function::Pow { exponent: f64::from(e) })
+    }
+
     fn import_node(&mut self, node: &pb::NodeProto) -> Result<()> {
         if !node.domain.is_empty() && node.domain != "ai.onnx" {
             return Err(self.unsupported(node, format!("custom domain '{}'", node.domain)));
@@ -277,6 +313,26 @@ impl<'a> Importer<'a> {
             "AveragePool" | "MaxPool" | "GlobalAveragePool" | "GlobalMaxPool" => self.import_pool(node),
             "Relu" => self.import_activation(node, Op::Relu, |v| v.max(0.0)),
             "Sigmoid" => self.import_activation(node, Op::Sigmoid, |v| 1.0 / (1.0 + (-v).exp())),
+            "Exp" => self.import_lookup(node, Function::Exp),
+            "Log" => self.import_lookup(node, Function::Log),
+            "Sqrt" => self.import_lookup(node, Function::Sqrt),
+            "Softplus" => self.import_lookup(node, Function::Softplus),
+            "Softsign" => self.import_lookup(node, Function::Softsign),
+            "Erf" => self.import_lookup(node, Function::Erf),
+            "Gelu" => {
+                let tanh = attr(node, "approximate").is_some_and(|a| a.s == b"tanh");
+                self.import_lookup(node, Function::Gelu { tanh })
+            }
+            "Elu" => {
+                let alpha = f64::from(attr_float(node, "alpha").unwrap_or(1.0));
+                self.import_lookup(node, Function::Elu { alpha })
+            }
+            "Selu" => {
+                let alpha = f64::from(attr_float(node, "alpha").unwrap_or(1.673_263_2));
+                let gamma = f64::from(attr_float(node, "gamma").unwrap_or(1.050_701));
+                self.import_lookup(node, Function::Selu { alpha, gamma })
+            }
+            "Pow" => self.import_pow(node),
             _ => Err(self.unsupported(node, "")),
         }
     }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::function::{domain, Domain, Function};
 use super::graph::{broadcast_indices, Graph, Op, Tensor, Window};
 use crate::error::{Error, Result};
 use crate::settings::{Settings, Visibilities};
@@ -78,6 +79,13 @@ pub enum QOp {
     Tanh {
         /// Ascending.
         thresholds: Vec<i64>,
+    },
+    /// `round(f(x / 2^s) · 2^s)` for a function proven by table lookup, over the table's domain.
+    Lookup {
+        /// The function.
+        func: Function,
+        /// The inputs the table holds.
+        domain: Domain,
     },
     /// Element-wise difference (broadcast).
     Sub,
@@ -283,6 +291,13 @@ impl QuantizedModel {
                     Op::Relu => QOp::Relu,
                     Op::Sigmoid => QOp::Sigmoid { thresholds: sigmoid_thresholds(is) },
                     Op::Tanh => QOp::Tanh { thresholds: tanh_thresholds(is) },
+                    Op::Lookup { func } => {
+                        let range = settings.lookup_range.map(|[lo, hi]| (lo, hi));
+                        let domain = domain(*func, is, settings.activation_bits, range).map_err(|e| {
+                            Error::UnsupportedModel(format!("node '{}' ({}): {e}", node.name, func.name()))
+                        })?;
+                        QOp::Lookup { func: *func, domain }
+                    }
                     Op::Sub => QOp::Sub,
                     Op::Mul => QOp::Mul { shift: is },
                     Op::MulConst { constant } => {
@@ -304,15 +319,15 @@ impl QuantizedModel {
                     },
                     Op::Reshape => QOp::Reshape,
                 };
-                QNode {
+                Ok(QNode {
                     name: node.name.clone(),
                     op,
                     inputs: node.inputs.clone(),
                     shape: node.shape.clone(),
                     value: node.value.clone(),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(QuantizedModel {
             nodes,
             outputs: graph.outputs.clone(),
@@ -344,6 +359,7 @@ impl QuantizedModel {
                 QOp::MulConst { factor, .. } => push("factor", node.shape.clone(), factor, self.param_scale),
                 QOp::Input { .. }
                 | QOp::Tanh { .. }
+                | QOp::Lookup { .. }
                 | QOp::Sub
                 | QOp::Mul { .. }
                 | QOp::Extremum { .. }
@@ -397,6 +413,17 @@ impl QuantizedModel {
                 Err(Error::OutOfRange { node: node.name.clone(), value, bits: self.activation_bits, bound })
             }
             None => Ok(()),
+        }
+    }
+
+    fn lookup_range_error(&self, node: &QNode, func: Function, domain: &Domain, x: i128) -> Error {
+        let one = (1u64 << self.input_scale) as f64;
+        Error::LookupRange {
+            node: node.name.clone(),
+            op: func.name().into(),
+            value: x as f64 / one,
+            low: domain.lo as f64 / one,
+            high: domain.hi as f64 / one,
         }
     }
 
@@ -480,6 +507,13 @@ impl QuantizedModel {
                 QOp::Tanh { thresholds } => {
                     arg(0).iter().map(|&v| steps_reached(thresholds, v) - (1i128 << self.input_scale)).collect()
                 }
+                QOp::Lookup { func, domain } => arg(0)
+                    .iter()
+                    .map(|&x| {
+                        let row = domain.row_input(x).ok_or_else(|| self.lookup_range_error(node, *func, domain, x))?;
+                        Ok(func.quantized(row, self.input_scale).expect("the table's inputs have outputs"))
+                    })
+                    .collect::<Result<_>>()?,
                 QOp::Add | QOp::Sub | QOp::Mul { .. } => {
                     let (a, b) = (arg(0), arg(1));
                     let (ia, ib) = self.broadcast_pair(node);

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
-use halo2_base::halo2_proofs::halo2curves::bn256::{Fr, G1Affine};
+use halo2_base::halo2_proofs::halo2curves::bn256::G1Affine;
 use halo2_base::halo2_proofs::plonk::{ProvingKey, VerifyingKey};
 use halo2_base::halo2_proofs::SerdeFormat;
 use serde::{Deserialize, Serialize};
 
 use super::srs::SrsInfo;
+use crate::circuit::lookup::ModelCircuit;
 use crate::circuit::CircuitShape;
 use crate::error::{read_file, write_file, Error, Result};
 
@@ -119,9 +119,9 @@ pub fn write_pk(path: &Path, header: &KeyHeader, pk: &ProvingKey<G1Affine>) -> R
 pub fn read_pk(path: &Path) -> Result<(KeyHeader, ProvingKey<G1Affine>)> {
     let bytes = read_file(path)?;
     let (header, mut body) = read_header(path, &bytes, "proving key")?;
-    let params = header.shape.config.clone();
+    let params = header.shape.params();
     let pk = read_halo2(path, "proving key", || {
-        ProvingKey::read::<_, BaseCircuitBuilder<Fr>>(&mut body, SerdeFormat::RawBytesUnchecked, params)
+        ProvingKey::read::<_, ModelCircuit>(&mut body, SerdeFormat::RawBytesUnchecked, params)
     })?;
     Ok((header, pk))
 }
@@ -137,9 +137,9 @@ pub fn write_vk(path: &Path, header: &KeyHeader, vk: &VerifyingKey<G1Affine>) ->
 pub fn read_vk(path: &Path) -> Result<(KeyHeader, VerifyingKey<G1Affine>)> {
     let bytes = read_file(path)?;
     let (header, mut body) = read_header(path, &bytes, "verifying key")?;
-    let params = header.shape.config.clone();
+    let params = header.shape.params();
     let vk = read_halo2(path, "verifying key", || {
-        VerifyingKey::read::<_, BaseCircuitBuilder<Fr>>(&mut body, SerdeFormat::RawBytes, params)
+        VerifyingKey::read::<_, ModelCircuit>(&mut body, SerdeFormat::RawBytes, params)
     })?;
     Ok((header, vk))
 }

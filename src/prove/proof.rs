@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
 use halo2_base::halo2_proofs::halo2curves::ff::PrimeField;
-use halo2_base::halo2_proofs::plonk::{keygen_pk, keygen_vk, verify_proof, ProvingKey, VerifyingKey};
+use halo2_base::halo2_proofs::plonk::{keygen_pk, keygen_vk, verify_proof, Circuit, ProvingKey, VerifyingKey};
 use halo2_base::halo2_proofs::poly::commitment::ParamsProver;
 use halo2_base::halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
 use halo2_base::halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
@@ -217,9 +216,9 @@ impl ProofFile {
 }
 
 /// Generates the verifying and proving keys of a keygen-stage circuit.
-pub fn keygen(
+pub fn keygen<C: Circuit<Fr>>(
     params: &ParamsKZG<Bn256>,
-    circuit: &BaseCircuitBuilder<Fr>,
+    circuit: &C,
 ) -> Result<(VerifyingKey<G1Affine>, ProvingKey<G1Affine>)> {
     let fail =
         |e: halo2_base::halo2_proofs::plonk::Error| Error::Proving { stage: "key generation", reason: e.to_string() };

@@ -2,9 +2,8 @@
 //! either transcript, and native verification that also decides the KZG accumulator an
 //! aggregation proof carries in its public instances.
 
-use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
-use halo2_base::halo2_proofs::plonk::{create_proof, ProvingKey, VerifyingKey};
+use halo2_base::halo2_proofs::plonk::{create_proof, Circuit, ProvingKey, VerifyingKey};
 use halo2_base::halo2_proofs::poly::commitment::ParamsProver;
 use halo2_base::halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
 use halo2_base::halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
@@ -49,10 +48,10 @@ pub fn protocol_of(
 
 /// Proves a prover-stage circuit (SHPLONK) with the chosen transcript: Keccak for the EVM,
 /// Poseidon for the aggregation circuit.
-pub fn prove(
+pub fn prove<C: Circuit<Fr>>(
     params: &ParamsKZG<Bn256>,
     pk: &ProvingKey<G1Affine>,
-    circuit: BaseCircuitBuilder<Fr>,
+    circuit: C,
     instances: &[Fr],
     transcript: TranscriptKind,
 ) -> Result<Vec<u8>> {

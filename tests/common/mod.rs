@@ -90,12 +90,17 @@ pub fn write_json(path: &Path, value: &serde_json::Value) {
 
 /// Runs the whole pipeline on `model` and `input` into a fresh temporary folder.
 pub fn run_pipeline(model: &Path, input: &Path) -> tempfile::TempDir {
+    run_pipeline_with(model, input, &[])
+}
+
+/// [`run_pipeline`] with extra options for `zkinfer run`.
+pub fn run_pipeline_with(model: &Path, input: &Path, options: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    ok(
-        dir.path(),
-        &["run", "-M", model.to_str().unwrap(), "-D", input.to_str().unwrap(), "--dir", out.to_str().unwrap()],
-    );
+    let mut args =
+        vec!["run", "-M", model.to_str().unwrap(), "-D", input.to_str().unwrap(), "--dir", out.to_str().unwrap()];
+    args.extend_from_slice(options);
+    ok(dir.path(), &args);
     dir
 }
 

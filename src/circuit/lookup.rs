@@ -1,0 +1,274 @@
+//! The model circuit: halo2-base's gate and range columns, plus a lookup argument for the
+//! function tables (Exp, Erf, Softplus, ...). Each table is a run of rows `(tag, x, f(x))` in
+//! three fixed columns; each lookup copies a pair `(x, y)` of laid-out cells into two advice
+//! columns beside a fixed tag, and the argument checks `(tag, x, y)` is a row of the tables.
+//! Unused rows hold `(0, 0, 0)`, which the tables' zero rows (every row past the last table)
+//! contain. A model without such functions gets exactly halo2-base's circuit.
+
+use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
+use halo2_base::gates::circuit::{BaseCircuitParams, BaseConfig};
+use halo2_base::halo2_proofs::circuit::{Layouter, SimpleFloorPlanner, Value};
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::halo2_proofs::plonk::{Advice, Circuit, Column, ConstraintSystem, Error, Fixed};
+use halo2_base::halo2_proofs::poly::Rotation;
+use halo2_base::utils::halo2::{constrain_virtual_equals_external, raw_assign_advice, raw_assign_fixed};
+use halo2_base::AssignedValue;
+use serde::{Deserialize, Serialize};
+
+use super::field::fe;
+
+/// One function table: the output of every input in `lo..lo + outputs.len()`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    /// The first input.
+    pub lo: i64,
+    /// `f(lo + i)` at row `i`.
+    pub outputs: Vec<i64>,
+}
+
+/// One lookup: cells `x` and `y` with `y = table[tag - 1](x)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Lookup {
+    /// 1 + the table's position.
+    pub tag: u64,
+    /// The input cell.
+    pub x: AssignedValue<Fr>,
+    /// The output cell.
+    pub y: AssignedValue<Fr>,
+}
+
+/// The columns of the function lookup.
+#[derive(Clone, Debug)]
+pub struct FunctionLookupConfig {
+    /// `(tag, x, y)` of every table row.
+    table: [Column<Fixed>; 3],
+    /// Sets of (tag, [x, y]) columns the lookups are copied into.
+    inputs: Vec<(Column<Fixed>, [Column<Advice>; 2])>,
+}
+
+impl FunctionLookupConfig {
+    fn configure(meta: &mut ConstraintSystem<Fr>, sets: usize) -> Self {
+        let table = [(); 3].map(|_| meta.fixed_column());
+        let inputs: Vec<_> = (0..sets)
+            .map(|_| {
+                let tag = meta.fixed_column();
+                let cells = [(); 2].map(|_| {
+                    let c = meta.advice_column();
+                    meta.enable_equality(c);
+                    c
+                });
+                (tag, cells)
+            })
+            .collect();
+        for &(tag, [x, y]) in &inputs {
+            meta.lookup_any("function table", |meta| {
+                let t = table.map(|c| meta.query_fixed(c, Rotation::cur()));
+                let [t_tag, t_x, t_y] = t;
+                vec![
+                    (meta.query_fixed(tag, Rotation::cur()), t_tag),
+                    (meta.query_advice(x, Rotation::cur()), t_x),
+                    (meta.query_advice(y, Rotation::cur()), t_y),
+                ]
+            });
+        }
+        FunctionLookupConfig { table, inputs }
+    }
+}
+
+/// Everything that fixes the circuit's columns.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ModelCircuitParams {
+    /// halo2-base's columns.
+    pub base: BaseCircuitParams,
+    /// Sets of function-lookup columns (0: none, and no lookup argument).
+    pub lookup_sets: usize,
+}
+
+/// The columns of the model circuit.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    base: BaseConfig<Fr>,
+    lookup: Option<FunctionLookupConfig>,
+}
+
+/// The model circuit: halo2-base's builder with the function tables and lookups.
+pub struct ModelCircuit {
+    /// The laid-out gates, range checks and instances.
+    pub base: BaseCircuitBuilder<Fr>,
+    /// Sets of function-lookup columns.
+    pub lookup_sets: usize,
+    /// The tables, tag `i + 1` for table `i`.
+    pub tables: Vec<Table>,
+    /// The lookups, in layout order.
+    pub lookups: Vec<Lookup>,
+}
+
+impl ModelCircuit {
+    /// Rows the tables take.
+    pub fn table_rows(&self) -> usize {
+        self.tables.iter().map(|t| t.outputs.len()).sum()
+    }
+
+    /// The sets of lookup columns `lookups` need at `usable_rows` rows each.
+    pub fn sets_needed(&self, usable_rows: usize) -> usize {
+        self.lookups.len().div_ceil(usable_rows.max(1))
+    }
+
+    fn assign_tables(&self, config: &FunctionLookupConfig, layouter: &mut impl Layouter<Fr>) -> Result<(), Error> {
+        layouter.assign_region(
+            || "function tables",
+            |mut region| {
+                let mut row = 0;
+                for (i, table) in self.tables.iter().enumerate() {
+                    let tag = Fr::from(i as u64 + 1);
+                    for (j, &y) in table.outputs.iter().enumerate() {
+                        let x = i128::from(table.lo) + j as i128;
+                        raw_assign_fixed(&mut region, config.table[0], row, tag);
+                        raw_assign_fixed(&mut region, config.table[1], row, fe(x));
+                        raw_assign_fixed(&mut region, config.table[2], row, fe(i128::from(y)));
+                        row += 1;
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn assign_lookups(&self, config: &FunctionLookupConfig, layouter: &mut impl Layouter<Fr>) -> Result<(), Error> {
+        let copy_manager = (!self.base.witness_gen_only()).then(|| self.base.core().copy_manager.clone());
+        layouter.assign_region(
+            || "function lookups",
+            |mut region| {
+                let mut copies = copy_manager.as_ref().map(|m| m.lock().expect("copy manager lock"));
+                let sets = config.inputs.len();
+                for (i, lookup) in self.lookups.iter().enumerate() {
+                    let (tag, [cx, cy]) = config.inputs[i % sets];
+                    let row = i / sets;
+                    raw_assign_fixed(&mut region, tag, row, Fr::from(lookup.tag));
+                    for (cell, column) in [(lookup.x, cx), (lookup.y, cy)] {
+                        let raw = raw_assign_advice(&mut region, column, row, Value::known(*cell.value()));
+                        if let Some(copies) = copies.as_mut() {
+                            constrain_virtual_equals_external(&mut region, cell, raw.cell(), copies);
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+impl Circuit<Fr> for ModelCircuit {
+    type Config = ModelConfig;
+    type FloorPlanner = SimpleFloorPlanner;
+    type Params = ModelCircuitParams;
+
+    fn params(&self) -> Self::Params {
+        ModelCircuitParams { base: self.base.config_params.clone(), lookup_sets: self.lookup_sets }
+    }
+
+    fn without_witnesses(&self) -> Self {
+        unimplemented!("the model circuit is always built from a model")
+    }
+
+    fn configure_with_params(meta: &mut ConstraintSystem<Fr>, params: Self::Params) -> Self::Config {
+        let k = params.base.k;
+        let mut base = BaseConfig::configure(meta, params.base);
+        let lookup = (params.lookup_sets > 0).then(|| {
+            let lookup = FunctionLookupConfig::configure(meta, params.lookup_sets);
+            base.set_usable_rows((1 << k) - meta.minimum_rows());
+            lookup
+        });
+        ModelConfig { base, lookup }
+    }
+
+    fn configure(_: &mut ConstraintSystem<Fr>) -> Self::Config {
+        unreachable!("the model circuit is configured with its params")
+    }
+
+    fn synthesize(&self, config: Self::Config, mut layouter: impl Layouter<Fr>) -> Result<(), Error> {
+        Circuit::synthesize(&self.base, config.base, layouter.namespace(|| "model"))?;
+        if let Some(lookup) = &config.lookup {
+            self.assign_tables(lookup, &mut layouter)?;
+            self.assign_lookups(lookup, &mut layouter)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use halo2_base::gates::circuit::CircuitBuilderStage;
+    use halo2_base::halo2_proofs::dev::MockProver;
+
+    use super::*;
+    use crate::circuit::nonlinear::{layout_lookup, Lookups};
+    use crate::model::function::{domain, Domain, Function};
+
+    const K: u32 = 12;
+    const SCALE: u32 = 5;
+    const BITS: u32 = 12;
+
+    /// Looks up `f(x)` for each `(f, domain, x, hint)` in one circuit with the outputs public;
+    /// returns whether the MockProver accepts it.
+    fn accepted(cases: &[(Function, Domain, i128, Option<i128>)]) -> bool {
+        let mut base = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
+            .use_k(K as usize)
+            .use_lookup_bits(K as usize - 1)
+            .use_instance_columns(1);
+        let range = base.range_chip();
+        let mut lookups = Lookups::default();
+        let ctx = base.main(0);
+        let outputs: Vec<_> = cases
+            .iter()
+            .map(|&(f, d, x, hint)| {
+                let x = ctx.load_witness(fe(x));
+                layout_lookup(ctx, &range, &mut lookups, x, (f, d, SCALE), BITS, hint)
+            })
+            .collect();
+        let instances = outputs.iter().map(|c| *c.value()).collect();
+        base.assigned_instances[0] = outputs;
+        base.calculate_params(Some(20));
+        let circuit = ModelCircuit { base, lookup_sets: 1, tables: lookups.tables, lookups: lookups.lookups };
+        MockProver::run(K, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
+    }
+
+    #[test]
+    fn honest_lookups_pass_and_every_wrong_output_fails() {
+        let exp = (Function::Exp, domain(Function::Exp, SCALE, BITS, None).unwrap());
+        let erf = (Function::Erf, domain(Function::Erf, SCALE, BITS, None).unwrap());
+        assert!(exp.1.clamp_low && erf.1.clamp_low && erf.1.clamp_high);
+        // Clamped inputs (far below Exp's table, beyond both ends of Erf's), table inputs.
+        let inputs = [-2000i128, -300, -5, 0, 1, 40, 100];
+        let mut honest = Vec::new();
+        for &x in &inputs {
+            honest.push((exp.0, exp.1, x, None));
+            honest.push((erf.0, erf.1, x.clamp(-2047, 2047) * 3 / 2, None));
+        }
+        assert!(accepted(&honest), "the honest lookups must pass");
+        for i in 0..honest.len() {
+            let (f, d, x, _) = honest[i];
+            let truth = f.quantized(d.row_input(x).unwrap(), SCALE).unwrap();
+            for wrong in [truth + 1, truth - 1, -truth - 1] {
+                let mut cases = honest.clone();
+                cases[i].3 = Some(wrong);
+                assert!(!accepted(&cases), "{f:?}({x}) = {wrong} instead of {truth} must fail");
+            }
+        }
+        // Another function's value for the same input: the tag keeps the tables apart.
+        let softplus = Function::Softplus.quantized(40, SCALE).unwrap();
+        assert_ne!(softplus, Function::Exp.quantized(40, SCALE).unwrap());
+        assert!(accepted(&[(exp.0, exp.1, 40, None), (Function::Softplus, exp.1, 40, None)]));
+        assert!(!accepted(&[(exp.0, exp.1, 40, Some(softplus)), (Function::Softplus, exp.1, 40, None)]));
+    }
+
+    #[test]
+    fn an_input_outside_an_unclamped_table_has_no_row() {
+        let narrow = Domain { lo: -32, hi: 32, clamp_low: false, clamp_high: false };
+        assert!(accepted(&[(Function::Exp, narrow, 32, None), (Function::Exp, narrow, -32, None)]));
+        for x in [33i128, -33, 1000] {
+            let value = Function::Exp.quantized(x, SCALE);
+            assert!(!accepted(&[(Function::Exp, narrow, x, value)]), "exp({x}) outside [-32, 32] must fail");
+        }
+    }
+}
