@@ -263,6 +263,43 @@ def lookup_ops(seed):
     return vector_model("lookup_ops", nodes, inits, 6, 4)
 
 
+def softmax_ops(seed):
+    """Softmax (last axis), LogSoftmax (a middle axis), ReduceMax, ReduceMin, a Div of two
+    computed tensors, and attention-like products of computed matrices (MatMul, Gemm)."""
+    rng = np.random.default_rng(seed)
+    w1, b1 = linear(rng, 8, 8)
+    w2, b2 = linear(rng, 32, 3)
+    shape = lambda name, dims: numpy_helper.from_array(np.asarray(dims, dtype=np.int64), name)
+    inits = [numpy_helper.from_array(w1 * 3, "w1"), numpy_helper.from_array(b1, "b1"),
+             numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(b2, "b2"),
+             shape("shape3", [1, 2, 4]), shape("shape2", [2, 4]), shape("row", [1, 4]),
+             numpy_helper.from_array(np.float32(1.0), "one")]
+    n = node
+    nodes = [
+        n("Gemm", ["input", "w1", "b1"], ["h"], transB=1),
+        n("Reshape", ["h", "shape3"], ["r"]),
+        n("Softmax", ["r"], ["softmax"], axis=-1),
+        n("LogSoftmax", ["r"], ["logsoftmax"], axis=1),
+        n("ReduceMax", ["r"], ["max"], axes=[2], keepdims=1),
+        n("ReduceMin", ["r"], ["min"], axes=[2], keepdims=1),
+        n("Sub", ["max", "min"], ["spread"]),
+        n("Add", ["spread", "one"], ["denominator"]),
+        n("Div", ["r", "denominator"], ["ratio"]),
+        n("Concat", ["softmax", "logsoftmax", "ratio"], ["cat1"], axis=2),
+        n("Flatten", ["cat1"], ["flat1"], axis=1),
+        n("Reshape", ["h", "shape2"], ["a"]),
+        n("Transpose", ["a"], ["at"], perm=[1, 0]),
+        n("MatMul", ["a", "at"], ["scores"]),
+        n("Softmax", ["scores"], ["attention"], axis=-1),
+        n("Reshape", ["attention", "row"], ["flat2"]),
+        n("Gemm", ["a", "a"], ["gram"], transB=1, alpha=0.5),
+        n("Reshape", ["gram", "row"], ["flat3"]),
+        n("Concat", ["flat1", "flat2", "flat3"], ["cat"], axis=1),
+        n("Gemm", ["cat", "w2", "b2"], ["output"], transB=1),
+    ]
+    return vector_model("softmax_ops", nodes, inits, 8, 3)
+
+
 def matmul_add(seed):
     """x @ W + b then Relu then a Reshape: the other way exporters write a linear layer."""
     rng = np.random.default_rng(seed)
@@ -387,6 +424,9 @@ def main():
     save(lookup_ops(seed=21), FIXTURES, "lookup_ops.onnx")
     with open(os.path.join(FIXTURES, "lookup_ops.input.json"), "w") as f:
         json.dump({"input_data": [np.random.default_rng(22).uniform(-1, 1, size=6).round(6).tolist()]}, f)
+    save(softmax_ops(seed=23), FIXTURES, "softmax_ops.onnx")
+    with open(os.path.join(FIXTURES, "softmax_ops.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(24).uniform(-1, 1, size=8).round(6).tolist()]}, f)
 
     # A "proprietary" scoring model: 12 private features -> 24 -> 12 -> 3 class scores.
     private = os.path.join(HERE, "private_model")

@@ -118,6 +118,16 @@ fn functions_proven_by_table_lookup_prove_and_verify() {
 }
 
 #[test]
+fn softmax_log_softmax_reduce_max_and_division_prove_and_verify() {
+    check_example_with(
+        &fixture("softmax_ops.onnx"),
+        &fixture("softmax_ops.input.json"),
+        0.03,
+        &["--lookup-range", "-8,8"],
+    );
+}
+
+#[test]
 fn small_cnn_proves_and_verifies() {
     check_example(&example("cnn_small").join("network.onnx"), &example("cnn_small").join("input.json"), 0.03);
 }

@@ -69,3 +69,8 @@ fn lookup_functions_witness_equals_integer_reference() {
     // Exp, Softplus, Softsign, Elu, Selu, Pow, Sqrt, Log and Erf, each through its table.
     check_with(&common::fixture("lookup_ops.onnx"), &common::fixture("lookup_ops.input.json"), Some([-4.0, 4.0]));
 }
+
+#[test]
+fn softmax_reductions_and_division_witness_equals_integer_reference() {
+    check_with(&common::fixture("softmax_ops.onnx"), &common::fixture("softmax_ops.input.json"), Some([-8.0, 8.0]));
+}

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::commit::layout_hash;
 use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
-use super::linear::{layout_affine, layout_product, AffineParams, ParamCells};
+use super::linear::{layout_affine, layout_inner_product, layout_product, AffineParams, ParamCells};
 use super::lookup::{ModelCircuit, ModelCircuitParams};
 use super::nonlinear::{layout_lookup, layout_relu, layout_step, Lookups};
-use super::pool::{layout_max, layout_mean};
+use super::pool::{layout_div, layout_max, layout_mean};
 use super::shape::{layout_add, layout_add_const};
 use crate::error::{Error, Result};
 use crate::model::quantize::{pool_windows, QSource};
@@ -315,6 +315,32 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                 .iter()
                 .map(|operands| layout_max(ctx, &range, operands, bits, *min, None))
                 .collect(),
+            QOp::ReduceMax { groups, min } => {
+                let (x, _) = arg(0);
+                groups
+                    .iter()
+                    .map(|g| {
+                        let operands: Vec<_> = g.iter().map(|&i| x[i]).collect();
+                        layout_max(ctx, &range, &operands, bits, *min, None)
+                    })
+                    .collect()
+            }
+            QOp::MatMul { shift } => {
+                let ((a, _), (b, _)) = (arg(0), arg(1));
+                model
+                    .matmul_terms(node)
+                    .iter()
+                    .map(|terms| {
+                        let pairs: Vec<_> = terms.iter().map(|&(i, j)| (a[i], b[j])).collect();
+                        layout_inner_product(ctx, &range, &pairs, *shift, bits)
+                    })
+                    .collect()
+            }
+            QOp::Div { shift } => {
+                let ((a, _), (b, _)) = (arg(0), arg(1));
+                let (ia, ib) = model.broadcast_pair(node);
+                ia.iter().zip(&ib).map(|(&i, &j)| layout_div(ctx, &range, a[i], b[j], *shift, bits, None)).collect()
+            }
             QOp::Reduce { groups, mean } => {
                 let (x, _) = arg(0);
                 groups

@@ -90,6 +90,23 @@ pub fn layout_product(
     layout_rescale(ctx, range, shifted, shift, bits, hint)
 }
 
+/// Constrains and returns `round(Σ a_i · b_i / 2^shift)` as a signed value of `bits` bits: the
+/// product of two computed vectors.
+pub fn layout_inner_product(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    pairs: &[(AssignedValue<Fr>, AssignedValue<Fr>)],
+    shift: u32,
+    bits: u32,
+) -> AssignedValue<Fr> {
+    let gate = range.gate();
+    let dot = gate.inner_product(ctx, pairs.iter().map(|p| p.0), pairs.iter().map(|p| QuantumCell::Existing(p.1)));
+    let shifted = gate.add(ctx, dot, QuantumCell::Constant(fe(rescale_offset(shift, bits))));
+    let hint =
+        to_i128(shifted.value()).map(|v| rescale_hint(v, shift)).unwrap_or(RescaleHint { quotient: 0, remainder: 0 });
+    layout_rescale(ctx, range, shifted, shift, bits, hint)
+}
+
 /// The parameters of a linear layer as the circuit holds them.
 #[derive(Clone, Copy, Debug)]
 pub struct AffineParams<'a> {

@@ -50,6 +50,44 @@ pub fn layout_mean(
     gate.sub(ctx, quotient, QuantumCell::Constant(fe(offset)))
 }
 
+/// Constrains and returns `round(a · 2^shift / b)`, halves up, for `b > 0`, as a signed value of
+/// `bits` bits (`a`, `b` of `bits` bits). With `B = 2^(bits-1)`: `b - 1 ≥ 0` is range-checked,
+/// and `2a·2^shift + b + 2b·B = 2b·q + r` with `q` in `[0, 2^bits)` and `r` in `[0, 2b)`; every
+/// term stays far below the field's modulus, so `q - B` is the only rounded quotient. `hint`
+/// overrides the honest quotient and remainder.
+pub fn layout_div(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    a: AssignedValue<Fr>,
+    b: AssignedValue<Fr>,
+    shift: u32,
+    bits: u32,
+    hint: Option<DivisionHint>,
+) -> AssignedValue<Fr> {
+    let gate = range.gate();
+    let offset = 1i128 << (bits - 1);
+    let b_minus_one = gate.sub(ctx, b, QuantumCell::Constant(fe(1)));
+    range.range_check(ctx, b_minus_one, bits as usize - 1);
+    let twice_scaled = gate.mul_add(ctx, a, QuantumCell::Constant(fe(1i128 << (shift + 1))), b);
+    let lhs = gate.mul_add(ctx, b, QuantumCell::Constant(fe(2 * offset)), twice_scaled);
+    let hint = hint.unwrap_or_else(|| {
+        let (n, d) = (to_i128(lhs.value()).unwrap_or(0), 2 * to_i128(b.value()).unwrap_or(1).max(1));
+        DivisionHint { quotient: n.div_euclid(d), remainder: n.rem_euclid(d) }
+    });
+    let quotient = ctx.load_witness(fe(hint.quotient));
+    range.range_check(ctx, quotient, bits as usize);
+    let remainder = ctx.load_witness(fe(hint.remainder));
+    range.range_check(ctx, remainder, bits as usize + 1);
+    let twice_b = gate.add(ctx, b, b);
+    let room = gate.sub(ctx, twice_b, remainder);
+    let room = gate.sub(ctx, room, QuantumCell::Constant(fe(1)));
+    range.range_check(ctx, room, bits as usize + 1);
+    let product = gate.mul(ctx, twice_b, quotient);
+    let rhs = gate.add(ctx, product, remainder);
+    ctx.constrain_equal(&lhs, &rhs);
+    gate.sub(ctx, quotient, QuantumCell::Constant(fe(offset)))
+}
+
 /// Constrains and returns the maximum (`min`: the minimum) of `cells` (values of `bits` signed
 /// bits): the hinted extremum is on the right side of every value (each difference is
 /// range-checked to `bits` bits) and equals one of them (the product of the differences is
@@ -120,6 +158,41 @@ mod tests {
                 lies.iter().map(|&h| mean_case(values.clone(), count, Some(h))).collect(),
             );
         }
+    }
+
+    fn div_case(
+        a: i128,
+        b: i128,
+        hint: Option<DivisionHint>,
+    ) -> impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
+        move |ctx, range| {
+            let (x, y) = (ctx.load_witness(fe(a)), ctx.load_witness(fe(b)));
+            let out = layout_div(ctx, range, x, y, 5, 12, hint);
+            if hint.is_none() && b > 0 {
+                assert_eq!(to_i128(out.value()), Some(divide_rounding(a << 5, b)), "{a} / {b}");
+            }
+            vec![out]
+        }
+    }
+
+    #[test]
+    fn division_accepts_the_honest_rounded_quotient_only() {
+        for (a, b) in [(7i128, 3i128), (-7, 3), (32, 32), (5, 1), (-2, 2047), (100, 64), (-100, 7)] {
+            let d = 2 * b;
+            let v = 2 * (a << 5) + b + d * (1 << 11);
+            let (q, r) = (v.div_euclid(d), v.rem_euclid(d));
+            let lies = [
+                DivisionHint { quotient: q + 1, remainder: r - d },
+                DivisionHint { quotient: q - 1, remainder: r + d },
+                DivisionHint { quotient: q + 1, remainder: r },
+            ];
+            assert_sound(div_case(a, b, None), lies.iter().map(|&h| div_case(a, b, Some(h))).collect());
+        }
+        // A zero or negative divisor has no witness: the circuit refuses b - 1 < 0 whatever the
+        // quotient (here the one that would satisfy the equation for b = -3).
+        let v: i128 = 2 * (7 << 5) - 3 + 2 * -3 * (1 << 11);
+        let fake = DivisionHint { quotient: v.div_euclid(-6), remainder: v.rem_euclid(-6) };
+        assert_sound(div_case(7, 3, None), vec![div_case(7, -3, Some(fake)), div_case(7, 0, None)]);
     }
 
     fn max_case(

@@ -100,6 +100,20 @@ pub enum Op {
         /// Constant operands, broadcast with the computed ones.
         constants: Vec<Tensor>,
     },
+    /// The maximum (`min`: the minimum) of the elements of each group: ReduceMax, ReduceMin,
+    /// and Softmax's shift.
+    ReduceMax {
+        /// Flat input positions of each output element.
+        groups: Vec<Vec<usize>>,
+        /// Minimum instead of maximum.
+        min: bool,
+    },
+    /// The matrix product of two computed tensors: `a [.., K]` (leading axes are rows) times
+    /// `b [K, N]`.
+    MatMul,
+    /// `a / b`, element-wise (broadcast), for positive `b`: Div of two computed tensors and
+    /// Softmax's normalisation.
+    Div,
     /// The sum (`mean`: the mean, rounded) of the elements of each group: ReduceSum, ReduceMean.
     Reduce {
         /// Flat input positions summed into each output element.

@@ -13,13 +13,13 @@ use super::movement::{self, Moved, PadMode, Source};
 use crate::error::{Error, Result};
 
 /// The ONNX operators the import understands, listed in errors.
-pub const SUPPORTED_OPS: &str =
-    "Gemm, MatMul (by a constant), Conv (1-D, 2-D, 3-D; strides, pads, dilations, groups), \
+pub const SUPPORTED_OPS: &str = "Gemm, MatMul, Conv (1-D, 2-D, 3-D; strides, pads, dilations, groups), \
      BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool, Add, Sub, Mul, Div (by a \
-     constant), Sum, Max, Min, Clip, Relu, LeakyRelu, PRelu, Sigmoid, Tanh, Exp, Log, Sqrt, Softplus, Softsign, Erf, Gelu, Elu, Selu, \
-     Pow (by a constant), ReduceSum, ReduceMean, Transpose, \
-     Concat, Slice, Gather (constant indices), Pad (constant, reflect, edge), Split, Expand, Squeeze, Unsqueeze, Flatten, \
-     Reshape, Tile, Neg, Abs, Identity, Dropout, Constant, and Shape, ConstantOfShape and Cast on constants";
+     constant or a positive computed value), Sum, Max, Min, Clip, Relu, LeakyRelu, PRelu, Sigmoid, Tanh, \
+     Softmax, LogSoftmax, Exp, Log, Sqrt, Softplus, Softsign, Erf, Gelu, Elu, Selu, Pow (by a constant), \
+     ReduceSum, ReduceMean, ReduceMax, ReduceMin, Transpose, Concat, Slice, Gather (constant indices), Pad \
+     (constant, reflect, edge), Split, Expand, Tile, Squeeze, Unsqueeze, Flatten, Reshape, Neg, Abs, Identity, \
+     Dropout, Constant, and Shape, ConstantOfShape and Cast on constants";
 
 /// A value flowing between ONNX nodes: a constant we fold, or the output of one of our nodes.
 #[derive(Clone, Debug)]
@@ -37,18 +37,32 @@ pub fn import_onnx(path: &Path) -> Result<Graph> {
     let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| malformed(format!("{e:#}")))?;
     let graph = proto.graph.as_ref().ok_or_else(|| malformed("the file holds no graph".into()))?;
     let model_dir = path.parent().and_then(|d| d.to_str());
-    Importer::new(path, graph, model_dir)?.run(graph)
+    // The default domain's opset decides a few semantics (Softmax's axis).
+    let opset = proto
+        .opset_import
+        .iter()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .max()
+        .unwrap_or(LATEST_OPSET);
+    let mut importer = Importer::new(path, graph, model_dir)?;
+    importer.opset = opset;
+    importer.run(graph)
 }
+
+/// The opset assumed for a model that declares none.
+const LATEST_OPSET: i64 = 21;
 
 struct Importer<'a> {
     path: &'a Path,
+    opset: i64,
     values: HashMap<String, Value>,
     nodes: Vec<Node>,
 }
 
 impl<'a> Importer<'a> {
     fn new(path: &'a Path, graph: &pb::GraphProto, model_dir: Option<&str>) -> Result<Self> {
-        let mut importer = Importer { path, values: HashMap::new(), nodes: Vec::new() };
+        let mut importer = Importer { path, opset: LATEST_OPSET, values: HashMap::new(), nodes: Vec::new() };
         let provider = tract_onnx::onnx().provider;
         for init in &graph.initializer {
             let tensor = tract_onnx::tensor::load_tensor(&*provider, init, model_dir)
@@ -268,7 +282,8 @@ impl<'a> Importer<'a> {
             "Clip" => self.import_clip(node),
             "LeakyRelu" | "PRelu" => self.import_leaky(node),
             "Tanh" => self.import_activation(node, Op::Tanh, f32::tanh),
-            "ReduceSum" | "ReduceMean" => self.import_reduce(node),
+            "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" => self.import_reduce(node),
+            "Softmax" | "LogSoftmax" => self.import_softmax(node),
             "Transpose" | "Concat" | "Slice" | "Gather" | "Pad" | "Split" | "Expand" | "Tile" => {
                 self.import_movement(node)
             }
@@ -377,8 +392,9 @@ impl<'a> Importer<'a> {
                 self.unsupported(node, "input A must be computed from the model input (a constant A is not supported)")
             );
         };
-        let Value::Const(b) = self.required_input(node, 1)? else {
-            return Err(self.unsupported(node, "input B must be a constant (weights)"));
+        let b = match self.required_input(node, 1)? {
+            Value::Const(b) => b,
+            Value::Node(b) => return self.import_gemm_computed(node, a, b, (trans_a, trans_b), (alpha, beta)),
         };
         let a_shape = self.nodes[a].shape.clone();
         if a_shape.len() != 2 || b.shape.len() != 2 {
@@ -405,6 +421,62 @@ impl<'a> Importer<'a> {
         self.add_node(node, Op::Dense { weight, bias, transpose_input: trans_a }, vec![a], vec![m, n])
     }
 
+    /// Gemm of two computed matrices: `alpha · A' B' + beta · C`, with the transposes as data
+    /// movement.
+    fn import_gemm_computed(
+        &mut self,
+        node: &pb::NodeProto,
+        a: usize,
+        b: usize,
+        (trans_a, trans_b): (bool, bool),
+        (alpha, beta): (f32, f32),
+    ) -> Result<()> {
+        let mut operand = |id: usize, transposed: bool, part: &str| -> Result<usize> {
+            let shape = self.nodes[id].shape.clone();
+            if shape.len() != 2 {
+                return Err(self.unsupported(node, format!("{part} {shape:?} must be a matrix")));
+            }
+            if !transposed {
+                return Ok(id);
+            }
+            let (out, sources) = movement::transpose(&shape, None).map_err(|e| self.unsupported(node, e))?;
+            Ok(self.intermediate(node, &format!("{part}T"), Op::Select { sources }, vec![id], out))
+        };
+        let (a, b) = (operand(a, trans_a, "A")?, operand(b, trans_b, "B")?);
+        let (sa, sb) = (self.nodes[a].shape.clone(), self.nodes[b].shape.clone());
+        if sa[1] != sb[0] {
+            return Err(self.unsupported(node, format!("A has {} columns but B has {} rows", sa[1], sb[0])));
+        }
+        let shape = vec![sa[0], sb[1]];
+        let c = self.input(node, 2)?;
+        let mut steps: Vec<(&str, Op, Option<usize>)> = vec![("product", Op::MatMul, Some(b))];
+        if alpha != 1.0 {
+            steps.push(("alpha", Op::MulConst { constant: Tensor::new(vec![], vec![alpha]) }, None));
+        }
+        match c {
+            None => {}
+            Some(Value::Const(mut c)) => {
+                c.data.iter_mut().for_each(|v| *v *= beta);
+                if broadcast_shape(&c.shape, &shape).as_deref() != Some(&shape[..]) {
+                    return Err(self.unsupported(node, format!("C {:?} does not broadcast to {shape:?}", c.shape)));
+                }
+                steps.push(("bias", Op::AddConst { constant: c }, None));
+            }
+            Some(Value::Node(c)) if beta == 1.0 => steps.push(("bias", Op::Add, Some(c))),
+            Some(Value::Node(_)) => return Err(self.unsupported(node, "a computed C with beta other than 1")),
+        }
+        let last = steps.len() - 1;
+        let mut current = a;
+        for (i, (part, op, other)) in steps.into_iter().enumerate() {
+            let inputs = std::iter::once(current).chain(other).collect();
+            if i == last {
+                return self.add_node(node, op, inputs, shape);
+            }
+            current = self.intermediate(node, part, op, inputs, shape.clone());
+        }
+        unreachable!("the product is always a step")
+    }
+
     fn import_matmul(&mut self, node: &pb::NodeProto) -> Result<()> {
         let a = self.required_input(node, 0)?;
         let b = self.required_input(node, 1)?;
@@ -416,11 +488,14 @@ impl<'a> Importer<'a> {
                     "a constant left operand is not supported; multiply by constant weights on the right",
                 ))
             }
-            (Value::Node(_), Value::Node(_)) => {
-                return Err(self.unsupported(
-                    node,
-                    "both operands are computed; only products with constant weights are supported",
-                ))
+            (Value::Node(a), Value::Node(b)) => {
+                let (sa, sb) = (self.nodes[a].shape.clone(), self.nodes[b].shape.clone());
+                if sb.len() != 2 || sa.last() != Some(&sb[0]) {
+                    return Err(self.unsupported(node, format!("cannot multiply {sa:?} by {sb:?} (B must be [K, N])")));
+                }
+                let mut shape = sa;
+                *shape.last_mut().expect("checked non-empty") = sb[1];
+                return self.add_node(node, Op::MatMul, vec![a, b], shape);
             }
             (Value::Const(_), Value::Const(_)) => {
                 return Err(self.unsupported(node, "products of two constants should be folded by the exporter"))
@@ -762,7 +837,7 @@ impl<'a> Importer<'a> {
             (Value::Node(x), Value::Node(y)) => match op {
                 "Sub" => self.add_node(node, Op::Sub, vec![x, y], shape),
                 "Mul" => self.add_node(node, Op::Mul, vec![x, y], shape),
-                _ => Err(self.unsupported(node, "division by a computed value")),
+                _ => self.add_node(node, Op::Div, vec![x, y], shape),
             },
             (Value::Node(x), Value::Const(c)) => match op {
                 "Sub" => self.add_node(node, Op::AddConst { constant: map(&c, &|v| -v) }, vec![x], shape),
@@ -950,37 +1025,78 @@ impl<'a> Importer<'a> {
         } else {
             self.axes(node, &axes, rank)?
         };
-        let out_full: Vec<usize> = (0..rank).map(|a| if axes.contains(&a) { 1 } else { shape[a] }).collect();
+        let (groups, out_full) = reduce_groups(&shape, &axes);
         let out_shape: Vec<usize> = if keepdims {
             out_full.clone()
         } else {
             (0..rank).filter(|a| !axes.contains(a)).map(|a| shape[a]).collect()
         };
-        let total: usize = shape.iter().product();
-        let mut groups = vec![Vec::new(); out_full.iter().product()];
-        for i in 0..total {
-            let (mut rest, mut o, mut stride) = (i, 0, 1);
-            for a in (0..rank).rev() {
-                let c = rest % shape[a];
-                rest /= shape[a];
-                if !axes.contains(&a) {
-                    o += c * stride;
-                    stride *= shape[a];
-                }
-            }
-            groups[o].push(i);
-        }
-        let mean = node.op_type == "ReduceMean";
+        let op = node.op_type.as_str();
         match value {
             Value::Const(t) => {
-                let data = groups
-                    .iter()
-                    .map(|g| g.iter().map(|&i| t.data[i]).sum::<f32>() / if mean { g.len() as f32 } else { 1.0 })
-                    .collect();
+                let fold = |g: &Vec<usize>| {
+                    let values = g.iter().map(|&i| t.data[i]);
+                    match op {
+                        "ReduceMax" => values.fold(f32::NEG_INFINITY, f32::max),
+                        "ReduceMin" => values.fold(f32::INFINITY, f32::min),
+                        "ReduceMean" => values.sum::<f32>() / g.len() as f32,
+                        _ => values.sum::<f32>(),
+                    }
+                };
+                let data = groups.iter().map(fold).collect();
                 self.set_output(node, Value::Const(Tensor::new(out_shape, data)))
             }
-            Value::Node(id) => self.add_node(node, Op::Reduce { groups, mean }, vec![id], out_shape),
+            Value::Node(id) => {
+                let reduce = match op {
+                    "ReduceMax" | "ReduceMin" => Op::ReduceMax { groups, min: op == "ReduceMin" },
+                    _ => Op::Reduce { groups, mean: op == "ReduceMean" },
+                };
+                self.add_node(node, reduce, vec![id], out_shape)
+            }
         }
+    }
+
+    /// Softmax and LogSoftmax along one axis (from opset 13; before, over all axes from `axis`
+    /// on, as a 2-D `[outer, inner]` view): with `d = x - max(x)`, `e^d / Σ e^d` and
+    /// `d - ln Σ e^d`. The exponential and the logarithm are table lookups; the maximum makes
+    /// every `d ≤ 0` and the sum at least 1.
+    fn import_softmax(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let Value::Node(x) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "the input must be computed"));
+        };
+        let shape = self.nodes[x].shape.clone();
+        let rank = shape.len();
+        let legacy = self.opset < 13;
+        let axis = attr_int(node, "axis").unwrap_or(if legacy { 1 } else { -1 });
+        let a = movement::axis(axis, rank).map_err(|e| self.unsupported(node, e))?;
+        let (x, view, a) = if legacy && (rank != 2 || a != 1) {
+            let view = vec![shape[..a].iter().product(), shape[a..].iter().product()];
+            (self.intermediate(node, "2d", Op::Reshape, vec![x], view.clone()), view, 1)
+        } else {
+            (x, shape.clone(), a)
+        };
+        let (groups, reduced) = reduce_groups(&view, &[a]);
+        let max = self.intermediate(
+            node,
+            "max",
+            Op::ReduceMax { groups: groups.clone(), min: false },
+            vec![x],
+            reduced.clone(),
+        );
+        let shifted = self.intermediate(node, "shifted", Op::Sub, vec![x, max], view.clone());
+        let exp = self.intermediate(node, "exp", Op::Lookup { func: Function::Exp }, vec![shifted], view.clone());
+        let sum = self.intermediate(node, "sum", Op::Reduce { groups, mean: false }, vec![exp], reduced.clone());
+        let (op, inputs) = if node.op_type == "Softmax" {
+            (Op::Div, vec![exp, sum])
+        } else {
+            let log = self.intermediate(node, "log", Op::Lookup { func: Function::Log }, vec![sum], reduced);
+            (Op::Sub, vec![shifted, log])
+        };
+        if view == shape {
+            return self.add_node(node, op, inputs, shape);
+        }
+        let result = self.intermediate(node, "result", op, inputs, view);
+        self.add_node(node, Op::Reshape, vec![result], shape)
     }
 
     fn import_add(&mut self, node: &pb::NodeProto) -> Result<()> {
@@ -1003,6 +1119,27 @@ fn combine(a: &Tensor, b: &Tensor, shape: Vec<usize>, f: impl Fn(f32, f32) -> f3
     let (ia, ib) = (broadcast_indices(&a.shape, &shape), broadcast_indices(&b.shape, &shape));
     let data = ia.iter().zip(&ib).map(|(&i, &j)| f(a.data[i], b.data[j])).collect();
     Tensor::new(shape, data)
+}
+
+/// For reducing `axes` of a tensor of `shape`: the flat positions of each output element's
+/// group, and the output shape with the reduced axes kept as 1.
+fn reduce_groups(shape: &[usize], axes: &[usize]) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let rank = shape.len();
+    let out_full: Vec<usize> = (0..rank).map(|a| if axes.contains(&a) { 1 } else { shape[a] }).collect();
+    let mut groups = vec![Vec::new(); out_full.iter().product()];
+    for i in 0..shape.iter().product() {
+        let (mut rest, mut o, mut stride) = (i, 0, 1);
+        for a in (0..rank).rev() {
+            let c = rest % shape[a];
+            rest /= shape[a];
+            if !axes.contains(&a) {
+                o += c * stride;
+                stride *= shape[a];
+            }
+        }
+        groups[o].push(i);
+    }
+    (groups, out_full)
 }
 
 fn node_name(node: &pb::NodeProto) -> String {

@@ -108,6 +108,23 @@ pub enum QOp {
         /// Each constant operand, one value per output element, at the input scale.
         constants: Vec<Vec<i64>>,
     },
+    /// The maximum (or minimum) of each group of input elements.
+    ReduceMax {
+        /// Flat input positions of each output element.
+        groups: Vec<Vec<usize>>,
+        /// Minimum instead of maximum.
+        min: bool,
+    },
+    /// `round(Σ_k a[m, k] · b[k, n] / 2^shift)`: the product of two computed matrices.
+    MatMul {
+        /// The activations' scale.
+        shift: u32,
+    },
+    /// `round(a · 2^shift / b)`, halves up, element-wise (broadcast), for `b > 0`.
+    Div {
+        /// The activations' scale.
+        shift: u32,
+    },
     /// The sum (or rounded mean) of each group of input elements.
     Reduce {
         /// Flat input positions of each output element.
@@ -308,6 +325,9 @@ impl QuantizedModel {
                         constants: constants.iter().map(|c| quantize_broadcast(c, is, &node.shape)).collect(),
                     },
                     Op::Reduce { groups, mean } => QOp::Reduce { groups: groups.clone(), mean: *mean },
+                    Op::ReduceMax { groups, min } => QOp::ReduceMax { groups: groups.clone(), min: *min },
+                    Op::Div => QOp::Div { shift: is },
+                    Op::MatMul => QOp::MatMul { shift: is },
                     Op::Select { sources } => QOp::Select {
                         sources: sources
                             .iter()
@@ -364,6 +384,9 @@ impl QuantizedModel {
                 | QOp::Mul { .. }
                 | QOp::Extremum { .. }
                 | QOp::Reduce { .. }
+                | QOp::ReduceMax { .. }
+                | QOp::Div { .. }
+                | QOp::MatMul { .. }
                 | QOp::Select { .. }
                 | QOp::Add
                 | QOp::Relu
@@ -425,6 +448,14 @@ impl QuantizedModel {
             low: domain.lo as f64 / one,
             high: domain.hi as f64 / one,
         }
+    }
+
+    /// For a MatMul node: the (a position, b position) pairs summed by each output element.
+    pub fn matmul_terms(&self, node: &QNode) -> Vec<Vec<(usize, usize)>> {
+        let (sa, sb) = (&self.nodes[node.inputs[0]].shape, &self.nodes[node.inputs[1]].shape);
+        let (k, n) = (sb[0], sb[1]);
+        let rows = sa.iter().product::<usize>() / k.max(1);
+        (0..rows * n).map(|o| (0..k).map(|i| ((o / n) * k + i, i * n + o % n)).collect()).collect()
     }
 
     /// For a two-input element-wise node: the position in each input of every output element.
@@ -534,6 +565,40 @@ impl QuantizedModel {
                     .into_iter()
                     .map(|ops| if *min { ops.into_iter().min() } else { ops.into_iter().max() }.expect("operands"))
                     .collect(),
+                QOp::ReduceMax { groups, min } => {
+                    let x = arg(0);
+                    let pick = |g: &Vec<usize>| {
+                        let values = g.iter().map(|&i| x[i]);
+                        if *min {
+                            values.min()
+                        } else {
+                            values.max()
+                        }
+                    };
+                    groups.iter().map(|g| pick(g).ok_or_else(|| empty_group(node))).collect::<Result<_>>()?
+                }
+                QOp::MatMul { shift } => {
+                    let (a, b) = (arg(0), arg(1));
+                    self.matmul_terms(node)
+                        .iter()
+                        .map(|terms| rescale(terms.iter().map(|&(i, j)| a[i] * b[j]).sum(), *shift))
+                        .collect()
+                }
+                QOp::Div { shift } => {
+                    let (a, b) = (arg(0), arg(1));
+                    let (ia, ib) = self.broadcast_pair(node);
+                    ia.iter()
+                        .zip(&ib)
+                        .map(|(&i, &j)| match b[j] {
+                            d if d > 0 => Ok(divide_rounding(a[i] << shift, d)),
+                            d => Err(Error::UnsupportedModel(format!(
+                                "node '{}' divides by {}: zkinfer proves division by positive values only",
+                                node.name,
+                                d as f64 / (1u64 << shift) as f64
+                            ))),
+                        })
+                        .collect::<Result<_>>()?
+                }
                 QOp::Reduce { groups, mean } => {
                     let x = arg(0);
                     groups
@@ -562,6 +627,10 @@ impl QuantizedModel {
         }
         Ok(values.into_iter().map(|v| v.into_iter().map(|x| x as i64).collect()).collect())
     }
+}
+
+fn empty_group(node: &QNode) -> Error {
+    Error::UnsupportedModel(format!("node '{}' reduces an empty group", node.name))
 }
 
 fn empty_window(node: &QNode) -> Error {
