@@ -300,6 +300,43 @@ def softmax_ops(seed):
     return vector_model("softmax_ops", nodes, inits, 8, 3)
 
 
+def decoder_ops(seed):
+    """A decoder's operators: transposed convolutions (strides, pads, output padding, groups,
+    dilations) and instance normalization."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.uniform(-0.5, 0.5, size=(2, 3, 3, 3)).astype(np.float32)
+    b1 = rng.uniform(-0.2, 0.2, size=3).astype(np.float32)
+    w2 = rng.uniform(-0.5, 0.5, size=(3, 1, 2, 2)).astype(np.float32)
+    w3, b3 = linear(rng, 3 * 10 * 10, 4)
+    shape = numpy_helper.from_array(np.asarray([1, 300], dtype=np.int64), "flat_shape")
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2"),
+             numpy_helper.from_array(w3, "w3"), numpy_helper.from_array(b3, "b3"), shape]
+    n = node
+    nodes = [
+        # 3×3 -> (3-1)·2 + 1 + 2 + 1 - 2 = 6×6 with 3 channels.
+        n("ConvTranspose", ["input", "w1", "b1"], ["up"], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1],
+          kernel_shape=[3, 3]),
+        n("InstanceNormalization", ["up", "gamma", "beta"], ["norm"], epsilon=1e-3),
+        n("Relu", ["norm"], ["relu"]),
+        # Depthwise, dilated: 6×6 -> (6-1)·1 + (2-1)·2 + 1 = 8×8, then padded to 10×10.
+        n("ConvTranspose", ["relu", "w2"], ["depthwise"], group=3, dilations=[2, 2], strides=[1, 1],
+          pads=[0, 0, 0, 0], output_padding=[0, 0], kernel_shape=[2, 2]),
+        n("Pad", ["depthwise", "pads"], ["padded"], mode="constant"),
+        n("Reshape", ["padded", "flat_shape"], ["flat"]),
+        n("Gemm", ["flat", "w3", "b3"], ["output"], transB=1),
+    ]
+    inits.append(numpy_helper.from_array(np.asarray([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads"))
+    inits.append(numpy_helper.from_array(np.asarray([0.5, 1.0, 1.5], dtype=np.float32), "gamma"))
+    inits.append(numpy_helper.from_array(np.asarray([0.1, 0.0, -0.1], dtype=np.float32), "beta"))
+    graph = helper.make_graph(
+        nodes, "decoder_ops",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+
+
 def matmul_add(seed):
     """x @ W + b then Relu then a Reshape: the other way exporters write a linear layer."""
     rng = np.random.default_rng(seed)
@@ -427,6 +464,9 @@ def main():
     save(softmax_ops(seed=23), FIXTURES, "softmax_ops.onnx")
     with open(os.path.join(FIXTURES, "softmax_ops.input.json"), "w") as f:
         json.dump({"input_data": [np.random.default_rng(24).uniform(-1, 1, size=8).round(6).tolist()]}, f)
+    save(decoder_ops(seed=25), FIXTURES, "decoder_ops.onnx")
+    with open(os.path.join(FIXTURES, "decoder_ops.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(26).uniform(-1, 1, size=18).round(6).tolist()]}, f)
 
     # A "proprietary" scoring model: 12 private features -> 24 -> 12 -> 3 class scores.
     private = os.path.join(HERE, "private_model")

@@ -128,6 +128,11 @@ fn softmax_log_softmax_reduce_max_and_division_prove_and_verify() {
 }
 
 #[test]
+fn transposed_convolutions_and_instance_normalization_prove_and_verify() {
+    check_example(&fixture("decoder_ops.onnx"), &fixture("decoder_ops.input.json"), 0.03);
+}
+
+#[test]
 fn small_cnn_proves_and_verifies() {
     check_example(&example("cnn_small").join("network.onnx"), &example("cnn_small").join("input.json"), 0.03);
 }

@@ -74,3 +74,8 @@ fn lookup_functions_witness_equals_integer_reference() {
 fn softmax_reductions_and_division_witness_equals_integer_reference() {
     check_with(&common::fixture("softmax_ops.onnx"), &common::fixture("softmax_ops.input.json"), Some([-8.0, 8.0]));
 }
+
+#[test]
+fn transposed_convolution_and_instance_norm_witness_equals_integer_reference() {
+    check_with(&common::fixture("decoder_ops.onnx"), &common::fixture("decoder_ops.input.json"), Some([-16.0, 16.0]));
+}

@@ -23,7 +23,7 @@ pub enum Source {
 /// An output shape and the source of each of its elements.
 pub type Moved = (Vec<usize>, Vec<Source>);
 
-fn strides(shape: &[usize]) -> Vec<usize> {
+fn strides_of(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![1; shape.len()];
     for a in (0..shape.len().saturating_sub(1)).rev() {
         strides[a] = strides[a + 1] * shape[a + 1];
@@ -76,7 +76,7 @@ pub fn transpose(shape: &[usize], perm: Option<&[i64]>) -> Result<Moved, String>
         return Err(format!("perm {perm:?} is not a permutation of {rank} axes"));
     }
     let out_shape: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
-    let st = strides(shape);
+    let st = strides_of(shape);
     let sources = build(&out_shape, |c| Source::Input {
         input: 0,
         index: perm.iter().enumerate().map(|(i, &a)| c[i] * st[a]).sum(),
@@ -96,7 +96,7 @@ pub fn concat(shapes: &[Vec<usize>], axis_: i64) -> Result<Moved, String> {
     let mut out_shape = first.clone();
     out_shape[a] = shapes.iter().map(|s| s[a]).sum();
     let starts: Vec<usize> = shapes.iter().scan(0, |acc, s| Some(std::mem::replace(acc, *acc + s[a]))).collect();
-    let all_strides: Vec<Vec<usize>> = shapes.iter().map(|s| strides(s)).collect();
+    let all_strides: Vec<Vec<usize>> = shapes.iter().map(|s| strides_of(s)).collect();
     let sources = build(&out_shape, |c| {
         let input = starts.partition_point(|&s| s <= c[a]) - 1;
         let mut local = c.to_vec();
@@ -143,7 +143,7 @@ pub fn slice(
         step[a] = s;
         out_shape[a] = len.max(0) as usize;
     }
-    let st = strides(shape);
+    let st = strides_of(shape);
     let sources = build(&out_shape, |c| Source::Input {
         input: 0,
         index: (0..rank).map(|a| (begin[a] + c[a] as i64 * step[a]) as usize * st[a]).sum(),
@@ -168,8 +168,8 @@ pub fn gather(shape: &[usize], axis_: i64, indices: &[i64], indices_shape: &[usi
         })
         .collect::<Result<_, _>>()?;
     let out_shape: Vec<usize> = [&shape[..a], indices_shape, &shape[a + 1..]].concat();
-    let st = strides(shape);
-    let ist = strides(indices_shape);
+    let st = strides_of(shape);
+    let ist = strides_of(indices_shape);
     let q = indices_shape.len();
     let sources = build(&out_shape, |c| {
         let which = indices[flat(&c[a..a + q], &ist)];
@@ -202,7 +202,7 @@ pub fn pad(shape: &[usize], pads: &[i64], mode: PadMode) -> Result<Moved, String
         return Err(format!("reflect pads {pads:?} must be smaller than the dimensions {shape:?}"));
     }
     let out_shape: Vec<usize> = (0..rank).map(|a| shape[a] + (pads[a] + pads[a + rank]) as usize).collect();
-    let st = strides(shape);
+    let st = strides_of(shape);
     let sources = build(&out_shape, |c| {
         let mut index = 0;
         for a in 0..rank {
@@ -236,10 +236,42 @@ pub fn tile(shape: &[usize], repeats: &[i64]) -> Result<Moved, String> {
         return Err(format!("repeats {repeats:?} do not match a tensor of rank {}", shape.len()));
     }
     let out_shape: Vec<usize> = shape.iter().zip(repeats).map(|(&d, &r)| d * r as usize).collect();
-    let st = strides(shape);
+    let st = strides_of(shape);
     let sources = build(&out_shape, |c| Source::Input {
         input: 0,
         index: c.iter().zip(shape).zip(&st).map(|((&c, &d), &s)| (c % d) * s).sum(),
+    });
+    Ok((out_shape, sources))
+}
+
+/// The spatial axes (from axis 2) of an `[N, C, spatial...]` tensor with `strides[a] - 1` zeros
+/// between neighbours and `begin[a]` / `end[a]` zeros before / after (negative: that many
+/// elements cropped): the input of the convolution a transposed convolution reduces to.
+pub fn dilate_pad(shape: &[usize], strides: &[usize], begin: &[i64], end: &[i64]) -> Result<Moved, String> {
+    let d = shape.len().saturating_sub(2);
+    if strides.len() != d || begin.len() != d || end.len() != d || strides.contains(&0) {
+        return Err(format!("strides {strides:?} and pads do not fit {d} spatial axes"));
+    }
+    let mut out_shape = shape.to_vec();
+    for a in 0..d {
+        let stretched = ((shape[a + 2] as i64 - 1) * strides[a] as i64 + 1 + begin[a] + end[a]).max(0);
+        out_shape[a + 2] = stretched as usize;
+    }
+    if out_shape.contains(&0) {
+        return Err(format!("the padded input {out_shape:?} is empty"));
+    }
+    let st = strides_of(shape);
+    let sources = build(&out_shape, |c| {
+        let mut index = c[0] * st[0] + c[1] * st[1];
+        for a in 0..d {
+            let u = c[a + 2] as i64 - begin[a];
+            let s = strides[a] as i64;
+            if u < 0 || u % s != 0 || u / s >= shape[a + 2] as i64 {
+                return Source::Const(0.0);
+            }
+            index += (u / s) as usize * st[a + 2];
+        }
+        Source::Input { input: 0, index }
     });
     Ok((out_shape, sources))
 }
@@ -320,6 +352,11 @@ mod tests {
         assert_eq!(values(&t, &[&x]), vec![0., 1., 2., 3., 4., 5., 0., 1., 2., 3., 4., 5.]);
         assert_eq!(values(&tile(&[2, 1], &[1, 3]).unwrap(), &[&[7., 8.]]), vec![7., 7., 7., 8., 8., 8.]);
         assert!(tile(&[2, 3], &[2]).is_err());
+        // [1, 1, 3] with stride 2, one zero before and none after: 0 a 0 b 0 c; cropping one: b 0 c.
+        let d = dilate_pad(&[1, 1, 3], &[2], &[1], &[0]).unwrap();
+        assert_eq!(d.0, vec![1, 1, 6]);
+        assert_eq!(values(&d, &[&[7., 8., 9.]]), vec![0., 7., 0., 8., 0., 9.]);
+        assert_eq!(values(&dilate_pad(&[1, 1, 3], &[2], &[-2], &[0]).unwrap(), &[&[7., 8., 9.]]), vec![8., 0., 9.]);
         assert!(gather(&[2, 3], 1, &[3], &[1]).is_err());
         assert!(transpose(&[2, 3], Some(&[0, 0])).is_err());
     }

@@ -13,8 +13,9 @@ use super::movement::{self, Moved, PadMode, Source};
 use crate::error::{Error, Result};
 
 /// The ONNX operators the import understands, listed in errors.
-pub const SUPPORTED_OPS: &str = "Gemm, MatMul, Conv (1-D, 2-D, 3-D; strides, pads, dilations, groups), \
-     BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool, Add, Sub, Mul, Div (by a \
+pub const SUPPORTED_OPS: &str =
+    "Gemm, MatMul, Conv (1-D, 2-D, 3-D; strides, pads, dilations, groups), ConvTranspose, BatchNormalization, \
+     InstanceNormalization, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool, Add, Sub, Mul, Div (by a \
      constant or a positive computed value), Sum, Max, Min, Clip, Relu, LeakyRelu, PRelu, Sigmoid, Tanh, \
      Softmax, LogSoftmax, Exp, Log, Sqrt, Softplus, Softsign, Erf, Gelu, Elu, Selu, Pow (by a constant), \
      ReduceSum, ReduceMean, ReduceMax, ReduceMin, Transpose, Concat, Slice, Gather (constant indices), Pad \
@@ -324,7 +325,9 @@ impl<'a> Importer<'a> {
                 self.set_output(node, value)
             }
             "Conv" => self.import_conv(node),
+            "ConvTranspose" => self.import_conv_transpose(node),
             "BatchNormalization" => self.import_batch_norm(node),
+            "InstanceNormalization" => self.import_instance_norm(node),
             "AveragePool" | "MaxPool" | "GlobalAveragePool" | "GlobalMaxPool" => self.import_pool(node),
             "Relu" => self.import_activation(node, Op::Relu, |v| v.max(0.0)),
             "Sigmoid" => self.import_activation(node, Op::Sigmoid, |v| 1.0 / (1.0 + (-v).exp())),
@@ -584,12 +587,87 @@ impl<'a> Importer<'a> {
             ));
         }
         let window = self.window(node, &shape[2..], &weight.shape[2..])?;
+        self.add_conv(node, (x, shape[0]), weight, group, window)
+    }
+
+    /// ConvTranspose as the convolution it equals: the input spread out by the strides (zeros
+    /// between its elements) and padded by `dilation · (kernel - 1) - pad` (plus the output
+    /// padding at the end), convolved with stride 1 by the kernel flipped, with the input and
+    /// output channels of each group exchanged.
+    fn import_conv_transpose(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (x, shape) = self.spatial_input(node)?;
+        let Value::Const(w) = self.required_input(node, 1)? else {
+            return Err(self.unsupported(node, "the weights must be a constant"));
+        };
+        let group = attr_int(node, "group").unwrap_or(1).max(1) as usize;
+        let (channels, d) = (shape[1], shape.len() - 2);
+        if w.shape.len() != shape.len() || w.shape[0] != channels || channels % group != 0 {
+            return Err(self.unsupported(node, format!("weights {:?} do not fit input {shape:?}", w.shape)));
+        }
+        if attr(node, "output_shape").is_some() {
+            return Err(self.unsupported(node, "the output_shape attribute (give pads instead)"));
+        }
+        let auto_pad = attr(node, "auto_pad").map(|a| String::from_utf8_lossy(&a.s).into_owned()).unwrap_or_default();
+        if !matches!(auto_pad.as_str(), "" | "NOTSET" | "VALID") {
+            return Err(self.unsupported(node, format!("auto_pad {auto_pad}")));
+        }
+        let ints = |name: &str, len: usize, default: i64| {
+            attr(node, name).map(|a| a.ints.clone()).filter(|v| v.len() == len).unwrap_or_else(|| vec![default; len])
+        };
+        let (strides, dilations) = (ints("strides", d, 1), ints("dilations", d, 1));
+        let (pads, output_padding) = (ints("pads", 2 * d, 0), ints("output_padding", d, 0));
+        if strides.iter().chain(&dilations).any(|&v| v < 1) || pads.iter().chain(&output_padding).any(|&v| v < 0) {
+            return Err(self.unsupported(node, "strides, dilations, pads or output_padding out of range"));
+        }
+        let kernel: Vec<usize> = w.shape[2..].to_vec();
+        let span = |a: usize| dilations[a] * (kernel[a] as i64 - 1);
+        let begin: Vec<i64> = (0..d).map(|a| span(a) - pads[a]).collect();
+        let end: Vec<i64> = (0..d).map(|a| span(a) - pads[d + a] + output_padding[a]).collect();
+        let strides: Vec<usize> = strides.iter().map(|&s| s as usize).collect();
+        let (spread_shape, sources) =
+            movement::dilate_pad(&shape, &strides, &begin, &end).map_err(|e| self.unsupported(node, e))?;
+        let spread = self.intermediate(node, "spread", Op::Select { sources }, vec![x], spread_shape.clone());
+        // W [C, M/G, k...] -> W' [M, C/G, flipped k...].
+        let (per_in, per_out) = (channels / group, w.shape[1]);
+        let m = per_out * group;
+        let kernel_len: usize = kernel.iter().product();
+        let mut weight = vec![0.0; m * per_in * kernel_len];
+        for g in 0..group {
+            for o in 0..per_out {
+                for i in 0..per_in {
+                    for t in 0..kernel_len {
+                        let from = ((g * per_in + i) * per_out + o) * kernel_len + t;
+                        let to = ((g * per_out + o) * per_in + i) * kernel_len + (kernel_len - 1 - t);
+                        weight[to] = w.data[from];
+                    }
+                }
+            }
+        }
+        let weight = Tensor::new([vec![m, per_in], kernel.clone()].concat(), weight);
+        let ones = vec![1; d];
+        let zeros = vec![0; d];
+        let dilations: Vec<usize> = dilations.iter().map(|&v| v as usize).collect();
+        let window = Window::new(&spread_shape[2..], &kernel, &ones, &zeros, &zeros, &dilations)
+            .map_err(|e| self.unsupported(node, e))?;
+        self.add_conv(node, (spread, shape[0]), weight, group, window)
+    }
+
+    /// Adds a convolution of node `x` (batch `n`) with the node's bias input, if any.
+    fn add_conv(
+        &mut self,
+        node: &pb::NodeProto,
+        (x, n): (usize, usize),
+        weight: Tensor,
+        group: usize,
+        window: Window,
+    ) -> Result<()> {
+        let m = weight.shape[0];
         let bias = match self.input(node, 2)? {
             None => None,
             Some(Value::Const(b)) if b.len() == m => Some(Tensor::new(vec![m], b.data)),
             Some(_) => return Err(self.unsupported(node, format!("the bias must be a constant of {m} values"))),
         };
-        let out_shape = [vec![shape[0], m], window.output.clone()].concat();
+        let out_shape = [vec![n, m], window.output.clone()].concat();
         self.add_node(node, Op::Conv { weight, bias, group, window }, vec![x], out_shape)
     }
 
@@ -615,13 +693,34 @@ impl<'a> Importer<'a> {
         let epsilon = attr_float(node, "epsilon").unwrap_or(1e-5);
         let a: Vec<f32> = (0..c).map(|i| params[0][i] / (params[3][i] + epsilon).sqrt()).collect();
         let b: Vec<f32> = (0..c).map(|i| params[1][i] - params[2][i] * a[i]).collect();
-        let spatial = &shape[2..];
-        let ones = vec![1; spatial.len()];
-        let window = Window::new(spatial, &ones, &ones, &vec![0; spatial.len()], &vec![0; spatial.len()], &ones)
-            .expect("a 1×1 window fits any input");
-        let weight = Tensor::new([vec![c, 1], ones.clone()].concat(), a);
-        let op = Op::Conv { weight, bias: Some(Tensor::new(vec![c], b)), group: c, window };
-        self.add_node(node, op, vec![x], shape)
+        self.add_node(node, channel_affine(&shape, a, b), vec![x], shape)
+    }
+
+    /// InstanceNormalization: `(x - mean) / √(var + ε) · scale + B` over each channel's
+    /// spatial values, from a mean, a product, the Sqrt table and a proven division.
+    fn import_instance_norm(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (x, shape) = self.spatial_input(node)?;
+        let c = shape[1];
+        let mut params = Vec::new();
+        for i in 1..3 {
+            match self.required_input(node, i)? {
+                Value::Const(t) if t.len() == c => params.push(t.data),
+                _ => return Err(self.unsupported(node, format!("scale and B must be constants of {c} values"))),
+            }
+        }
+        let epsilon = attr_float(node, "epsilon").unwrap_or(1e-5);
+        let (groups, reduced) = reduce_groups(&shape, &(2..shape.len()).collect::<Vec<_>>());
+        let mean = Op::Reduce { groups: groups.clone(), mean: true };
+        let mean = self.intermediate(node, "mean", mean, vec![x], reduced.clone());
+        let centred = self.intermediate(node, "centred", Op::Sub, vec![x, mean], shape.clone());
+        let square = self.intermediate(node, "square", Op::Mul, vec![centred, centred], shape.clone());
+        let var = self.intermediate(node, "var", Op::Reduce { groups, mean: true }, vec![square], reduced.clone());
+        let eps = Op::AddConst { constant: Tensor::new(vec![], vec![epsilon]) };
+        let var = self.intermediate(node, "var_eps", eps, vec![var], reduced.clone());
+        let std = self.intermediate(node, "std", Op::Lookup { func: Function::Sqrt }, vec![var], reduced);
+        let normal = self.intermediate(node, "normal", Op::Div, vec![centred, std], shape.clone());
+        let (scale, bias) = (params.remove(0), params.remove(0));
+        self.add_node(node, channel_affine(&shape, scale, bias), vec![normal], shape)
     }
 
     fn import_pool(&mut self, node: &pb::NodeProto) -> Result<()> {
@@ -1119,6 +1218,17 @@ fn combine(a: &Tensor, b: &Tensor, shape: Vec<usize>, f: impl Fn(f32, f32) -> f3
     let (ia, ib) = (broadcast_indices(&a.shape, &shape), broadcast_indices(&b.shape, &shape));
     let data = ia.iter().zip(&ib).map(|(&i, &j)| f(a.data[i], b.data[j])).collect();
     Tensor::new(shape, data)
+}
+
+/// `a[c] · x + b[c]` for each channel `c` of an `[N, C, spatial...]` tensor of `shape`: a
+/// depthwise 1×…×1 convolution.
+fn channel_affine(shape: &[usize], a: Vec<f32>, b: Vec<f32>) -> Op {
+    let (c, spatial) = (shape[1], &shape[2..]);
+    let ones = vec![1; spatial.len()];
+    let zeros = vec![0; spatial.len()];
+    let window = Window::new(spatial, &ones, &ones, &zeros, &zeros, &ones).expect("a 1×1 window fits any input");
+    let weight = Tensor::new([vec![c, 1], ones].concat(), a);
+    Op::Conv { weight, bias: Some(Tensor::new(vec![c], b)), group: c, window }
 }
 
 /// For reducing `axes` of a tensor of `shape`: the flat positions of each output element's
