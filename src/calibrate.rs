@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifacts::file_digest;
 use crate::circuit::layout::choose_shape;
 use crate::error::{read_file, write_json, Error, Result};
+use crate::model::function::{domain, Function};
 use crate::model::input::load_samples;
 use crate::model::quantize::signed_bits;
 use crate::model::reference::run_float_values;
@@ -55,9 +56,9 @@ pub struct Candidate {
     pub param_scale: u32,
     /// The range the samples need, with headroom.
     pub activation_bits: u32,
-    /// Comparisons the step functions (Sigmoid, Tanh) cost: thresholds times elements, which
-    /// grows as 2^input_scale.
-    pub step_comparisons: usize,
+    /// Rows of the lookup tables (Sigmoid, Exp, ...), which grow as 2^input_scale.
+    #[serde(default)]
+    pub table_rows: usize,
     /// The circuit's k and advice cells at these scales, where the resources target laid it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit: Option<(u32, usize)>,
@@ -151,17 +152,25 @@ pub fn calibrate(
     let magnitude = float_outputs.iter().flatten().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
 
     let mut candidates = Vec::new();
-    let mut last_error = None;
+    let mut first_error = None;
     for input_scale in CANDIDATE_SCALES {
         for param_scale in CANDIDATE_SCALES {
             match evaluate(&graph, &base, input_scale, param_scale, &samples, &float_outputs) {
                 Ok(c) => candidates.push(c),
-                Err(e) => last_error = Some(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
     }
     if candidates.is_empty() {
-        return Err(last_error.unwrap_or_else(|| Error::UnsupportedModel("no candidate scale could run".into())));
+        // The smallest scales fail last of all: their error says how far the samples are out.
+        let (lo, hi) = (CANDIDATE_SCALES.start(), CANDIDATE_SCALES.end());
+        let reason = first_error.map(|e| e.to_string()).unwrap_or_default();
+        return Err(Error::UnsupportedModel(format!(
+            "no candidate scales ({lo} to {hi} bits) hold these samples in the circuit's range; at {lo}/{lo} bits: \
+             {reason}"
+        )));
     }
     let best = candidates.iter().map(|c| c.max_abs_error).fold(f64::INFINITY, f64::min);
     let chosen = match target {
@@ -240,21 +249,22 @@ fn evaluate(
             "scales {input_scale}/{param_scale} need {bits}-bit activations, above the circuit's 64"
         )));
     }
-    let step_comparisons = quantized
-        .nodes
-        .iter()
-        .map(|n| match &n.op {
-            QOp::Sigmoid { thresholds } | QOp::Tanh { thresholds } => {
-                thresholds.len() * n.shape.iter().product::<usize>()
+    // One table per function: the rows at this scale and range.
+    let mut functions: Vec<Function> = Vec::new();
+    for node in &graph.nodes {
+        if let crate::model::Op::Lookup { func } = node.op {
+            if !functions.contains(&func) {
+                functions.push(func);
             }
-            _ => 0,
-        })
-        .sum();
+        }
+    }
+    let range = base.lookup_range.map(|[lo, hi]| (lo, hi));
+    let table_rows = functions.iter().filter_map(|&f| domain(f, input_scale, bits, range).ok()).map(|d| d.rows()).sum();
     Ok(Candidate {
         input_scale,
         param_scale,
         activation_bits: bits,
-        step_comparisons,
+        table_rows,
         circuit: None,
         max_abs_error: errors.max,
         mean_abs_error: errors.mean(),
@@ -262,19 +272,16 @@ fn evaluate(
 }
 
 /// The candidate within `tolerance` whose circuit is smallest (k, then advice cells), the most
-/// accurate among equals. Circuits are laid out once per distinct range, scale of the step
-/// functions and, for parameters that are not fixed, weight scale: what their size depends on.
+/// accurate among equals. Circuits are laid out once per distinct range, scale of the lookup
+/// tables and, for parameters that are not fixed, weight scale: what their size depends on.
 fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolerance: f64) -> Result<Candidate> {
-    // Step functions and lookup tables grow with the input scale.
-    let steps = graph
-        .nodes
-        .iter()
-        .any(|n| matches!(n.op, crate::model::Op::Sigmoid | crate::model::Op::Tanh | crate::model::Op::Lookup { .. }));
+    // Lookup tables grow with the input scale.
+    let tables = graph.nodes.iter().any(|n| matches!(n.op, crate::model::Op::Lookup { .. }));
     let params_loaded = base.visibility.params != crate::settings::Visibility::Fixed;
     let mut sizes: HashMap<(u32, u32, u32), (u32, usize)> = HashMap::new();
     for c in candidates.iter_mut().filter(|c| c.max_abs_error <= tolerance) {
         let key =
-            (c.activation_bits, if steps { c.input_scale } else { 0 }, if params_loaded { c.param_scale } else { 0 });
+            (c.activation_bits, if tables { c.input_scale } else { 0 }, if params_loaded { c.param_scale } else { 0 });
         let size = match sizes.entry(key) {
             Entry::Occupied(known) => *known.get(),
             Entry::Vacant(slot) => {

@@ -440,8 +440,12 @@ fn execute(command: Command) -> zkinfer::Result<()> {
         Command::Compile { model, settings, compiled } => {
             let c = pipeline::compile(&model, &settings, &compiled)?;
             let columns: usize = c.shape.config.num_advice_per_phase.iter().sum();
+            let tables = match c.shape.table_rows {
+                0 => String::new(),
+                rows => format!(", lookup tables of {rows} rows"),
+            };
             println!(
-                "wrote {}: k = {}, {} advice cells in {columns} column(s), {} public instances",
+                "wrote {}: k = {}, {} advice cells in {columns} column(s), {} public instances{tables}",
                 compiled.display(),
                 c.shape.k,
                 c.shape.advice_cells,

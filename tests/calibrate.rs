@@ -100,12 +100,16 @@ fn calibration_handles_lookups_and_refuses_malformed_samples() {
     let report = json(&dir.join("settings.calibration.json"));
     assert!(max_layer_error(&report, "Sigmoid") < 0.05, "{report}");
     assert_eq!(json(&dir.join("settings.json"))["visibility"]["params"], "fixed");
-    // The sigmoid's steps grow as 2^scale: the resources target takes fewer of them.
+    // The sigmoid's table grows as 2^scale: the resources target takes a smaller one.
     let cheap = &report["chosen"];
-    let steps = |c: &Value| c["step_comparisons"].as_u64().unwrap();
-    assert!(steps(cheap) < steps(&accurate), "{cheap} vs {accurate}");
+    let rows = |c: &Value| c["table_rows"].as_u64().unwrap();
+    assert!(rows(cheap) < rows(&accurate), "{cheap} vs {accurate}");
     assert!(cheap["max_abs_error"].as_f64().unwrap() >= accurate["max_abs_error"].as_f64().unwrap());
 
+    // Samples beyond 64-bit fixed point at every scale are refused with the smallest scales' error.
+    write_json(&dir.join("huge.json"), &json!({ "input_data": [vec![3.0e18; 8]] }));
+    let error = fails(dir, &["calibrate", "-D", "huge.json"]);
+    assert!(error.contains("no candidate scales (2 to 12 bits)") && error.contains("at 2/2 bits"), "{error}");
     write_json(&dir.join("odd.json"), &json!({ "input_data": [[0.5, 0.25, 0.125]] }));
     let error = fails(dir, &["calibrate", "-D", "odd.json"]);
     assert!(error.contains("a multiple of 8"), "{error}");

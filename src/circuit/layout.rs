@@ -3,7 +3,7 @@
 use halo2_base::gates::circuit::{builder::BaseCircuitBuilder, BaseCircuitParams, CircuitBuilderStage};
 use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
-use halo2_base::{AssignedValue, Context, QuantumCell};
+use halo2_base::{AssignedValue, Context};
 use serde::{Deserialize, Serialize};
 
 use super::commit::layout_hash;
@@ -11,7 +11,7 @@ use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
 use super::linear::{layout_affine, layout_inner_product, layout_product, AffineParams, ParamCells};
 use super::lookup::{ModelCircuit, ModelCircuitParams};
-use super::nonlinear::{layout_lookup, layout_relu, layout_step, Lookups};
+use super::nonlinear::{layout_lookup, layout_relu, Lookups};
 use super::pool::{layout_div, layout_max, layout_mean};
 use super::shape::{layout_add, layout_add_const};
 use crate::error::{Error, Result};
@@ -266,20 +266,6 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                     .map(|&v| {
                         let non_negative = to_i128(v.value()).is_some_and(|v| v >= 0);
                         layout_relu(ctx, &range, v, bits, non_negative)
-                    })
-                    .collect()
-            }
-            QOp::Sigmoid { thresholds } => {
-                arg(0).0.iter().map(|&v| layout_step(ctx, &range, v, thresholds, bits)).collect()
-            }
-            QOp::Tanh { thresholds } => {
-                let minus_one = QuantumCell::Constant(fe(-(1i128 << model.input_scale)));
-                arg(0)
-                    .0
-                    .iter()
-                    .map(|&v| {
-                        let count = layout_step(ctx, &range, v, thresholds, bits);
-                        gate.add(ctx, count, minus_one)
                     })
                     .collect()
             }

@@ -1,5 +1,5 @@
-//! Non-linear activations: ReLU and monotone step functions (the quantized sigmoid) checked
-//! with range checks, and the functions proven by table lookup.
+//! Non-linear activations: ReLU, checked with a range check, and the functions proven by table
+//! lookup.
 
 use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
@@ -85,37 +85,6 @@ pub fn layout_relu(
     gate.mul(ctx, v, sign)
 }
 
-/// Constrains and returns the number of `thresholds` (ascending) that `v` reaches, for a value
-/// of `bits` signed bits: a non-decreasing step function, which is how a quantized monotone
-/// activation (the sigmoid) is proven. `v` is range-checked; each threshold inside the range
-/// costs one comparison, those outside it are constants.
-pub fn layout_step(
-    ctx: &mut Context<Fr>,
-    range: &RangeChip<Fr>,
-    v: AssignedValue<Fr>,
-    thresholds: &[i64],
-    bits: u32,
-) -> AssignedValue<Fr> {
-    let gate = range.gate();
-    let offset = 1i128 << (bits - 1);
-    // v + 2^(bits-1) in [0, 2^bits): a non-negative value to compare.
-    let shifted = gate.add(ctx, v, QuantumCell::Constant(fe(offset)));
-    range.range_check(ctx, shifted, bits as usize);
-    let mut always = 0u64;
-    let mut reached = Vec::new();
-    for &t in thresholds {
-        let t = t as i128 + offset;
-        if t <= 0 {
-            always += 1;
-        } else if t < 1i128 << bits {
-            let below = range.is_less_than(ctx, shifted, QuantumCell::Constant(fe(t)), bits as usize + 1);
-            reached.push(gate.not(ctx, below));
-        }
-    }
-    let count = gate.sum(ctx, reached);
-    gate.add(ctx, count, QuantumCell::Constant(Fr::from(always)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,54 +119,6 @@ mod tests {
         let bits = 16;
         let honest = relu_case(5, bits, None);
         assert_sound(honest, vec![relu_case(1 << 15, bits, Some(true)), relu_case(-(1 << 15) - 1, bits, Some(false))]);
-    }
-
-    fn step_case(
-        v: i128,
-        thresholds: &'static [i64],
-    ) -> impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
-        move |ctx, range| {
-            let cell = ctx.load_witness(fe(v));
-            vec![layout_step(ctx, range, cell, thresholds, 16)]
-        }
-    }
-
-    #[test]
-    fn the_step_function_counts_the_thresholds_reached_and_nothing_else() {
-        // Below, inside and above the range of 16-bit values.
-        const STEPS: &[i64] = &[-40_000, -5, 0, 0, 7, 40_000];
-        for (v, expected) in [(-32_768i128, 1u64), (-6, 1), (-5, 2), (-1, 2), (0, 4), (6, 4), (7, 5), (32_767, 5)] {
-            let (ok, out) = crate::circuit::soundness::mock_run(&step_case(v, STEPS), None);
-            assert!(ok, "honest step at {v}");
-            assert_eq!(out, vec![Fr::from(expected)], "step at {v}");
-            // The output is bound: every other public value is rejected.
-            let lying = |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
-                let cell = ctx.load_witness(fe(v));
-                layout_step(ctx, range, cell, STEPS, 16);
-                vec![ctx.load_witness(Fr::from(expected + 1))]
-            };
-            crate::circuit::soundness::assert_outputs_bound(step_case(v, STEPS), lying);
-        }
-    }
-
-    #[test]
-    fn the_step_function_rejects_values_outside_its_range() {
-        const STEPS: &[i64] = &[0];
-        assert_sound(step_case(3, STEPS), vec![step_case(1 << 15, STEPS), step_case(-(1 << 15) - 1, STEPS)]);
-    }
-
-    #[test]
-    fn the_quantized_sigmoid_is_the_rounded_sigmoid() {
-        let scale = 7;
-        let thresholds = crate::model::quantize::sigmoid_thresholds(scale);
-        assert_eq!(thresholds.len(), 128);
-        assert!(thresholds.windows(2).all(|w| w[0] <= w[1]), "ascending");
-        let one = 128.0f64;
-        for x in -1500i64..1500 {
-            let level = thresholds.iter().filter(|&&t| x >= t).count() as f64;
-            let exact = one / (1.0 + (-(x as f64) / one).exp());
-            assert!((level - exact).abs() <= 0.5 + 1e-9, "x = {x}: level {level}, sigmoid·2^7 = {exact}");
-        }
     }
 
     #[test]

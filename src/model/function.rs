@@ -1,5 +1,5 @@
-//! Element-wise non-linear functions proven by table lookup (Exp, Log, Sqrt, Softplus, Softsign,
-//! Erf, Gelu, Elu, Selu, Pow by a constant): their float definition, their quantized form, and
+//! Element-wise non-linear functions proven by table lookup (Sigmoid, Tanh, Exp, Log, Sqrt,
+//! Softplus, Softsign, Erf, Gelu, Elu, Selu, Pow by a constant): their float definition, their quantized form, and
 //! the range of inputs a table must cover. The math is libm's, in Rust: a table is the same on
 //! every platform.
 
@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 /// A function of one value, looked up in a table over the quantized domain.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Function {
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `tanh x`.
+    Tanh,
     /// `e^x`.
     Exp,
     /// `ln x` (x > 0).
@@ -48,6 +52,8 @@ impl Function {
     /// The float function; NaN or infinite where it is undefined.
     pub fn eval(self, x: f64) -> f64 {
         match self {
+            Function::Sigmoid => 1.0 / (1.0 + libm::exp(-x)),
+            Function::Tanh => libm::tanh(x),
             Function::Exp => libm::exp(x),
             Function::Log => libm::log(x),
             Function::Sqrt => libm::sqrt(x),
@@ -100,6 +106,8 @@ impl Function {
     /// The ONNX operator name, for messages.
     pub fn name(self) -> &'static str {
         match self {
+            Function::Sigmoid => "Sigmoid",
+            Function::Tanh => "Tanh",
             Function::Exp => "Exp",
             Function::Log => "Log",
             Function::Sqrt => "Sqrt",
@@ -132,7 +140,7 @@ pub struct Domain {
 impl Domain {
     /// Rows of the table.
     pub fn rows(&self) -> usize {
-        (self.hi - self.lo + 1) as usize
+        usize::try_from(i128::from(self.hi) - i128::from(self.lo) + 1).unwrap_or(usize::MAX)
     }
 
     /// The table row an input reads: the input itself, or the edge it clamps to. `None` when the
@@ -234,6 +242,8 @@ mod tests {
     #[test]
     fn tables_with_clamping_equal_the_function_on_the_whole_range() {
         for f in [
+            Function::Sigmoid,
+            Function::Tanh,
             Function::Exp,
             Function::Log,
             Function::Sqrt,

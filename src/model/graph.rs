@@ -129,10 +129,6 @@ pub enum Op {
     },
     /// `max(x, 0)`.
     Relu,
-    /// `1 / (1 + e^-x)`.
-    Sigmoid,
-    /// `tanh(x)`.
-    Tanh,
     /// An element-wise function proven by table lookup.
     Lookup {
         /// The function.

@@ -282,7 +282,7 @@ impl<'a> Importer<'a> {
             "Max" | "Min" => self.import_extremum(node),
             "Clip" => self.import_clip(node),
             "LeakyRelu" | "PRelu" => self.import_leaky(node),
-            "Tanh" => self.import_activation(node, Op::Tanh, f32::tanh),
+            "Tanh" => self.import_lookup(node, Function::Tanh),
             "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" => self.import_reduce(node),
             "Softmax" | "LogSoftmax" => self.import_softmax(node),
             "Transpose" | "Concat" | "Slice" | "Gather" | "Pad" | "Split" | "Expand" | "Tile" => {
@@ -330,7 +330,7 @@ impl<'a> Importer<'a> {
             "InstanceNormalization" => self.import_instance_norm(node),
             "AveragePool" | "MaxPool" | "GlobalAveragePool" | "GlobalMaxPool" => self.import_pool(node),
             "Relu" => self.import_activation(node, Op::Relu, |v| v.max(0.0)),
-            "Sigmoid" => self.import_activation(node, Op::Sigmoid, |v| 1.0 / (1.0 + (-v).exp())),
+            "Sigmoid" => self.import_lookup(node, Function::Sigmoid),
             "Exp" => self.import_lookup(node, Function::Exp),
             "Log" => self.import_lookup(node, Function::Log),
             "Sqrt" => self.import_lookup(node, Function::Sqrt),

@@ -68,18 +68,6 @@ pub enum QOp {
     },
     /// `max(x, 0)`.
     Relu,
-    /// `round(sigmoid(x / 2^s) · 2^s)` at the input scale `s`, as a step function: the output is
-    /// the number of `thresholds` that `x` reaches (see [`sigmoid_thresholds`]).
-    Sigmoid {
-        /// Ascending: output level `i + 1` starts at `x = thresholds[i]`.
-        thresholds: Vec<i64>,
-    },
-    /// `round(tanh(x / 2^s) · 2^s)`: `-2^s` plus the number of `thresholds` that `x` reaches
-    /// (see [`tanh_thresholds`]).
-    Tanh {
-        /// Ascending.
-        thresholds: Vec<i64>,
-    },
     /// `round(f(x / 2^s) · 2^s)` for a function proven by table lookup, over the table's domain.
     Lookup {
         /// The function.
@@ -155,28 +143,6 @@ pub enum QSource {
     Const(i64),
 }
 
-/// The steps of a quantized tanh at scale `s`: level `i` (from `-2^s + 1` to `2^s`) is reached
-/// from `x = ⌈2^s · atanh((i - 1/2) / 2^s)⌉`, so that `-2^s` plus the number of thresholds `x`
-/// reaches is `round(tanh(x / 2^s) · 2^s)`.
-pub fn tanh_thresholds(scale: u32) -> Vec<i64> {
-    let one = (1i64 << scale) as f64;
-    (-(1i64 << scale) + 1..=1i64 << scale).map(|i| (one * ((i as f64 - 0.5) / one).atanh()).ceil() as i64).collect()
-}
-
-/// The steps of a quantized sigmoid at scale `s`: level `i` (of `2^s`) is reached where
-/// `sigmoid(x / 2^s) · 2^s ≥ i - 1/2`, i.e. from `x = ⌈2^s · logit((i - 1/2) / 2^s)⌉`, so that
-/// counting the thresholds `x` reaches gives `round(sigmoid(x / 2^s) · 2^s)`. Computed once,
-/// when the model is quantized, and stored with it: prover and verifier share the same table.
-pub fn sigmoid_thresholds(scale: u32) -> Vec<i64> {
-    let one = (1u64 << scale) as f64;
-    (1..=1u64 << scale)
-        .map(|i| {
-            let p = (i as f64 - 0.5) / one;
-            (one * (p / (1.0 - p)).ln()).ceil() as i64
-        })
-        .collect()
-}
-
 /// A quantized node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QNode {
@@ -248,11 +214,6 @@ fn quantize_broadcast(t: &Tensor, scale: u32, shape: &[usize]) -> Vec<i64> {
     broadcast_indices(&t.shape, shape).into_iter().map(|i| q[i]).collect()
 }
 
-/// The number of `thresholds` (ascending) that `v` reaches: the level of a step function.
-pub fn steps_reached(thresholds: &[i64], v: i128) -> i128 {
-    thresholds.partition_point(|&t| t as i128 <= v) as i128
-}
-
 /// Rounds `v / 2^shift` to nearest, halves up: the rescale the circuit checks.
 pub fn rescale(v: i128, shift: u32) -> i128 {
     if shift == 0 {
@@ -306,8 +267,6 @@ impl QuantizedModel {
                         QOp::AddConst { constant: quantize_broadcast(constant, is, &node.shape) }
                     }
                     Op::Relu => QOp::Relu,
-                    Op::Sigmoid => QOp::Sigmoid { thresholds: sigmoid_thresholds(is) },
-                    Op::Tanh => QOp::Tanh { thresholds: tanh_thresholds(is) },
                     Op::Lookup { func } => {
                         let range = settings.lookup_range.map(|[lo, hi]| (lo, hi));
                         let domain = domain(*func, is, settings.activation_bits, range).map_err(|e| {
@@ -378,7 +337,6 @@ impl QuantizedModel {
                 QOp::AddConst { constant } => push("constant", node.shape.clone(), constant, self.input_scale),
                 QOp::MulConst { factor, .. } => push("factor", node.shape.clone(), factor, self.param_scale),
                 QOp::Input { .. }
-                | QOp::Tanh { .. }
                 | QOp::Lookup { .. }
                 | QOp::Sub
                 | QOp::Mul { .. }
@@ -390,7 +348,6 @@ impl QuantizedModel {
                 | QOp::Select { .. }
                 | QOp::Add
                 | QOp::Relu
-                | QOp::Sigmoid { .. }
                 | QOp::Reshape
                 | QOp::AveragePool { .. }
                 | QOp::MaxPool { .. } => {}
@@ -534,10 +491,6 @@ impl QuantizedModel {
                     ix.iter().zip(constant).map(|(&i, &c)| x[i] + c as i128).collect()
                 }
                 QOp::Relu => arg(0).iter().map(|&v| v.max(0)).collect(),
-                QOp::Sigmoid { thresholds } => arg(0).iter().map(|&v| steps_reached(thresholds, v)).collect(),
-                QOp::Tanh { thresholds } => {
-                    arg(0).iter().map(|&v| steps_reached(thresholds, v) - (1i128 << self.input_scale)).collect()
-                }
                 QOp::Lookup { func, domain } => arg(0)
                     .iter()
                     .map(|&x| {
@@ -737,16 +690,5 @@ mod tests {
         assert_eq!(signed_bits(&[127, -128]), 8);
         assert_eq!(signed_bits(&[128]), 9);
         assert_eq!(signed_bits(&[-129]), 9);
-    }
-
-    #[test]
-    fn steps_reached_counts_every_threshold_at_or_below_the_value() {
-        for thresholds in [sigmoid_thresholds(6), tanh_thresholds(6), vec![-3, 0, 0, 5]] {
-            assert!(thresholds.windows(2).all(|w| w[0] <= w[1]), "ascending");
-            for v in -600i128..600 {
-                let count = thresholds.iter().filter(|&&t| v >= t as i128).count() as i128;
-                assert_eq!(steps_reached(&thresholds, v), count, "at {v}");
-            }
-        }
     }
 }
