@@ -29,6 +29,13 @@ def save(model, folder, name="network.onnx"):
     onnx.save(model, os.path.join(folder, name))
 
 
+def save_fixture(model, name, input_seed, size):
+    """tests/fixtures/<name>.onnx and <name>.input.json with `size` seeded values in [-1, 1)."""
+    save(model, FIXTURES, f"{name}.onnx")
+    with open(os.path.join(FIXTURES, f"{name}.input.json"), "w") as f:
+        json.dump({"input_data": [np.random.default_rng(input_seed).uniform(-1, 1, size=size).round(6).tolist()]}, f)
+
+
 def write_input(folder, data):
     with open(os.path.join(folder, "input.json"), "w") as f:
         json.dump({"input_data": [np.asarray(data, dtype=np.float32).reshape(-1).round(6).tolist()]}, f)
@@ -185,13 +192,7 @@ def ops_mix(seed):
         n("PRelu", ["sp2", "slope"], ["pr"]),
         n("Sum", ["th", "pr", "bias"], ["output"]),
     ]
-    graph = helper.make_graph(
-        nodes, "ops_mix",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 4, 4])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 11])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+    return graph_model("ops_mix", nodes, inits, [1, 2, 4, 4], [1, 11])
 
 
 def node(op, inputs, outputs, **attrs):
@@ -199,12 +200,12 @@ def node(op, inputs, outputs, **attrs):
     return helper.make_node(op, inputs, outputs, name=f"/{outputs[0]}/{op}", **attrs)
 
 
-def vector_model(name, nodes, inits, inputs, outputs):
-    """A model from a [1, inputs] tensor named input to a [1, outputs] tensor named output."""
+def graph_model(name, nodes, inits, input_shape, output_shape):
+    """A model from a tensor named input to a tensor named output."""
     graph = helper.make_graph(
         nodes, name,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, inputs])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, outputs])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)],
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
@@ -226,7 +227,7 @@ def neg_abs_tile(seed):
         n("Tile", ["abs", "repeats"], ["tiled"]),
         n("Gemm", ["tiled", "w2", "b2"], ["output"], transB=1),
     ]
-    return vector_model("neg_abs_tile", nodes, inits, 6, 3)
+    return graph_model("neg_abs_tile", nodes, inits, [1, 6], [1, 3])
 
 
 def lookup_ops(seed):
@@ -260,7 +261,7 @@ def lookup_ops(seed):
         n("Concat", ["exp", "softplus", "softsign", "elu", "selu", "cube", "sqrt", "log", "erf", "gelu"], ["cat"], axis=1),
         n("Gemm", ["cat", "w2", "b2"], ["output"], transB=1),
     ]
-    return vector_model("lookup_ops", nodes, inits, 6, 4)
+    return graph_model("lookup_ops", nodes, inits, [1, 6], [1, 4])
 
 
 def softmax_ops(seed):
@@ -297,7 +298,7 @@ def softmax_ops(seed):
         n("Concat", ["flat1", "flat2", "flat3"], ["cat"], axis=1),
         n("Gemm", ["cat", "w2", "b2"], ["output"], transB=1),
     ]
-    return vector_model("softmax_ops", nodes, inits, 8, 3)
+    return graph_model("softmax_ops", nodes, inits, [1, 8], [1, 3])
 
 
 def decoder_ops(seed):
@@ -328,13 +329,7 @@ def decoder_ops(seed):
     inits.append(numpy_helper.from_array(np.asarray([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads"))
     inits.append(numpy_helper.from_array(np.asarray([0.5, 1.0, 1.5], dtype=np.float32), "gamma"))
     inits.append(numpy_helper.from_array(np.asarray([0.1, 0.0, -0.1], dtype=np.float32), "beta"))
-    graph = helper.make_graph(
-        nodes, "decoder_ops",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 3, 3])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="zkinfer-examples", ir_version=8)
+    return graph_model("decoder_ops", nodes, inits, [1, 2, 3, 3], [1, 4])
 
 
 def matmul_add(seed):
@@ -448,25 +443,13 @@ def main():
     os.makedirs(sigmoid_example, exist_ok=True)
     save(sigmoid, sigmoid_example)
     write_input(sigmoid_example, sigmoid_input)
-    save(mlp("tanh_mlp", [8, 8, 2], [1, 8], seed=6, activation="Tanh"), FIXTURES, "tanh_mlp.onnx")
-    with open(os.path.join(FIXTURES, "tanh_mlp.input.json"), "w") as f:
-        json.dump({"input_data": [np.random.default_rng(16).uniform(-1, 1, size=8).round(6).tolist()]}, f)
+    save_fixture(mlp("tanh_mlp", [8, 8, 2], [1, 8], seed=6, activation="Tanh"), "tanh_mlp", 16, 8)
     save(mlp("hardmax_mlp", [8, 8, 2], [1, 8], seed=6, activation="Hardmax"), FIXTURES, "hardmax_mlp.onnx")
-    save(ops_mix(seed=17), FIXTURES, "ops_mix.onnx")
-    with open(os.path.join(FIXTURES, "ops_mix.input.json"), "w") as f:
-        json.dump({"input_data": [np.random.default_rng(18).uniform(-1, 1, size=32).round(6).tolist()]}, f)
-    save(neg_abs_tile(seed=19), FIXTURES, "neg_abs_tile.onnx")
-    with open(os.path.join(FIXTURES, "neg_abs_tile.input.json"), "w") as f:
-        json.dump({"input_data": [np.random.default_rng(20).uniform(-1, 1, size=6).round(6).tolist()]}, f)
-    save(lookup_ops(seed=21), FIXTURES, "lookup_ops.onnx")
-    with open(os.path.join(FIXTURES, "lookup_ops.input.json"), "w") as f:
-        json.dump({"input_data": [np.random.default_rng(22).uniform(-1, 1, size=6).round(6).tolist()]}, f)
-    save(softmax_ops(seed=23), FIXTURES, "softmax_ops.onnx")
-    with open(os.path.join(FIXTURES, "softmax_ops.input.json"), "w") as f:
-        json.dump({"input_data": [np.random.default_rng(24).uniform(-1, 1, size=8).round(6).tolist()]}, f)
-    save(decoder_ops(seed=25), FIXTURES, "decoder_ops.onnx")
-    with open(os.path.join(FIXTURES, "decoder_ops.input.json"), "w") as f:
-        json.dump({"input_data": [np.random.default_rng(26).uniform(-1, 1, size=18).round(6).tolist()]}, f)
+    save_fixture(ops_mix(seed=17), "ops_mix", 18, 32)
+    save_fixture(neg_abs_tile(seed=19), "neg_abs_tile", 20, 6)
+    save_fixture(lookup_ops(seed=21), "lookup_ops", 22, 6)
+    save_fixture(softmax_ops(seed=23), "softmax_ops", 24, 8)
+    save_fixture(decoder_ops(seed=25), "decoder_ops", 26, 18)
 
     # A "proprietary" scoring model: 12 private features -> 24 -> 12 -> 3 class scores.
     private = os.path.join(HERE, "private_model")

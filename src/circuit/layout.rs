@@ -471,8 +471,9 @@ pub fn rows_k(advice_cells: usize, columns: usize) -> u32 {
     usize::BITS - (rows_needed - 1).leading_zeros()
 }
 
-/// Chooses k: the given one; else, from the smallest k that holds the function tables, one advice column at the smallest k that holds it when that
-/// k is at most [`SINGLE_COLUMN_MAX_K`]; else the smallest k at which the circuit needs at most
+/// Chooses k: the given one; else, starting from the smallest k that holds the function tables,
+/// one advice column at the smallest k that holds it when that k is at most
+/// [`SINGLE_COLUMN_MAX_K`]; else the smallest k at which the circuit needs at most
 /// `max_advice_columns` advice columns.
 pub fn choose_shape(model: &QuantizedModel, k: Option<u32>, max_advice_columns: usize) -> Result<CircuitShape> {
     if let Some(k) = k {

@@ -85,6 +85,17 @@ pub fn layout_product(
 ) -> AssignedValue<Fr> {
     let offset = QuantumCell::Constant(fe(rescale_offset(shift, bits)));
     let shifted = range.gate().mul_add(ctx, a, b, offset);
+    layout_honest_rescale(ctx, range, shifted, shift, bits)
+}
+
+/// [`layout_rescale`] with the honest hint, read off the shifted accumulator's value.
+fn layout_honest_rescale(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    shifted: AssignedValue<Fr>,
+    shift: u32,
+    bits: u32,
+) -> AssignedValue<Fr> {
     let hint =
         to_i128(shifted.value()).map(|v| rescale_hint(v, shift)).unwrap_or(RescaleHint { quotient: 0, remainder: 0 });
     layout_rescale(ctx, range, shifted, shift, bits, hint)
@@ -102,9 +113,7 @@ pub fn layout_inner_product(
     let gate = range.gate();
     let dot = gate.inner_product(ctx, pairs.iter().map(|p| p.0), pairs.iter().map(|p| QuantumCell::Existing(p.1)));
     let shifted = gate.add(ctx, dot, QuantumCell::Constant(fe(rescale_offset(shift, bits))));
-    let hint =
-        to_i128(shifted.value()).map(|v| rescale_hint(v, shift)).unwrap_or(RescaleHint { quotient: 0, remainder: 0 });
-    layout_rescale(ctx, range, shifted, shift, bits, hint)
+    layout_honest_rescale(ctx, range, shifted, shift, bits)
 }
 
 /// The parameters of a linear layer as the circuit holds them.
@@ -146,10 +155,7 @@ pub fn layout_affine(
                     .chain(o.terms.iter().filter_map(|&(i, j)| Some((QuantumCell::Existing(x[i]), weight.operand(j)?))))
                     .unzip();
             let shifted = gate.inner_product(ctx, a, b);
-            let hint = to_i128(shifted.value())
-                .map(|v| rescale_hint(v, shift))
-                .unwrap_or(RescaleHint { quotient: 0, remainder: 0 });
-            layout_rescale(ctx, range, shifted, shift, bits, hint)
+            layout_honest_rescale(ctx, range, shifted, shift, bits)
         })
         .collect()
 }

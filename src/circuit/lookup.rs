@@ -109,11 +109,6 @@ impl ModelCircuit {
         self.tables.iter().map(|t| t.outputs.len()).sum()
     }
 
-    /// The sets of lookup columns `lookups` need at `usable_rows` rows each.
-    pub fn sets_needed(&self, usable_rows: usize) -> usize {
-        self.lookups.len().div_ceil(usable_rows.max(1))
-    }
-
     fn assign_tables(&self, config: &FunctionLookupConfig, layouter: &mut impl Layouter<Fr>) -> Result<(), Error> {
         layouter.assign_region(
             || "function tables",

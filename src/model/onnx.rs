@@ -46,9 +46,7 @@ pub fn import_onnx(path: &Path) -> Result<Graph> {
         .map(|o| o.version)
         .max()
         .unwrap_or(LATEST_OPSET);
-    let mut importer = Importer::new(path, graph, model_dir)?;
-    importer.opset = opset;
-    importer.run(graph)
+    Importer::new(path, graph, model_dir, opset)?.run(graph)
 }
 
 /// The opset assumed for a model that declares none.
@@ -62,8 +60,8 @@ struct Importer<'a> {
 }
 
 impl<'a> Importer<'a> {
-    fn new(path: &'a Path, graph: &pb::GraphProto, model_dir: Option<&str>) -> Result<Self> {
-        let mut importer = Importer { path, opset: LATEST_OPSET, values: HashMap::new(), nodes: Vec::new() };
+    fn new(path: &'a Path, graph: &pb::GraphProto, model_dir: Option<&str>, opset: i64) -> Result<Self> {
+        let mut importer = Importer { path, opset, values: HashMap::new(), nodes: Vec::new() };
         let provider = tract_onnx::onnx().provider;
         for init in &graph.initializer {
             let tensor = tract_onnx::tensor::load_tensor(&*provider, init, model_dir)
@@ -679,35 +677,34 @@ impl<'a> Importer<'a> {
         }
         let (x, shape) = self.spatial_input(node)?;
         let c = shape[1];
-        let mut params = Vec::new();
-        for i in 1..5 {
-            match self.required_input(node, i)? {
-                Value::Const(t) if t.len() == c => params.push(t.data),
-                _ => {
-                    return Err(
-                        self.unsupported(node, format!("scale, B, mean and var must be constants of {c} values"))
-                    )
-                }
-            }
-        }
+        let params = self.channel_constants(node, 1..5, c, "scale, B, mean and var")?;
         let epsilon = attr_float(node, "epsilon").unwrap_or(1e-5);
         let a: Vec<f32> = (0..c).map(|i| params[0][i] / (params[3][i] + epsilon).sqrt()).collect();
         let b: Vec<f32> = (0..c).map(|i| params[1][i] - params[2][i] * a[i]).collect();
         self.add_node(node, channel_affine(&shape, a, b), vec![x], shape)
     }
 
+    /// Inputs `which` of a normalisation node: constants of one value per channel (`c`).
+    fn channel_constants(
+        &self,
+        node: &pb::NodeProto,
+        which: std::ops::Range<usize>,
+        c: usize,
+        names: &str,
+    ) -> Result<Vec<Vec<f32>>> {
+        which
+            .map(|i| match self.required_input(node, i)? {
+                Value::Const(t) if t.len() == c => Ok(t.data),
+                _ => Err(self.unsupported(node, format!("{names} must be constants of {c} values"))),
+            })
+            .collect()
+    }
+
     /// InstanceNormalization: `(x - mean) / √(var + ε) · scale + B` over each channel's
     /// spatial values, from a mean, a product, the Sqrt table and a proven division.
     fn import_instance_norm(&mut self, node: &pb::NodeProto) -> Result<()> {
         let (x, shape) = self.spatial_input(node)?;
-        let c = shape[1];
-        let mut params = Vec::new();
-        for i in 1..3 {
-            match self.required_input(node, i)? {
-                Value::Const(t) if t.len() == c => params.push(t.data),
-                _ => return Err(self.unsupported(node, format!("scale and B must be constants of {c} values"))),
-            }
-        }
+        let mut params = self.channel_constants(node, 1..3, shape[1], "scale and B")?;
         let epsilon = attr_float(node, "epsilon").unwrap_or(1e-5);
         let (groups, reduced) = reduce_groups(&shape, &(2..shape.len()).collect::<Vec<_>>());
         let mean = Op::Reduce { groups: groups.clone(), mean: true };
@@ -948,8 +945,7 @@ impl<'a> Importer<'a> {
                 "Mul" => self.add_node(node, Op::MulConst { constant: c }, vec![x], shape),
                 "Sub" => {
                     // c - x = (-1) · x + c
-                    let minus_one = Op::MulConst { constant: Tensor::new(vec![], vec![-1.0]) };
-                    let negated = self.intermediate(node, "neg", minus_one, vec![x], self.nodes[x].shape.clone());
+                    let negated = self.intermediate(node, "neg", negation(), vec![x], self.nodes[x].shape.clone());
                     self.add_node(node, Op::AddConst { constant: c }, vec![negated], shape)
                 }
                 _ => Err(self.unsupported(node, "division by a computed value")),
@@ -1077,11 +1073,10 @@ impl<'a> Importer<'a> {
             Value::Node(x) => x,
         };
         let shape = self.nodes[x].shape.clone();
-        let minus_one = Op::MulConst { constant: Tensor::new(vec![], vec![-1.0]) };
         if !abs {
-            return self.add_node(node, minus_one, vec![x], shape);
+            return self.add_node(node, negation(), vec![x], shape);
         }
-        let negated = self.intermediate(node, "neg", minus_one, vec![x], shape.clone());
+        let negated = self.intermediate(node, "neg", negation(), vec![x], shape.clone());
         self.add_node(node, Op::Extremum { min: false, constants: Vec::new() }, vec![x, negated], shape)
     }
 
@@ -1218,6 +1213,11 @@ fn combine(a: &Tensor, b: &Tensor, shape: Vec<usize>, f: impl Fn(f32, f32) -> f3
     let (ia, ib) = (broadcast_indices(&a.shape, &shape), broadcast_indices(&b.shape, &shape));
     let data = ia.iter().zip(&ib).map(|(&i, &j)| f(a.data[i], b.data[j])).collect();
     Tensor::new(shape, data)
+}
+
+/// `(-1) · x`.
+fn negation() -> Op {
+    Op::MulConst { constant: Tensor::new(vec![], vec![-1.0]) }
 }
 
 /// `a[c] · x + b[c]` for each channel `c` of an `[N, C, spatial...]` tensor of `shape`: a
