@@ -10,6 +10,8 @@ in-process EVM. Writes benches/results/aggregate.json and a Markdown table (prin
     python3 benches/aggregate.py            # all
     python3 benches/aggregate.py 2 recursion # some: any of 2, 4, 8, recursion
 
+Rows measured now replace the rows of the same groups in benches/results/aggregate.json; the
+others are kept. ZKINFER_BENCH_WORK=DIR works in DIR and keeps it (proofs, keys) afterwards.
 Only the standard library; the zkinfer binary is built with `cargo build` (the dev profile
 optimises everything). Runs take tens of minutes on two cores.
 """
@@ -69,7 +71,7 @@ def prove_inputs(work, n):
     return proofs
 
 
-def aggregate(work, proofs, out, for_aggregation, label, keys=None):
+def aggregate(work, proofs, out, for_aggregation, label, keys=None, group=None):
     args = ["aggregate", "-P", *map(str, proofs), "-O", out] + (["--for-aggregation"] if for_aggregation else [])
     args += ["--keys", keys] if keys else []
     start = time.time()
@@ -78,7 +80,7 @@ def aggregate(work, proofs, out, for_aggregation, label, keys=None):
     proof = json.loads((work / out / "proof.json").read_text())
     keys_dir = keys or out
     row = {
-        "aggregation": label, "k": int(m[1]), "advice_columns": int(m[2]), "public_instances": int(m[3]),
+        "group": group, "aggregation": label, "k": int(m[1]), "advice_columns": int(m[2]), "public_instances": int(m[3]),
         "keygen_s": float(m[4]) if m[4] else None, "prove_s": float(m[5]), "peak_mib": round(peak),
         "wall_s": round(time.time() - start, 1), "proof_bytes": (len(proof["proof"]) - 2) // 2,
     }
@@ -92,7 +94,7 @@ def aggregate(work, proofs, out, for_aggregation, label, keys=None):
     return row
 
 
-def tree(work, proofs, final_label):
+def tree(work, proofs, final_label, group):
     """Aggregates pairs, layer by layer, until one proof remains (the last for the EVM)."""
     rows, layer, level = [], proofs, 1
     while len(layer) > 1:
@@ -101,7 +103,7 @@ def tree(work, proofs, final_label):
         for j in range(0, len(layer), 2):
             out = f"tree-l{level}-{j // 2}"
             label = final_label if last else f"layer {level}: 2 proofs, for the next layer"
-            rows.append(aggregate(work, layer[j:j + 2], out, not last, label, keys=f"tree-l{level}-keys"))
+            rows.append(aggregate(work, layer[j:j + 2], out, not last, label, f"tree-l{level}-keys", group))
             nxt.append(work / out / "proof.json")
         layer, level = nxt, level + 1
     return rows
@@ -110,16 +112,19 @@ def tree(work, proofs, final_label):
 def main():
     wanted = sys.argv[1:] or ["2", "4", "8", "recursion"]
     subprocess.run(["cargo", "build", "--quiet"], cwd=ROOT, check=True)
-    work = Path(tempfile.mkdtemp(prefix="zkinfer-aggregate-"))
+    keep = os.environ.get("ZKINFER_BENCH_WORK")
+    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="zkinfer-aggregate-"))
+    work.mkdir(parents=True, exist_ok=True)
     proofs = prove_inputs(work, 8 if "8" in wanted else 4)
     rows = []
     for name, measure in [
-        ("2", lambda: [aggregate(work, proofs[:2], "direct2", False, "2 proofs at once, for the EVM")]),
-        ("4", lambda: [aggregate(work, proofs[:4], "direct4", False, "4 proofs at once, for the EVM")]),
-        ("8", lambda: tree(work, proofs[:8], "8 proofs as a tree of pairs: top layer, for the EVM")),
+        ("2", lambda: [aggregate(work, proofs[:2], "direct2", False, "2 proofs at once, for the EVM", group="2")]),
+        ("4", lambda: [aggregate(work, proofs[:4], "direct4", False, "4 proofs at once, for the EVM", group="4")]),
+        ("8", lambda: tree(work, proofs[:8], "8 proofs as a tree of pairs: top layer, for the EVM", "8")),
         ("recursion", lambda: [
-            aggregate(work, proofs[:1], "rec1", True, "1 proof, for a next layer"),
-            aggregate(work, [work / "rec1/proof.json"], "rec2", False, "that aggregation proof again, for the EVM"),
+            aggregate(work, proofs[:1], "rec1", True, "1 proof, for a next layer", group="recursion"),
+            aggregate(work, [work / "rec1/proof.json"], "rec2", False, "that aggregation proof again, for the EVM",
+                      group="recursion"),
         ]),
     ]:
         if name in wanted:
@@ -127,10 +132,14 @@ def main():
                 rows += measure()
             except Failed as e:
                 print(e, flush=True)
-                rows.append({"aggregation": f"{name}: failed", "error": str(e)})
+                rows.append({"group": name, "aggregation": f"{name}: failed", "error": str(e)})
 
     out = ROOT / "benches/results"
     out.mkdir(parents=True, exist_ok=True)
+    kept = []
+    if (out / "aggregate.json").exists():
+        kept = [r for r in json.loads((out / "aggregate.json").read_text())["rows"] if r.get("group") not in wanted]
+    rows = kept + rows
     result = {"measured": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores", "rows": rows}
     (out / "aggregate.json").write_text(json.dumps(result, indent=2) + "\n")
     head = "| aggregation | k | advice columns | keygen | prove | peak memory | proof | verifier | gas |"
@@ -147,7 +156,8 @@ def main():
     table = "\n".join(lines) + "\n"
     (out / "aggregate.md").write_text(table)
     print(table)
-    shutil.rmtree(work, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
