@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Aggregation measurements, as a user runs the commands.
 
-N = 2 and 4 application proofs aggregated at once, N = 8 as a tree of pairs (three layers, the
-last one for the EVM), and one recursion layer over a single proof. For every aggregation: k,
+N = 2 and 4 application proofs aggregated at once, N = 8 as a tree of pairs (three layers, then
+the top proof made EVM-ready in one and in four advice columns), and one recursion layer over a
+single proof. For every aggregation: k,
 advice columns, keygen and prove seconds, peak memory of the `aggregate` process, proof size;
 for the ones made for the EVM also the verifier's runtime size and the gas of verifying on the
 in-process EVM. Writes benches/results/aggregate.json and a Markdown table (printed too).
@@ -43,7 +44,8 @@ def run(args, cwd):
     """Runs zkinfer under /usr/bin/time; returns stdout and the peak resident memory (MiB)."""
     with tempfile.NamedTemporaryFile("r") as t:
         p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", t.name, str(ZKINFER), *args],
-                           cwd=cwd, capture_output=True, text=True)
+                           cwd=cwd, capture_output=True, text=True,
+                           env={"ZKINFER_TOOLCHAIN_DIR": str(ROOT), **os.environ})
         peak = int(t.read().strip().splitlines()[-1]) / 1024
         if p.returncode != 0:
             raise Failed(f"zkinfer {' '.join(args)} failed (exit {p.returncode}, peak {peak:.0f} MiB): "
@@ -71,8 +73,9 @@ def prove_inputs(work, n):
     return proofs
 
 
-def aggregate(work, proofs, out, for_aggregation, label, keys=None, group=None):
+def aggregate(work, proofs, out, for_aggregation, label, keys=None, group=None, extra=()):
     args = ["aggregate", "-P", *map(str, proofs), "-O", out] + (["--for-aggregation"] if for_aggregation else [])
+    args += list(extra)
     args += ["--keys", keys] if keys else []
     start = time.time()
     stdout, peak = run(args, work)
@@ -94,24 +97,30 @@ def aggregate(work, proofs, out, for_aggregation, label, keys=None, group=None):
     return row
 
 
-def tree(work, proofs, final_label, group):
-    """Aggregates pairs, layer by layer, until one proof remains (the last for the EVM)."""
+def tree(work, proofs, group):
+    """Aggregates pairs, layer by layer, until one proof remains (Poseidon transcript throughout),
+    then makes it EVM-ready twice: in the default four advice columns, and in one column (the
+    least gas; k grows instead)."""
     rows, layer, level = [], proofs, 1
     while len(layer) > 1:
-        last = len(layer) == 2
         nxt = []
         for j in range(0, len(layer), 2):
             out = f"tree-l{level}-{j // 2}"
-            label = final_label if last else f"layer {level}: 2 proofs, for the next layer"
-            rows.append(aggregate(work, layer[j:j + 2], out, not last, label, f"tree-l{level}-keys", group))
+            label = f"layer {level}: 2 proofs, for the next layer"
+            rows.append(aggregate(work, layer[j:j + 2], out, True, label, f"tree-l{level}-keys", group))
             nxt.append(work / out / "proof.json")
         layer, level = nxt, level + 1
+    top = layer[0]
+    rows.append(aggregate(work, [top], "tree-evm1", False, f"the {len(proofs)}-proof tree's top, for the EVM in 1 column",
+                          group=group, extra=["--max-advice-columns", "1"]))
+    rows.append(aggregate(work, [top], "tree-evm4", False, f"the {len(proofs)}-proof tree's top, for the EVM in 4 columns",
+                          group=group))
     return rows
 
 
 def main():
     wanted = sys.argv[1:] or ["2", "4", "8", "recursion"]
-    subprocess.run(["cargo", "build", "--quiet"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--quiet"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
     keep = os.environ.get("ZKINFER_BENCH_WORK")
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="zkinfer-aggregate-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -120,7 +129,7 @@ def main():
     for name, measure in [
         ("2", lambda: [aggregate(work, proofs[:2], "direct2", False, "2 proofs at once, for the EVM", group="2")]),
         ("4", lambda: [aggregate(work, proofs[:4], "direct4", False, "4 proofs at once, for the EVM", group="4")]),
-        ("8", lambda: tree(work, proofs[:8], "8 proofs as a tree of pairs: top layer, for the EVM", "8")),
+        ("8", lambda: tree(work, proofs[:8], "8")),
         ("recursion", lambda: [
             aggregate(work, proofs[:1], "rec1", True, "1 proof, for a next layer", group="recursion"),
             aggregate(work, [work / "rec1/proof.json"], "rec2", False, "that aggregation proof again, for the EVM",
