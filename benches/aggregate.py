@@ -3,9 +3,9 @@
 
 N = 2 and 4 application proofs aggregated at once, N = 8 as a tree of pairs (three layers, then
 the top proof made EVM-ready in one and in four advice columns), and one recursion layer over a
-single proof. For every aggregation: k,
-advice columns, keygen and prove seconds, peak memory of the `aggregate` process, proof size;
-for the ones made for the EVM also the verifier's runtime size and the gas of verifying on the
+single proof (then EVM-ready in four columns and in one). For every aggregation: k, advice
+columns, keygen and prove seconds, peak memory of the `aggregate` process, proof size; for the
+ones made for the EVM also the verifier's runtime size and the gas of verifying on the
 in-process EVM. Writes benches/results/aggregate.json and a Markdown table (printed too).
 
     python3 benches/aggregate.py            # all
@@ -134,6 +134,9 @@ def main():
             aggregate(work, proofs[:1], "rec1", True, "1 proof, for a next layer", group="recursion"),
             aggregate(work, [work / "rec1/proof.json"], "rec2", False, "that aggregation proof again, for the EVM",
                       group="recursion"),
+            aggregate(work, [work / "rec1/proof.json"], "rec2-one", False,
+                      "that aggregation proof again, for the EVM in 1 column", group="recursion",
+                      extra=["--max-advice-columns", "1"]),
         ]),
     ]:
         if name in wanted:
