@@ -40,8 +40,9 @@ impl Lookups {
 }
 
 /// Constrains and returns `f(x)` for a function proven by table lookup, recording the lookup
-/// (and the table, on first use) in `lookups`: `x` is first clamped to the table on each side where the domain says `f` is
-/// constant beyond it, then `(x, y)` is looked up. `hint` replaces the honest output (tests).
+/// (and the table, on first use) in `lookups`: `x` is first clamped to the table on each side
+/// where the domain says `f` is constant beyond it, then `(x, y)` is looked up. `hint` replaces
+/// the honest output (tests).
 pub fn layout_lookup(
     ctx: &mut Context<Fr>,
     range: &RangeChip<Fr>,

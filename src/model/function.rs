@@ -1,7 +1,7 @@
 //! Element-wise non-linear functions proven by table lookup (Sigmoid, Tanh, Exp, Log, Sqrt,
-//! Softplus, Softsign, Erf, Gelu, Elu, Selu, Pow by a constant): their float definition, their quantized form, and
-//! the range of inputs a table must cover. The math is libm's, in Rust: a table is the same on
-//! every platform.
+//! Softplus, Softsign, Erf, Gelu, Elu, Selu, Pow by a constant): their float definition, their
+//! quantized form, and the range of inputs a table must cover. The math is libm's, in Rust: a
+//! table is the same on every platform.
 
 use serde::{Deserialize, Serialize};
 
