@@ -73,8 +73,17 @@ def prove_inputs(work, n):
     return proofs
 
 
+# The verifying key of each aggregation proof made here (an application proof's is beside it).
+VK_OF = {}
+
+
+def vk_of(proof):
+    return VK_OF.get(str(proof), str(Path(proof).parent / "vk.bin"))
+
+
 def aggregate(work, proofs, out, for_aggregation, label, keys=None, group=None, extra=()):
-    args = ["aggregate", "-P", *map(str, proofs), "-O", out] + (["--for-aggregation"] if for_aggregation else [])
+    args = ["aggregate", "-P", *map(str, proofs), "--vk", *map(vk_of, proofs), "-O", out]
+    args += ["--for-aggregation"] if for_aggregation else []
     args += list(extra)
     args += ["--keys", keys] if keys else []
     start = time.time()
@@ -82,6 +91,7 @@ def aggregate(work, proofs, out, for_aggregation, label, keys=None, group=None, 
     m = re.search(r"k = (\d+), (\d+) advice columns, (\d+) public instances; (?:keys generated in ([\d.]+) s|keys reused), proved in ([\d.]+) s", stdout)
     proof = json.loads((work / out / "proof.json").read_text())
     keys_dir = keys or out
+    VK_OF[str(work / out / "proof.json")] = str(work / keys_dir / "vk.bin")
     row = {
         "group": group, "aggregation": label, "k": int(m[1]), "advice_columns": int(m[2]), "public_instances": int(m[3]),
         "keygen_s": float(m[4]) if m[4] else None, "prove_s": float(m[5]), "peak_mib": round(peak),

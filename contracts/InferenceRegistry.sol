@@ -4,9 +4,17 @@ pragma solidity ^0.8.19;
 import {IInferenceVerifier} from "./IInferenceVerifier.sol";
 
 /// @notice A place for dApps to post zkinfer inference proofs and read verified results.
-/// The owner registers models (a verifier and the layout of its public instances); anyone
-/// submits `(modelId, proof, instances)`; the registry calls the model's verifier and, only on
-/// success, stores a record and emits `InferenceVerified`.
+/// The owner registers models (a verifier, how its proofs are tied to the model's weights, and
+/// the layout of its public instances); anyone submits `(modelId, proof, instances)`; the
+/// registry checks that the instances are canonical field elements and carry the model's
+/// weights, calls the model's verifier and, only on success, stores a record and emits
+/// `InferenceVerified`.
+///
+/// What a record means depends on the model's `weights`: `Fixed` (the weights are constants of
+/// the verifier) and `Instances` (public weights, or their Poseidon commitment, are instances
+/// checked against the registered binding) say "this model gave these outputs"; `Unbound`
+/// (private weights, registered only when the owner asks explicitly) says only "some weights of
+/// this architecture gave these outputs".
 ///
 /// Duplicates: a record is keyed by the statement, `keccak256(modelId, instances)`. A statement
 /// already recorded is refused with `AlreadyVerified(recordId)`: the first submitter keeps the
@@ -14,35 +22,52 @@ import {IInferenceVerifier} from "./IInferenceVerifier.sol";
 /// of paying twice for the same fact.
 contract InferenceRegistry {
     uint16 public constant NONE = type(uint16).max;
+    /// @notice BN254's scalar field modulus: every instance must be below it. The verifiers
+    /// reduce instances modulo it, so `x` and `x + MODULUS` verify alike; the registry keys
+    /// records on the words, so it accepts only the canonical one.
+    uint256 public constant MODULUS = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
 
-    /// @notice How a model's public instances are laid out (indices into the instances).
+    /// @notice How a model's proofs are tied to its weights.
+    enum Weights {
+        /// Constants of the circuit: the verifier itself binds them.
+        Fixed,
+        /// Public instances (public weights, or their commitment) that must hash to `binding`.
+        Instances,
+        /// Not bound: private weights. Registered only on the owner's explicit request.
+        Unbound
+    }
+
+    /// @notice How a model's public instances are laid out (indices into the instances). An
+    /// application proof has one inference; an aggregated proof one per aggregated proof.
     struct Layout {
         uint16 numInstances;
-        /// Instance holding the model commitment (hashed params), or NONE.
-        uint16 commitmentIndex;
-        /// The input run: packed values or one Poseidon commitment; length 0 when private.
-        uint16 inputStart;
-        uint16 inputLength;
-        /// The output run: packed values or one Poseidon commitment; length 0 when private.
-        uint16 outputStart;
-        uint16 outputLength;
+        /// The instances that tie a proof to the model's weights: their words, in this order,
+        /// hash (keccak256 of the 32-byte words) to the model's binding.
+        uint16[] bound;
+        /// Per inference: its input run (packed values or one Poseidon commitment; length 0 when
+        /// private) and its output run.
+        uint16[] inputStart;
+        uint16[] inputLength;
+        uint16[] outputStart;
+        uint16[] outputLength;
     }
 
     struct Model {
         IInferenceVerifier verifier;
-        /// The model commitment (hashed params) the proofs must carry, or a vk digest
-        /// (fixed params) for reference; zero when none.
-        bytes32 commitment;
+        Weights weights;
+        /// keccak256 of the bound words a proof of this model carries; zero when none.
+        bytes32 binding;
         Layout layout;
         bool registered;
     }
 
     struct Record {
         bytes32 modelId;
-        /// The input instance when the input run is one word (a commitment), else the keccak256
-        /// of the input run; zero when the input is private.
-        bytes32 input;
-        /// The output instances as proven (decode with PackedInstances).
+        /// Per inference: the input instance when its run is one word (a commitment), else the
+        /// keccak256 of the run; zero when the input is private.
+        bytes32[] inputs;
+        /// Every inference's output instances as proven, run after run (decode with
+        /// PackedInstances and the model's layout).
         uint256[] outputs;
         address submitter;
         uint64 blockNumber;
@@ -54,9 +79,13 @@ contract InferenceRegistry {
     uint256 public recordCount;
 
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
-    event ModelRegistered(bytes32 indexed modelId, address verifier, bytes32 commitment);
+    event ModelRegistered(bytes32 indexed modelId, address verifier, Weights weights, bytes32 binding);
     event InferenceVerified(
-        bytes32 indexed recordId, bytes32 indexed modelId, address indexed submitter, bytes32 input, uint256[] outputs
+        bytes32 indexed recordId,
+        bytes32 indexed modelId,
+        address indexed submitter,
+        bytes32[] inputs,
+        uint256[] outputs
     );
 
     error NotOwner(address caller);
@@ -65,7 +94,8 @@ contract InferenceRegistry {
     error UnknownModel(bytes32 modelId);
     error BadLayout(string reason);
     error WrongInstanceCount(uint256 expected, uint256 got);
-    error ModelCommitmentMismatch(bytes32 expected, bytes32 got);
+    error NonCanonicalInstance(uint256 index, uint256 value);
+    error OtherWeights(bytes32 expected, bytes32 got);
     error ProofRejected(bytes32 modelId);
     error AlreadyVerified(bytes32 recordId);
     error UnknownRecord(bytes32 recordId);
@@ -86,27 +116,69 @@ contract InferenceRegistry {
         owner = newOwner;
     }
 
-    function registerModel(bytes32 modelId, IInferenceVerifier verifier, bytes32 commitment, Layout calldata layout)
-        external
-        onlyOwner
-    {
+    /// @notice Registers a model. `weights` says how its proofs are tied to its weights:
+    /// `Instances` needs the bound instances and their binding, `Fixed` and `Unbound` neither.
+    function registerModel(
+        bytes32 modelId,
+        IInferenceVerifier verifier,
+        Weights weights,
+        bytes32 binding,
+        Layout calldata layout
+    ) external onlyOwner {
         if (models[modelId].registered) revert ModelExists(modelId);
         if (address(verifier) == address(0)) revert ZeroAddress();
+        checkLayout(weights, binding, layout);
+        Model storage model = models[modelId];
+        model.verifier = verifier;
+        model.weights = weights;
+        model.binding = binding;
+        model.layout.numInstances = layout.numInstances;
+        model.layout.bound = layout.bound;
+        model.layout.inputStart = layout.inputStart;
+        model.layout.inputLength = layout.inputLength;
+        model.layout.outputStart = layout.outputStart;
+        model.layout.outputLength = layout.outputLength;
+        model.registered = true;
+        emit ModelRegistered(modelId, address(verifier), weights, binding);
+    }
+
+    function checkLayout(Weights weights, bytes32 binding, Layout calldata layout) private pure {
         uint256 n = layout.numInstances;
         if (n == 0) revert BadLayout("no instances");
-        if (layout.commitmentIndex != NONE) {
-            if (layout.commitmentIndex >= n) revert BadLayout("commitment index out of range");
-            if (commitment == bytes32(0)) revert BadLayout("commitment index without a commitment");
+        if (weights == Weights.Instances) {
+            if (layout.bound.length == 0) revert BadLayout("weights bound by instances, but no bound instance");
+            if (binding == bytes32(0)) revert BadLayout("bound instances without a binding");
+        } else if (layout.bound.length != 0 || binding != bytes32(0)) {
+            revert BadLayout("bound instances for weights not bound by instances");
         }
-        if (uint256(layout.inputStart) + layout.inputLength > n) revert BadLayout("input run out of range");
-        if (uint256(layout.outputStart) + layout.outputLength > n) revert BadLayout("output run out of range");
-        models[modelId] = Model({verifier: verifier, commitment: commitment, layout: layout, registered: true});
-        emit ModelRegistered(modelId, address(verifier), commitment);
+        for (uint256 i = 0; i < layout.bound.length; i++) {
+            if (layout.bound[i] >= n) revert BadLayout("bound instance out of range");
+        }
+        uint256 inferences = layout.inputStart.length;
+        if (
+            layout.inputLength.length != inferences || layout.outputStart.length != inferences
+                || layout.outputLength.length != inferences
+        ) revert BadLayout("runs of different counts");
+        for (uint256 i = 0; i < inferences; i++) {
+            if (uint256(layout.inputStart[i]) + layout.inputLength[i] > n) revert BadLayout("input run out of range");
+            if (uint256(layout.outputStart[i]) + layout.outputLength[i] > n) {
+                revert BadLayout("output run out of range");
+            }
+        }
     }
 
     /// @notice The id of the record a statement gets.
     function recordIdOf(bytes32 modelId, uint256[] calldata instances) public pure returns (bytes32) {
         return keccak256(abi.encode(modelId, instances));
+    }
+
+    /// @notice keccak256 of the instances at `bound`, in order: what a model's binding is.
+    function bindingOf(uint16[] memory bound, uint256[] calldata instances) public pure returns (bytes32) {
+        uint256[] memory words = new uint256[](bound.length);
+        for (uint256 i = 0; i < bound.length; i++) {
+            words[i] = instances[bound[i]];
+        }
+        return keccak256(abi.encodePacked(words));
     }
 
     /// @notice Verifies `proof` for `instances` with the model's verifier and records the result.
@@ -118,8 +190,12 @@ contract InferenceRegistry {
         if (!model.registered) revert UnknownModel(modelId);
         Layout memory layout = model.layout;
         if (instances.length != layout.numInstances) revert WrongInstanceCount(layout.numInstances, instances.length);
-        if (layout.commitmentIndex != NONE && bytes32(instances[layout.commitmentIndex]) != model.commitment) {
-            revert ModelCommitmentMismatch(model.commitment, bytes32(instances[layout.commitmentIndex]));
+        for (uint256 i = 0; i < instances.length; i++) {
+            if (instances[i] >= MODULUS) revert NonCanonicalInstance(i, instances[i]);
+        }
+        if (layout.bound.length != 0) {
+            bytes32 got = bindingOf(layout.bound, instances);
+            if (got != model.binding) revert OtherWeights(model.binding, got);
         }
         recordId = recordIdOf(modelId, instances);
         if (records[recordId].submitter != address(0)) revert AlreadyVerified(recordId);
@@ -127,12 +203,17 @@ contract InferenceRegistry {
 
         Record storage record = records[recordId];
         record.modelId = modelId;
-        record.input = inputOf(layout, instances);
-        record.outputs = instances[layout.outputStart:layout.outputStart + layout.outputLength];
+        for (uint256 i = 0; i < layout.inputStart.length; i++) {
+            record.inputs.push(inputOf(layout.inputStart[i], layout.inputLength[i], instances));
+            uint256 start = layout.outputStart[i];
+            for (uint256 j = start; j < start + layout.outputLength[i]; j++) {
+                record.outputs.push(instances[j]);
+            }
+        }
         record.submitter = msg.sender;
         record.blockNumber = uint64(block.number);
         recordCount += 1;
-        emit InferenceVerified(recordId, modelId, msg.sender, record.input, record.outputs);
+        emit InferenceVerified(recordId, modelId, msg.sender, record.inputs, record.outputs);
     }
 
     function verifierAccepts(IInferenceVerifier verifier, uint256[] calldata instances, bytes calldata proof)
@@ -147,10 +228,10 @@ contract InferenceRegistry {
         }
     }
 
-    function inputOf(Layout memory layout, uint256[] calldata instances) private pure returns (bytes32) {
-        if (layout.inputLength == 0) return bytes32(0);
-        if (layout.inputLength == 1) return bytes32(instances[layout.inputStart]);
-        return keccak256(abi.encodePacked(instances[layout.inputStart:layout.inputStart + layout.inputLength]));
+    function inputOf(uint256 start, uint256 length, uint256[] calldata instances) private pure returns (bytes32) {
+        if (length == 0) return bytes32(0);
+        if (length == 1) return bytes32(instances[start]);
+        return keccak256(abi.encodePacked(instances[start:start + length]));
     }
 
     function modelOf(bytes32 modelId) external view returns (Model memory) {

@@ -63,6 +63,7 @@ impl CompiledModel {
                 "the file was modified after compilation (digest mismatch); run `zkinfer compile` again",
             ));
         }
+        compiled.model.check(&compiled.settings).map_err(|reason| Error::artifact(path, reason))?;
         Ok(compiled)
     }
 }
@@ -93,6 +94,21 @@ pub struct Witness {
     pub outputs: Vec<Vec<i64>>,
     /// Every node's output, by node name.
     pub nodes: Vec<(String, Vec<i64>)>,
+    /// The salts of the salted commitments (hashed inputs and outputs), in instance order:
+    /// whoever should be able to check a commitment against the values needs its salt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub salts: Vec<Salt>,
+}
+
+/// The salt of one salted commitment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Salt {
+    /// "input" or "output".
+    pub kind: String,
+    /// Which model input or output.
+    pub index: usize,
+    /// The salt, a 0x-prefixed 32-byte big-endian field element.
+    pub salt: String,
 }
 
 /// `report.json`: what `zkinfer run` measured.

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use zkinfer::calibrate::Target;
 use zkinfer::onchain::{
-    self, DeployOptions, DeploymentFile, RegistrationSource, RegistryTarget, Submission, SubmissionStatus,
-    SubmitOptions,
+    self, DeployOptions, DeploymentFile, RegistryTarget, Submission, SubmissionStatus, SubmitOptions,
 };
 use zkinfer::pipeline::{self, RunOptions, SettingsOptions};
 use zkinfer::settings::Visibility;
@@ -50,6 +49,10 @@ struct SettingsArgs {
     /// Visibility of the output.
     #[arg(long, value_enum)]
     output_visibility: Option<Visibility>,
+    /// Hash inputs and outputs without a random salt: anyone who can guess the values can then
+    /// recompute (brute-force) their commitment.
+    #[arg(long)]
+    unsalted: bool,
 }
 
 /// Parses `LOW,HIGH` (two numbers, low first).
@@ -73,6 +76,7 @@ impl From<SettingsArgs> for SettingsOptions {
             input_visibility: a.input_visibility,
             param_visibility: a.param_visibility,
             output_visibility: a.output_visibility,
+            unsalted: a.unsalted,
         }
     }
 }
@@ -196,6 +200,11 @@ enum Command {
         /// The proofs to aggregate.
         #[arg(short = 'P', long = "proofs", num_args = 1.., required = true)]
         proofs: Vec<PathBuf>,
+        /// The verifying keys of the proofs' circuits (`vk.bin` of `setup`, or of a previous
+        /// `aggregate`): once for all proofs, or once per proof in order. What is aggregated is
+        /// read from them, never from the proof files.
+        #[arg(long = "vk", num_args = 1.., required = true)]
+        vks: Vec<PathBuf>,
         /// The output folder.
         #[arg(short = 'O', long, default_value = "aggregate")]
         out: PathBuf,
@@ -253,6 +262,9 @@ enum Command {
         /// Also commit to this input data.
         #[arg(short = 'D', long)]
         data: Option<PathBuf>,
+        /// The salt of each input's commitment (from the prover's witness.json), in input order.
+        #[arg(long = "salt", requires = "data")]
+        salts: Vec<String>,
     },
     /// Generate and compile the Solidity verifier: writes Verifier.sol and Verifier.json.
     CreateEvmVerifier {
@@ -302,12 +314,17 @@ enum Command {
         /// Register the model in the registry under this name (or 32-byte hex id).
         #[arg(long)]
         model: Option<String>,
-        /// The compiled model, for the layout of its public instances and its model commitment.
-        #[arg(long, default_value = "model.compiled")]
-        compiled: PathBuf,
-        /// Read the layout and the model commitment from this proof instead of the compiled model.
-        #[arg(short = 'P', long)]
-        proof: Option<PathBuf>,
+        /// The model's verifying key (or an aggregation's): the layout of its public instances
+        /// and the weights its proofs must carry are registered from it.
+        #[arg(long, default_value = "vk.bin")]
+        vk: PathBuf,
+        /// The SRS file the key was made with (default: the development SRS).
+        #[arg(long)]
+        srs: Option<PathBuf>,
+        /// Register a model with private weights: its records then say only that some weights
+        /// of this architecture gave the output.
+        #[arg(long)]
+        allow_unbound_weights: bool,
         /// Gas one verification may use inside the adapter.
         #[arg(long, default_value_t = zkinfer::evm::registry::DEFAULT_GAS_CAP)]
         gas_cap: u64,
@@ -329,6 +346,15 @@ enum Command {
         /// The proof.
         #[arg(short = 'P', long, default_value = "proof.json")]
         proof: PathBuf,
+        /// The model's verifying key: the proof and the record are read through its layout.
+        #[arg(long, default_value = "vk.bin")]
+        vk: PathBuf,
+        /// The SRS file the key was made with (default: the development SRS).
+        #[arg(long)]
+        srs: Option<PathBuf>,
+        /// On the in-process EVM: register a model with private weights anyway (see deploy).
+        #[arg(long)]
+        allow_unbound_weights: bool,
         /// The model's registered name (or 32-byte hex id).
         #[arg(long)]
         model: String,
@@ -461,7 +487,7 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let out = pipeline::prove(&compiled, &pk, &data, srs.as_deref(), &witness, &proof, transcript)?;
             println!("wrote {} in {:.2} s; outputs {:?}", proof.display(), out.seconds, out.outputs);
         }
-        Command::Aggregate { proofs, out, k, max_advice_columns, for_aggregation, accumulator_only, srs, keys } => {
+        Command::Aggregate { proofs, vks, out, k, max_advice_columns, for_aggregation, accumulator_only, srs, keys } => {
             let options = zkinfer::aggregate::AggregateOptions {
                 k,
                 max_advice_columns,
@@ -469,6 +495,7 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 expose_instances: !accumulator_only,
                 srs,
                 keys,
+                vks,
             };
             let done = zkinfer::aggregate::aggregate(&proofs, &out, &options)?;
             let keys = match done.keygen_seconds {
@@ -487,9 +514,9 @@ fn execute(command: Command) -> zkinfer::Result<()> {
         }
         Command::Verify { vk, proof, srs, model_commitment, input_commitment } => {
             let expected = pipeline::Expected { model_commitment, input_commitment };
-            pipeline::verify(&vk, &proof, srs.as_deref(), &expected)?;
-            println!("verified: the proof is valid");
-            for (span, decoded) in zkinfer::prove::ProofFile::load(&proof)?.decode_instances(&proof)? {
+            let verified = pipeline::verify(&vk, &proof, srs.as_deref(), &expected)?;
+            println!("verified: the proof is valid (weights {})", verified.weights);
+            for (span, decoded) in verified.instances {
                 let of = match span.proof.as_slice() {
                     [] => String::new(),
                     path => format!(
@@ -500,12 +527,12 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 println!("proven {} {} ({}) {:?}{of}: {decoded}", span.kind, span.index, span.name, span.shape);
             }
         }
-        Command::Commit { compiled, model, settings, data } => {
+        Command::Commit { compiled, model, settings, data, salts } => {
             let source = match (&model, &settings) {
                 (Some(m), Some(s)) => pipeline::ModelSource::Onnx(m, s),
                 _ => pipeline::ModelSource::Compiled(&compiled),
             };
-            let c = pipeline::commit(source, data.as_deref())?;
+            let c = pipeline::commit(source, data.as_deref(), &salts)?;
             println!("{}", serde_json::to_string_pretty(&c).expect("serializable"));
         }
         Command::CreateEvmVerifier { vk, srs, sol, solc } => {
@@ -537,17 +564,14 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             registry,
             registry_address,
             model,
-            compiled,
-            proof,
+            vk,
+            srs,
+            allow_unbound_weights,
             gas_cap,
             allow_insecure_srs,
             solc,
             out,
         } => {
-            let registration = match proof {
-                Some(proof) => RegistrationSource::Proof(proof),
-                None => RegistrationSource::Compiled(compiled),
-            };
             let registry = match (registry, registry_address) {
                 (_, Some(address)) => RegistryTarget::At(parse_address(&address, "--registry-address")?),
                 (true, None) => RegistryTarget::New,
@@ -558,7 +582,9 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 verifier,
                 registry,
                 model,
-                registration,
+                vk,
+                srs,
+                allow_unbound_weights,
                 gas_cap,
                 allow_insecure_srs,
                 solc,
@@ -567,10 +593,35 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let file = onchain::deploy(&mut chain, &options)?;
             print_deployment(&chain, &file, Some(&out));
         }
-        Command::Submit { chain, proof, model, registry, deployment, verifier, gas_cap, solc, out } => {
+        Command::Submit {
+            chain,
+            proof,
+            vk,
+            srs,
+            allow_unbound_weights,
+            model,
+            registry,
+            deployment,
+            verifier,
+            gas_cap,
+            solc,
+            out,
+        } => {
             let registry = registry.map(|a| parse_address(&a, "--registry")).transpose()?;
             let mut chain = zkinfer::evm::Chain::open(&(&chain).into())?;
-            let options = SubmitOptions { proof, model, registry, deployment, verifier, out, solc, gas_cap };
+            let options = SubmitOptions {
+                proof,
+                vk,
+                srs,
+                allow_unbound_weights,
+                model,
+                registry,
+                deployment,
+                verifier,
+                out,
+                solc,
+                gas_cap,
+            };
             let submission = if chain.rpc_url().is_none() {
                 let (deployment, submission) = onchain::submit_in_process(&mut chain, &options)?;
                 print_deployment(&chain, &deployment, None);
@@ -629,7 +680,12 @@ fn print_deployment(chain: &zkinfer::evm::Chain, file: &DeploymentFile, out: Opt
     line("adapter", &file.adapter);
     line("registry", &file.registry);
     for m in &file.models {
-        println!("  model     {:?} registered as {} ({} gas)", m.name, m.model_id, m.gas_used);
+        let weights = match m.weights {
+            zkinfer::evm::registry::WeightBinding::Fixed => "weights fixed in the verifier".to_string(),
+            zkinfer::evm::registry::WeightBinding::Instances => format!("weights bound by instances {:?}", m.layout.bound),
+            _ => "weights NOT bound: records say only that some weights gave the output".to_string(),
+        };
+        println!("  model     {:?} registered as {} ({weights}; {} gas)", m.name, m.model_id, m.gas_used);
     }
     match out {
         Some(out) => println!("deployment record: {}", out.display()),
@@ -656,8 +712,8 @@ fn print_submission(chain: &zkinfer::evm::Chain, s: &Submission, out: &Path) {
     if let Some(submitter) = s.submitter {
         println!("  submitter {submitter}");
     }
-    if let Some(input) = s.input {
-        println!("  input     {input}");
+    for (i, input) in s.inputs.iter().enumerate() {
+        println!("  input {i}   {input}");
     }
     for (i, output) in s.outputs.iter().enumerate() {
         println!("  output {i}  {output}");

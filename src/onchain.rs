@@ -15,14 +15,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::{read_json, write_json, Error, Result};
 use crate::evm::chain::{Chain, Deployed};
 use crate::evm::registry::{
-    self, adapter_creation_code, decode_error, model_id, registration_of, InferenceRegistry, Layout, Record,
+    self, adapter_creation_code, decode_error, model_id, registration_of_key, InferenceRegistry, Layout, Record,
+    Registration, WeightBinding,
 };
 use crate::evm::CompiledContract;
-use crate::prove::proof::{decode_run, fr_from_word};
-use crate::prove::ProofFile;
+use crate::prove::proof::{decode_run, fr_from_word, InstanceSpan};
+use crate::prove::{KeyHeader, ProofFile};
 
 /// Version of the `deployment.json` layout.
-pub const DEPLOYMENT_FORMAT_VERSION: u32 = 1;
+pub const DEPLOYMENT_FORMAT_VERSION: u32 = 2;
 
 /// `deployment.json`: where zkinfer's contracts are, and what they cost.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,8 +66,10 @@ pub struct RegisteredModel {
     pub model_id: B256,
     /// The verifier (adapter) the registry calls.
     pub verifier: Address,
-    /// The model commitment proofs must carry, or the circuit digest.
-    pub commitment: B256,
+    /// How its proofs are tied to its weights.
+    pub weights: WeightBinding,
+    /// keccak256 of the bound instance words proofs must carry (zero when none).
+    pub binding: B256,
     /// The layout of the public instances.
     pub layout: Layout,
     /// The registering transaction.
@@ -119,15 +122,6 @@ pub enum RegistryTarget {
     At(Address),
 }
 
-/// Where a model's registration (the layout of its instances, its model commitment) is read.
-#[derive(Clone, Debug)]
-pub enum RegistrationSource {
-    /// The compiled model (`model.compiled`): what the model's owner has.
-    Compiled(PathBuf),
-    /// A proof of the model.
-    Proof(PathBuf),
-}
-
 /// What `deploy` does.
 #[derive(Clone, Debug)]
 pub struct DeployOptions {
@@ -137,8 +131,14 @@ pub struct DeployOptions {
     pub registry: RegistryTarget,
     /// Register the model under this name (needs a registry).
     pub model: Option<String>,
-    /// Where the registration (instance layout, model commitment) comes from.
-    pub registration: RegistrationSource,
+    /// The model's verifying key: what is registered (the instance layout, the weight binding)
+    /// is read from it.
+    pub vk: PathBuf,
+    /// The SRS file the key was made with (none: the development SRS).
+    pub srs: Option<PathBuf>,
+    /// Register a model whose proofs are not tied to its weights (private weights: a record
+    /// then says only that some weights of this architecture gave the output).
+    pub allow_unbound_weights: bool,
     /// Gas one verification may use inside the adapter.
     pub gas_cap: u64,
     /// Deploy a verifier built on the development SRS to a non-local chain anyway.
@@ -162,6 +162,35 @@ fn check_srs(chain: &Chain, verifier: &CompiledContract, allow: bool) -> Result<
     Err(Error::InsecureSrs { chain_id: chain.chain_id(), why: why.to_string() })
 }
 
+/// The registration of the model the verifying key is for, checked against the verifier it is
+/// registered with and refused, unless asked for, when the proofs are not tied to the weights.
+fn registration_for(verifier: &CompiledContract, options: &DeployOptions) -> Result<Registration> {
+    let (header, _, _) = crate::prove::keys::read_vk_checked(&options.vk, options.srs.as_deref())?;
+    if let Some(digest) = verifier.circuit_digest.as_ref().filter(|d| **d != header.circuit_digest) {
+        return Err(Error::artifact(
+            &options.verifier,
+            format!(
+                "this verifier was generated for circuit {digest}, the verifying key {} is for circuit {}: \
+                 run `zkinfer create-evm-verifier --vk {}` first",
+                options.vk.display(),
+                header.circuit_digest,
+                options.vk.display()
+            ),
+        ));
+    }
+    let registration = registration_of_key(&header, &options.vk)?;
+    if registration.weights == WeightBinding::Unbound && !options.allow_unbound_weights {
+        return Err(Error::Usage(format!(
+            "the proofs of {} are not tied to the model's weights (private weights, or an aggregation that does not \
+             expose them): a record would say only that some weights of this architecture gave the output, not that \
+             this model did. Make the weights fixed, public or hashed and run setup again, or pass \
+             --allow-unbound-weights to register it with that meaning",
+            options.vk.display()
+        )));
+    }
+    Ok(registration)
+}
+
 /// `deploy`: the verifier, then (as asked) the adapter and the registry, then the model's
 /// registration; `deployment.json` is written after each step.
 pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFile> {
@@ -173,10 +202,9 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
         ));
     }
     // Everything that can fail without the chain is checked before paying for anything.
-    let registration = match (&options.model, &options.registration) {
-        (None, _) => None,
-        (Some(_), RegistrationSource::Compiled(path)) => Some(crate::pipeline::registration(path)?),
-        (Some(_), RegistrationSource::Proof(path)) => Some(registration_of(&ProofFile::load(path)?, path)?),
+    let registration = match &options.model {
+        None => None,
+        Some(_) => Some(registration_for(&verifier, options)?),
     };
     let contracts = match options.registry {
         RegistryTarget::None => None,
@@ -215,7 +243,8 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
         let call = InferenceRegistry::registerModelCall {
             modelId: id,
             verifier: adapter.address,
-            commitment: registration.commitment,
+            weights: registration.weights,
+            binding: registration.binding,
             layout: registration.layout.clone(),
         };
         let mined = chain.send("model registration", registry_address, call.abi_encode(), decode_error, |_| Ok(()))?;
@@ -223,7 +252,8 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
             name: name.clone(),
             model_id: id,
             verifier: adapter.address,
-            commitment: registration.commitment,
+            weights: registration.weights,
+            binding: registration.binding,
             layout: registration.layout,
             tx_hash: mined.tx_hash,
             gas_used: mined.gas_used,
@@ -238,6 +268,12 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
 pub struct SubmitOptions {
     /// The proof.
     pub proof: PathBuf,
+    /// The model's verifying key: the proof is read through its instance layout.
+    pub vk: PathBuf,
+    /// The SRS file the key was made with (none: the development SRS).
+    pub srs: Option<PathBuf>,
+    /// In the in-process EVM: register a model whose weights are not bound (see `deploy`).
+    pub allow_unbound_weights: bool,
     /// The model's registered name (or 32-byte hex id).
     pub model: String,
     /// The registry; else the one in `deployment`.
@@ -294,37 +330,50 @@ pub struct Submission {
     /// The block it was recorded in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<u64>,
-    /// The recorded input: its commitment, the keccak256 of its packed words, or zero if private.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input: Option<B256>,
-    /// The recorded output words, decoded with the proof's layout (dequantized values, or a
-    /// commitment in hex).
+    /// The recorded inputs, one per inference: a commitment, the keccak256 of the packed
+    /// words, or zero if private.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<B256>,
+    /// The recorded output words, decoded with the verifying key's layout (dequantized values,
+    /// or a commitment in hex).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
 }
 
 /// `submit` on a chain with a registry: posts the proof, or finds it already recorded.
 pub fn submit(chain: &mut Chain, options: &SubmitOptions) -> Result<Submission> {
-    let proof = ProofFile::load_for_evm(&options.proof)?;
+    let (proof, key) = load_submitted(options)?;
     let registry = match options.registry {
         Some(address) => address,
         None => registry_from_deployment(chain, &options.deployment)?,
     };
-    submit_to(chain, registry, &proof, options)
+    submit_to(chain, registry, &proof, &key, options)
+}
+
+/// The proof to submit, and its verifying key's header (checked against the key), whose layout
+/// the proof file must have.
+fn load_submitted(options: &SubmitOptions) -> Result<(ProofFile, KeyHeader)> {
+    let proof = ProofFile::load_for_evm(&options.proof)?;
+    let (key, _, _) = crate::prove::keys::read_vk_checked(&options.vk, options.srs.as_deref())?;
+    crate::prove::keys::check_digest(&options.proof, &proof.circuit_digest, &key.circuit_digest)?;
+    proof.check_layout(&options.proof, &key.instance_layout)?;
+    Ok((proof, key))
 }
 
 /// `submit` on the in-process EVM: deploys the verifier, its adapter and a registry, registers
 /// the model from the proof's layout, then submits, so that the whole flow and its gas can be
 /// checked without a node. Nothing persists after the command.
 pub fn submit_in_process(chain: &mut Chain, options: &SubmitOptions) -> Result<(DeploymentFile, Submission)> {
-    let proof = ProofFile::load_for_evm(&options.proof)?;
+    let (proof, key) = load_submitted(options)?;
     let deployment = deploy(
         chain,
         &DeployOptions {
             verifier: options.verifier.clone(),
             registry: RegistryTarget::New,
             model: Some(options.model.clone()),
-            registration: RegistrationSource::Proof(options.proof.clone()),
+            vk: options.vk.clone(),
+            srs: options.srs.clone(),
+            allow_unbound_weights: options.allow_unbound_weights,
             gas_cap: options.gas_cap,
             allow_insecure_srs: false,
             solc: options.solc.clone(),
@@ -332,7 +381,7 @@ pub fn submit_in_process(chain: &mut Chain, options: &SubmitOptions) -> Result<(
         },
     )?;
     let registry = deployment.registry.as_ref().expect("deploy made a registry").address;
-    let submission = submit_to(chain, registry, &proof, options)?;
+    let submission = submit_to(chain, registry, &proof, &key, options)?;
     Ok((deployment, submission))
 }
 
@@ -357,7 +406,13 @@ fn registry_from_deployment(chain: &Chain, path: &Path) -> Result<Address> {
     Ok(registry.address)
 }
 
-fn submit_to(chain: &mut Chain, registry: Address, proof: &ProofFile, options: &SubmitOptions) -> Result<Submission> {
+fn submit_to(
+    chain: &mut Chain,
+    registry: Address,
+    proof: &ProofFile,
+    key: &KeyHeader,
+    options: &SubmitOptions,
+) -> Result<Submission> {
     let instances = registry::instance_words(proof, &options.proof)?;
     let proof_bytes = proof.proof_bytes(&options.proof)?;
     let id = model_id(&options.model);
@@ -380,7 +435,7 @@ fn submit_to(chain: &mut Chain, registry: Address, proof: &ProofFile, options: &
         gas_used: None,
         submitter: None,
         block: None,
-        input: None,
+        inputs: Vec::new(),
         outputs: Vec::new(),
     };
     if let Some(record) = read_record(chain, registry, record_id)? {
@@ -391,7 +446,7 @@ fn submit_to(chain: &mut Chain, registry: Address, proof: &ProofFile, options: &
                 (submission.tx_hash, submission.gas_used) = (previous.tx_hash, previous.gas_used);
             }
         }
-        fill_record(&mut submission, &record, proof, &options.proof)?;
+        fill_record(&mut submission, &record, &key.instance_layout)?;
         write_json(&options.out, &submission)?;
         return Ok(submission);
     }
@@ -414,7 +469,7 @@ fn submit_to(chain: &mut Chain, registry: Address, proof: &ProofFile, options: &
     submission.gas_used = Some(mined.gas_used);
     let record = read_record(chain, registry, record_id)?
         .ok_or_else(|| Error::Evm(format!("the registry emitted InferenceVerified but has no record {record_id}")))?;
-    fill_record(&mut submission, &record, proof, &options.proof)?;
+    fill_record(&mut submission, &record, &key.instance_layout)?;
     write_json(&options.out, &submission)?;
     Ok(submission)
 }
@@ -435,18 +490,17 @@ pub fn read_record(chain: &mut Chain, registry: Address, record_id: B256) -> Res
     }
 }
 
-fn fill_record(submission: &mut Submission, record: &Record, proof: &ProofFile, path: &Path) -> Result<()> {
+fn fill_record(submission: &mut Submission, record: &Record, layout: &[InstanceSpan]) -> Result<()> {
     submission.submitter = Some(record.submitter);
     submission.block = Some(record.blockNumber);
-    submission.input = Some(record.input);
-    submission.outputs = decode_outputs(&record.outputs, proof, path)?;
+    submission.inputs = record.inputs.clone();
+    submission.outputs = decode_outputs(&record.outputs, layout)?;
     Ok(())
 }
 
-/// The recorded output words, decoded with each output run of the proof's layout.
-fn decode_outputs(words: &[U256], proof: &ProofFile, path: &Path) -> Result<Vec<String>> {
-    let spans: Vec<_> = proof.instance_layout.iter().filter(|s| s.kind == "output").collect();
-    let Some(first) = spans.first().map(|s| s.first_instance) else { return Ok(Vec::new()) };
+/// The recorded output words (every inference's output run, in order), decoded with the output
+/// spans of the verifying key's layout.
+fn decode_outputs(words: &[U256], layout: &[InstanceSpan]) -> Result<Vec<String>> {
     let fields = words
         .iter()
         .map(|w| {
@@ -454,16 +508,17 @@ fn decode_outputs(words: &[U256], proof: &ProofFile, path: &Path) -> Result<Vec<
                 .ok_or_else(|| Error::Evm(format!("recorded word {w:#x} is not a field element")))
         })
         .collect::<Result<Vec<_>>>()?;
-    spans
-        .iter()
-        .map(|span| {
-            let start = span.first_instance - first;
-            let run = fields
-                .get(start..start + span.instances)
-                .ok_or_else(|| Error::artifact(path, "the recorded outputs do not match the proof's layout"))?;
-            let decoded = decode_run(span, run)
-                .ok_or_else(|| Error::Evm("the recorded outputs are not a valid packing".into()))?;
-            Ok(decoded.to_string())
-        })
-        .collect()
+    let mut rest = fields.as_slice();
+    let mut decoded = Vec::new();
+    for span in layout.iter().filter(|s| s.kind == "output") {
+        if rest.len() < span.instances {
+            return Err(Error::Evm("the recorded outputs do not match the verifying key's layout".into()));
+        }
+        let (run, tail) = rest.split_at(span.instances);
+        rest = tail;
+        let value =
+            decode_run(span, run).ok_or_else(|| Error::Evm("the recorded outputs are not a valid packing".into()))?;
+        decoded.push(value.to_string());
+    }
+    Ok(decoded)
 }

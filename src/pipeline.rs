@@ -7,15 +7,15 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::artifacts::{file_digest, output_errors, CompiledModel, Report, Witness};
-use crate::circuit::commit::{commit_params, commit_values};
+use crate::circuit::commit::{commit_params, commit_values, commit_values_salted};
 use crate::circuit::layout::{build_circuit, choose_shape, Stage};
 use crate::error::{read_file, read_json, write_file, write_json, Error, Result};
 use crate::evm::{self, CompiledContract, EvmVerification};
 use crate::model::{import_onnx, load_input, run_float, QuantizedModel};
 use crate::progress::timed;
 use crate::prove::keys::{check_digest, KeyHeader, KEY_FORMAT_VERSION};
-use crate::prove::proof::{fr_to_hex, Encoding, PROOF_FORMAT_VERSION};
-use crate::prove::{self, load_srs, ProofFile, Srs, SrsInfo, TranscriptKind};
+use crate::prove::proof::{decode_instances, fr_to_hex, Decoded, Encoding, InstanceSpan, PROOF_FORMAT_VERSION};
+use crate::prove::{self, load_srs, ProofFile, SrsInfo, TranscriptKind};
 use crate::settings::{
     Settings, Visibilities, Visibility, DEFAULT_ACTIVATION_BITS, DEFAULT_MAX_ADVICE_COLUMNS, DEFAULT_SCALE,
 };
@@ -39,6 +39,9 @@ pub struct SettingsOptions {
     pub param_visibility: Option<Visibility>,
     /// Visibility of the output.
     pub output_visibility: Option<Visibility>,
+    /// Hash inputs and outputs without a salt (deterministic commitments anyone can recompute
+    /// from the values, hence brute-force when the values are guessable).
+    pub unsalted: bool,
 }
 
 /// `gen-settings`: reads the model (refusing unsupported operators) and writes `settings.json`.
@@ -63,6 +66,7 @@ pub fn gen_settings_for(graph: &crate::model::Graph, model_digest: &str, options
             input: options.input_visibility.unwrap_or(defaults.input),
             params: options.param_visibility.unwrap_or(defaults.params),
             output: options.output_visibility.unwrap_or(defaults.output),
+            salt: !options.unsalted,
         },
         k: options.k,
         max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
@@ -94,24 +98,7 @@ pub fn compile(model: &Path, settings_path: &Path, out: &Path) -> Result<Compile
     Ok(compiled)
 }
 
-/// Loads the SRS a key was made with: the `--srs` file (which must match), or the development
-/// SRS when the key says so.
-pub fn srs_for_key(k: u32, recorded: &SrsInfo, srs_file: Option<&Path>) -> Result<Srs> {
-    if srs_file.is_none() && !recorded.insecure {
-        return Err(Error::Srs(format!(
-            "the keys were made with the SRS file {}; pass it with --srs",
-            recorded.source
-        )));
-    }
-    let srs = load_srs(k, srs_file)?;
-    if srs.info.g2_digest != recorded.g2_digest {
-        return Err(Error::Srs(format!(
-            "this SRS ({}) is not the one the keys were made with ({})",
-            srs.info.source, recorded.source
-        )));
-    }
-    Ok(srs)
-}
+pub use crate::prove::srs::srs_for_key;
 
 fn warn_if_insecure(info: &SrsInfo) {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -135,7 +122,8 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
     let k = compiled.shape.k;
     let srs = load_srs(k, srs_file)?;
     warn_if_insecure(&srs.info);
-    let laid = build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
+    let mut laid =
+        build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
     let same = serde_json::to_value(halo2_base::halo2_proofs::plonk::Circuit::params(&laid.circuit)).ok()
         == serde_json::to_value(compiled.shape.params()).ok();
     if !same {
@@ -144,32 +132,29 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
             "the circuit laid out differently than at compile time; run `zkinfer compile` again",
         ));
     }
-    let (keys, seconds) = timed(&format!("generating keys (k = {k})"), || prove::keygen(&srs.params, &laid.circuit));
-    let (vk, pk) = keys?;
-    let break_points = laid.circuit.base.break_points();
-    let header = |kind: &str| KeyHeader {
-        kind: kind.into(),
+    // The params do not depend on the input: their instance words at setup are the model's.
+    let private = compiled.model.visibility.params == Visibility::Private;
+    let (weights, bound) = prove::binding::application_weights(&laid.layout, &laid.instances, private);
+    let mut header = KeyHeader {
+        kind: "verifying key".into(),
         format_version: KEY_FORMAT_VERSION,
         zkinfer_version: env!("CARGO_PKG_VERSION").into(),
         circuit_digest: compiled.circuit_digest.clone(),
         shape: compiled.shape.clone(),
-        break_points: break_points.clone(),
+        break_points: Vec::new(),
         srs: srs.info.clone(),
         aggregation: None,
+        instance_layout: laid.layout.clone(),
+        weights,
+        bound,
     };
-    prove::write_vk(vk_out, &header("verifying key"), &vk)?;
-    prove::write_pk(pk_out, &header("proving key"), &pk)?;
+    laid.circuit.binding = header.binding();
+    let (keys, seconds) = timed(&format!("generating keys (k = {k})"), || prove::keygen(&srs.params, &laid.circuit));
+    let (vk, pk) = keys?;
+    header.break_points = laid.circuit.base.break_points();
+    prove::write_vk(vk_out, &header, &vk)?;
+    prove::write_pk(pk_out, &KeyHeader { kind: "proving key".into(), ..header }, &pk)?;
     Ok(SetupOutcome { seconds, srs: srs.info })
-}
-
-/// The registration of a compiled model in an inference registry: the layout of its public
-/// instances and its model commitment (laid out on zero inputs: the layout and the params do
-/// not depend on the input).
-pub fn registration(compiled_path: &Path) -> Result<evm::registry::Registration> {
-    let compiled = CompiledModel::load(compiled_path)?;
-    let zeros = crate::circuit::zero_inputs(&compiled.model);
-    let laid = build_circuit(&compiled.model, &zeros, Stage::Keygen { k: compiled.shape.k })?;
-    evm::registry::registration_from(&laid.layout, &laid.instances, &compiled.circuit_digest, compiled_path)
 }
 
 /// What `prove` produced.
@@ -219,11 +204,17 @@ pub fn prove(
                     .into(),
             });
         }
-        let (instances, layout) = (laid.instances.clone(), laid.layout.clone());
+        let (instances, layout, salts) = (laid.instances.clone(), laid.layout.clone(), laid.salts.clone());
         let proof = prove::snark::prove(&srs.params, &pk, laid.circuit, &instances, transcript)?;
-        Ok((proof, instances, layout))
+        Ok((proof, instances, layout, salts))
     });
-    let (proof, instances, layout) = proved?;
+    let (proof, instances, layout, salts) = proved?;
+    let salts = layout
+        .iter()
+        .filter(|s| s.salted)
+        .zip(&salts)
+        .map(|(span, salt)| crate::artifacts::Salt { kind: span.kind.clone(), index: span.index, salt: fr_to_hex(salt) })
+        .collect();
 
     let outputs: Vec<Vec<i64>> = model.outputs.iter().map(|&o| reference[o].clone()).collect();
     let dequantized: Vec<Vec<f64>> = outputs.iter().map(|o| model.dequantize(o)).collect();
@@ -232,6 +223,7 @@ pub fn prove(
         inputs: quantized,
         outputs: outputs.clone(),
         nodes: model.nodes.iter().zip(&reference).map(|(n, v)| (n.name.clone(), v.clone())).collect(),
+        salts,
     };
     write_json(witness_out, &witness)?;
     let proof_file = ProofFile {
@@ -267,20 +259,24 @@ pub struct Expected {
     pub input_commitment: Option<String>,
 }
 
-fn check_expected(proof: &ProofFile, proof_path: &Path, expected: &Expected) -> Result<()> {
+fn check_expected(decoded: &[(InstanceSpan, Decoded)], expected: &Expected) -> Result<()> {
     let wanted = [("params", "model", &expected.model_commitment), ("input", "input", &expected.input_commitment)];
     for (kind, what, want) in wanted {
         let Some(want) = want else { continue };
         let want = crate::prove::proof::fr_from_hex(want).map(|f| fr_to_hex(&f)).ok_or_else(|| {
             Error::Usage(format!("the expected {what} commitment {want} is not a 32-byte hex field element"))
         })?;
-        match proof.commitment(proof_path, kind)? {
+        let found = decoded.iter().find_map(|(span, decoded)| match decoded {
+            Decoded::Commitment(c) if span.kind == kind => Some(c),
+            _ => None,
+        });
+        match found {
             None => {
                 return Err(Error::Rejected(format!(
                     "the proof carries no {what} commitment (its {what} is not hashed), so it cannot be checked against {want}"
                 )))
             }
-            Some(got) if got != want => {
+            Some(got) if *got != want => {
                 return Err(Error::Rejected(format!(
                     "the proof is valid but for another {what}: its {what} commitment is {got}, not the expected {want}"
                 )))
@@ -291,14 +287,27 @@ fn check_expected(proof: &ProofFile, proof_path: &Path, expected: &Expected) -> 
     Ok(())
 }
 
-/// `verify`: checks a proof against a verifying key natively, and against the commitments the
-/// verifier expects. An aggregation proof's accumulator is decided too (one pairing), which
-/// verifies every proof it aggregates. `Ok` means accepted.
-pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>, expected: &Expected) -> Result<f64> {
-    let (header, vk) = prove::read_vk(vk_path)?;
+/// What `verify` established: every run of public instances as the verifying key lays them out.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// Seconds of native verification.
+    pub seconds: f64,
+    /// Each run of public instances, decoded with the verifying key's layout.
+    pub instances: Vec<(InstanceSpan, Decoded)>,
+    /// How the proof is tied to the model's weights.
+    pub weights: prove::binding::Weights,
+}
+
+/// `verify`: checks a proof against a verifying key natively, against the weights the key's
+/// model has (public params, params commitments) and against the commitments the verifier
+/// expects. An aggregation proof's accumulator is decided too (one pairing), which verifies every
+/// proof it aggregates. What the proof says is read through the key's instance layout; a proof
+/// file whose own layout differs is refused. `Ok` means accepted.
+pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>, expected: &Expected) -> Result<Verified> {
+    let (header, vk, srs) = prove::keys::read_vk_checked(vk_path, srs_file)?;
     let proof = ProofFile::load(proof_path)?;
     check_digest(proof_path, &proof.circuit_digest, &header.circuit_digest)?;
-    let srs = srs_for_key(header.shape.k, &header.srs, srs_file)?;
+    proof.check_layout(proof_path, &header.instance_layout)?;
     let bytes = proof.proof_bytes(proof_path)?;
     let instances = proof.instance_values(proof_path)?;
     let column = instances.first().cloned().unwrap_or_default();
@@ -317,8 +326,10 @@ pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>, expect
         prove::snark::verify(&prove::snark::deciding_key(&srs.params), &protocol, &column, &bytes, proof.transcript)?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    check_expected(&proof, proof_path, expected)?;
-    Ok(seconds)
+    prove::binding::check_bound_words(&header, &column)?;
+    let decoded = decode_instances(&header.instance_layout, &column, proof_path)?;
+    check_expected(&decoded, expected)?;
+    Ok(Verified { seconds, instances: decoded, weights: header.weights })
 }
 
 /// What `commit` computed (0x-prefixed hex).
@@ -341,8 +352,9 @@ pub enum ModelSource<'a> {
 }
 
 /// `commit`: computes off-circuit the Poseidon commitments a proof exposes, so that a verifier can
-/// check the ones it was given.
-pub fn commit(source: ModelSource<'_>, input: Option<&Path>) -> Result<Commitments> {
+/// check the ones it was given. A salted model's input commitments need each input's salt (from
+/// the prover's witness.json), in input order.
+pub fn commit(source: ModelSource<'_>, input: Option<&Path>, salts: &[String]) -> Result<Commitments> {
     let model = match source {
         ModelSource::Compiled(path) => CompiledModel::load(path)?.model,
         ModelSource::Onnx(onnx, settings) => QuantizedModel::quantize(&import_onnx(onnx)?, &Settings::load(settings)?)?,
@@ -353,7 +365,29 @@ pub fn commit(source: ModelSource<'_>, input: Option<&Path>) -> Result<Commitmen
             let quantized = model.quantize_inputs(&load_input(path, &model.input_shapes())?);
             // Out-of-range inputs cannot be proven, so they have no commitment.
             model.execute(&quantized)?;
-            quantized.iter().map(|x| fr_to_hex(&commit_values(x, model.activation_bits))).collect()
+            let salted = model.visibility.salt && model.visibility.input == Visibility::Hashed;
+            if salted && salts.len() != quantized.len() {
+                return Err(Error::Usage(format!(
+                    "this model's input commitments are salted: give the salt of each of its {} input(s), from the \
+                     prover's witness.json, with --salt (got {})",
+                    quantized.len(),
+                    salts.len()
+                )));
+            }
+            let mut commitments = Vec::with_capacity(quantized.len());
+            for (i, x) in quantized.iter().enumerate() {
+                let commitment = match salts.get(i).filter(|_| salted) {
+                    None => commit_values(x, model.activation_bits),
+                    Some(salt) => {
+                        let salt = crate::prove::proof::fr_from_hex(salt).ok_or_else(|| {
+                            Error::Usage(format!("the salt {salt} is not a 32-byte hex field element"))
+                        })?;
+                        commit_values_salted(x, model.activation_bits, salt)
+                    }
+                };
+                commitments.push(fr_to_hex(&commitment));
+            }
+            commitments
         }
     };
     Ok(Commitments { model: fr_to_hex(&commit_params(&model)), inputs })
@@ -372,14 +406,17 @@ pub fn create_evm_verifier(
     sol_out: &Path,
     solc: Option<&Path>,
 ) -> Result<CompiledContract> {
-    let (header, vk) = prove::read_vk(vk_path)?;
     let solc = evm::toolchain::resolve_solc(solc)?;
-    let srs = srs_for_key(header.shape.k, &header.srs, srs_file)?;
+    let (header, vk, srs) = prove::keys::read_vk_checked(vk_path, srs_file)?;
     warn_if_insecure(&srs.info);
     let source = evm::generate_verifier(&srs.params, &vk, header.shape.num_instances, header.aggregation.is_some());
     write_file(sol_out, &source)?;
     let (compiled, _) = timed("compiling the verifier", || evm::compile_verifier(&solc, &source));
-    let compiled = CompiledContract { insecure_srs: Some(srs.info.insecure), ..compiled? };
+    let compiled = CompiledContract {
+        insecure_srs: Some(srs.info.insecure),
+        circuit_digest: Some(header.circuit_digest.clone()),
+        ..compiled?
+    };
     write_json(&verifier_artifact_path(sol_out), &compiled)?;
     Ok(compiled)
 }
@@ -468,7 +505,7 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
         &w.file("proof.json"),
         TranscriptKind::Keccak,
     )?;
-    let verify_seconds = verify(&w.file("vk.bin"), &w.file("proof.json"), srs, &Expected::default())?;
+    let verify_seconds = verify(&w.file("vk.bin"), &w.file("proof.json"), srs, &Expected::default())?.seconds;
     let verifier = create_evm_verifier(&w.file("vk.bin"), srs, &w.file("Verifier.sol"), options.solc.as_deref())?;
     let evm = verify_evm(&w.file("proof.json"), &w.file("Verifier.json"), options.rpc_url.as_deref())?;
     if let Some(deployment) = &evm.deployment {

@@ -40,11 +40,20 @@ pub struct Visibilities {
     pub params: Visibility,
     /// The model output.
     pub output: Visibility,
+    /// Hashed inputs and outputs absorb a random salt with their values (kept in witness.json),
+    /// so that a commitment to data of a known distribution cannot be brute-forced. The params
+    /// commitment is never salted: it identifies the model.
+    #[serde(default = "salted_by_default")]
+    pub salt: bool,
+}
+
+fn salted_by_default() -> bool {
+    true
 }
 
 impl Default for Visibilities {
     fn default() -> Self {
-        Visibilities { input: Visibility::Public, params: Visibility::Fixed, output: Visibility::Public }
+        Visibilities { input: Visibility::Public, params: Visibility::Fixed, output: Visibility::Public, salt: true }
     }
 }
 

@@ -16,11 +16,16 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Proves `model` on `input` in `dir/name` with the Poseidon transcript; returns the proof's path.
 fn prove_for_aggregation(dir: &Path, name: &str, model: &Path, input: &Path) -> PathBuf {
+    prove_for_aggregation_with(dir, name, model, input, &[])
+}
+
+/// [`prove_for_aggregation`] with extra `gen-settings` options.
+fn prove_for_aggregation_with(dir: &Path, name: &str, model: &Path, input: &Path, settings: &[&str]) -> PathBuf {
     let sub = dir.join(name);
     std::fs::create_dir_all(&sub).unwrap();
     std::fs::copy(model, sub.join("network.onnx")).unwrap();
     std::fs::copy(input, sub.join("input.json")).unwrap();
-    ok(&sub, &["gen-settings"]);
+    ok(&sub, &[&["gen-settings"][..], settings].concat());
     ok(&sub, &["compile"]);
     ok(&sub, &["setup"]);
     ok(&sub, &["prove", "--for-aggregation"]);
@@ -72,26 +77,41 @@ fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let a = prove_for_aggregation(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"));
-    let b = prove_for_aggregation(
+    let hashed = ["--param-visibility", "hashed"];
+    let a = prove_for_aggregation_with(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"), &hashed);
+    let b = prove_for_aggregation_with(
         dir,
         "b",
         &example("credit_score").join("network.onnx"),
         &example("credit_score").join("input.json"),
+        &hashed,
     );
+    let vks = ["--vk", "a/vk.bin", "b/vk.bin"];
 
     // Wrong kinds of proof are refused before any key is made.
     ok(&dir.join("a"), &["prove", "--proof", "evm-proof.json"]);
-    let keccak = fails(dir, &["aggregate", "-P", "a/evm-proof.json", "-O", "agg"]);
+    let keccak = fails(dir, &["aggregate", "-P", "a/evm-proof.json", "--vk", "a/vk.bin", "-O", "agg"]);
     assert!(keccak.contains("Keccak") && keccak.contains("--for-aggregation"), "{keccak}");
     let bad_inner = tampered(dir, "bad-inner.json", &b, flip_proof_byte);
-    let refused = fails(dir, &["aggregate", "-P", "a/proof.json", &bad_inner, "-O", "agg"]);
+    let refused = fails(dir, &[&["aggregate", "-P", "a/proof.json", &bad_inner, "-O", "agg"][..], &vks].concat());
     assert!(refused.contains("bad-inner.json does not verify"), "{refused}");
+    // What is aggregated comes from the verifying keys: a proof given with another model's key
+    // is refused, whatever its file says of its circuit.
+    let other_key = fails(dir, &["aggregate", "-P", "a/proof.json", "--vk", "b/vk.bin", "-O", "agg"]);
+    assert!(other_key.contains("another circuit"), "{other_key}");
+    let relabelled = tampered(dir, "relabelled.json", &a, |p| p["circuit_digest"] = read(&b)["circuit_digest"].clone());
+    let refused = fails(dir, &["aggregate", "-P", &relabelled, "--vk", "b/vk.bin", "-O", "agg"]);
+    assert!(refused.contains("instance_layout differs") || refused.contains("does not verify"), "{refused}");
+    // A proof of other weights, made with the model's own proving key, is valid for its circuit
+    // but not of its key's model: refused before any key is made.
+    let forged = common::prove_with_other_weights(&dir.join("b"), "forged.json", true);
+    let refused = fails(dir, &[&["aggregate", "-P", "a/proof.json", forged.to_str().unwrap(), "-O", "agg"][..], &vks].concat());
+    assert!(refused.contains("forged.json cannot be aggregated") && refused.contains("other weights"), "{refused}");
     assert!(!dir.join("agg/pk.bin").exists(), "no keys are made for a batch with a bad proof");
     let evm_refuses = fails(dir, &["verify-evm", "--proof", "a/proof.json", "--verifier", "missing.json"]);
     assert!(evm_refuses.contains("Poseidon"), "{evm_refuses}");
 
-    let out = ok(dir, &["aggregate", "-P", "a/proof.json", "b/proof.json", "-O", "agg"]);
+    let out = ok(dir, &[&["aggregate", "-P", "a/proof.json", "b/proof.json", "-O", "agg"][..], &vks].concat());
     assert!(out.contains("aggregated 2 proofs"), "{out}");
     let agg = read(&dir.join("agg/proof.json"));
     assert_eq!(agg["transcript"], "keccak");
@@ -114,6 +134,29 @@ fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
     rejected_everywhere(dir, "agg", &tampered(dir, "flipped.json", &agg_proof, flip_proof_byte));
     rejected_everywhere(dir, "agg", &tampered(dir, "accumulator.json", &agg_proof, bump_instance(0)));
     rejected_everywhere(dir, "agg", &tampered(dir, "output.json", &agg_proof, bump_instance(words.len() - 1)));
+
+    // The registry binds every aggregated proof's model commitment, not only the first.
+    let registered = ok(dir, &["deploy", "--registry", "--model", "batch", "--vk", "agg/vk.bin", "--verifier", "agg/Verifier.json", "-O", "agg/deployment.json"]);
+    assert!(registered.contains("weights bound by instances"), "{registered}");
+    let model = &read(&dir.join("agg/deployment.json"))["models"][0];
+    let commitment_of = |proof: &Path| 12 + read(proof)["instance_layout"].as_array().unwrap().iter().find(|s| s["kind"] == "params").unwrap()["first_instance"].as_u64().unwrap();
+    let b_offset = read(&a)["instances"][0].as_array().unwrap().len() as u64;
+    assert_eq!(model["layout"]["bound"], serde_json::json!([commitment_of(&a), commitment_of(&b) + b_offset]), "{model}");
+    assert_eq!(model["layout"]["outputStart"].as_array().unwrap().len(), 2, "one output run per aggregated proof: {model}");
+    let submitted = ok(dir, &["submit", "--model", "batch", "-P", "agg/proof.json", "--vk", "agg/vk.bin", "--verifier", "agg/Verifier.json", "-O", "agg/submission.json"]);
+    assert!(submitted.contains("output 1"), "every aggregated inference is recorded: {submitted}");
+
+    // An aggregation key whose header no longer says it aggregates (so that its verifier would
+    // skip the accumulator) is refused: the flag is bound into the key.
+    let stripped = dir.join("stripped-vk.bin");
+    std::fs::copy(dir.join("agg/vk.bin"), &stripped).unwrap();
+    common::edit_key_header(&stripped, |h| {
+        h.as_object_mut().unwrap().remove("aggregation");
+    });
+    let e = fails(dir, &["verify", "--vk", "stripped-vk.bin", "--proof", "agg/proof.json"]);
+    assert!(e.contains("header does not match the key"), "{e}");
+    let e = fails(dir, &["create-evm-verifier", "--vk", "stripped-vk.bin", "--sol", "Stripped.sol"]);
+    assert!(e.contains("header does not match the key"), "{e}");
 }
 
 #[test]
@@ -124,14 +167,14 @@ fn an_aggregation_proof_aggregates_again() {
     let a = prove_for_aggregation(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"));
 
     // Layer 1, for a next layer: Poseidon transcript, its protocol in the proof file.
-    ok(dir, &["aggregate", "-P", a.to_str().unwrap(), "-O", "layer1", "--for-aggregation"]);
+    ok(dir, &["aggregate", "-P", a.to_str().unwrap(), "--vk", "a/vk.bin", "-O", "layer1", "--for-aggregation"]);
     let layer1 = read(&dir.join("layer1/proof.json"));
     assert_eq!(layer1["transcript"], "poseidon");
     assert!(layer1["protocol"].is_object());
     ok(dir, &["verify", "--vk", "layer1/vk.bin", "--proof", "layer1/proof.json"]);
 
     // Layer 2 folds layer 1's accumulator into its own and exposes the application's instances.
-    ok(dir, &["aggregate", "-P", "layer1/proof.json", "-O", "layer2"]);
+    ok(dir, &["aggregate", "-P", "layer1/proof.json", "--vk", "layer1/vk.bin", "-O", "layer2"]);
     let layer2 = read(&dir.join("layer2/proof.json"));
     assert!(layer2["aggregated"][0]["is_aggregate"].as_bool().unwrap());
     assert_eq!(layer2["instances"][0].as_array().unwrap()[12..], read(&a)["instances"][0].as_array().unwrap()[..]);
@@ -144,7 +187,8 @@ fn an_aggregation_proof_aggregates_again() {
     rejected_everywhere(dir, "layer2", &tampered(dir, "accumulator.json", &layer2_proof, bump_instance(11)));
 
     // A new batch of the same circuits reuses the keys: the deployed verifier stays the same.
-    let again = ok(dir, &["aggregate", "-P", "layer1/proof.json", "-O", "batch2", "--keys", "layer2"]);
+    let again =
+        ok(dir, &["aggregate", "-P", "layer1/proof.json", "--vk", "layer1/vk.bin", "-O", "batch2", "--keys", "layer2"]);
     assert!(again.contains("keys reused"), "{again}");
     assert!(!dir.join("batch2/pk.bin").exists());
     ok(dir, &["verify", "--vk", "layer2/vk.bin", "--proof", "batch2/proof.json"]);
@@ -160,7 +204,8 @@ fn a_one_column_aggregation_verifies_on_the_evm_for_less_than_350k_gas() {
 
     // One advice column: halo2-base looks its range checks up in that column itself, so the
     // proof carries the fewest commitments the EVM verifier multiplies (k grows instead).
-    let out = ok(dir, &["aggregate", "-P", a.to_str().unwrap(), "-O", "one", "--max-advice-columns", "1"]);
+    let out =
+        ok(dir, &["aggregate", "-P", a.to_str().unwrap(), "--vk", "a/vk.bin", "-O", "one", "--max-advice-columns", "1"]);
     assert!(out.contains(", 1 advice columns,"), "{out}");
     ok(dir, &["verify", "--vk", "one/vk.bin", "--proof", "one/proof.json"]);
     ok(dir, &["create-evm-verifier", "--vk", "one/vk.bin", "--sol", "one/Verifier.sol"]);

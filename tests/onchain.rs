@@ -36,6 +36,9 @@ fn workdir() -> tempfile::TempDir {
         (&from.join("proof.json"), "proof.json"),
         (&from.join("Verifier.json"), "Verifier.json"),
         (&from.join("model.compiled"), "model.compiled"),
+        (&from.join("vk.bin"), "vk.bin"),
+        (&from.join("pk.bin"), "pk.bin"),
+        (&from.join("input.json"), "input.json"),
     ]);
     let proof: Value = read(&dir.path().join("proof.json"));
     let mut bad_proof = proof.clone();
@@ -104,9 +107,15 @@ fn deploy_register_and_submit_on_anvil_with_every_rejection_decoded() {
     }
     let model = &deployment["models"][0];
     assert_eq!(model["name"], "mlp");
-    assert_eq!(model["layout"]["commitmentIndex"], 0, "the hashed params are the first instance");
+    assert_eq!(model["weights"], "Instances");
+    assert_eq!(model["layout"]["bound"], serde_json::json!([0]), "the hashed params are the first instance");
     let proof = read(&w.join("proof.json"));
-    assert_eq!(model["commitment"], proof["instances"][0][0], "registered with the model commitment");
+    let commitment: alloy::primitives::B256 = proof["instances"][0][0].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        model["binding"],
+        format!("{}", alloy::primitives::keccak256(commitment)),
+        "registered with the model commitment"
+    );
 
     // Rejections, decoded from the registry's custom errors, and nothing recorded.
     fn with<'a>(rpc: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
@@ -116,7 +125,7 @@ fn deploy_register_and_submit_on_anvil_with_every_rejection_decoded() {
     let e = fails(w, &submit(&["-P", "bad-proof.json"]));
     assert!(e.contains("ProofRejected") && e.contains("rejected the proof"), "{e}");
     let e = fails(w, &submit(&["-P", "other-model.json"]));
-    assert!(e.contains("ModelCommitmentMismatch") && e.contains("other weights"), "{e}");
+    assert!(e.contains("OtherWeights") && e.contains("other weights"), "{e}");
     let e = fails(w, &[&["submit", "--model", "someone-else"], &rpc[..]].concat());
     assert!(e.contains("UnknownModel"), "{e}");
     let e = fails(
@@ -137,7 +146,7 @@ fn deploy_register_and_submit_on_anvil_with_every_rejection_decoded() {
     let gas = submission["gas_used"].as_u64().unwrap();
     assert!((300_000..1_000_000).contains(&gas), "{gas}");
     assert_eq!(submission["submitter"], "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
-    assert_eq!(submission["input"], format!("0x{}", "00".repeat(32)), "the input is private");
+    assert_eq!(submission["inputs"], serde_json::json!([format!("0x{}", "00".repeat(32))]), "the input is private");
     let outputs: Vec<f64> = proof["outputs"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(submission["outputs"][0], format!("{outputs:?}"), "the registry holds the proven outputs");
     let tx_hash = submission["tx_hash"].clone();
@@ -152,13 +161,15 @@ fn deploy_register_and_submit_on_anvil_with_every_rejection_decoded() {
     // Chain faults.
     let unfunded = "0x1111111111111111111111111111111111111111111111111111111111111111";
     let e = fails_env(w, &submit(&["-P", "other-model.json", "-O", "x.json"]), &[("ZKINFER_PRIVATE_KEY", unfunded)]);
-    assert!(e.contains("ModelCommitmentMismatch"), "a revert is found before paying: {e}");
+    assert!(e.contains("OtherWeights"), "a revert is found before paying: {e}");
     let fresh = workdir();
     let f = fresh.path();
-    // The registration read from a proof instead of the compiled model.
+    // The registration is read from the verifying key alone.
     std::fs::remove_file(f.join("model.compiled")).unwrap();
-    ok(f, &[&["deploy", "--registry", "--model", "mlp", "-P", "proof.json"], &rpc[..]].concat());
+    std::fs::rename(f.join("vk.bin"), f.join("model-vk.bin")).unwrap();
+    ok(f, &[&["deploy", "--registry", "--model", "mlp", "--vk", "model-vk.bin"], &rpc[..]].concat());
     assert_eq!(read(&f.join("deployment.json"))["models"][0]["layout"], model["layout"]);
+    std::fs::rename(f.join("model-vk.bin"), f.join("vk.bin")).unwrap();
     let e = fails_env(f, &submit(&[]), &[("ZKINFER_PRIVATE_KEY", unfunded)]);
     assert!(e.contains("cannot pay") && e.contains("balance 0 wei"), "{e}");
     let e = fails(w, &[&["submit", "--model", "mlp", "--chain-id", "1"], &rpc[..]].concat());
@@ -234,10 +245,10 @@ fn submit_without_a_node_runs_the_whole_flow_in_process() {
     assert!(!w.join("deployment.json").exists(), "an in-process deployment is not a record of anything");
     let e = fails(w, &["submit", "--model", "mlp", "-P", "bad-proof.json"]);
     assert!(e.contains("ProofRejected"), "{e}");
-    // In process, the model is registered from the proof submitted: a changed commitment then
-    // reaches the verifier, which rejects it.
+    // In process too, the model is registered from its verifying key: another commitment is
+    // refused before the verifier runs.
     let e = fails(w, &["submit", "--model", "mlp", "-P", "other-model.json"]);
-    assert!(e.contains("ProofRejected"), "{e}");
+    assert!(e.contains("OtherWeights"), "{e}");
 
     let deployed = ok(w, &["deploy", "--registry", "--model", "mlp"]);
     assert!(deployed.contains("registry"), "{deployed}");
@@ -276,4 +287,44 @@ fn the_credit_score_example_runs_on_anvil_as_its_readme_says() {
         + &std::fs::read_to_string(w.join("submission.json")).unwrap();
     assert!(!published.contains(&first[..6]), "the applicant's data is not published");
     assert!(ok(w, &["submit", "--rpc-url", &url, "--model", "credit-score-v1"]).contains("already verified"));
+}
+
+#[test]
+fn the_registry_refuses_proofs_of_other_weights_for_public_and_hashed_params() {
+    let anvil = spawn_anvil().expect("anvil starts");
+    let url = anvil.endpoint();
+    let public = mlp_small_workdir();
+    let args = ["run", "-M", "network.onnx", "-D", "input.json", "--dir", "."];
+    ok(public.path(), &[&args[..], &["--input-visibility", "private", "--param-visibility", "public"]].concat());
+    let hashed = workdir();
+    for (params, w) in [("public", public.path()), ("hashed", hashed.path())] {
+        // A proof made with the model's own proving key and other weights: valid for the
+        // verifier, whose circuit takes the weights (or their commitment) as instances.
+        let forged = prove_with_other_weights(w, "forged.json", false);
+        let forged = forged.to_str().unwrap();
+        assert!(ok(w, &["verify-evm", "--proof", forged]).contains("verified"), "{params}");
+        ok(w, &["deploy", "--rpc-url", &url, "--registry", "--model", "m"]);
+        let deployment = read(&w.join("deployment.json"));
+        assert_eq!(deployment["models"][0]["weights"], "Instances", "{params}: {deployment}");
+        let e = fails(w, &["submit", "--rpc-url", &url, "--model", "m", "-P", forged]);
+        assert!(e.contains("OtherWeights"), "{params}: {e}");
+        let printed = ok(w, &["submit", "--rpc-url", &url, "--model", "m"]);
+        assert!(printed.contains("verified on chain 31337"), "{params}: {printed}");
+    }
+}
+
+#[test]
+fn a_model_with_private_weights_is_registered_only_when_asked_and_says_so() {
+    let dir = mlp_small_workdir();
+    let w = dir.path();
+    let args = ["run", "-M", "network.onnx", "-D", "input.json", "--dir", "."];
+    ok(w, &[&args[..], &["--param-visibility", "private"]].concat());
+    let e = fails(w, &["deploy", "--registry", "--model", "m"]);
+    assert!(e.contains("not tied to the model's weights") && e.contains("--allow-unbound-weights"), "{e}");
+    let printed = ok(w, &["deploy", "--registry", "--model", "m", "--allow-unbound-weights"]);
+    assert!(printed.contains("weights NOT bound"), "{printed}");
+    assert_eq!(read(&w.join("deployment.json"))["models"][0]["weights"], "Unbound");
+    let e = fails(w, &["submit", "--model", "m"]);
+    assert!(e.contains("--allow-unbound-weights"), "{e}");
+    assert!(ok(w, &["submit", "--model", "m", "--allow-unbound-weights"]).contains("verified"));
 }

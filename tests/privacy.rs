@@ -33,8 +33,16 @@ fn span_of<'a>(proof: &'a Value, kind: &str) -> &'a Value {
     proof["instance_layout"].as_array().unwrap().iter().find(|s| s["kind"] == kind).unwrap()
 }
 
+/// What `zkinfer commit` computes for the model and its input, with the input's salt from the
+/// prover's witness.json when the input is hashed.
 fn commitments(w: &Path) -> Value {
-    serde_json::from_str(&ok(w, &["commit", "-D", "input.json"])).unwrap()
+    let witness = json(&w.join("witness.json"));
+    let mut args = vec!["commit".to_string(), "-D".into(), "input.json".into()];
+    for salt in witness["salts"].as_array().into_iter().flatten().filter(|s| s["kind"] == "input") {
+        args.extend(["--salt".into(), salt["salt"].as_str().unwrap().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    serde_json::from_str(&ok(w, &args)).unwrap()
 }
 
 #[test]
@@ -152,14 +160,16 @@ fn a_prover_cannot_claim_another_model_or_input() {
     claimed[model_at] = zkinfer::prove::proof::fr_from_hex(c["model"].as_str().unwrap()).unwrap();
     assert!(zkinfer::prove::verify_keccak(&srs.params, &vk, &proof, &claimed).is_err());
 
-    // As a file, the proof with other weights verifies, but not against the expected model.
+    // As a file, the proof with other weights is valid for the circuit, but the verifying key
+    // holds the model's commitment: verify refuses it even when no commitment is given.
     let mut forged = published.clone();
     forged["proof"] = Value::String(format!("0x{}", hex::encode(&proof)));
     forged["instances"][0] = instances.iter().map(|x| Value::String(fr_to_hex(x))).collect();
     write_json(&w.join("forged.json"), &forged);
-    ok(w, &["verify", "--proof", "forged.json"]);
+    let refused = fails(w, &["verify", "--proof", "forged.json"]);
+    assert!(refused.contains("valid but for other weights"), "{refused}");
     let refused = fails(w, &["verify", "--proof", "forged.json", "--model-commitment", c["model"].as_str().unwrap()]);
-    assert!(refused.contains("another model"), "{refused}");
+    assert!(refused.contains("other weights"), "{refused}");
     // The honest proof passes both checks; a wrong input commitment is refused.
     ok(
         w,
@@ -184,7 +194,9 @@ fn proofs_are_blinded_and_carry_no_private_value() {
     ok(w, &["prove", "--proof", "again.json", "--witness", "again-witness.json"]);
     let (first, second) = (json(&w.join("proof.json")), json(&w.join("again.json")));
     assert_ne!(first["proof"], second["proof"], "two proofs of the same statement must differ (blinding)");
-    assert_eq!(first["instances"], second["instances"]);
+    // The model commitment is the same; the output's, salted afresh, is not.
+    assert_eq!(first["instances"][0][0], second["instances"][0][0]);
+    assert_ne!(first["instances"][0][1], second["instances"][0][1]);
 
     // No private value (input, weight, output), as a 32-byte field element, in the proof or its
     // instances; the proof file has no outputs.
@@ -247,4 +259,52 @@ fn the_private_model_example_runs_as_its_readme_says() {
     assert_eq!(proof["outputs"][0].as_array().unwrap().len(), 3);
     ok(w, &["create-evm-verifier"]);
     assert!(ok(w, &["verify-evm"]).contains("gas used"));
+}
+
+#[test]
+fn hashed_inputs_and_outputs_are_salted_so_their_commitments_cannot_be_brute_forced() {
+    use zkinfer::circuit::commit::{commit_values, commit_values_salted};
+    use zkinfer::prove::proof::{fr_from_hex, fr_to_hex};
+
+    let dir = run_with("hashed", "fixed", "hashed");
+    let w = dir.path();
+    let proof = json(&w.join("proof.json"));
+    let witness = json(&w.join("witness.json"));
+    let salts = witness["salts"].as_array().unwrap();
+    assert_eq!(salts.len(), 2, "one salt for the input, one for the output: {witness}");
+    let instances = proof["instances"][0].as_array().unwrap();
+    let at = |kind: &str| span_of(&proof, kind)["first_instance"].as_u64().unwrap() as usize;
+    assert_eq!(span_of(&proof, "input")["salted"], true);
+
+    // The commitments are Poseidon of (salt, packed values), computed independently of the
+    // circuit from the witness's values; without the salt they are not the plain hash.
+    let bits = json(&w.join("settings.json"))["activation_bits"].as_u64().unwrap() as u32;
+    let values = |v: &Value| -> Vec<i64> { v[0].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect() };
+    for (kind, values) in [("input", values(&witness["inputs"])), ("output", values(&witness["outputs"]))] {
+        let salt = salts.iter().find(|s| s["kind"] == kind).unwrap()["salt"].as_str().unwrap();
+        let expected = commit_values_salted(&values, bits, fr_from_hex(salt).unwrap());
+        assert_eq!(instances[at(kind)], fr_to_hex(&expected), "{kind}");
+        assert_ne!(instances[at(kind)], fr_to_hex(&commit_values(&values, bits)), "{kind} is salted");
+    }
+
+    // The same input proved again commits differently; commit needs the salt.
+    ok(w, &["prove", "--proof", "again.json", "--witness", "again-witness.json"]);
+    let again = json(&w.join("again.json"));
+    assert_ne!(again["instances"][0][at("input")], instances[at("input")]);
+    let e = fails(w, &["commit", "-D", "input.json"]);
+    assert!(e.contains("salted") && e.contains("--salt"), "{e}");
+    let c = commitments(w);
+    assert_eq!(c["inputs"][0], instances[at("input")]);
+    let checked = ok(w, &["verify", "--input-commitment", c["inputs"][0].as_str().unwrap()]);
+    assert!(checked.contains("verified"), "{checked}");
+
+    // Unsalted on request: deterministic, what `commit` computes from the values alone.
+    let dir = mlp_small_workdir();
+    let u = dir.path();
+    let args = ["run", "-M", "network.onnx", "-D", "input.json", "--dir", ".", "--input-visibility", "hashed"];
+    ok(u, &[&args[..], &["--unsalted"]].concat());
+    let proof = json(&u.join("proof.json"));
+    let plain: Value = serde_json::from_str(&ok(u, &["commit", "-D", "input.json"])).unwrap();
+    assert_eq!(proof["instances"][0][0], plain["inputs"][0]);
+    assert!(json(&u.join("witness.json")).get("salts").is_none());
 }

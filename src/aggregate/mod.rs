@@ -16,16 +16,17 @@ use halo2_base::halo2_proofs::poly::commitment::Params;
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use sha2::{Digest, Sha256};
 use snark_verifier_sdk::halo2::aggregation::{AggregationCircuit, AggregationConfigParams, VerifierUniversality};
-use snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol;
 use snark_verifier_sdk::{Snark, SHPLONK};
 
-use crate::circuit::instances::InstanceSpan;
+use crate::circuit::instances::{Encoding, InstanceSpan};
+use crate::circuit::lookup::ModelCircuit;
 use crate::circuit::layout::{rows_k, BLINDING_ROWS, MAX_K};
 use crate::circuit::CircuitShape;
 use crate::error::{write_json, Error, Result};
 use crate::progress::timed;
 use crate::prove::keys::{AggregationInfo, KeyHeader, KEY_FORMAT_VERSION};
-use crate::prove::proof::{fr_to_hex, AggregatedProof, PROOF_FORMAT_VERSION};
+use crate::prove::binding::{BoundWord, Weights};
+use crate::prove::proof::{decode_instances, fr_to_hex, AggregatedProof, Decoded, PROOF_FORMAT_VERSION};
 use crate::prove::snark::{self, ACCUMULATOR_INSTANCES};
 use crate::prove::{self, load_srs, ProofFile, Srs, TranscriptKind};
 
@@ -56,6 +57,10 @@ pub struct AggregateOptions {
     /// Where the keys are read and written (default: the output folder): one folder for all
     /// the aggregations of the same circuits, e.g. every pair of a tree's layer.
     pub keys: Option<PathBuf>,
+    /// The verifying keys of the proofs' circuits: one for every proof, or one per proof in
+    /// order. What is aggregated (the protocols, the instance layouts, the weights) is read from
+    /// them, never from the proof files.
+    pub vks: Vec<PathBuf>,
 }
 
 impl Default for AggregateOptions {
@@ -67,6 +72,7 @@ impl Default for AggregateOptions {
             expose_instances: true,
             srs: None,
             keys: None,
+            vks: Vec::new(),
         }
     }
 }
@@ -102,14 +108,14 @@ impl AggregateFiles {
     }
 }
 
-/// A proof to aggregate.
+/// A proof to aggregate, with what its verifying key says of it.
 struct Inner {
     snark: Snark,
     entry: AggregatedProof,
-    file: ProofFile,
+    key: KeyHeader,
 }
 
-fn load_inner(path: &Path) -> Result<Inner> {
+fn load_inner(path: &Path, vk_path: &Path, srs_file: Option<&Path>) -> Result<Inner> {
     let file = ProofFile::load(path)?;
     if file.transcript != TranscriptKind::Poseidon {
         return Err(Error::artifact(
@@ -119,23 +125,48 @@ fn load_inner(path: &Path) -> Result<Inner> {
              aggregation proof, `zkinfer aggregate --for-aggregation`)",
         ));
     }
-    let protocol = file.protocol.clone().ok_or_else(|| {
-        Error::artifact(path, "this proof has no protocol; prove it again with `zkinfer prove --for-aggregation`")
-    })?;
-    let protocol: PlonkProtocol<G1Affine> = serde_json::from_value(protocol)
-        .map_err(|e| Error::artifact(path, format!("its protocol is not one zkinfer wrote ({e})")))?;
-    let is_aggregate = !protocol.accumulator_indices.is_empty();
+    // The protocol comes from the verifying key, never from the proof file: a prover could
+    // write there the protocol of a circuit of their own.
+    let (key, vk, srs) = prove::keys::read_vk_checked(vk_path, srs_file)?;
+    prove::keys::check_digest(path, &file.circuit_digest, &key.circuit_digest)?;
+    file.check_layout(path, &key.instance_layout)?;
+    let is_aggregate = key.aggregation.is_some();
+    let protocol = snark::protocol_of(&srs.params, &vk, key.shape.num_instances, is_aggregate);
     let instances = file.instance_values(path)?;
+    if instances.len() != 1 || instances[0].len() != key.shape.num_instances {
+        return Err(Error::artifact(
+            path,
+            format!("its verifying key {} expects {} public instances", vk_path.display(), key.shape.num_instances),
+        ));
+    }
     let entry = AggregatedProof {
         file: path.display().to_string(),
-        circuit_digest: file.circuit_digest.clone(),
+        circuit_digest: key.circuit_digest.clone(),
         protocol_digest: snark::protocol_digest(&protocol),
         is_aggregate,
         first_instance: None,
         exposed_instances: 0,
     };
     let snark = Snark::new(protocol, instances, file.proof_bytes(path)?);
-    Ok(Inner { snark, entry, file })
+    Ok(Inner { snark, entry, key })
+}
+
+/// The verifying key of each proof: `--vk` once for all, or once per proof.
+fn vk_paths(proofs: &[PathBuf], vks: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    match vks {
+        [] => Err(Error::Usage(
+            "give the verifying key of the proofs' circuit with --vk (once for all proofs, or once per proof, in \
+             order): what is aggregated is read from the keys, not from the proof files"
+                .into(),
+        )),
+        [one] => Ok(vec![one.clone(); proofs.len()]),
+        many if many.len() == proofs.len() => Ok(many.to_vec()),
+        many => Err(Error::Usage(format!(
+            "{} verifying keys for {} proofs: give one --vk for all, or one per proof",
+            many.len(),
+            proofs.len()
+        ))),
+    }
 }
 
 /// Public instances of `inner` that an aggregation exposes: all but an accumulator.
@@ -145,26 +176,50 @@ fn exposed_range(inner: &Inner) -> std::ops::Range<usize> {
     skip.min(total)..total
 }
 
-/// What the aggregation exposes, and where: the accumulator, then each proof's exposed instances.
-fn plan_instances(inners: &mut [Inner], expose: bool) -> Vec<InstanceSpan> {
+/// What the aggregation exposes, and where: the accumulator, then each proof's exposed instances
+/// laid out as its verifying key says; and how the aggregate is tied to the proofs' weights.
+fn plan_instances(inners: &mut [Inner], expose: bool) -> Result<(Vec<InstanceSpan>, Weights, Vec<BoundWord>)> {
     let mut layout = Vec::new();
+    let mut bound = Vec::new();
     let mut next = ACCUMULATOR_INSTANCES;
+    let mut unbound = false;
     for (i, inner) in inners.iter_mut().enumerate() {
+        match (inner.key.weights, expose) {
+            (Weights::Unbound, _) | (Weights::Instances, false) => unbound = true,
+            _ => {}
+        }
         if !expose {
             continue;
         }
         let range = exposed_range(inner);
         inner.entry.first_instance = Some(next);
         inner.entry.exposed_instances = range.len();
-        for span in &inner.file.instance_layout {
+        // Positions among the inner proof's instances, moved to where they are exposed here.
+        let moved = |at: usize| {
+            at.checked_sub(range.start).filter(|&at| at < range.len()).map(|at| at + next).ok_or_else(|| {
+                Error::artifact(
+                    Path::new(&inner.entry.file),
+                    format!("its verifying key lays out instance {at}, outside the instances it exposes"),
+                )
+            })
+        };
+        for span in &inner.key.instance_layout {
             let mut span = span.clone();
-            span.first_instance = span.first_instance - range.start + next;
+            span.first_instance = moved(span.first_instance)?;
             span.proof.insert(0, i);
             layout.push(span);
         }
+        for word in &inner.key.bound {
+            bound.push(BoundWord { index: moved(word.index)?, word: word.word.clone() });
+        }
         next += range.len();
     }
-    layout
+    let weights = match (unbound, bound.is_empty()) {
+        (true, _) => Weights::Unbound,
+        (false, false) => Weights::Instances,
+        (false, true) => Weights::Fixed,
+    };
+    Ok((layout, weights, bound))
 }
 
 /// Identifies what is aggregated, whatever the proofs' values: keys are reused when it matches.
@@ -289,8 +344,13 @@ pub fn aggregate(proof_paths: &[PathBuf], out_dir: &Path, options: &AggregateOpt
     if proof_paths.is_empty() {
         return Err(Error::Usage("give at least one proof to aggregate (-P a.json b.json ...)".into()));
     }
-    let mut inners = proof_paths.iter().map(|p| load_inner(p)).collect::<Result<Vec<_>>>()?;
-    let layout = plan_instances(&mut inners, options.expose_instances);
+    let vks = vk_paths(proof_paths, &options.vks)?;
+    let mut inners = proof_paths
+        .iter()
+        .zip(&vks)
+        .map(|(p, vk)| load_inner(p, vk, options.srs.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
+    let (layout, weights, bound) = plan_instances(&mut inners, options.expose_instances)?;
     let digest = inner_digest(&inners, options.expose_instances);
     let files = AggregateFiles::new(out_dir, options.keys.as_deref());
     for dir in [Some(out_dir), options.keys.as_deref()].into_iter().flatten() {
@@ -300,7 +360,7 @@ pub fn aggregate(proof_paths: &[PathBuf], out_dir: &Path, options: &AggregateOpt
     let reused = reusable_keys(&files, &digest, options.k);
     // Any size of the SRS decides the inner proofs (its G2 points are the same at every size).
     let srs = match &reused {
-        Some((header, _)) => crate::pipeline::srs_for_key(header.shape.k, &header.srs, options.srs.as_deref())?,
+        Some((header, _)) => prove::srs::srs_for_key(header.shape.k, &header.srs, options.srs.as_deref())?,
         None => load_srs(options.k.unwrap_or(MIN_AGGREGATION_K), options.srs.as_deref())?,
     };
     check_inner_proofs(&srs, &inners, proof_paths)?;
@@ -311,7 +371,8 @@ pub fn aggregate(proof_paths: &[PathBuf], out_dir: &Path, options: &AggregateOpt
             (header, pk, None, srs)
         }
         None => {
-            let (header, pk, seconds, srs) = generate_keys(srs, &inners, &layout, &digest, options, &files)?;
+            let planned = Planned { layout: &layout, weights, bound: &bound, digest: &digest };
+            let (header, pk, seconds, srs) = generate_keys(srs, &inners, &planned, options, &files)?;
             (header, pk, Some(seconds), srs)
         }
     };
@@ -323,7 +384,9 @@ pub fn aggregate(proof_paths: &[PathBuf], out_dir: &Path, options: &AggregateOpt
             let circuit = build(CircuitBuilderStage::Prover, config, &srs.params, &inners, options.expose_instances)
                 .use_break_points(header.break_points.clone());
             let instances: Vec<Fr> = circuit.builder.assigned_instances[0].iter().map(|v| *v.value()).collect();
-            snark::prove(&srs.params, &pk, circuit.builder, &instances, options.transcript).map(|p| (p, instances))
+            // The proving key holds the binding column: the prover's value of it is not read.
+            let circuit = with_binding(circuit, Fr::zero());
+            snark::prove(&srs.params, &pk, circuit, &instances, options.transcript).map(|p| (p, instances))
         });
     let (proof, instances) = proved?;
 
@@ -343,15 +406,43 @@ pub fn aggregate(proof_paths: &[PathBuf], out_dir: &Path, options: &AggregateOpt
         transcript: options.transcript,
         proof: format!("0x{}", hex::encode(&proof)),
         instances: vec![instances.iter().map(fr_to_hex).collect()],
+        outputs: public_outputs(&layout, &instances, &files.proof)?,
+        commitment_hash: layout
+            .iter()
+            .any(|s| s.encoding == Encoding::Poseidon)
+            .then(|| crate::circuit::commit::POSEIDON_DESCRIPTION.into()),
         instance_layout: layout,
-        commitment_hash: inners.iter().find_map(|i| i.file.commitment_hash.clone()),
-        outputs: inners.iter().flat_map(|i| i.file.outputs.clone()).collect(),
-        insecure_srs: srs.info.insecure || inners.iter().any(|i| i.file.insecure_srs),
+        insecure_srs: srs.info.insecure || inners.iter().any(|i| i.key.srs.insecure),
         protocol: (options.transcript == TranscriptKind::Poseidon).then(|| snark::protocol_to_json(&protocol)),
         aggregated: inners.iter().map(|i| i.entry.clone()).collect(),
     };
     write_json(&files.proof, &proof_file)?;
     Ok(AggregateOutcome { proof: proof_file, shape: header.shape, keygen_seconds, prove_seconds })
+}
+
+/// The dequantized public outputs among the instances, for reading.
+fn public_outputs(layout: &[InstanceSpan], instances: &[Fr], path: &Path) -> Result<Vec<Vec<f64>>> {
+    Ok(decode_instances(layout, instances, path)?
+        .into_iter()
+        .filter_map(|(span, decoded)| match decoded {
+            Decoded::Values(v) if span.kind == "output" => Some(v),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The aggregation circuit as the model circuit wraps it: no function tables, and the key
+/// binding in its own fixed column.
+fn with_binding(circuit: AggregationCircuit, binding: Fr) -> ModelCircuit {
+    ModelCircuit { base: circuit.builder, lookup_sets: 0, tables: Vec::new(), lookups: Vec::new(), binding }
+}
+
+/// What an aggregation's keys record besides its geometry.
+struct Planned<'a> {
+    layout: &'a [InstanceSpan],
+    weights: Weights,
+    bound: &'a [BoundWord],
+    digest: &'a str,
 }
 
 /// Verifies every proof natively before aggregating: the aggregation circuit has no witness for
@@ -369,6 +460,10 @@ fn check_inner_proofs(srs: &Srs, inners: &[Inner], paths: &[PathBuf]) -> Result<
                 ))
             },
         )?;
+        // A proof of other weights is valid for its circuit but not of its key's model.
+        prove::binding::check_bound_words(&inner.key, instances).map_err(|e| {
+            Error::Rejected(format!("{} cannot be aggregated as a proof of its key's model: {e}", path.display()))
+        })?;
     }
     Ok(())
 }
@@ -378,32 +473,37 @@ fn check_inner_proofs(srs: &Srs, inners: &[Inner], paths: &[PathBuf]) -> Result<
 fn generate_keys(
     srs: Srs,
     inners: &[Inner],
-    layout: &[InstanceSpan],
-    digest: &str,
+    planned: &Planned<'_>,
     options: &AggregateOptions,
     files: &AggregateFiles,
 ) -> Result<(KeyHeader, ProvingKey<G1Affine>, f64, Srs)> {
     let (circuit, shape) = choose_circuit(options, &srs.params, inners)?;
     let srs = if srs.params.k() == shape.k { srs } else { load_srs(shape.k, options.srs.as_deref())? };
-    let (keys, seconds) = timed(&format!("generating the aggregation keys (k = {})", shape.k), || {
-        prove::keygen(&srs.params, &circuit.builder)
-    });
-    let (vk, pk): (VerifyingKey<G1Affine>, ProvingKey<G1Affine>) = keys?;
-    let header = KeyHeader {
-        kind: "proving key".into(),
+    let mut header = KeyHeader {
+        kind: "verifying key".into(),
         format_version: KEY_FORMAT_VERSION,
         zkinfer_version: env!("CARGO_PKG_VERSION").into(),
-        circuit_digest: circuit_digest(digest, &shape),
-        break_points: circuit.break_points(),
+        circuit_digest: circuit_digest(planned.digest, &shape),
+        break_points: Vec::new(),
         shape,
         srs: srs.info.clone(),
         aggregation: Some(AggregationInfo {
-            inner_digest: digest.into(),
+            inner_digest: planned.digest.into(),
             inner: inners.iter().map(|i| i.entry.clone()).collect(),
-            instance_layout: layout.to_vec(),
         }),
+        instance_layout: planned.layout.to_vec(),
+        weights: planned.weights,
+        bound: planned.bound.to_vec(),
     };
-    prove::write_vk(&files.vk, &KeyHeader { kind: "verifying key".into(), ..header.clone() }, &vk)?;
+    let circuit = with_binding(circuit, header.binding());
+    let (keys, seconds) = timed(&format!("generating the aggregation keys (k = {})", header.shape.k), || {
+        prove::keygen(&srs.params, &circuit)
+    });
+    let (vk, pk): (VerifyingKey<G1Affine>, ProvingKey<G1Affine>) = keys?;
+    // Key generation decided where the virtual advice column breaks; the prover breaks there.
+    header.break_points = circuit.base.break_points();
+    prove::write_vk(&files.vk, &header, &vk)?;
+    let header = KeyHeader { kind: "proving key".into(), ..header };
     prove::write_pk(&files.pk, &header, &pk)?;
     Ok((header, pk, seconds, srs))
 }

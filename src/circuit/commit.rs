@@ -79,6 +79,12 @@ pub fn commit_values(values: &[i64], bits: u32) -> Fr {
     hash_words(&pack_values(values, bits))
 }
 
+/// The salted commitment to signed values of `bits` bits (a hashed input or output), computed
+/// off-circuit: the salt is absorbed before the packed values.
+pub fn commit_values_salted(values: &[i64], bits: u32, salt: Fr) -> Fr {
+    hash_words(&[vec![salt], pack_values(values, bits)].concat())
+}
+
 /// The model commitment: every param tensor packed at its own width, in order, hashed at once.
 pub fn commit_params(model: &QuantizedModel) -> Fr {
     let words: Vec<Fr> = model.param_tensors().iter().flat_map(|t| pack_values(t.values, t.bits)).collect();

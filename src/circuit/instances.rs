@@ -54,6 +54,10 @@ pub struct InstanceSpan {
     /// For the params commitment: the tensors hashed, in order, each packed at its own width.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<CommittedPart>,
+    /// For a Poseidon run of an input or output: the hash absorbs a random salt (kept in the
+    /// prover's witness.json) before the packed words.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub salted: bool,
     /// In an aggregation proof, which aggregated proof the run belongs to: its position among
     /// the proofs aggregated, then, for a proof that was itself an aggregate, its position there,
     /// and so on. Empty in an application proof.
@@ -75,8 +79,11 @@ pub struct CommittedPart {
 }
 
 /// How many `bits`-bit values one BN254 scalar holds (253 bits stay below the modulus).
+///
+/// ## Assumptions
+/// `1 ≤ bits ≤ 64` (the widths the circuit packs); a width of 0 counts as 1.
 pub fn values_per_word(bits: u32) -> usize {
-    (253 / bits) as usize
+    (253 / bits.max(1)) as usize
 }
 
 /// Packs values that are already range-checked in offset form (`v + 2^(bits-1)`).
@@ -127,10 +134,14 @@ pub fn pack_values(values: &[i64], bits: u32) -> Vec<Fr> {
         .collect()
 }
 
-/// Unpacks `count` signed integers from words; `None` if a word is not a valid packing.
+/// Unpacks `count` signed integers from words; `None` if a word is not a valid packing (or
+/// `bits` is not a packing width, 1 to 64).
 pub fn unpack_values(words: &[Fr], count: usize, bits: u32) -> Option<Vec<i64>> {
+    if !(1..=64).contains(&bits) {
+        return None;
+    }
     let m = values_per_word(bits);
-    let mut out = Vec::with_capacity(count);
+    let mut out = Vec::with_capacity(count.min(words.len().saturating_mul(m)));
     for word in words {
         let mut rest = num_from_le(&word.to_bytes());
         for _ in 0..m {

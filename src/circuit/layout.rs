@@ -3,6 +3,7 @@
 use halo2_base::gates::circuit::{builder::BaseCircuitBuilder, BaseCircuitParams, CircuitBuilderStage};
 use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::halo2_proofs::halo2curves::ff::Field;
 use halo2_base::{AssignedValue, Context};
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,9 @@ pub struct LaidOut {
     pub instances: Vec<Fr>,
     /// What each run of the instances is.
     pub layout: Vec<InstanceSpan>,
+    /// The salts of the salted commitments, in layout order (random when proving, zero
+    /// otherwise).
+    pub salts: Vec<Fr>,
 }
 
 fn lookup_bits_for(k: u32) -> usize {
@@ -93,6 +97,12 @@ fn lookup_bits_for(k: u32) -> usize {
 struct Exposer {
     cells: Vec<AssignedValue<Fr>>,
     layout: Vec<InstanceSpan>,
+    /// Salt hashed inputs and outputs.
+    salted: bool,
+    /// Draw the salts at random (proving); else they are zero (key generation, mock runs).
+    random_salts: bool,
+    /// The salts drawn, in layout order.
+    salts: Vec<Fr>,
 }
 
 /// A tensor about to be exposed (packed or committed).
@@ -122,6 +132,7 @@ impl Exposer {
             values_per_word: values_per_word(t.bits),
             scale: t.scale,
             parts: Vec::new(),
+            salted: false,
             proof: Vec::new(),
         }
     }
@@ -136,9 +147,18 @@ impl Exposer {
                 self.cells.extend(words);
             }
             Visibility::Hashed => {
-                let span = self.span(&t, 1, Encoding::Poseidon);
+                let mut span = self.span(&t, 1, Encoding::Poseidon);
+                let mut absorbed = Vec::with_capacity(words.len() + 1);
+                if self.salted {
+                    // Free in the circuit by design: the salt only blinds the commitment.
+                    let salt = if self.random_salts { Fr::random(rand::rngs::OsRng) } else { Fr::zero() };
+                    self.salts.push(salt);
+                    absorbed.push(ctx.load_witness(salt));
+                    span.salted = true;
+                }
+                absorbed.extend(words);
                 self.layout.push(span);
-                self.cells.push(layout_hash(ctx, range.gate(), &words));
+                self.cells.push(layout_hash(ctx, range.gate(), &absorbed));
             }
             Visibility::Private | Visibility::Fixed => {}
         }
@@ -167,6 +187,7 @@ impl Exposer {
                 .iter()
                 .map(|t| CommittedPart { name: t.name.clone(), values: t.shifted.len(), bits: t.bits, scale: t.scale })
                 .collect(),
+            salted: false,
             proof: Vec::new(),
         });
         self.cells.push(layout_hash(ctx, range.gate(), &words));
@@ -354,7 +375,13 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
     }
 
     // Inputs (in input order), params, then outputs; each tensor starts a new word.
-    let mut exposer = Exposer { cells: Vec::new(), layout: Vec::new() };
+    let mut exposer = Exposer {
+        cells: Vec::new(),
+        layout: Vec::new(),
+        salted: visibility.salt,
+        random_salts: matches!(stage, Stage::Prove(..)),
+        salts: Vec::new(),
+    };
     shifted_inputs.sort_by_key(|(i, ..)| *i);
     for (index, name, shape, shifted) in &shifted_inputs {
         let t = Exposed {
@@ -413,8 +440,14 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
             lookups.lookups.len().div_ceil(usable_rows(k))
         }
     };
-    let circuit = ModelCircuit { base: builder, lookup_sets, tables: lookups.tables, lookups: lookups.lookups };
-    Ok(LaidOut { circuit, values, instances, layout: exposer.layout })
+    let circuit = ModelCircuit {
+        base: builder,
+        lookup_sets,
+        tables: lookups.tables,
+        lookups: lookups.lookups,
+        binding: Fr::zero(),
+    };
+    Ok(LaidOut { circuit, values, instances, layout: exposer.layout, salts: exposer.salts })
 }
 
 /// Rows of a circuit of 2^k rows that hold cells (the rest are for blinding).

@@ -89,6 +89,9 @@ pub struct ModelCircuitParams {
 pub struct ModelConfig {
     base: BaseConfig<Fr>,
     lookup: Option<FunctionLookupConfig>,
+    /// The key binding (see `prove::binding`): one fixed column, no gate reads it; configured
+    /// last, so its commitment is the verifying key's last fixed commitment.
+    binding: Column<Fixed>,
 }
 
 /// The model circuit: halo2-base's builder with the function tables and lookups.
@@ -101,6 +104,9 @@ pub struct ModelCircuit {
     pub tables: Vec<Table>,
     /// The lookups, in layout order.
     pub lookups: Vec<Lookup>,
+    /// The key binding, at row 0 of its column (only key generation reads it; a prover's value
+    /// is ignored, the proving key holds the fixed columns).
+    pub binding: Fr,
 }
 
 impl ModelCircuit {
@@ -174,7 +180,8 @@ impl Circuit<Fr> for ModelCircuit {
             base.set_usable_rows((1 << k) - meta.minimum_rows());
             lookup
         });
-        ModelConfig { base, lookup }
+        let binding = meta.fixed_column();
+        ModelConfig { base, lookup, binding }
     }
 
     fn configure(_: &mut ConstraintSystem<Fr>) -> Self::Config {
@@ -187,7 +194,13 @@ impl Circuit<Fr> for ModelCircuit {
             self.assign_tables(lookup, &mut layouter)?;
             self.assign_lookups(lookup, &mut layouter)?;
         }
-        Ok(())
+        layouter.assign_region(
+            || "key binding",
+            |mut region| {
+                raw_assign_fixed(&mut region, config.binding, 0, self.binding);
+                Ok(())
+            },
+        )
     }
 }
 
@@ -224,7 +237,8 @@ mod tests {
         let instances = outputs.iter().map(|c| *c.value()).collect();
         base.assigned_instances[0] = outputs;
         base.calculate_params(Some(20));
-        let circuit = ModelCircuit { base, lookup_sets: 1, tables: lookups.tables, lookups: lookups.lookups };
+        let circuit =
+            ModelCircuit { base, lookup_sets: 1, tables: lookups.tables, lookups: lookups.lookups, binding: Fr::zero() };
         MockProver::run(K, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
     }
 

@@ -20,6 +20,9 @@ pub struct DivisionHint {
 /// With `d = 2·count` and `B = 2^(bits-1)`: `2·Σ + count + d·B = q·d + r`, where `q` is
 /// range-checked to `bits` bits and `r` to `[0, d)` (checked from both ends), so `q - B` is the
 /// only result. `hint` overrides the honest witness (for soundness tests).
+///
+/// ## Panics
+/// If `count` is 0 (a mean of no taps; such models are refused when imported and loaded).
 pub fn layout_mean(
     ctx: &mut Context<Fr>,
     range: &RangeChip<Fr>,
@@ -28,6 +31,7 @@ pub fn layout_mean(
     bits: u32,
     hint: Option<DivisionHint>,
 ) -> AssignedValue<Fr> {
+    assert!(count > 0, "a mean needs at least one tap");
     let gate = range.gate();
     let d = 2 * count as i128;
     let offset = 1i128 << (bits - 1);
@@ -92,6 +96,10 @@ pub fn layout_div(
 /// bits): the hinted extremum is on the right side of every value (each difference is
 /// range-checked to `bits` bits) and equals one of them (the product of the differences is
 /// zero). `hint` overrides the honest extremum.
+///
+/// ## Panics
+/// If `cells` is empty: an extremum of nothing would be a free cell. Models with such an operand
+/// (a pooling window over padding only) are refused when imported and when loaded.
 pub fn layout_max(
     ctx: &mut Context<Fr>,
     range: &RangeChip<Fr>,
@@ -100,6 +108,7 @@ pub fn layout_max(
     min: bool,
     hint: Option<i128>,
 ) -> AssignedValue<Fr> {
+    assert!(!cells.is_empty(), "an extremum needs at least one operand");
     let gate = range.gate();
     let values = cells.iter().filter_map(|c| to_i128(c.value()));
     let honest = if min { values.min() } else { values.max() }.unwrap_or(0);

@@ -11,10 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::solidity::{compile_sources, CompiledContract};
 use crate::error::{Error, Result};
-use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
-
-use crate::prove::proof::{fr_to_word, Encoding, InstanceSpan};
-use crate::prove::ProofFile;
+use crate::prove::binding::Weights;
+use crate::prove::proof::{fr_from_hex, fr_to_word};
+use crate::prove::{KeyHeader, ProofFile};
 
 /// The registry's source, as in `contracts/`.
 pub const REGISTRY_SOURCE: &str = include_str!("../../contracts/InferenceRegistry.sol");
@@ -23,26 +22,36 @@ pub const ADAPTER_SOURCE: &str = include_str!("../../contracts/IInferenceVerifie
 /// Gas one verification may use inside the adapter by default (zkinfer's verifiers use 0.3 M
 /// to 0.5 M; a malformed proof can burn all it is given).
 pub const DEFAULT_GAS_CAP: u64 = 2_000_000;
-/// `InferenceRegistry.NONE`: no model commitment among the instances.
-pub const NO_INDEX: u16 = u16::MAX;
 
 sol! {
-    /// The registry's view of a model's public instances.
+    /// How a model's proofs are tied to its weights (`InferenceRegistry.Weights`).
+    #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+    enum WeightBinding {
+        /// Constants of the circuit: the verifier binds them.
+        Fixed,
+        /// Public instances that must hash to the registered binding.
+        Instances,
+        /// Not bound: private weights, registered on explicit request.
+        Unbound
+    }
+
+    /// The registry's view of a model's public instances: the bound instances, then one input
+    /// run and one output run per inference.
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Layout {
         uint16 numInstances;
-        uint16 commitmentIndex;
-        uint16 inputStart;
-        uint16 inputLength;
-        uint16 outputStart;
-        uint16 outputLength;
+        uint16[] bound;
+        uint16[] inputStart;
+        uint16[] inputLength;
+        uint16[] outputStart;
+        uint16[] outputLength;
     }
 
     /// A verified inference as the registry stores it.
     #[derive(Debug)]
     struct Record {
         bytes32 modelId;
-        bytes32 input;
+        bytes32[] inputs;
         uint256[] outputs;
         address submitter;
         uint64 blockNumber;
@@ -50,9 +59,9 @@ sol! {
 
     /// The registry's functions, events and errors.
     interface InferenceRegistry {
-        event ModelRegistered(bytes32 indexed modelId, address verifier, bytes32 commitment);
+        event ModelRegistered(bytes32 indexed modelId, address verifier, WeightBinding weights, bytes32 binding);
         event InferenceVerified(
-            bytes32 indexed recordId, bytes32 indexed modelId, address indexed submitter, bytes32 input, uint256[] outputs
+            bytes32 indexed recordId, bytes32 indexed modelId, address indexed submitter, bytes32[] inputs, uint256[] outputs
         );
 
         error NotOwner(address caller);
@@ -61,14 +70,15 @@ sol! {
         error UnknownModel(bytes32 modelId);
         error BadLayout(string reason);
         error WrongInstanceCount(uint256 expected, uint256 got);
-        error ModelCommitmentMismatch(bytes32 expected, bytes32 got);
+        error NonCanonicalInstance(uint256 index, uint256 value);
+        error OtherWeights(bytes32 expected, bytes32 got);
         error ProofRejected(bytes32 modelId);
         error AlreadyVerified(bytes32 recordId);
         error UnknownRecord(bytes32 recordId);
         error NotAContract(address verifier);
 
         function owner() external view returns (address);
-        function registerModel(bytes32 modelId, address verifier, bytes32 commitment, Layout layout) external;
+        function registerModel(bytes32 modelId, address verifier, WeightBinding weights, bytes32 binding, Layout layout) external;
         function recordIdOf(bytes32 modelId, uint256[] instances) external pure returns (bytes32);
         function submit(bytes32 modelId, bytes proof, uint256[] instances) external returns (bytes32 recordId);
         function recordOf(bytes32 recordId) external view returns (Record memory);
@@ -90,8 +100,13 @@ pub fn decode_error(data: &[u8]) -> Option<String> {
             "WrongInstanceCount(expected {}, got {}): the proof is for another circuit than the registered one",
             e.expected, e.got
         ),
-        E::ModelCommitmentMismatch(e) => format!(
-            "ModelCommitmentMismatch(expected {}, got {}): the proof was made with other weights than the registered model's",
+        E::NonCanonicalInstance(e) => format!(
+            "NonCanonicalInstance({}, {:#x}): the instance is not below the field modulus (the same statement as a \
+             canonical word, re-labelled)",
+            e.index, e.value
+        ),
+        E::OtherWeights(e) => format!(
+            "OtherWeights(expected {}, got {}): the proof was made with other weights than the registered model's",
             e.expected, e.got
         ),
         E::ProofRejected(e) => {
@@ -144,67 +159,77 @@ pub fn model_id(name: &str) -> B256 {
     }
 }
 
-/// What the registry is told about a model: the layout of its instances and its commitment.
+/// What the registry is told about a model: how its proofs are tied to its weights, and the
+/// layout of its instances.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
+    /// How proofs are tied to the weights.
+    pub weights: WeightBinding,
+    /// keccak256 of the bound instance words (zero when none).
+    pub binding: B256,
     /// The instance layout.
     pub layout: Layout,
-    /// The model commitment (hashed params) the proofs must carry; else the circuit digest,
-    /// for reference.
-    pub commitment: B256,
 }
 
-/// The registration of the model a proof is for: its instance layout, and the model commitment
-/// among its instances (or, when the params are not hashed, its circuit digest).
-pub fn registration_of(proof: &ProofFile, path: &Path) -> Result<Registration> {
-    let columns = proof.instance_values(path)?;
-    let words = columns.first().map(Vec::as_slice).unwrap_or(&[]);
-    registration_from(&proof.instance_layout, words, &proof.circuit_digest, path)
-}
-
-/// The registration of a circuit with public instances `words` laid out as `layout`; `path`
-/// names the file they come from, in errors.
-pub fn registration_from(
-    layout: &[InstanceSpan],
-    words: &[Fr],
-    circuit_digest: &str,
-    path: &Path,
-) -> Result<Registration> {
+/// The registration of the circuit a verifying key is for, read from its header (which
+/// `read_vk_checked` has checked against the key): the bound weight instances and their
+/// binding, and one input and one output run per inference; `path` names the key in errors.
+pub fn registration_of_key(header: &KeyHeader, path: &Path) -> Result<Registration> {
     let narrow = |v: usize, what: &str| {
         u16::try_from(v).map_err(|_| Error::artifact(path, format!("{what} ({v}) does not fit the registry's layout")))
     };
-    let run = |kind: &str| -> Result<(u16, u16)> {
-        let spans: Vec<_> = layout.iter().filter(|s| s.kind == kind).collect();
-        let (Some(first), Some(last)) = (spans.first(), spans.last()) else { return Ok((0, 0)) };
-        let start = first.first_instance;
-        Ok((narrow(start, "instance index")?, narrow(last.first_instance + last.instances - start, "run length")?))
+    let mut words = Vec::with_capacity(32 * header.bound.len());
+    let mut bound = Vec::with_capacity(header.bound.len());
+    for b in &header.bound {
+        let word = fr_from_hex(&b.word)
+            .ok_or_else(|| Error::artifact(path, format!("bound word {} is not a field element", b.word)))?;
+        words.extend_from_slice(&fr_to_word(&word));
+        bound.push(narrow(b.index, "instance index")?);
+    }
+    let binding = if bound.is_empty() { B256::ZERO } else { keccak256(&words) };
+    // One inference per aggregated proof (an application proof is one), in layout order.
+    let mut inferences: Vec<(&[usize], Option<(usize, usize)>, Option<(usize, usize)>)> = Vec::new();
+    for span in &header.instance_layout {
+        let end = span.first_instance.checked_add(span.instances).ok_or_else(|| Error::artifact(path, "bad layout"))?;
+        let at = match inferences.iter().position(|(p, _, _)| *p == span.proof.as_slice()) {
+            Some(at) => at,
+            None => {
+                inferences.push((span.proof.as_slice(), None, None));
+                inferences.len() - 1
+            }
+        };
+        let run = match span.kind.as_str() {
+            "input" => &mut inferences[at].1,
+            "output" => &mut inferences[at].2,
+            _ => continue,
+        };
+        *run = Some(match *run {
+            None => (span.first_instance, end),
+            Some((start, last)) => (start.min(span.first_instance), last.max(end)),
+        });
+    }
+    let mut layout = Layout {
+        numInstances: narrow(header.shape.num_instances, "number of instances")?,
+        bound,
+        inputStart: Vec::new(),
+        inputLength: Vec::new(),
+        outputStart: Vec::new(),
+        outputLength: Vec::new(),
     };
-    let (input_start, input_length) = run("input")?;
-    let (output_start, output_length) = run("output")?;
-    let committed = layout.iter().find(|s| s.kind == "params" && s.encoding == Encoding::Poseidon);
-    let (commitment_index, commitment) = match committed {
-        Some(span) => {
-            let word = words
-                .get(span.first_instance)
-                .ok_or_else(|| Error::artifact(path, "the instance layout does not match the instances"))?;
-            (narrow(span.first_instance, "instance index")?, B256::from(fr_to_word(word)))
-        }
-        None => {
-            let digest = circuit_digest.parse::<B256>().unwrap_or_else(|_| keccak256(circuit_digest.as_bytes()));
-            (NO_INDEX, digest)
-        }
+    for (_, input, output) in inferences {
+        let (start, end) = input.unwrap_or((0, 0));
+        layout.inputStart.push(narrow(start, "instance index")?);
+        layout.inputLength.push(narrow(end - start, "run length")?);
+        let (start, end) = output.unwrap_or((0, 0));
+        layout.outputStart.push(narrow(start, "instance index")?);
+        layout.outputLength.push(narrow(end - start, "run length")?);
+    }
+    let weights = match header.weights {
+        Weights::Fixed => WeightBinding::Fixed,
+        Weights::Instances => WeightBinding::Instances,
+        Weights::Unbound => WeightBinding::Unbound,
     };
-    Ok(Registration {
-        layout: Layout {
-            numInstances: narrow(words.len(), "number of instances")?,
-            commitmentIndex: commitment_index,
-            inputStart: input_start,
-            inputLength: input_length,
-            outputStart: output_start,
-            outputLength: output_length,
-        },
-        commitment,
-    })
+    Ok(Registration { weights, binding, layout })
 }
 
 /// The public instances of a proof as EVM words.

@@ -38,6 +38,10 @@ pub struct CompiledContract {
     /// secret is public (anyone can forge proofs it accepts). `deploy` reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_srs: Option<bool>,
+    /// For a verifier: the digest of the circuit whose verifying key it was generated from;
+    /// `deploy` checks that the model it registers is that circuit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_digest: Option<String>,
 }
 
 mod hex_bytes {
@@ -75,7 +79,29 @@ pub fn generate_verifier(
             vec![num_instances],
         )
     };
-    code.replacen("pragma solidity 0.8.19;", "pragma solidity ^0.8.19;", 1)
+    require_canonical_scalars(&code.replacen("pragma solidity 0.8.19;", "pragma solidity ^0.8.19;", 1))
+}
+
+/// snark-verifier's verifier reads every scalar of its calldata (the public instances, the
+/// proof's evaluations) modulo the field, so `x` and `x + r` verify alike: a statement could be
+/// re-labelled with other words. Each such read is rewritten to refuse a word at or above the
+/// modulus (the verification then fails, as it does for a point off the curve), which is also
+/// what the native verifier does.
+fn require_canonical_scalars(code: &str) -> String {
+    let rewrite = |line: &str| -> Option<String> {
+        let args = line.trim().strip_prefix("mstore(")?.strip_suffix("), f_q))")?;
+        let (ptr, offset) = args.split_once(", mod(calldataload(")?;
+        let hex = |s: &str| s.strip_prefix("0x").is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
+        (hex(ptr) && hex(offset)).then(|| {
+            format!("{{ let word := calldataload({offset}) success := and(success, lt(word, f_q)) mstore({ptr}, word) }}")
+        })
+    };
+    let mut out = String::with_capacity(code.len() + code.len() / 8);
+    for line in code.lines() {
+        out.push_str(&rewrite(line).unwrap_or_else(|| line.to_string()));
+        out.push('\n');
+    }
+    out
 }
 
 /// Compiles Solidity `sources` (file name, text; imports resolve among them) with the solc at
@@ -127,6 +153,7 @@ pub fn compile_sources(
                 abi: contract["abi"].clone(),
                 solc_version: compiler.version.to_string(),
                 insecure_srs: None,
+                circuit_digest: None,
             })
         })
         .collect()
@@ -141,4 +168,19 @@ pub fn compile_verifier(solc: &Path, source: &str) -> Result<CompiledContract> {
         return Err(Error::ContractTooLarge { size: compiled.runtime.len() });
     }
     Ok(compiled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::require_canonical_scalars;
+
+    #[test]
+    fn every_scalar_read_from_calldata_must_be_canonical() {
+        let code = "let f_q := 0x30\nmstore(0xa0, mod(calldataload(0x0), f_q))\n    mstore(0x1c0, mod(calldataload(0x1e4), f_q))\nmstore(0x20, 1)\n";
+        let out = require_canonical_scalars(code);
+        assert!(!out.contains("mod(calldataload"), "{out}");
+        assert!(out.contains("{ let word := calldataload(0x0) success := and(success, lt(word, f_q)) mstore(0xa0, word) }"));
+        assert!(out.contains("calldataload(0x1e4) success := and(success, lt(word, f_q)) mstore(0x1c0, word)"));
+        assert!(out.contains("mstore(0x20, 1)"));
+    }
 }

@@ -72,7 +72,15 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
-            Ok(_) => break,
+            Ok(mut file) => {
+                // Who holds the lock, so that a lock left by a killed install can be told apart.
+                let _ = std::io::Write::write_all(&mut file, std::process::id().to_string().as_bytes());
+                break;
+            }
+            Err(_) if lock_is_stale(&lock) => {
+                eprintln!("zkinfer: removing {}, left by an install that no longer runs", lock.display());
+                let _ = std::fs::remove_file(&lock);
+            }
             Err(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(500));
                 if npm_toolchain_installed(dir) {
@@ -103,6 +111,20 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
     })();
     let _ = std::fs::remove_file(&lock);
     result
+}
+
+/// A lock whose holder is gone: its process id names no running process (Linux's /proc), or
+/// it names none and is older than an install takes (10 minutes).
+fn lock_is_stale(lock: &Path) -> bool {
+    let holder = std::fs::read_to_string(lock).ok().and_then(|s| s.trim().parse::<u32>().ok());
+    match holder {
+        Some(pid) if Path::new("/proc/self").exists() => !Path::new(&format!("/proc/{pid}")).exists(),
+        _ => std::fs::metadata(lock)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600)),
+    }
 }
 
 fn explicit_tool(tool: &'static str, path: PathBuf, hint: &str) -> Result<PathBuf> {
@@ -157,4 +179,22 @@ fn resolve_foundry_tool(tool: &'static str, env_var: &str) -> Result<PathBuf> {
     }
     ensure_npm_toolchain(&dir)?;
     explicit_tool(tool, npm_binary, &hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_left_by_a_dead_install_is_stale_and_a_live_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        std::fs::write(&lock, std::process::id().to_string()).unwrap();
+        assert!(!lock_is_stale(&lock), "this process holds it");
+        // A process id above the kernel's maximum (4,194,304) names no process.
+        std::fs::write(&lock, "4194305").unwrap();
+        assert!(lock_is_stale(&lock));
+        std::fs::write(&lock, "").unwrap();
+        assert!(!lock_is_stale(&lock), "a fresh lock without a holder is waited for");
+    }
 }

@@ -736,7 +736,20 @@ impl<'a> Importer<'a> {
             if node.output.len() > 1 && node.output[1..].iter().any(|o| !o.is_empty()) {
                 return Err(self.unsupported(node, "the Indices output"));
             }
-            self.window(node, &spatial, &kernel)?
+            let window = self.window(node, &spatial, &kernel)?;
+            // An output whose window reads only padding has no maximum, and no average over
+            // the taps inside the input: refused here, before any key exists.
+            if let Some(o) = window.first_empty_output() {
+                return Err(self.unsupported(
+                    node,
+                    format!(
+                        "output position {o} of its window (kernel {kernel:?}, pads {:?}) lies entirely in the padding; \
+                         reduce the padding below the kernel size",
+                        window.pads_begin
+                    ),
+                ));
+            }
+            window
         };
         let out_shape = [shape[..2].to_vec(), window.output.clone()].concat();
         let op = if node.op_type.ends_with("AveragePool") {

@@ -307,14 +307,51 @@ impl QuantizedModel {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(QuantizedModel {
+        let model = QuantizedModel {
             nodes,
             outputs: graph.outputs.clone(),
             input_scale: is,
             param_scale: ps,
             activation_bits: settings.activation_bits,
             visibility: settings.visibility.clone(),
-        })
+        };
+        model.check_windows()?;
+        Ok(model)
+    }
+
+    /// Checks what a hand-made or damaged `model.compiled` could get wrong before anything is
+    /// laid out: scales and widths in the circuit's range, the settings' values, each node
+    /// reading only nodes before it, outputs that exist, no empty pooling window.
+    pub fn check(&self, settings: &Settings) -> std::result::Result<(), String> {
+        settings.validate()?;
+        if (self.input_scale, self.param_scale, self.activation_bits)
+            != (settings.input_scale, settings.param_scale, settings.activation_bits)
+            || self.visibility != settings.visibility
+        {
+            return Err("the quantized model's scales, width or visibility differ from its settings".into());
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(&bad) = node.inputs.iter().find(|&&j| j >= i) {
+                return Err(format!("node '{}' (#{i}) reads node #{bad}, which does not come before it", node.name));
+            }
+        }
+        if self.outputs.is_empty() || self.outputs.iter().any(|&o| o >= self.nodes.len()) {
+            return Err("the model's outputs are not among its nodes".into());
+        }
+        self.check_windows().map_err(|e| e.to_string())
+    }
+
+    /// Refuses a pooling node with a window over padding only: its maximum or average has no
+    /// operand, and a gadget over no operand would constrain nothing.
+    pub fn check_windows(&self) -> Result<()> {
+        for node in &self.nodes {
+            if let QOp::AveragePool { window, .. } | QOp::MaxPool { window } = &node.op {
+                if window.first_empty_output().is_some() {
+                    return Err(empty_window(node));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every parameter tensor, in node order (weights before biases).
@@ -587,7 +624,10 @@ fn empty_group(node: &QNode) -> Error {
 }
 
 fn empty_window(node: &QNode) -> Error {
-    Error::UnsupportedModel(format!("pooling node '{}' has a window that lies entirely in the padding", node.name))
+    Error::UnsupportedModel(format!(
+        "pooling node '{}' has a window that lies entirely in the padding (no input element to pool); reduce its padding below the kernel size",
+        node.name
+    ))
 }
 
 /// `round(v / d)`, halves up, for `d > 0`: the division average pooling proves.

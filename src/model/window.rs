@@ -72,6 +72,12 @@ impl Window {
         self.kernel.iter().product()
     }
 
+    /// The first output position (flat, within a channel) whose window lies entirely in the
+    /// padding: it reads no input element, so neither a maximum nor an average of its taps exists.
+    pub fn first_empty_output(&self) -> Option<usize> {
+        (0..self.output_len()).find(|&o| self.taps(o).is_empty())
+    }
+
     /// The taps of output position `o` (flat, within a channel) that fall inside the input, as
     /// (kernel tap, input position), both flat; taps on the padding are left out.
     pub fn taps(&self, o: usize) -> Vec<(usize, usize)> {
@@ -136,5 +142,15 @@ mod tests {
         let d = Window::new(&[5], &[2], &[1], &[0], &[0], &[2]).unwrap();
         assert_eq!(d.taps(0), vec![(0, 0), (1, 2)]);
         assert_eq!(d.output, vec![3]);
+    }
+
+    #[test]
+    fn a_window_over_padding_only_is_found() {
+        // Kernel 1 with one pad on each side of 4 elements: outputs 0 and 5 read only padding.
+        let w = Window::new(&[4], &[1], &[1], &[1], &[1], &[1]).unwrap();
+        assert_eq!(w.output, vec![6]);
+        assert_eq!(w.first_empty_output(), Some(0));
+        let full = Window::new(&[4], &[3], &[1], &[1], &[1], &[1]).unwrap();
+        assert_eq!(full.first_empty_output(), None);
     }
 }

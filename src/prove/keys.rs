@@ -15,7 +15,7 @@ use crate::error::{read_file, write_file, Error, Result};
 
 const MAGIC: &[u8; 8] = b"ZKINFER\0";
 /// Version of the key file layout; bumped whenever the circuit or the layout changes.
-pub const KEY_FORMAT_VERSION: u32 = 1;
+pub const KEY_FORMAT_VERSION: u32 = 2;
 
 /// What a key file says about itself.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,9 +35,25 @@ pub struct KeyHeader {
     pub break_points: Vec<Vec<usize>>,
     /// The SRS the key was made with.
     pub srs: SrsInfo,
-    /// For an aggregation circuit's keys: what it aggregates.
+    /// For an aggregation circuit's keys: what it aggregates (its first public instances are
+    /// then the accumulator every verifier must decide).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregation: Option<AggregationInfo>,
+    /// What each run of public instances is: what `verify` prints and the registry records are
+    /// read through this layout, never through a proof file's.
+    pub instance_layout: Vec<crate::circuit::instances::InstanceSpan>,
+    /// How proofs are tied to the model's weights.
+    pub weights: super::binding::Weights,
+    /// The instance words that tie a proof to the model's weights (public params, params
+    /// commitments), with the values this key's model has.
+    pub bound: Vec<super::binding::BoundWord>,
+}
+
+impl KeyHeader {
+    /// The field element the circuit holds for this header (see [`super::binding`]).
+    pub fn binding(&self) -> halo2_base::halo2_proofs::halo2curves::bn256::Fr {
+        super::binding::binding_of(self)
+    }
 }
 
 /// What an aggregation circuit verifies, recorded in its keys.
@@ -47,10 +63,8 @@ pub struct AggregationInfo {
     /// of the same circuits when it matches.
     pub inner_digest: String,
     /// The aggregated proofs' circuits, in order (the `file` fields name the proofs the keys
-    /// were made with).
+    /// were made with), their digests read from the verifying keys given to `aggregate`.
     pub inner: Vec<super::proof::AggregatedProof>,
-    /// What each run of public instances after the accumulator is.
-    pub instance_layout: Vec<crate::circuit::instances::InstanceSpan>,
 }
 
 fn write_key(path: &Path, header: &KeyHeader, body: &[u8]) -> Result<()> {
@@ -142,4 +156,14 @@ pub fn read_vk(path: &Path) -> Result<(KeyHeader, VerifyingKey<G1Affine>)> {
         VerifyingKey::read::<_, ModelCircuit>(&mut body, SerdeFormat::RawBytes, params)
     })?;
     Ok((header, vk))
+}
+
+/// Reads a verifying key, loads the SRS it was made with (the `--srs` file, or the development
+/// one when the key says so) and checks that the key's header is the one its circuit binds:
+/// what the header says (instance layout, bound weights, aggregation) can then be trusted.
+pub fn read_vk_checked(path: &Path, srs_file: Option<&Path>) -> Result<(KeyHeader, VerifyingKey<G1Affine>, super::Srs)> {
+    let (header, vk) = read_vk(path)?;
+    let srs = super::srs::srs_for_key(header.shape.k, &header.srs, srs_file)?;
+    super::binding::check_binding(path, &header, &vk, &srs.params)?;
+    Ok((header, vk, srs))
 }

@@ -1,5 +1,6 @@
 //! Setup, proving and verification: the SRS, keys and proof files.
 
+pub mod binding;
 pub mod fast_srs;
 pub mod keys;
 pub mod proof;

@@ -108,8 +108,27 @@ pub fn decode_run(span: &InstanceSpan, run: &[Fr]) -> Option<Decoded> {
         return run.first().map(|word| Decoded::Commitment(fr_to_hex(word)));
     }
     let ints = crate::circuit::instances::unpack_values(run, span.values, span.bits)?;
-    let scale = (1u64 << span.scale) as f64;
+    let scale = 2f64.powi(i32::try_from(span.scale).ok()?);
     Some(Decoded::Values(ints.iter().map(|&v| v as f64 / scale).collect()))
+}
+
+/// Decodes each span of `layout` (a verifying key's) over the public instances `words`, in
+/// layout order: packed values dequantized, commitments as hex; `path` names the proof in errors.
+pub fn decode_instances(layout: &[InstanceSpan], words: &[Fr], path: &Path) -> Result<Vec<(InstanceSpan, Decoded)>> {
+    layout
+        .iter()
+        .map(|span| {
+            let run = span
+                .first_instance
+                .checked_add(span.instances)
+                .and_then(|end| words.get(span.first_instance..end))
+                .ok_or_else(|| Error::artifact(path, "the instances do not match the verifying key's layout"))?;
+            let decoded = decode_run(span, run).ok_or_else(|| {
+                Error::Rejected(format!("the instances of {} {} are not a valid packing", span.kind, span.index))
+            })?;
+            Ok((span.clone(), decoded))
+        })
+        .collect()
 }
 
 /// A field element as a 0x-prefixed 32-byte big-endian word (as the EVM reads it).
@@ -167,34 +186,26 @@ impl ProofFile {
             .map_err(|e| Error::artifact(path, format!("the proof field is not hex: {e}")))
     }
 
-    /// Decodes each span of the public instances, in layout order: packed values dequantized,
-    /// commitments as hex.
-    pub fn decode_instances(&self, path: &Path) -> Result<Vec<(InstanceSpan, Decoded)>> {
-        let columns = self.instance_values(path)?;
-        let words = columns.first().map(Vec::as_slice).unwrap_or(&[]);
-        self.instance_layout
+    /// Refuses a proof file whose `instance_layout` is not the verifying key's: the layout the
+    /// key binds is the one everything is read through, and a file that says otherwise was
+    /// edited or belongs to another model.
+    pub fn check_layout(&self, path: &Path, trusted: &[InstanceSpan]) -> Result<()> {
+        if self.instance_layout == trusted {
+            return Ok(());
+        }
+        let first = self
+            .instance_layout
             .iter()
-            .map(|span| {
-                let run = words
-                    .get(span.first_instance..span.first_instance + span.instances)
-                    .ok_or_else(|| Error::artifact(path, "instance_layout does not match the instances"))?;
-                let decoded = decode_run(span, run).ok_or_else(|| {
-                    Error::artifact(
-                        path,
-                        format!("the instances of {} {} are not a valid packing", span.kind, span.index),
-                    )
-                })?;
-                Ok((span.clone(), decoded))
-            })
-            .collect()
-    }
-
-    /// The commitment of the first span of `kind` encoded as a Poseidon hash.
-    pub fn commitment(&self, path: &Path, kind: &str) -> Result<Option<String>> {
-        Ok(self.decode_instances(path)?.into_iter().find_map(|(span, decoded)| match decoded {
-            Decoded::Commitment(c) if span.kind == kind => Some(c),
-            _ => None,
-        }))
+            .zip(trusted)
+            .position(|(a, b)| a != b)
+            .unwrap_or(self.instance_layout.len().min(trusted.len()));
+        Err(Error::artifact(
+            path,
+            format!(
+                "its instance_layout differs from the verifying key's (from run {first} on: the file was edited, or is \
+                 a proof of another model); the key's layout is what a proof says, prove again with this model's keys"
+            ),
+        ))
     }
 
     /// The public instances as field elements.

@@ -72,6 +72,25 @@ pub fn load_srs(k: u32, file: Option<&Path>) -> Result<Srs> {
     }
 }
 
+/// Loads the SRS a key was made with: the `--srs` file (which must match), or the development
+/// SRS when the key says so.
+pub fn srs_for_key(k: u32, recorded: &SrsInfo, srs_file: Option<&Path>) -> Result<Srs> {
+    if srs_file.is_none() && !recorded.insecure {
+        return Err(Error::Srs(format!(
+            "the keys were made with the SRS file {}; pass it with --srs",
+            recorded.source
+        )));
+    }
+    let srs = load_srs(k, srs_file)?;
+    if srs.info.g2_digest != recorded.g2_digest {
+        return Err(Error::Srs(format!(
+            "this SRS ({}) is not the one the keys were made with ({})",
+            srs.info.source, recorded.source
+        )));
+    }
+    Ok(srs)
+}
+
 /// The development SRS for k (from the cache, or generated and cached), optionally also written
 /// to `copy_to`.
 pub fn dev_srs(k: u32, copy_to: Option<&Path>) -> Result<Srs> {

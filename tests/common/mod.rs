@@ -139,3 +139,58 @@ pub fn assert_rejected(work: &Path, bad: &serde_json::Value, rpc_url: Option<&st
         assert!(node.contains("rejected"), "{what}, {url}: {node}");
     }
 }
+
+/// What a prover holding a model's proving key can do: prove the same circuit with other
+/// weights (one weight of the first dense layer lowered by one, which keeps every packing
+/// width). Writes the proof, a valid one for the circuit, to `dir/name` in the model's layout
+/// (Keccak transcript, or Poseidon when `for_aggregation`) and returns its path.
+pub fn prove_with_other_weights(dir: &Path, name: &str, for_aggregation: bool) -> PathBuf {
+    use zkinfer::circuit::layout::{build_circuit, Stage};
+    use zkinfer::model::QOp;
+    use zkinfer::prove::proof::fr_to_hex;
+    use zkinfer::prove::TranscriptKind;
+
+    let compiled = zkinfer::artifacts::CompiledModel::load(&dir.join("model.compiled")).unwrap();
+    let mut other = compiled.model.clone();
+    let weight = other
+        .nodes
+        .iter_mut()
+        .find_map(|n| match &mut n.op {
+            QOp::Dense { weight, .. } => Some(weight),
+            _ => None,
+        })
+        .expect("a dense layer");
+    let largest = weight.iter().map(|v| v.abs()).max().unwrap();
+    let i = weight.iter().position(|&v| v > 1 && v < largest).expect("a weight that is not extremal");
+    weight[i] -= 1;
+    let (header, pk) = zkinfer::prove::read_pk(&dir.join("pk.bin")).unwrap();
+    let srs = zkinfer::pipeline::srs_for_key(header.shape.k, &header.srs, None).unwrap();
+    let x = zkinfer::model::load_input(&dir.join("input.json"), &other.input_shapes()).unwrap();
+    let inputs = other.quantize_inputs(&x);
+    let laid = build_circuit(&other, &inputs, Stage::Prove(&compiled.shape, &header.break_points)).unwrap();
+    let instances = laid.instances.clone();
+    let transcript = if for_aggregation { TranscriptKind::Poseidon } else { TranscriptKind::Keccak };
+    let proof = zkinfer::prove::snark::prove(&srs.params, &pk, laid.circuit, &instances, transcript).unwrap();
+    let mut file = json(&dir.join("proof.json"));
+    file["transcript"] = serde_json::Value::from(if for_aggregation { "poseidon" } else { "keccak" });
+    file["proof"] = serde_json::Value::String(format!("0x{}", hex::encode(&proof)));
+    file["instances"][0] = instances.iter().map(|x| serde_json::Value::String(fr_to_hex(x))).collect();
+    let path = dir.join(name);
+    write_json(&path, &file);
+    path
+}
+
+/// Rewrites the JSON header of a key file (`vk.bin`, `pk.bin`) with `change`.
+pub fn edit_key_header(path: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[12..12 + len]).unwrap();
+    change(&mut header);
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut out = bytes[..8].to_vec();
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&bytes[12 + len..]);
+    std::fs::write(path, out).unwrap();
+}
+
