@@ -89,8 +89,8 @@ pub struct ModelCircuitParams {
 pub struct ModelConfig {
     base: BaseConfig<Fr>,
     lookup: Option<FunctionLookupConfig>,
-    /// The key binding (see `prove::binding`): one fixed column, no gate reads it; configured
-    /// last, so its commitment is the verifying key's last fixed commitment.
+    /// The key binding (see `prove::binding`): one fixed column, no gate reads it
+    /// ([`ModelCircuit::binding_column`] finds its commitment in a verifying key).
     binding: Column<Fixed>,
 }
 
@@ -156,6 +156,17 @@ impl ModelCircuit {
                 Ok(())
             },
         )
+    }
+}
+
+impl ModelCircuit {
+    /// The position of the key-binding column among a verifying key's fixed commitments: the
+    /// fixed columns are committed in the order they were configured, and key generation
+    /// appends the compressed selectors after them.
+    pub fn binding_column(params: &ModelCircuitParams) -> usize {
+        let mut meta = ConstraintSystem::<Fr>::default();
+        let config = <Self as Circuit<Fr>>::configure_with_params(&mut meta, params.clone());
+        config.binding.index()
     }
 }
 

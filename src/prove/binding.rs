@@ -113,7 +113,8 @@ pub fn check_binding(path: &Path, header: &KeyHeader, vk: &VerifyingKey<G1Affine
              edited after setup, or it belongs to another key); use the file `zkinfer setup` or `zkinfer aggregate` wrote",
         )
     };
-    let committed = vk.fixed_commitments().last().ok_or_else(edited)?;
+    let column = crate::circuit::lookup::ModelCircuit::binding_column(&header.shape.params());
+    let committed = vk.fixed_commitments().get(column).ok_or_else(edited)?;
     if params.k() != vk.get_domain().k() {
         return Err(Error::Srs(format!(
             "the SRS has k = {}, the key k = {}: load the SRS at the key's size",
