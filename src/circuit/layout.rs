@@ -286,7 +286,7 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
                 x.iter()
                     .map(|&v| {
                         let non_negative = to_i128(v.value()).is_some_and(|v| v >= 0);
-                        layout_relu(ctx, &range, v, bits, non_negative)
+                        layout_relu(ctx, &range, v, bits, non_negative as i128)
                     })
                     .collect()
             }

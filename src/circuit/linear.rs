@@ -5,6 +5,7 @@ use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
+use super::mutation::keep;
 use super::field::{fe, to_i128};
 use crate::model::quantize::AffineOutput;
 
@@ -42,15 +43,21 @@ pub fn layout_rescale(
 ) -> AssignedValue<Fr> {
     let gate = range.gate();
     let quotient = ctx.load_witness(fe(hint.quotient));
-    range.range_check(ctx, quotient, bits as usize);
+    if keep("rescale: quotient range") {
+        range.range_check(ctx, quotient, bits as usize);
+    }
     let recomposed = if shift == 0 {
         quotient
     } else {
         let remainder = ctx.load_witness(fe(hint.remainder));
-        range.range_check(ctx, remainder, shift as usize);
+        if keep("rescale: remainder range") {
+            range.range_check(ctx, remainder, shift as usize);
+        }
         gate.mul_add(ctx, quotient, QuantumCell::Constant(Fr::from(1u64 << shift)), remainder)
     };
-    ctx.constrain_equal(&recomposed, &shifted);
+    if keep("rescale: recomposition") {
+        ctx.constrain_equal(&recomposed, &shifted);
+    }
     gate.sub(ctx, quotient, QuantumCell::Constant(fe(1i128 << (bits - 1))))
 }
 

@@ -7,12 +7,15 @@ pub mod instances;
 pub mod layout;
 pub mod linear;
 pub mod lookup;
+mod mutation;
 pub mod nonlinear;
 pub mod pool;
 pub mod shape;
 
 #[cfg(test)]
 pub(crate) mod soundness;
+#[cfg(test)]
+mod uniqueness;
 
 pub use layout::{build_circuit, choose_shape, CircuitShape, LaidOut};
 pub use layout::{zero_inputs, Stage, BLINDING_ROWS};

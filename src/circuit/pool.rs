@@ -5,6 +5,7 @@ use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
+use super::mutation::keep;
 use super::field::{fe, to_i128};
 
 /// The private witness of a division: `shifted = quotient · divisor + remainder`.
@@ -43,21 +44,33 @@ pub fn layout_mean(
         DivisionHint { quotient: v.div_euclid(d), remainder: v.rem_euclid(d) }
     });
     let quotient = ctx.load_witness(fe(hint.quotient));
-    range.range_check(ctx, quotient, bits as usize);
+    if keep("mean: quotient range") {
+        range.range_check(ctx, quotient, bits as usize);
+    }
     let remainder = ctx.load_witness(fe(hint.remainder));
     let remainder_bits = (128 - (d - 1).leading_zeros()).max(1) as usize;
-    range.range_check(ctx, remainder, remainder_bits);
+    if keep("mean: remainder range") {
+        range.range_check(ctx, remainder, remainder_bits);
+    }
     let room = gate.sub(ctx, QuantumCell::Constant(fe(d - 1)), remainder);
-    range.range_check(ctx, room, remainder_bits);
+    if keep("mean: remainder below the divisor") {
+        range.range_check(ctx, room, remainder_bits);
+    }
     let recomposed = gate.mul_add(ctx, quotient, QuantumCell::Constant(fe(d)), remainder);
-    ctx.constrain_equal(&recomposed, &shifted);
+    if keep("mean: recomposition") {
+        ctx.constrain_equal(&recomposed, &shifted);
+    }
     gate.sub(ctx, quotient, QuantumCell::Constant(fe(offset)))
 }
 
 /// Constrains and returns `round(a · 2^shift / b)`, halves up, for `b > 0`, as a signed value of
-/// `bits` bits (`a`, `b` of `bits` bits). With `B = 2^(bits-1)`: `b - 1 ≥ 0` is range-checked,
-/// and `2a·2^shift + b + 2b·B = 2b·q + r` with `q` in `[0, 2^bits)` and `r` in `[0, 2b)`; every
-/// term stays far below the field's modulus, so `q - B` is the only rounded quotient. `hint`
+/// `bits` bits (`a`, `b` of `bits` bits). With `B = 2^(bits-1)`:
+/// `2a·2^shift + b + 2b·B = 2b·q + r` with `q` in `[0, 2^bits)`, `r` in `[0, 2^(bits+1))` and
+/// `2b - r - 1` in `[0, 2^(bits+1))`; every term stays far below the field's modulus, so `q - B`
+/// is the only rounded quotient. The last check also leaves no divisor below 1: it makes `2b` a
+/// small positive integer `m`, and an odd `m` (`b` half of it in the field) would make the
+/// doubled equation equate an odd and an even small integer; so no separate `b ≥ 1` check is
+/// laid out (the exhaustive tests in `uniqueness.rs` try divisors 0, −1, −2 and `m/2`). `hint`
 /// overrides the honest quotient and remainder.
 pub fn layout_div(
     ctx: &mut Context<Fr>,
@@ -70,8 +83,6 @@ pub fn layout_div(
 ) -> AssignedValue<Fr> {
     let gate = range.gate();
     let offset = 1i128 << (bits - 1);
-    let b_minus_one = gate.sub(ctx, b, QuantumCell::Constant(fe(1)));
-    range.range_check(ctx, b_minus_one, bits as usize - 1);
     let twice_scaled = gate.mul_add(ctx, a, QuantumCell::Constant(fe(1i128 << (shift + 1))), b);
     let lhs = gate.mul_add(ctx, b, QuantumCell::Constant(fe(2 * offset)), twice_scaled);
     let hint = hint.unwrap_or_else(|| {
@@ -79,16 +90,24 @@ pub fn layout_div(
         DivisionHint { quotient: n.div_euclid(d), remainder: n.rem_euclid(d) }
     });
     let quotient = ctx.load_witness(fe(hint.quotient));
-    range.range_check(ctx, quotient, bits as usize);
+    if keep("division: quotient range") {
+        range.range_check(ctx, quotient, bits as usize);
+    }
     let remainder = ctx.load_witness(fe(hint.remainder));
-    range.range_check(ctx, remainder, bits as usize + 1);
+    if keep("division: remainder range") {
+        range.range_check(ctx, remainder, bits as usize + 1);
+    }
     let twice_b = gate.add(ctx, b, b);
     let room = gate.sub(ctx, twice_b, remainder);
     let room = gate.sub(ctx, room, QuantumCell::Constant(fe(1)));
-    range.range_check(ctx, room, bits as usize + 1);
+    if keep("division: remainder below twice the divisor") {
+        range.range_check(ctx, room, bits as usize + 1);
+    }
     let product = gate.mul(ctx, twice_b, quotient);
     let rhs = gate.add(ctx, product, remainder);
-    ctx.constrain_equal(&lhs, &rhs);
+    if keep("division: recomposition") {
+        ctx.constrain_equal(&lhs, &rhs);
+    }
     gate.sub(ctx, quotient, QuantumCell::Constant(fe(offset)))
 }
 
@@ -116,14 +135,18 @@ pub fn layout_max(
     let mut product: Option<AssignedValue<Fr>> = None;
     for &x in cells {
         let difference = if min { gate.sub(ctx, x, extremum) } else { gate.sub(ctx, extremum, x) };
-        range.range_check(ctx, difference, bits as usize);
+        if keep("extremum: differences range") {
+            range.range_check(ctx, difference, bits as usize);
+        }
         product = Some(match product {
             None => difference,
             Some(p) => gate.mul(ctx, p, difference),
         });
     }
     if let Some(p) = product {
-        gate.assert_is_const(ctx, &p, &Fr::zero());
+        if keep("extremum: one difference is zero") {
+            gate.assert_is_const(ctx, &p, &Fr::zero());
+        }
     }
     extremum
 }

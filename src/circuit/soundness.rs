@@ -14,9 +14,6 @@ pub(crate) trait GadgetFn: Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedV
 
 impl<F: Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>>> GadgetFn for F {}
 
-/// A boxed gadget, to mix closures of different types in one list.
-pub(crate) type Gadget<'a> = Box<dyn GadgetFn + 'a>;
-
 /// Runs a gadget in the MockProver; returns whether it is satisfied and the output values.
 /// `instances` overrides the public values (else the outputs' own values are used).
 pub(crate) fn mock_run(gadget: &(dyn GadgetFn + '_), instances: Option<Vec<Fr>>) -> (bool, Vec<Fr>) {
