@@ -50,6 +50,9 @@ contract InferenceRegistry {
         uint16[] inputLength;
         uint16[] outputStart;
         uint16[] outputLength;
+        /// Instances that bind a proof to its submitter, this chain and this registry (proofs of
+        /// models made with `--bind-submitter`): each must be `submitterWord(msg.sender)`.
+        uint16[] submitter;
     }
 
     struct Model {
@@ -96,6 +99,7 @@ contract InferenceRegistry {
     error WrongInstanceCount(uint256 expected, uint256 got);
     error NonCanonicalInstance(uint256 index, uint256 value);
     error OtherWeights(bytes32 expected, bytes32 got);
+    error WrongSubmitter(address submitter, uint256 expected, uint256 got);
     error ProofRejected(bytes32 modelId);
     error AlreadyVerified(bytes32 recordId);
     error UnknownRecord(bytes32 recordId);
@@ -138,6 +142,7 @@ contract InferenceRegistry {
         model.layout.inputLength = layout.inputLength;
         model.layout.outputStart = layout.outputStart;
         model.layout.outputLength = layout.outputLength;
+        model.layout.submitter = layout.submitter;
         model.registered = true;
         emit ModelRegistered(modelId, address(verifier), weights, binding);
     }
@@ -153,6 +158,9 @@ contract InferenceRegistry {
         }
         for (uint256 i = 0; i < layout.bound.length; i++) {
             if (layout.bound[i] >= n) revert BadLayout("bound instance out of range");
+        }
+        for (uint256 i = 0; i < layout.submitter.length; i++) {
+            if (layout.submitter[i] >= n) revert BadLayout("submitter instance out of range");
         }
         uint256 inferences = layout.inputStart.length;
         if (
@@ -170,6 +178,12 @@ contract InferenceRegistry {
     /// @notice The id of the record a statement gets.
     function recordIdOf(bytes32 modelId, uint256[] calldata instances) public pure returns (bytes32) {
         return keccak256(abi.encode(modelId, instances));
+    }
+
+    /// @notice The word a proof bound to `submitter` carries for this chain and this registry:
+    /// keccak256(chain id, registry, submitter), shifted right by 8 bits to fit the field.
+    function submitterWord(address submitter) public view returns (uint256) {
+        return uint256(keccak256(abi.encode(block.chainid, address(this), submitter))) >> 8;
     }
 
     /// @notice keccak256 of the instances at `bound`, in order: what a model's binding is.
@@ -196,6 +210,13 @@ contract InferenceRegistry {
         if (layout.bound.length != 0) {
             bytes32 got = bindingOf(layout.bound, instances);
             if (got != model.binding) revert OtherWeights(model.binding, got);
+        }
+        if (layout.submitter.length != 0) {
+            uint256 expected = submitterWord(msg.sender);
+            for (uint256 i = 0; i < layout.submitter.length; i++) {
+                uint256 got = instances[layout.submitter[i]];
+                if (got != expected) revert WrongSubmitter(msg.sender, expected, got);
+            }
         }
         recordId = recordIdOf(modelId, instances);
         if (records[recordId].submitter != address(0)) revert AlreadyVerified(recordId);

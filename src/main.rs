@@ -53,6 +53,10 @@ struct SettingsArgs {
     /// recompute (brute-force) their commitment.
     #[arg(long)]
     unsalted: bool,
+    /// Bind every proof to the account that submits it, on one chain and one registry (one more
+    /// public instance, checked by the registry): a copied proof cannot be front-run or replayed.
+    #[arg(long)]
+    bind_submitter: bool,
 }
 
 /// Parses `LOW,HIGH` (two numbers, low first).
@@ -77,6 +81,7 @@ impl From<SettingsArgs> for SettingsOptions {
             param_visibility: a.param_visibility,
             output_visibility: a.output_visibility,
             unsalted: a.unsalted,
+            bind_submitter: a.bind_submitter,
         }
     }
 }
@@ -192,6 +197,18 @@ enum Command {
         /// Prove for `zkinfer aggregate` (Poseidon transcript) instead of for the EVM (Keccak).
         #[arg(long)]
         for_aggregation: bool,
+        /// For a model made with --bind-submitter: the account that will submit the proof.
+        #[arg(long)]
+        submitter: Option<String>,
+        /// With --submitter: the registry the proof is for (default: deployment.json's).
+        #[arg(long, requires = "submitter")]
+        registry: Option<String>,
+        /// With --submitter: the chain the proof is for (default: deployment.json's).
+        #[arg(long, requires = "submitter")]
+        chain_id: Option<u64>,
+        /// With --submitter: the deployment record that names the registry and the chain.
+        #[arg(long, default_value = "deployment.json")]
+        deployment: PathBuf,
     },
     /// Aggregate proofs (made with `prove --for-aggregation`, or aggregation proofs made with
     /// `aggregate --for-aggregation`) into one: writes pk.bin, vk.bin and proof.json in the
@@ -482,9 +499,31 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let out = pipeline::setup(&compiled, srs.as_deref(), &pk, &vk)?;
             println!("wrote {} and {} in {:.2} s (SRS: {})", pk.display(), vk.display(), out.seconds, out.srs.source);
         }
-        Command::Prove { compiled, pk, data, srs, witness, proof, for_aggregation } => {
+        Command::Prove {
+            compiled,
+            pk,
+            data,
+            srs,
+            witness,
+            proof,
+            for_aggregation,
+            submitter,
+            registry,
+            chain_id,
+            deployment,
+        } => {
             let transcript = transcript_for(for_aggregation);
-            let out = pipeline::prove(&compiled, &pk, &data, srs.as_deref(), &witness, &proof, transcript)?;
+            let binding = match submitter {
+                None => None,
+                Some(submitter) => Some(onchain::submitter_binding(
+                    parse_address(&submitter, "--submitter")?,
+                    registry.map(|r| parse_address(&r, "--registry")).transpose()?,
+                    chain_id,
+                    &deployment,
+                )?),
+            };
+            let out =
+                pipeline::prove(&compiled, &pk, &data, srs.as_deref(), &witness, &proof, transcript, binding.as_ref())?;
             println!("wrote {} in {:.2} s; outputs {:?}", proof.display(), out.seconds, out.outputs);
         }
         Command::Aggregate { proofs, vks, out, k, max_advice_columns, for_aggregation, accumulator_only, srs, keys } => {

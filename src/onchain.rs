@@ -16,7 +16,7 @@ use crate::error::{read_json, write_json, Error, Result};
 use crate::evm::chain::{Chain, Deployed};
 use crate::evm::registry::{
     self, adapter_creation_code, decode_error, model_id, registration_of_key, InferenceRegistry, Layout, Record,
-    Registration, WeightBinding,
+    Registration, SubmitterBinding, WeightBinding,
 };
 use crate::evm::CompiledContract;
 use crate::prove::proof::{decode_run, fr_from_word, InstanceSpan};
@@ -385,6 +385,58 @@ pub fn submit_in_process(chain: &mut Chain, options: &SubmitOptions) -> Result<(
     Ok((deployment, submission))
 }
 
+/// What a proof of a model made with `--bind-submitter` is bound to: `submitter`, and the
+/// registry and chain given, or else those of the deployment record at `deployment`.
+pub fn submitter_binding(
+    submitter: Address,
+    registry: Option<Address>,
+    chain_id: Option<u64>,
+    deployment: &Path,
+) -> Result<SubmitterBinding> {
+    if let (Some(registry), Some(chain_id)) = (registry, chain_id) {
+        return Ok(SubmitterBinding { chain_id, registry, submitter });
+    }
+    if !deployment.is_file() {
+        return Err(Error::Usage(format!(
+            "a proof bound to its submitter needs the registry and the chain it is for: pass --registry ADDRESS and \
+             --chain-id ID, or the deployment record (--deployment; {} does not exist)",
+            deployment.display()
+        )));
+    }
+    let file = DeploymentFile::load(deployment)?;
+    let recorded = file.registry.as_ref().map(|r| r.address).ok_or_else(|| {
+        Error::artifact(deployment, "this deployment has no registry; pass --registry ADDRESS")
+    })?;
+    Ok(SubmitterBinding {
+        chain_id: chain_id.unwrap_or(file.chain_id),
+        registry: registry.unwrap_or(recorded),
+        submitter,
+    })
+}
+
+/// Refuses, before anything is paid, a proof bound to another submitter, chain or registry than
+/// the ones of this submission.
+fn check_submitter(chain: &Chain, registry: Address, key: &KeyHeader, instances: &[U256]) -> Result<()> {
+    let binding = SubmitterBinding { chain_id: chain.chain_id(), registry, submitter: chain.sender() };
+    let expected = U256::from_be_bytes(crate::prove::proof::fr_to_word(&binding.word()));
+    for span in key.instance_layout.iter().filter(|s| s.kind == "submitter") {
+        let got = instances.get(span.first_instance).copied().unwrap_or_default();
+        if got != expected {
+            return Err(Error::Usage(format!(
+                "this proof is bound to another submitter, chain or registry (instance {} is {got:#x}; from {} on chain \
+                 {} to registry {registry} it must be {expected:#x}): prove again with --submitter {} --chain-id {} \
+                 --registry {registry}",
+                span.first_instance,
+                binding.submitter,
+                binding.chain_id,
+                binding.submitter,
+                binding.chain_id
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn registry_from_deployment(chain: &Chain, path: &Path) -> Result<Address> {
     if !path.is_file() {
         return Err(Error::Usage(format!(
@@ -414,6 +466,7 @@ fn submit_to(
     options: &SubmitOptions,
 ) -> Result<Submission> {
     let instances = registry::instance_words(proof, &options.proof)?;
+    check_submitter(chain, registry, key, &instances)?;
     let proof_bytes = proof.proof_bytes(&options.proof)?;
     let id = model_id(&options.model);
     let record_id = {

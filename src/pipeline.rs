@@ -39,6 +39,8 @@ pub struct SettingsOptions {
     pub param_visibility: Option<Visibility>,
     /// Visibility of the output.
     pub output_visibility: Option<Visibility>,
+    /// Bind every proof to one submitter, chain and registry (one more public instance).
+    pub bind_submitter: bool,
     /// Hash inputs and outputs without a salt (deterministic commitments anyone can recompute
     /// from the values, hence brute-force when the values are guessable).
     pub unsalted: bool,
@@ -67,6 +69,7 @@ pub fn gen_settings_for(graph: &crate::model::Graph, model_digest: &str, options
             params: options.param_visibility.unwrap_or(defaults.params),
             output: options.output_visibility.unwrap_or(defaults.output),
             salt: !options.unsalted,
+            submitter: options.bind_submitter,
         },
         k: options.k,
         max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
@@ -169,7 +172,9 @@ pub struct ProveOutcome {
 }
 
 /// `prove`: runs the model on `input.json` and proves it; writes `witness.json` and `proof.json`.
-/// The transcript is Keccak for a proof the EVM verifies, Poseidon for one to aggregate.
+/// The transcript is Keccak for a proof the EVM verifies, Poseidon for one to aggregate. A model
+/// made with `--bind-submitter` needs the account, chain and registry the proof is for.
+#[allow(clippy::too_many_arguments)]
 pub fn prove(
     compiled_path: &Path,
     pk_path: &Path,
@@ -178,8 +183,27 @@ pub fn prove(
     witness_out: &Path,
     proof_out: &Path,
     transcript: TranscriptKind,
+    binding: Option<&evm::registry::SubmitterBinding>,
 ) -> Result<ProveOutcome> {
     let compiled = CompiledModel::load(compiled_path)?;
+    let submitter = match (compiled.model.visibility.submitter, binding) {
+        (true, Some(binding)) => binding.word(),
+        (false, None) => halo2_base::halo2_proofs::halo2curves::bn256::Fr::zero(),
+        (true, None) => {
+            return Err(Error::Usage(
+                "this model binds each proof to its submitter: pass --submitter ADDRESS with the registry and chain \
+                 the proof will be submitted to (--registry ADDRESS --chain-id ID, or --deployment deployment.json)"
+                    .into(),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Error::Usage(
+                "this model does not bind proofs to a submitter (make its settings with `gen-settings \
+                 --bind-submitter`); leave out --submitter"
+                    .into(),
+            ))
+        }
+    };
     let (header, pk) = prove::read_pk(pk_path)?;
     check_digest(pk_path, &header.circuit_digest, &compiled.circuit_digest)?;
     let srs = srs_for_key(compiled.shape.k, &header.srs, srs_file)?;
@@ -191,7 +215,8 @@ pub fn prove(
     let reference = model.execute(&quantized)?;
 
     let (proved, seconds) = timed(&format!("proving (k = {})", compiled.shape.k), || {
-        let laid = build_circuit(model, &quantized, Stage::Prove(&compiled.shape, &header.break_points))?;
+        let stage = Stage::Prove(&compiled.shape, &header.break_points);
+        let laid = crate::circuit::build_circuit_for(model, &quantized, stage, submitter)?;
         let matches = laid
             .values
             .iter()
@@ -504,6 +529,7 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
         &w.file("witness.json"),
         &w.file("proof.json"),
         TranscriptKind::Keccak,
+        None,
     )?;
     let verify_seconds = verify(&w.file("vk.bin"), &w.file("proof.json"), srs, &Expected::default())?.seconds;
     let verifier = create_evm_verifier(&w.file("vk.bin"), srs, &w.file("Verifier.sol"), options.solc.as_deref())?;

@@ -45,6 +45,11 @@ pub struct Visibilities {
     /// commitment is never salted: it identifies the model.
     #[serde(default = "salted_by_default")]
     pub salt: bool,
+    /// The proof carries one more public instance that binds it to one submitting account on
+    /// one chain and one registry (see `evm::registry::submitter_word`): a copy of the proof
+    /// sent by someone else, or to another registry or chain, is refused there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub submitter: bool,
 }
 
 fn salted_by_default() -> bool {
@@ -53,7 +58,13 @@ fn salted_by_default() -> bool {
 
 impl Default for Visibilities {
     fn default() -> Self {
-        Visibilities { input: Visibility::Public, params: Visibility::Fixed, output: Visibility::Public, salt: true }
+        Visibilities {
+            input: Visibility::Public,
+            params: Visibility::Fixed,
+            output: Visibility::Public,
+            salt: true,
+            submitter: false,
+        }
     }
 }
 

@@ -152,6 +152,7 @@ proptest! {
                 &scratch("witness.json"),
                 &scratch("proof-out.json"),
                 zkinfer::prove::TranscriptKind::Keccak,
+                None,
             )
         })?;
     }

@@ -328,3 +328,35 @@ fn a_model_with_private_weights_is_registered_only_when_asked_and_says_so() {
     assert!(e.contains("--allow-unbound-weights"), "{e}");
     assert!(ok(w, &["submit", "--model", "m", "--allow-unbound-weights"]).contains("verified"));
 }
+
+#[test]
+fn a_proof_bound_to_its_submitter_cannot_be_front_run_or_replayed_elsewhere() {
+    let dir = mlp_small_workdir();
+    let w = dir.path();
+    for step in [&["gen-settings", "--bind-submitter"][..], &["compile"], &["setup"], &["create-evm-verifier"]] {
+        ok(w, step);
+    }
+    let e = fails(w, &["prove"]);
+    assert!(e.contains("binds each proof to its submitter") && e.contains("--submitter"), "{e}");
+    let anvil = spawn_anvil().expect("anvil starts");
+    let url = anvil.endpoint();
+    ok(w, &["deploy", "--rpc-url", &url, "--registry", "--model", "m"]);
+    let first_account = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    // The registry and chain come from deployment.json.
+    ok(w, &["prove", "--submitter", first_account]);
+    let printed = ok(w, &["verify"]);
+    assert!(printed.contains("proven submitter 0") && printed.contains("binding word 0x"), "{printed}");
+
+    // A front-runner sending the same proof from another account is refused before paying.
+    let e = fails_env(w, &["submit", "--rpc-url", &url, "--model", "m"], &[("ZKINFER_PRIVATE_KEY", SECOND_DEV_KEY)]);
+    assert!(e.contains("bound to another submitter") && e.to_lowercase().contains(SECOND_DEV_ADDRESS), "{e}");
+    // So is a replay into another registry on the same chain.
+    ok(w, &["deploy", "--rpc-url", &url, "--registry", "--model", "m", "-O", "second.json"]);
+    let second = read(&w.join("second.json"))["registry"]["address"].as_str().unwrap().to_string();
+    let e = fails(w, &["submit", "--rpc-url", &url, "--model", "m", "--registry", &second]);
+    assert!(e.contains("bound to another submitter, chain or registry"), "{e}");
+    // The account it was made for records it.
+    let printed = ok(w, &["submit", "--rpc-url", &url, "--model", "m"]);
+    assert!(printed.contains("verified on chain 31337"), "{printed}");
+    assert_eq!(read(&w.join("submission.json"))["submitter"], first_account);
+}

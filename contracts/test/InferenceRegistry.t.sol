@@ -79,7 +79,8 @@ contract InferenceRegistryTest {
             inputStart: one(0),
             inputLength: one(0),
             outputStart: one(HashedFixture.OUTPUT_START),
-            outputLength: one(HashedFixture.OUTPUT_LENGTH)
+            outputLength: one(HashedFixture.OUTPUT_LENGTH),
+            submitter: new uint16[](0)
         });
     }
 
@@ -90,7 +91,8 @@ contract InferenceRegistryTest {
             inputStart: one(0),
             inputLength: one(0),
             outputStart: one(PublicFixture.OUTPUT_START),
-            outputLength: one(PublicFixture.OUTPUT_LENGTH)
+            outputLength: one(PublicFixture.OUTPUT_LENGTH),
+            submitter: new uint16[](0)
         });
     }
 
@@ -261,7 +263,13 @@ contract InferenceRegistryTest {
         (ones[0], ones[1]) = (1, 1);
         uint16[] memory zeros = new uint16[](2);
         InferenceRegistry.Layout memory l = InferenceRegistry.Layout({
-            numInstances: 4, bound: bound, inputStart: zeros, inputLength: zeros, outputStart: starts, outputLength: ones
+            numInstances: 4,
+            bound: bound,
+            inputStart: zeros,
+            inputLength: zeros,
+            outputStart: starts,
+            outputLength: ones,
+            submitter: new uint16[](0)
         });
         bytes32 binding = keccak256(abi.encodePacked(c, c));
         registry.registerModel(keccak256("batch"), accepting, InferenceRegistry.Weights.Instances, binding, l);
@@ -275,6 +283,40 @@ contract InferenceRegistryTest {
         bytes32 id = registry.submit(keccak256("batch"), "", xs);
         InferenceRegistry.Record memory r = registry.recordOf(id);
         require(r.inputs.length == 2 && r.outputs.length == 2 && r.outputs[0] == 7 && r.outputs[1] == 8, "both inferences recorded");
+    }
+
+    function testAProofBoundToASubmitterIsRecordedForThatSubmitterOnly() public {
+        // [output, submitter word]: the word binds the proof to ALICE, this chain and this
+        // registry; a front-runner sending ALICE's proof, or a replay in another registry, fails.
+        IInferenceVerifier accepting = new AcceptingVerifier();
+        InferenceRegistry.Layout memory l = InferenceRegistry.Layout({
+            numInstances: 2,
+            bound: new uint16[](0),
+            inputStart: one(0),
+            inputLength: one(0),
+            outputStart: one(0),
+            outputLength: one(1),
+            submitter: one(1)
+        });
+        registry.registerModel(keccak256("bound"), accepting, InferenceRegistry.Weights.Fixed, bytes32(0), l);
+        uint256[] memory xs = new uint256[](2);
+        xs[0] = 7;
+        xs[1] = registry.submitterWord(ALICE);
+        require(xs[1] == uint256(keccak256(abi.encode(block.chainid, address(registry), ALICE))) >> 8, "the word");
+        vm.expectRevert(
+            abi.encodeWithSelector(InferenceRegistry.WrongSubmitter.selector, address(this), registry.submitterWord(address(this)), xs[1])
+        );
+        registry.submit(keccak256("bound"), "", xs);
+        InferenceRegistry other = new InferenceRegistry();
+        other.registerModel(keccak256("bound"), accepting, InferenceRegistry.Weights.Fixed, bytes32(0), l);
+        vm.prank(ALICE);
+        vm.expectRevert(
+            abi.encodeWithSelector(InferenceRegistry.WrongSubmitter.selector, ALICE, other.submitterWord(ALICE), xs[1])
+        );
+        other.submit(keccak256("bound"), "", xs);
+        vm.prank(ALICE);
+        registry.submit(keccak256("bound"), "", xs);
+        require(registry.recordCount() == 1, "recorded for ALICE");
     }
 
     function testUnboundWeightsAreRegisteredOnlyAsSuch() public {

@@ -22,6 +22,9 @@ pub enum Encoding {
     Packed,
     /// One instance: the Poseidon commitment to the packed values (see [`super::commit`]).
     Poseidon,
+    /// One instance the circuit carries as the prover chose it, bound to the proof by the
+    /// transcript (the submitter binding).
+    Word,
 }
 
 /// Where a run of public instances comes from. Packed values: word `w` is

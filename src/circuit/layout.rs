@@ -194,8 +194,20 @@ impl Exposer {
     }
 }
 
-/// Lays out `model` on `inputs` (quantized, one flat vector per model input).
+/// Lays out `model` on `inputs` (quantized, one flat vector per model input); a submitter
+/// binding, if the model carries one, is zero.
 pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'_>) -> Result<LaidOut> {
+    build_circuit_for(model, inputs, stage, Fr::zero())
+}
+
+/// [`build_circuit`] with the submitter binding word the proof carries when the model binds one
+/// (see `evm::registry::submitter_word`).
+pub fn build_circuit_for(
+    model: &QuantizedModel,
+    inputs: &[Vec<i64>],
+    stage: Stage<'_>,
+    submitter: Fr,
+) -> Result<LaidOut> {
     let mut builder = match &stage {
         Stage::Mock { k } | Stage::Keygen { k } => {
             let s = if matches!(stage, Stage::Mock { .. }) {
@@ -429,6 +441,27 @@ pub fn build_circuit(model: &QuantizedModel, inputs: &[Vec<i64>], stage: Stage<'
             };
             exposer.expose(ctx, &range, t, visibility.output);
         }
+    }
+    if visibility.submitter {
+        // Unconstrained but public: the transcript binds it, so no one can change it without
+        // proving again (which needs the private witness).
+        exposer.layout.push(InstanceSpan {
+            kind: "submitter".into(),
+            index: 0,
+            name: "submitter binding".into(),
+            shape: vec![1],
+            values: 1,
+            first_instance: exposer.cells.len(),
+            instances: 1,
+            encoding: Encoding::Word,
+            bits: 0,
+            values_per_word: 0,
+            scale: 0,
+            parts: Vec::new(),
+            salted: false,
+            proof: Vec::new(),
+        });
+        exposer.cells.push(ctx.load_witness(submitter));
     }
     let values = cells.iter().map(|c| c.iter().map(|v| to_i128(v.value()).unwrap_or(i128::MAX)).collect()).collect();
     let instances = exposer.cells.iter().map(|c| *c.value()).collect();

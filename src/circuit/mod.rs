@@ -17,5 +17,5 @@ pub(crate) mod soundness;
 #[cfg(test)]
 mod uniqueness;
 
-pub use layout::{build_circuit, choose_shape, CircuitShape, LaidOut};
+pub use layout::{build_circuit, build_circuit_for, choose_shape, CircuitShape, LaidOut};
 pub use layout::{zero_inputs, Stage, BLINDING_ROWS};

@@ -4,15 +4,17 @@
 
 use std::path::Path;
 
-use alloy::primitives::{keccak256, B256, U256};
+use alloy::primitives::{keccak256, Address, B256, U256};
 use alloy::sol;
 use alloy::sol_types::{SolInterface, SolValue};
 use serde::{Deserialize, Serialize};
 
 use super::solidity::{compile_sources, CompiledContract};
 use crate::error::{Error, Result};
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+
 use crate::prove::binding::Weights;
-use crate::prove::proof::{fr_from_hex, fr_to_word};
+use crate::prove::proof::{fr_from_hex, fr_from_word, fr_to_word};
 use crate::prove::{KeyHeader, ProofFile};
 
 /// The registry's source, as in `contracts/`.
@@ -45,6 +47,7 @@ sol! {
         uint16[] inputLength;
         uint16[] outputStart;
         uint16[] outputLength;
+        uint16[] submitter;
     }
 
     /// A verified inference as the registry stores it.
@@ -72,6 +75,7 @@ sol! {
         error WrongInstanceCount(uint256 expected, uint256 got);
         error NonCanonicalInstance(uint256 index, uint256 value);
         error OtherWeights(bytes32 expected, bytes32 got);
+        error WrongSubmitter(address submitter, uint256 expected, uint256 got);
         error ProofRejected(bytes32 modelId);
         error AlreadyVerified(bytes32 recordId);
         error UnknownRecord(bytes32 recordId);
@@ -108,6 +112,11 @@ pub fn decode_error(data: &[u8]) -> Option<String> {
         E::OtherWeights(e) => format!(
             "OtherWeights(expected {}, got {}): the proof was made with other weights than the registered model's",
             e.expected, e.got
+        ),
+        E::WrongSubmitter(e) => format!(
+            "WrongSubmitter({}): the proof is bound to another submitter, chain or registry (it carries {:#x}, this \
+             account here needs {:#x}); prove again with --submitter for this account, chain and registry",
+            e.submitter, e.got, e.expected
         ),
         E::ProofRejected(e) => {
             format!("ProofRejected({}): the model's verifier rejected the proof or its public instances", e.modelId)
@@ -215,6 +224,12 @@ pub fn registration_of_key(header: &KeyHeader, path: &Path) -> Result<Registrati
         inputLength: Vec::new(),
         outputStart: Vec::new(),
         outputLength: Vec::new(),
+        submitter: header
+            .instance_layout
+            .iter()
+            .filter(|s| s.kind == "submitter")
+            .map(|s| narrow(s.first_instance, "instance index"))
+            .collect::<Result<_>>()?,
     };
     for (_, input, output) in inferences {
         let (start, end) = input.unwrap_or((0, 0));
@@ -236,4 +251,26 @@ pub fn registration_of_key(header: &KeyHeader, path: &Path) -> Result<Registrati
 pub fn instance_words(proof: &ProofFile, path: &Path) -> Result<Vec<U256>> {
     let columns = proof.instance_values(path)?;
     Ok(columns.first().map(|c| c.iter().map(|w| U256::from_be_bytes(fr_to_word(w))).collect()).unwrap_or_default())
+}
+
+/// What a proof of a model made with `--bind-submitter` is bound to: one account submitting it to
+/// one registry on one chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitterBinding {
+    /// The chain id.
+    pub chain_id: u64,
+    /// The registry.
+    pub registry: Address,
+    /// The account that will send `submit`.
+    pub submitter: Address,
+}
+
+impl SubmitterBinding {
+    /// The instance word: keccak256(abi.encode(chainId, registry, submitter)) shifted right by
+    /// 8 bits (248 bits, below the field's modulus), as `InferenceRegistry.submitterWord`.
+    pub fn word(&self) -> Fr {
+        let hash = keccak256((U256::from(self.chain_id), self.registry, self.submitter).abi_encode_params());
+        let shifted: U256 = U256::from_be_bytes(hash.0) >> 8usize;
+        fr_from_word(shifted.to_be_bytes::<32>()).expect("248 bits are below the modulus")
+    }
 }

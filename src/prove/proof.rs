@@ -90,6 +90,8 @@ pub enum Decoded {
     Values(Vec<f64>),
     /// A Poseidon commitment (0x-prefixed hex).
     Commitment(String),
+    /// A word as the prover chose it (0x-prefixed hex): the submitter binding.
+    Word(String),
 }
 
 impl std::fmt::Display for Decoded {
@@ -97,6 +99,7 @@ impl std::fmt::Display for Decoded {
         match self {
             Decoded::Values(v) => write!(f, "{v:?}"),
             Decoded::Commitment(c) => write!(f, "Poseidon commitment {c}"),
+            Decoded::Word(w) => write!(f, "binding word {w}"),
         }
     }
 }
@@ -104,8 +107,10 @@ impl std::fmt::Display for Decoded {
 /// Decodes the instance words `run` of `span`: packed values dequantized, a commitment as hex;
 /// `None` when the words are not a valid packing.
 pub fn decode_run(span: &InstanceSpan, run: &[Fr]) -> Option<Decoded> {
-    if span.encoding == Encoding::Poseidon {
-        return run.first().map(|word| Decoded::Commitment(fr_to_hex(word)));
+    match span.encoding {
+        Encoding::Poseidon => return run.first().map(|word| Decoded::Commitment(fr_to_hex(word))),
+        Encoding::Word => return run.first().map(|word| Decoded::Word(fr_to_hex(word))),
+        Encoding::Packed => {}
     }
     let ints = crate::circuit::instances::unpack_values(run, span.values, span.bits)?;
     let scale = 2f64.powi(i32::try_from(span.scale).ok()?);
