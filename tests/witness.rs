@@ -79,3 +79,47 @@ fn softmax_reductions_and_division_witness_equals_integer_reference() {
 fn transposed_convolution_and_instance_norm_witness_equals_integer_reference() {
     check_with(&common::fixture("decoder_ops.onnx"), &common::fixture("decoder_ops.input.json"), Some([-16.0, 16.0]));
 }
+
+mod random_inputs {
+    //! The integer reference equals the laid-out circuit's values on random inputs, op family by
+    //! op family (each fixture mixes several).
+    use super::*;
+    use proptest::prelude::*;
+
+    fn agree(name: &str, lookup_range: Option<[f64; 2]>, input: &[f64]) -> Result<(), TestCaseError> {
+        let graph = import_onnx(&common::fixture(&format!("{name}.onnx"))).unwrap();
+        let settings = Settings { lookup_range, ..settings_for(&graph) };
+        let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+        let sizes: Vec<usize> = quantized.input_shapes().iter().map(|s| s.iter().product()).collect();
+        let inputs: Vec<Vec<f32>> = sizes.iter().map(|&n| input.iter().cycle().take(n).map(|&v| v as f32).collect()).collect();
+        let inputs = quantized.quantize_inputs(&inputs);
+        let Ok(reference) = quantized.execute(&inputs) else { return Ok(()) }; // out of range: refused, not proven
+        let shape = choose_shape(&quantized, None, 8).unwrap();
+        let laid = build_circuit(&quantized, &inputs, Stage::Mock { k: shape.k }).unwrap();
+        for (node, (circuit, integer)) in quantized.nodes.iter().zip(laid.values.iter().zip(&reference)) {
+            let integer: Vec<i128> = integer.iter().map(|&v| v as i128).collect();
+            prop_assert_eq!(circuit, &integer, "node {}", node.name);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_reference_equals_the_circuit_on_random_inputs(input in proptest::collection::vec(-2.0..2.0f64, 1..40)) {
+            for (name, range) in [
+                ("ops_mix", None),
+                ("neg_abs_tile", None),
+                ("conv2d_ops", None),
+                ("conv1d_ops", None),
+                ("matmul_add", None),
+                ("lookup_ops", Some([-4.0, 4.0])),
+                ("softmax_ops", Some([-8.0, 8.0])),
+                ("decoder_ops", Some([-16.0, 16.0])),
+            ] {
+                agree(name, range, &input)?;
+            }
+        }
+    }
+}
