@@ -29,6 +29,7 @@ fn prove_mnist_mlp(c: &mut Criterion) {
                 &file("witness.json"),
                 &file("proof.json"),
                 zkinfer::prove::TranscriptKind::Keccak,
+                None,
             )
             .expect("prove")
         })

@@ -526,7 +526,17 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 pipeline::prove(&compiled, &pk, &data, srs.as_deref(), &witness, &proof, transcript, binding.as_ref())?;
             println!("wrote {} in {:.2} s; outputs {:?}", proof.display(), out.seconds, out.outputs);
         }
-        Command::Aggregate { proofs, vks, out, k, max_advice_columns, for_aggregation, accumulator_only, srs, keys } => {
+        Command::Aggregate {
+            proofs,
+            vks,
+            out,
+            k,
+            max_advice_columns,
+            for_aggregation,
+            accumulator_only,
+            srs,
+            keys,
+        } => {
             let options = zkinfer::aggregate::AggregateOptions {
                 k,
                 max_advice_columns,
@@ -721,7 +731,9 @@ fn print_deployment(chain: &zkinfer::evm::Chain, file: &DeploymentFile, out: Opt
     for m in &file.models {
         let weights = match m.weights {
             zkinfer::evm::registry::WeightBinding::Fixed => "weights fixed in the verifier".to_string(),
-            zkinfer::evm::registry::WeightBinding::Instances => format!("weights bound by instances {:?}", m.layout.bound),
+            zkinfer::evm::registry::WeightBinding::Instances => {
+                format!("weights bound by instances {:?}", m.layout.bound)
+            }
             _ => "weights NOT bound: records say only that some weights gave the output".to_string(),
         };
         println!("  model     {:?} registered as {} ({weights}; {} gas)", m.name, m.model_id, m.gas_used);

@@ -404,9 +404,11 @@ pub fn submitter_binding(
         )));
     }
     let file = DeploymentFile::load(deployment)?;
-    let recorded = file.registry.as_ref().map(|r| r.address).ok_or_else(|| {
-        Error::artifact(deployment, "this deployment has no registry; pass --registry ADDRESS")
-    })?;
+    let recorded = file
+        .registry
+        .as_ref()
+        .map(|r| r.address)
+        .ok_or_else(|| Error::artifact(deployment, "this deployment has no registry; pass --registry ADDRESS"))?;
     Ok(SubmitterBinding {
         chain_id: chain_id.unwrap_or(file.chain_id),
         registry: registry.unwrap_or(recorded),

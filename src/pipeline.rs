@@ -125,8 +125,7 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
     let k = compiled.shape.k;
     let srs = load_srs(k, srs_file)?;
     warn_if_insecure(&srs.info);
-    let mut laid =
-        build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
+    let mut laid = build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
     let same = serde_json::to_value(halo2_base::halo2_proofs::plonk::Circuit::params(&laid.circuit)).ok()
         == serde_json::to_value(compiled.shape.params()).ok();
     if !same {
@@ -186,24 +185,23 @@ pub fn prove(
     binding: Option<&evm::registry::SubmitterBinding>,
 ) -> Result<ProveOutcome> {
     let compiled = CompiledModel::load(compiled_path)?;
-    let submitter = match (compiled.model.visibility.submitter, binding) {
-        (true, Some(binding)) => binding.word(),
-        (false, None) => halo2_base::halo2_proofs::halo2curves::bn256::Fr::zero(),
-        (true, None) => {
-            return Err(Error::Usage(
+    let submitter =
+        match (compiled.model.visibility.submitter, binding) {
+            (true, Some(binding)) => binding.word(),
+            (false, None) => halo2_base::halo2_proofs::halo2curves::bn256::Fr::zero(),
+            (true, None) => return Err(Error::Usage(
                 "this model binds each proof to its submitter: pass --submitter ADDRESS with the registry and chain \
                  the proof will be submitted to (--registry ADDRESS --chain-id ID, or --deployment deployment.json)"
                     .into(),
-            ))
-        }
-        (false, Some(_)) => {
-            return Err(Error::Usage(
-                "this model does not bind proofs to a submitter (make its settings with `gen-settings \
+            )),
+            (false, Some(_)) => {
+                return Err(Error::Usage(
+                    "this model does not bind proofs to a submitter (make its settings with `gen-settings \
                  --bind-submitter`); leave out --submitter"
-                    .into(),
-            ))
-        }
-    };
+                        .into(),
+                ))
+            }
+        };
     let (header, pk) = prove::read_pk(pk_path)?;
     check_digest(pk_path, &header.circuit_digest, &compiled.circuit_digest)?;
     let srs = srs_for_key(compiled.shape.k, &header.srs, srs_file)?;
@@ -238,7 +236,11 @@ pub fn prove(
         .iter()
         .filter(|s| s.salted)
         .zip(&salts)
-        .map(|(span, salt)| crate::artifacts::Salt { kind: span.kind.clone(), index: span.index, salt: fr_to_hex(salt) })
+        .map(|(span, salt)| crate::artifacts::Salt {
+            kind: span.kind.clone(),
+            index: span.index,
+            salt: fr_to_hex(salt),
+        })
         .collect();
 
     let outputs: Vec<Vec<i64>> = model.outputs.iter().map(|&o| reference[o].clone()).collect();

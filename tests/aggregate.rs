@@ -78,7 +78,8 @@ fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let hashed = ["--param-visibility", "hashed"];
-    let a = prove_for_aggregation_with(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"), &hashed);
+    let a =
+        prove_for_aggregation_with(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"), &hashed);
     let b = prove_for_aggregation_with(
         dir,
         "b",
@@ -105,7 +106,8 @@ fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
     // A proof of other weights, made with the model's own proving key, is valid for its circuit
     // but not of its key's model: refused before any key is made.
     let forged = common::prove_with_other_weights(&dir.join("b"), "forged.json", true);
-    let refused = fails(dir, &[&["aggregate", "-P", "a/proof.json", forged.to_str().unwrap(), "-O", "agg"][..], &vks].concat());
+    let refused =
+        fails(dir, &[&["aggregate", "-P", "a/proof.json", forged.to_str().unwrap(), "-O", "agg"][..], &vks].concat());
     assert!(refused.contains("forged.json cannot be aggregated") && refused.contains("other weights"), "{refused}");
     assert!(!dir.join("agg/pk.bin").exists(), "no keys are made for a batch with a bad proof");
     let evm_refuses = fails(dir, &["verify-evm", "--proof", "a/proof.json", "--verifier", "missing.json"]);
@@ -136,14 +138,56 @@ fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
     rejected_everywhere(dir, "agg", &tampered(dir, "output.json", &agg_proof, bump_instance(words.len() - 1)));
 
     // The registry binds every aggregated proof's model commitment, not only the first.
-    let registered = ok(dir, &["deploy", "--registry", "--model", "batch", "--vk", "agg/vk.bin", "--verifier", "agg/Verifier.json", "-O", "agg/deployment.json"]);
+    let registered = ok(
+        dir,
+        &[
+            "deploy",
+            "--registry",
+            "--model",
+            "batch",
+            "--vk",
+            "agg/vk.bin",
+            "--verifier",
+            "agg/Verifier.json",
+            "-O",
+            "agg/deployment.json",
+        ],
+    );
     assert!(registered.contains("weights bound by instances"), "{registered}");
     let model = &read(&dir.join("agg/deployment.json"))["models"][0];
-    let commitment_of = |proof: &Path| 12 + read(proof)["instance_layout"].as_array().unwrap().iter().find(|s| s["kind"] == "params").unwrap()["first_instance"].as_u64().unwrap();
+    let commitment_of = |proof: &Path| {
+        12 + read(proof)["instance_layout"].as_array().unwrap().iter().find(|s| s["kind"] == "params").unwrap()
+            ["first_instance"]
+            .as_u64()
+            .unwrap()
+    };
     let b_offset = read(&a)["instances"][0].as_array().unwrap().len() as u64;
-    assert_eq!(model["layout"]["bound"], serde_json::json!([commitment_of(&a), commitment_of(&b) + b_offset]), "{model}");
-    assert_eq!(model["layout"]["outputStart"].as_array().unwrap().len(), 2, "one output run per aggregated proof: {model}");
-    let submitted = ok(dir, &["submit", "--model", "batch", "-P", "agg/proof.json", "--vk", "agg/vk.bin", "--verifier", "agg/Verifier.json", "-O", "agg/submission.json"]);
+    assert_eq!(
+        model["layout"]["bound"],
+        serde_json::json!([commitment_of(&a), commitment_of(&b) + b_offset]),
+        "{model}"
+    );
+    assert_eq!(
+        model["layout"]["outputStart"].as_array().unwrap().len(),
+        2,
+        "one output run per aggregated proof: {model}"
+    );
+    let submitted = ok(
+        dir,
+        &[
+            "submit",
+            "--model",
+            "batch",
+            "-P",
+            "agg/proof.json",
+            "--vk",
+            "agg/vk.bin",
+            "--verifier",
+            "agg/Verifier.json",
+            "-O",
+            "agg/submission.json",
+        ],
+    );
     assert!(submitted.contains("output 1"), "every aggregated inference is recorded: {submitted}");
 
     // An aggregation key whose header no longer says it aggregates (so that its verifier would
@@ -204,8 +248,10 @@ fn a_one_column_aggregation_verifies_on_the_evm_for_less_than_350k_gas() {
 
     // One advice column: halo2-base looks its range checks up in that column itself, so the
     // proof carries the fewest commitments the EVM verifier multiplies (k grows instead).
-    let out =
-        ok(dir, &["aggregate", "-P", a.to_str().unwrap(), "--vk", "a/vk.bin", "-O", "one", "--max-advice-columns", "1"]);
+    let out = ok(
+        dir,
+        &["aggregate", "-P", a.to_str().unwrap(), "--vk", "a/vk.bin", "-O", "one", "--max-advice-columns", "1"],
+    );
     assert!(out.contains(", 1 advice columns,"), "{out}");
     ok(dir, &["verify", "--vk", "one/vk.bin", "--proof", "one/proof.json"]);
     ok(dir, &["create-evm-verifier", "--vk", "one/vk.bin", "--sol", "one/Verifier.sol"]);

@@ -19,13 +19,13 @@ use snark_verifier_sdk::halo2::aggregation::{AggregationCircuit, AggregationConf
 use snark_verifier_sdk::{Snark, SHPLONK};
 
 use crate::circuit::instances::{Encoding, InstanceSpan};
-use crate::circuit::lookup::ModelCircuit;
 use crate::circuit::layout::{rows_k, BLINDING_ROWS, MAX_K};
+use crate::circuit::lookup::ModelCircuit;
 use crate::circuit::CircuitShape;
 use crate::error::{write_json, Error, Result};
 use crate::progress::timed;
-use crate::prove::keys::{AggregationInfo, KeyHeader, KEY_FORMAT_VERSION};
 use crate::prove::binding::{BoundWord, Weights};
+use crate::prove::keys::{AggregationInfo, KeyHeader, KEY_FORMAT_VERSION};
 use crate::prove::proof::{decode_instances, fr_to_hex, AggregatedProof, Decoded, PROOF_FORMAT_VERSION};
 use crate::prove::snark::{self, ACCUMULATOR_INSTANCES};
 use crate::prove::{self, load_srs, ProofFile, Srs, TranscriptKind};

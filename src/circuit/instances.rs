@@ -11,8 +11,8 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 use serde::{Deserialize, Serialize};
 
-use super::mutation::keep;
 use super::field::fe;
+use super::mutation::keep;
 
 /// How a run of public instances encodes its values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

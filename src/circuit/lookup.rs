@@ -248,8 +248,13 @@ mod tests {
         let instances = outputs.iter().map(|c| *c.value()).collect();
         base.assigned_instances[0] = outputs;
         base.calculate_params(Some(20));
-        let circuit =
-            ModelCircuit { base, lookup_sets: 1, tables: lookups.tables, lookups: lookups.lookups, binding: Fr::zero() };
+        let circuit = ModelCircuit {
+            base,
+            lookup_sets: 1,
+            tables: lookups.tables,
+            lookups: lookups.lookups,
+            binding: Fr::zero(),
+        };
         MockProver::run(K, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
     }
 

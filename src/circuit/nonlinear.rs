@@ -5,9 +5,9 @@ use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
-use super::mutation::keep;
 use super::field::{fe, to_i128};
 use super::lookup::{Lookup, Table};
+use super::mutation::keep;
 use super::pool::layout_max;
 use crate::model::function::{Domain, Function};
 

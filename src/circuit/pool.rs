@@ -5,8 +5,8 @@ use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
-use super::mutation::keep;
 use super::field::{fe, to_i128};
+use super::mutation::keep;
 
 /// The private witness of a division: `shifted = quotient · divisor + remainder`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -278,8 +278,11 @@ fn check_packing() -> Checked {
     Ok(())
 }
 
+/// A gadget's name (as its constraints' names start) and its check.
+type NamedCheck = (&'static str, fn() -> Checked);
+
 /// Every check of this file, by name.
-fn all_checks() -> [(&'static str, fn() -> Checked); 6] {
+fn all_checks() -> [NamedCheck; 6] {
     [
         ("rescale", check_rescale),
         ("relu", check_relu),

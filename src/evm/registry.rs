@@ -97,7 +97,10 @@ pub fn decode_error(data: &[u8]) -> Option<String> {
         E::ZeroAddress(_) => "ZeroAddress: an address argument is zero".into(),
         E::ModelExists(e) => format!("ModelExists({}): a model is already registered under this id", e.modelId),
         E::UnknownModel(e) => {
-            format!("UnknownModel({}): no model is registered under this id; register it with `zkinfer deploy --registry`", e.modelId)
+            format!(
+                "UnknownModel({}): no model is registered under this id; register it with `zkinfer deploy --registry`",
+                e.modelId
+            )
         }
         E::BadLayout(e) => format!("BadLayout: {}", e.reason),
         E::WrongInstanceCount(e) => format!(
@@ -197,7 +200,9 @@ pub fn registration_of_key(header: &KeyHeader, path: &Path) -> Result<Registrati
     }
     let binding = if bound.is_empty() { B256::ZERO } else { keccak256(&words) };
     // One inference per aggregated proof (an application proof is one), in layout order.
-    let mut inferences: Vec<(&[usize], Option<(usize, usize)>, Option<(usize, usize)>)> = Vec::new();
+    // Per inference: the proof path of its spans, its input run and its output run (start, end).
+    type Run = Option<(usize, usize)>;
+    let mut inferences: Vec<(&[usize], Run, Run)> = Vec::new();
     for span in &header.instance_layout {
         let end = span.first_instance.checked_add(span.instances).ok_or_else(|| Error::artifact(path, "bad layout"))?;
         let at = match inferences.iter().position(|(p, _, _)| *p == span.proof.as_slice()) {

@@ -91,9 +91,12 @@ fn require_canonical_scalars(code: &str) -> String {
     let rewrite = |line: &str| -> Option<String> {
         let args = line.trim().strip_prefix("mstore(")?.strip_suffix("), f_q))")?;
         let (ptr, offset) = args.split_once(", mod(calldataload(")?;
-        let hex = |s: &str| s.strip_prefix("0x").is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
+        let hex =
+            |s: &str| s.strip_prefix("0x").is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
         (hex(ptr) && hex(offset)).then(|| {
-            format!("{{ let word := calldataload({offset}) success := and(success, lt(word, f_q)) mstore({ptr}, word) }}")
+            format!(
+                "{{ let word := calldataload({offset}) success := and(success, lt(word, f_q)) mstore({ptr}, word) }}"
+            )
         })
     };
     let mut out = String::with_capacity(code.len() + code.len() / 8);
@@ -179,7 +182,9 @@ mod tests {
         let code = "let f_q := 0x30\nmstore(0xa0, mod(calldataload(0x0), f_q))\n    mstore(0x1c0, mod(calldataload(0x1e4), f_q))\nmstore(0x20, 1)\n";
         let out = require_canonical_scalars(code);
         assert!(!out.contains("mod(calldataload"), "{out}");
-        assert!(out.contains("{ let word := calldataload(0x0) success := and(success, lt(word, f_q)) mstore(0xa0, word) }"));
+        assert!(
+            out.contains("{ let word := calldataload(0x0) success := and(success, lt(word, f_q)) mstore(0xa0, word) }")
+        );
         assert!(out.contains("calldataload(0x1e4) success := and(success, lt(word, f_q)) mstore(0x1c0, word)"));
         assert!(out.contains("mstore(0x20, 1)"));
     }

@@ -12,10 +12,10 @@ use std::path::Path;
 use halo2_base::halo2_proofs::arithmetic::CurveAffine;
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine};
 use halo2_base::halo2_proofs::halo2curves::ff::PrimeField;
+use halo2_base::halo2_proofs::halo2curves::group::Curve;
 use halo2_base::halo2_proofs::plonk::VerifyingKey;
 use halo2_base::halo2_proofs::poly::commitment::{Blind, Params};
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
-use halo2_base::halo2_proofs::halo2curves::group::Curve;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -105,7 +105,12 @@ pub fn binding_commitment(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>
 
 /// Checks that a key's header is the one its circuit was made with; `params` is the SRS at the
 /// key's k.
-pub fn check_binding(path: &Path, header: &KeyHeader, vk: &VerifyingKey<G1Affine>, params: &ParamsKZG<Bn256>) -> Result<()> {
+pub fn check_binding(
+    path: &Path,
+    header: &KeyHeader,
+    vk: &VerifyingKey<G1Affine>,
+    params: &ParamsKZG<Bn256>,
+) -> Result<()> {
     let edited = || {
         Error::artifact(
             path,

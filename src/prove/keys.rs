@@ -161,7 +161,10 @@ pub fn read_vk(path: &Path) -> Result<(KeyHeader, VerifyingKey<G1Affine>)> {
 /// Reads a verifying key, loads the SRS it was made with (the `--srs` file, or the development
 /// one when the key says so) and checks that the key's header is the one its circuit binds:
 /// what the header says (instance layout, bound weights, aggregation) can then be trusted.
-pub fn read_vk_checked(path: &Path, srs_file: Option<&Path>) -> Result<(KeyHeader, VerifyingKey<G1Affine>, super::Srs)> {
+pub fn read_vk_checked(
+    path: &Path,
+    srs_file: Option<&Path>,
+) -> Result<(KeyHeader, VerifyingKey<G1Affine>, super::Srs)> {
     let (header, vk) = read_vk(path)?;
     let srs = super::srs::srs_for_key(header.shape.k, &header.srs, srs_file)?;
     super::binding::check_binding(path, &header, &vk, &srs.params)?;

@@ -193,4 +193,3 @@ pub fn edit_key_header(path: &Path, change: impl FnOnce(&mut serde_json::Value))
     out.extend_from_slice(&bytes[12 + len..]);
     std::fs::write(path, out).unwrap();
 }
-
