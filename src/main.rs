@@ -116,6 +116,23 @@ impl From<&ChainArgs> for zkinfer::evm::Connect {
     }
 }
 
+/// The model a registration or a submission is for.
+#[derive(Args, Clone)]
+struct ModelKeyArgs {
+    /// The model's verifying key (or an aggregation's): what is registered (the layout of the
+    /// public instances, the weights proofs must carry) and how a proof and its record are read
+    /// come from it.
+    #[arg(long, default_value = "vk.bin")]
+    vk: PathBuf,
+    /// The SRS file the key was made with (default: the development SRS).
+    #[arg(long)]
+    srs: Option<PathBuf>,
+    /// Register a model with private weights anyway: its records then say only that some
+    /// weights of this architecture gave the output.
+    #[arg(long)]
+    allow_unbound_weights: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Read an ONNX model and write settings.json (scales, visibility, shapes).
@@ -331,17 +348,8 @@ enum Command {
         /// Register the model in the registry under this name (or 32-byte hex id).
         #[arg(long)]
         model: Option<String>,
-        /// The model's verifying key (or an aggregation's): the layout of its public instances
-        /// and the weights its proofs must carry are registered from it.
-        #[arg(long, default_value = "vk.bin")]
-        vk: PathBuf,
-        /// The SRS file the key was made with (default: the development SRS).
-        #[arg(long)]
-        srs: Option<PathBuf>,
-        /// Register a model with private weights: its records then say only that some weights
-        /// of this architecture gave the output.
-        #[arg(long)]
-        allow_unbound_weights: bool,
+        #[command(flatten)]
+        key: ModelKeyArgs,
         /// Gas one verification may use inside the adapter.
         #[arg(long, default_value_t = zkinfer::evm::registry::DEFAULT_GAS_CAP)]
         gas_cap: u64,
@@ -363,15 +371,8 @@ enum Command {
         /// The proof.
         #[arg(short = 'P', long, default_value = "proof.json")]
         proof: PathBuf,
-        /// The model's verifying key: the proof and the record are read through its layout.
-        #[arg(long, default_value = "vk.bin")]
-        vk: PathBuf,
-        /// The SRS file the key was made with (default: the development SRS).
-        #[arg(long)]
-        srs: Option<PathBuf>,
-        /// On the in-process EVM: register a model with private weights anyway (see deploy).
-        #[arg(long)]
-        allow_unbound_weights: bool,
+        #[command(flatten)]
+        key: ModelKeyArgs,
         /// The model's registered name (or 32-byte hex id).
         #[arg(long)]
         model: String,
@@ -613,9 +614,7 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             registry,
             registry_address,
             model,
-            vk,
-            srs,
-            allow_unbound_weights,
+            key,
             gas_cap,
             allow_insecure_srs,
             solc,
@@ -631,9 +630,9 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 verifier,
                 registry,
                 model,
-                vk,
-                srs,
-                allow_unbound_weights,
+                vk: key.vk,
+                srs: key.srs,
+                allow_unbound_weights: key.allow_unbound_weights,
                 gas_cap,
                 allow_insecure_srs,
                 solc,
@@ -642,27 +641,14 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let file = onchain::deploy(&mut chain, &options)?;
             print_deployment(&chain, &file, Some(&out));
         }
-        Command::Submit {
-            chain,
-            proof,
-            vk,
-            srs,
-            allow_unbound_weights,
-            model,
-            registry,
-            deployment,
-            verifier,
-            gas_cap,
-            solc,
-            out,
-        } => {
+        Command::Submit { chain, proof, key, model, registry, deployment, verifier, gas_cap, solc, out } => {
             let registry = registry.map(|a| parse_address(&a, "--registry")).transpose()?;
             let mut chain = zkinfer::evm::Chain::open(&(&chain).into())?;
             let options = SubmitOptions {
                 proof,
-                vk,
-                srs,
-                allow_unbound_weights,
+                vk: key.vk,
+                srs: key.srs,
+                allow_unbound_weights: key.allow_unbound_weights,
                 model,
                 registry,
                 deployment,

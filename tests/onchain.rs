@@ -346,6 +346,10 @@ fn a_proof_bound_to_its_submitter_cannot_be_front_run_or_replayed_elsewhere() {
     ok(w, &["prove", "--submitter", first_account]);
     let printed = ok(w, &["verify"]);
     assert!(printed.contains("proven submitter 0") && printed.contains("binding word 0x"), "{printed}");
+    // The word is free in the circuit but bound by the transcript: changed, the proof fails.
+    let proof = read(&w.join("proof.json"));
+    let at = proof["instances"][0].as_array().unwrap().len() - 1;
+    assert_rejected(w, &tamper_instance(&proof, at), Some(&url), "the submitter word");
 
     // A front-runner sending the same proof from another account is refused before paying.
     let e = fails_env(w, &["submit", "--rpc-url", &url, "--model", "m"], &[("ZKINFER_PRIVATE_KEY", SECOND_DEV_KEY)]);

@@ -12,25 +12,12 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::halo2_proofs::plonk::Assigned;
 use zkinfer::circuit::layout::{build_circuit, choose_shape, Stage};
 use zkinfer::model::{import_onnx, load_input, QuantizedModel};
-use zkinfer::settings::{Settings, Visibilities};
 
 /// Lays `name` out on its input and alters `samples` cells, one at a time, spread evenly over
 /// the main advice column; returns how many cells the circuit has.
 fn every_sampled_cell_is_bound(name: &str, lookup_range: Option<[f64; 2]>, samples: usize) -> usize {
     let graph = import_onnx(&fixture(&format!("{name}.onnx"))).unwrap();
-    let settings = Settings {
-        zkinfer_version: "test".into(),
-        model_digest: String::new(),
-        input_scale: 7,
-        param_scale: 7,
-        activation_bits: 24,
-        visibility: Visibilities::default(),
-        k: None,
-        max_advice_columns: 8,
-        lookup_range,
-        input_shapes: graph.input_shapes(),
-        output_shapes: graph.output_shapes(),
-    };
+    let settings = common::test_settings(&graph, lookup_range);
     let model = QuantizedModel::quantize(&graph, &settings).unwrap();
     let input = fixture(&format!("{name}.input.json"));
     let inputs = model.quantize_inputs(&load_input(&input, &model.input_shapes()).unwrap());

@@ -6,22 +6,10 @@ mod common;
 use halo2_base::halo2_proofs::dev::MockProver;
 use zkinfer::circuit::layout::{build_circuit, choose_shape, Stage};
 use zkinfer::model::{import_onnx, load_input, QuantizedModel};
-use zkinfer::settings::{Settings, Visibilities};
+use zkinfer::settings::Settings;
 
 fn settings_for(graph: &zkinfer::model::Graph) -> Settings {
-    Settings {
-        zkinfer_version: "test".into(),
-        model_digest: String::new(),
-        input_scale: 7,
-        param_scale: 7,
-        activation_bits: 24,
-        visibility: Visibilities::default(),
-        k: None,
-        max_advice_columns: 8,
-        lookup_range: None,
-        input_shapes: graph.input_shapes(),
-        output_shapes: graph.output_shapes(),
-    }
+    common::test_settings(graph, None)
 }
 
 fn check(model: &std::path::Path, input: &std::path::Path) {

@@ -72,28 +72,33 @@ contract InferenceRegistryTest {
         xs[0] = v;
     }
 
-    function layout() private pure returns (InferenceRegistry.Layout memory) {
+    /// One inference, private input, one output run.
+    function oneInference(uint256 n, uint16[] memory bound, uint16 outputStart, uint16 outputLength)
+        private
+        pure
+        returns (InferenceRegistry.Layout memory)
+    {
         return InferenceRegistry.Layout({
-            numInstances: uint16(HashedFixture.NUM_INSTANCES),
-            bound: HashedFixture.bound(),
+            numInstances: uint16(n),
+            bound: bound,
             inputStart: one(0),
             inputLength: one(0),
-            outputStart: one(HashedFixture.OUTPUT_START),
-            outputLength: one(HashedFixture.OUTPUT_LENGTH),
+            outputStart: one(outputStart),
+            outputLength: one(outputLength),
             submitter: new uint16[](0)
         });
     }
 
+    function layout() private pure returns (InferenceRegistry.Layout memory) {
+        return oneInference(
+            HashedFixture.NUM_INSTANCES, HashedFixture.bound(), HashedFixture.OUTPUT_START, HashedFixture.OUTPUT_LENGTH
+        );
+    }
+
     function publicLayout() private pure returns (InferenceRegistry.Layout memory) {
-        return InferenceRegistry.Layout({
-            numInstances: uint16(PublicFixture.NUM_INSTANCES),
-            bound: PublicFixture.bound(),
-            inputStart: one(0),
-            inputLength: one(0),
-            outputStart: one(PublicFixture.OUTPUT_START),
-            outputLength: one(PublicFixture.OUTPUT_LENGTH),
-            submitter: new uint16[](0)
-        });
+        return oneInference(
+            PublicFixture.NUM_INSTANCES, PublicFixture.bound(), PublicFixture.OUTPUT_START, PublicFixture.OUTPUT_LENGTH
+        );
     }
 
     function assertEq(int256 a, int256 b, string memory what) private pure {
@@ -229,26 +234,50 @@ contract InferenceRegistryTest {
         registry.submit(MODEL, HashedFixture.PROOF, xs);
     }
 
+    /// A proof made with the model's own proving key and other weights: the verifier accepts it
+    /// (the weights, or their commitment, are instances), the registry does not; the model's
+    /// own proof is recorded.
+    function assertOtherWeightsRefused(
+        bytes32 model,
+        IInferenceVerifier modelVerifier,
+        bytes32 binding,
+        uint16[] memory bound,
+        bytes memory otherProof,
+        uint256[] memory other,
+        bytes memory proof,
+        uint256[] memory instances
+    ) private {
+        require(modelVerifier.verifyProof(other, otherProof), "the forged proof is valid for the circuit");
+        bytes32 got = registry.bindingOf(bound, other);
+        vm.expectRevert(abi.encodeWithSelector(InferenceRegistry.OtherWeights.selector, binding, got));
+        registry.submit(model, otherProof, other);
+        registry.submit(model, proof, instances);
+    }
+
     function testAProofOfOtherHashedWeightsIsRefused() public {
-        // Made with the model's own proving key and other weights: the verifier accepts it (the
-        // weights' commitment is an instance), the registry does not.
-        uint256[] memory xs = HashedFixture.otherWeightsInstances();
-        require(verifier.verifyProof(xs, HashedFixture.OTHER_WEIGHTS_PROOF), "the forged proof is valid for the circuit");
-        vm.expectRevert(
-            abi.encodeWithSelector(InferenceRegistry.OtherWeights.selector, HashedFixture.BINDING, registry.bindingOf(HashedFixture.bound(), xs))
+        assertOtherWeightsRefused(
+            MODEL,
+            verifier,
+            HashedFixture.BINDING,
+            HashedFixture.bound(),
+            HashedFixture.OTHER_WEIGHTS_PROOF,
+            HashedFixture.otherWeightsInstances(),
+            HashedFixture.PROOF,
+            HashedFixture.instances()
         );
-        registry.submit(MODEL, HashedFixture.OTHER_WEIGHTS_PROOF, xs);
-        registry.submit(MODEL, HashedFixture.PROOF, HashedFixture.instances());
     }
 
     function testAProofOfOtherPublicWeightsIsRefused() public {
-        uint256[] memory xs = PublicFixture.otherWeightsInstances();
-        require(publicVerifier.verifyProof(xs, PublicFixture.OTHER_WEIGHTS_PROOF), "the forged proof is valid for the circuit");
-        vm.expectRevert(
-            abi.encodeWithSelector(InferenceRegistry.OtherWeights.selector, PublicFixture.BINDING, registry.bindingOf(PublicFixture.bound(), xs))
+        assertOtherWeightsRefused(
+            PUBLIC_MODEL,
+            publicVerifier,
+            PublicFixture.BINDING,
+            PublicFixture.bound(),
+            PublicFixture.OTHER_WEIGHTS_PROOF,
+            PublicFixture.otherWeightsInstances(),
+            PublicFixture.PROOF,
+            PublicFixture.instances()
         );
-        registry.submit(PUBLIC_MODEL, PublicFixture.OTHER_WEIGHTS_PROOF, xs);
-        registry.submit(PUBLIC_MODEL, PublicFixture.PROOF, PublicFixture.instances());
     }
 
     function testEveryAggregatedInferencesWeightsAreChecked() public {
@@ -289,15 +318,8 @@ contract InferenceRegistryTest {
         // [output, submitter word]: the word binds the proof to ALICE, this chain and this
         // registry; a front-runner sending ALICE's proof, or a replay in another registry, fails.
         IInferenceVerifier accepting = new AcceptingVerifier();
-        InferenceRegistry.Layout memory l = InferenceRegistry.Layout({
-            numInstances: 2,
-            bound: new uint16[](0),
-            inputStart: one(0),
-            inputLength: one(0),
-            outputStart: one(0),
-            outputLength: one(1),
-            submitter: one(1)
-        });
+        InferenceRegistry.Layout memory l = oneInference(2, new uint16[](0), 0, 1);
+        l.submitter = one(1);
         registry.registerModel(keccak256("bound"), accepting, InferenceRegistry.Weights.Fixed, bytes32(0), l);
         uint256[] memory xs = new uint256[](2);
         xs[0] = 7;

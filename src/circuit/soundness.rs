@@ -17,9 +17,14 @@ impl<F: Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>>> GadgetFn
 /// Runs a gadget in the MockProver; returns whether it is satisfied and the output values.
 /// `instances` overrides the public values (else the outputs' own values are used).
 pub(crate) fn mock_run(gadget: &(dyn GadgetFn + '_), instances: Option<Vec<Fr>>) -> (bool, Vec<Fr>) {
+    mock_run_at(K, gadget, instances)
+}
+
+/// [`mock_run`] in a circuit of 2^k rows, whose range checks look up `k - 1` bits at once.
+pub(crate) fn mock_run_at(k: usize, gadget: &(dyn GadgetFn + '_), instances: Option<Vec<Fr>>) -> (bool, Vec<Fr>) {
     let mut builder = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
-        .use_k(K)
-        .use_lookup_bits(K - 1)
+        .use_k(k)
+        .use_lookup_bits(k - 1)
         .use_instance_columns(1);
     let range = builder.range_chip();
     let outputs = gadget(builder.main(0), &range);
@@ -27,7 +32,7 @@ pub(crate) fn mock_run(gadget: &(dyn GadgetFn + '_), instances: Option<Vec<Fr>>)
     builder.assigned_instances[0] = outputs;
     builder.calculate_params(Some(20));
     let instances = instances.unwrap_or_else(|| values.clone());
-    let ok = MockProver::run(K as u32, &builder, vec![instances]).expect("mock prover runs").verify().is_ok();
+    let ok = MockProver::run(k as u32, &builder, vec![instances]).expect("mock prover runs").verify().is_ok();
     (ok, values)
 }
 

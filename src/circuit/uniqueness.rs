@@ -13,9 +13,7 @@
 //! The same checks score the gadgets' constraints (see [`super::mutation`]): each named check
 //! is dropped in turn, and some check here must then fail.
 
-use halo2_base::gates::circuit::{builder::BaseCircuitBuilder, CircuitBuilderStage};
 use halo2_base::gates::RangeChip;
-use halo2_base::halo2_proofs::dev::MockProver;
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context};
 
@@ -25,22 +23,14 @@ use super::linear::{layout_rescale, rescale_hint, RescaleHint};
 use super::mutation::{without, CHECKS};
 use super::nonlinear::layout_relu;
 use super::pool::{layout_div, layout_max, layout_mean, DivisionHint};
+use super::soundness::mock_run_at;
 
 /// Rows of the small circuits: range checks of up to `K - 1` bits are one lookup.
 const K: usize = 9;
 
 /// Whether the gadget, with its own outputs public, satisfies the MockProver.
 fn satisfied(gadget: impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>>) -> bool {
-    let mut builder = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
-        .use_k(K)
-        .use_lookup_bits(K - 1)
-        .use_instance_columns(1);
-    let range = builder.range_chip();
-    let outputs = gadget(builder.main(0), &range);
-    let instances = outputs.iter().map(|c| *c.value()).collect();
-    builder.assigned_instances[0] = outputs;
-    builder.calculate_params(Some(20));
-    MockProver::run(K as u32, &builder, vec![instances]).expect("mock prover runs").verify().is_ok()
+    mock_run_at(K, &gadget, None).0
 }
 
 /// The alternatives of a hint whose honest values lie in `lo..hi`: that range, one step beyond

@@ -193,3 +193,21 @@ pub fn edit_key_header(path: &Path, change: impl FnOnce(&mut serde_json::Value))
     out.extend_from_slice(&bytes[12 + len..]);
     std::fs::write(path, out).unwrap();
 }
+
+/// Settings for laying a model out directly (scales 7, 24-bit activations, default visibility),
+/// with the lookup tables over `lookup_range`.
+pub fn test_settings(graph: &zkinfer::model::Graph, lookup_range: Option<[f64; 2]>) -> zkinfer::settings::Settings {
+    zkinfer::settings::Settings {
+        zkinfer_version: "test".into(),
+        model_digest: String::new(),
+        input_scale: 7,
+        param_scale: 7,
+        activation_bits: 24,
+        visibility: Default::default(),
+        k: None,
+        max_advice_columns: 8,
+        lookup_range,
+        input_shapes: graph.input_shapes(),
+        output_shapes: graph.output_shapes(),
+    }
+}
