@@ -355,8 +355,7 @@ pub fn submit(chain: &mut Chain, options: &SubmitOptions) -> Result<Submission> 
 fn load_submitted(options: &SubmitOptions) -> Result<(ProofFile, KeyHeader)> {
     let proof = ProofFile::load_for_evm(&options.proof)?;
     let (key, _, _) = crate::prove::keys::read_vk_checked(&options.vk, options.srs.as_deref())?;
-    crate::prove::keys::check_digest(&options.proof, &proof.circuit_digest, &key.circuit_digest)?;
-    proof.check_layout(&options.proof, &key.instance_layout)?;
+    proof.check_key(&options.proof, &key)?;
     Ok((proof, key))
 }
 

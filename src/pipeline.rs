@@ -333,8 +333,7 @@ pub struct Verified {
 pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>, expected: &Expected) -> Result<Verified> {
     let (header, vk, srs) = prove::keys::read_vk_checked(vk_path, srs_file)?;
     let proof = ProofFile::load(proof_path)?;
-    check_digest(proof_path, &proof.circuit_digest, &header.circuit_digest)?;
-    proof.check_layout(proof_path, &header.instance_layout)?;
+    proof.check_key(proof_path, &header)?;
     let bytes = proof.proof_bytes(proof_path)?;
     let instances = proof.instance_values(proof_path)?;
     let column = instances.first().cloned().unwrap_or_default();

@@ -114,10 +114,7 @@ fn hashed_everything_verifies_on_anvil() {
 
 #[test]
 fn a_prover_cannot_claim_another_model_or_input() {
-    use zkinfer::artifacts::CompiledModel;
-    use zkinfer::circuit::layout::{build_circuit, Stage};
-    use zkinfer::model::QOp;
-    use zkinfer::prove::proof::fr_to_hex;
+    use zkinfer::prove::proof::{fr_from_hex, fr_to_hex};
 
     let dir = run_with("hashed", "hashed", "public");
     let w = dir.path();
@@ -126,46 +123,22 @@ fn a_prover_cannot_claim_another_model_or_input() {
 
     // The proving key does not depend on the weights, so a prover holding it can prove with
     // other weights; the proof then carries another model commitment.
-    let compiled = CompiledModel::load(&w.join("model.compiled")).unwrap();
-    let mut other = compiled.model.clone();
-    let dense = other.nodes.iter_mut().find_map(|n| match &mut n.op {
-        QOp::Dense { weight, .. } => Some(weight),
-        _ => None,
-    });
-    let weight = dense.unwrap();
-    let i = weight.iter().position(|&v| v > 0).unwrap();
-    weight[i] -= 1;
-    let (header, pk) = zkinfer::prove::read_pk(&w.join("pk.bin")).unwrap();
+    let forged = json(&prove_with_other_weights(w, "forged.json", false));
+    let proof = hex::decode(forged["proof"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    let instances: Vec<_> =
+        forged["instances"][0].as_array().unwrap().iter().map(|x| fr_from_hex(x.as_str().unwrap()).unwrap()).collect();
+    let (header, vk) = zkinfer::prove::read_vk(&w.join("vk.bin")).unwrap();
     let srs = zkinfer::pipeline::srs_for_key(header.shape.k, &header.srs, None).unwrap();
-    let inputs = {
-        let x = zkinfer::model::load_input(&w.join("input.json"), &other.input_shapes()).unwrap();
-        other.quantize_inputs(&x)
-    };
-    let laid = build_circuit(&other, &inputs, Stage::Prove(&compiled.shape, &header.break_points)).unwrap();
-    let instances = laid.instances.clone();
-    let proof = zkinfer::prove::snark::prove(
-        &srs.params,
-        &pk,
-        laid.circuit,
-        &instances,
-        zkinfer::prove::TranscriptKind::Keccak,
-    )
-    .unwrap();
-    let (_, vk) = zkinfer::prove::read_vk(&w.join("vk.bin")).unwrap();
     zkinfer::prove::verify_keccak(&srs.params, &vk, &proof, &instances).expect("valid for its own commitment");
     let model_at = span_of(&published, "params")["first_instance"].as_u64().unwrap() as usize;
     assert_ne!(fr_to_hex(&instances[model_at]), c["model"].as_str().unwrap());
     // Claiming the committed model's commitment fails.
     let mut claimed = instances.clone();
-    claimed[model_at] = zkinfer::prove::proof::fr_from_hex(c["model"].as_str().unwrap()).unwrap();
+    claimed[model_at] = fr_from_hex(c["model"].as_str().unwrap()).unwrap();
     assert!(zkinfer::prove::verify_keccak(&srs.params, &vk, &proof, &claimed).is_err());
 
     // As a file, the proof with other weights is valid for the circuit, but the verifying key
     // holds the model's commitment: verify refuses it even when no commitment is given.
-    let mut forged = published.clone();
-    forged["proof"] = Value::String(format!("0x{}", hex::encode(&proof)));
-    forged["instances"][0] = instances.iter().map(|x| Value::String(fr_to_hex(x))).collect();
-    write_json(&w.join("forged.json"), &forged);
     let refused = fails(w, &["verify", "--proof", "forged.json"]);
     assert!(refused.contains("valid but for other weights"), "{refused}");
     let refused = fails(w, &["verify", "--proof", "forged.json", "--model-commitment", c["model"].as_str().unwrap()]);

@@ -128,8 +128,7 @@ fn load_inner(path: &Path, vk_path: &Path, srs_file: Option<&Path>) -> Result<In
     // The protocol comes from the verifying key, never from the proof file: a prover could
     // write there the protocol of a circuit of their own.
     let (key, vk, srs) = prove::keys::read_vk_checked(vk_path, srs_file)?;
-    prove::keys::check_digest(path, &file.circuit_digest, &key.circuit_digest)?;
-    file.check_layout(path, &key.instance_layout)?;
+    file.check_key(path, &key)?;
     let is_aggregate = key.aggregation.is_some();
     let protocol = snark::protocol_of(&srs.params, &vk, key.shape.num_instances, is_aggregate);
     let instances = file.instance_values(path)?;

@@ -157,9 +157,7 @@ impl ModelCircuit {
             },
         )
     }
-}
 
-impl ModelCircuit {
     /// The position of the key-binding column among a verifying key's fixed commitments: the
     /// fixed columns are committed in the order they were configured, and key generation
     /// appends the compressed selectors after them.

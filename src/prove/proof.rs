@@ -191,10 +191,13 @@ impl ProofFile {
             .map_err(|e| Error::artifact(path, format!("the proof field is not hex: {e}")))
     }
 
-    /// Refuses a proof file whose `instance_layout` is not the verifying key's: the layout the
-    /// key binds is the one everything is read through, and a file that says otherwise was
-    /// edited or belongs to another model.
-    pub fn check_layout(&self, path: &Path, trusted: &[InstanceSpan]) -> Result<()> {
+    /// Refuses a proof file that is not of the circuit of `key` (a verifying key's header, checked
+    /// against its key): another circuit digest, or an `instance_layout` other than the key's.
+    /// The layout the key binds is the one everything is read through, and a file that says
+    /// otherwise was edited or belongs to another model.
+    pub fn check_key(&self, path: &Path, key: &super::KeyHeader) -> Result<()> {
+        super::keys::check_digest(path, &self.circuit_digest, &key.circuit_digest)?;
+        let trusted = key.instance_layout.as_slice();
         if self.instance_layout == trusted {
             return Ok(());
         }
