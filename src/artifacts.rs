@@ -11,7 +11,7 @@ use crate::model::QuantizedModel;
 use crate::settings::Settings;
 
 /// Version of the `model.compiled` layout.
-pub const COMPILED_FORMAT_VERSION: u32 = 2;
+pub const COMPILED_FORMAT_VERSION: u32 = 3;
 
 /// `model.compiled`: the quantized graph and the circuit geometry chosen for it.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -210,7 +210,7 @@ fn lookup_range(graph: &Graph, base: &Settings, samples: &[Vec<Vec<f32>>]) -> Re
     let settings = Settings { lookup_range: None, ..with_scales(base, RANGE_SCALE, RANGE_SCALE, 64) };
     let quantized = QuantizedModel::quantize(graph, &settings)?;
     let inputs: Vec<usize> =
-        quantized.nodes.iter().filter(|n| matches!(n.op, QOp::Lookup { .. })).map(|n| n.inputs[0]).collect();
+        quantized.nodes.iter().filter(|n| matches!(n.op, QOp::Lookup(_))).map(|n| n.inputs[0]).collect();
     if inputs.is_empty() {
         return Ok(None);
     }
@@ -252,7 +252,7 @@ fn evaluate(
     // One table per function: the rows at this scale and range.
     let mut functions: Vec<Function> = Vec::new();
     for node in &graph.nodes {
-        if let crate::model::Op::Lookup { func } = node.op {
+        if let crate::model::Op::Lookup(crate::ops::activation::Lookup { func }) = node.op {
             if !functions.contains(&func) {
                 functions.push(func);
             }
@@ -322,7 +322,7 @@ fn layer_errors(
         .nodes
         .iter()
         .zip(stats)
-        .filter(|(node, _)| !matches!(node.op, QOp::Input { .. }))
+        .filter(|(node, _)| !matches!(node.op, QOp::Input(_)))
         .map(|(node, stat)| LayerError {
             node: node.name.clone(),
             op: op_name(&node.op),
@@ -335,9 +335,8 @@ fn layer_errors(
 
 /// The name of an operation's variant ("Dense", "Relu", ...).
 fn op_name(op: &QOp) -> String {
-    if let QOp::Lookup { func, .. } = op {
-        return func.name().into();
+    match op {
+        QOp::Lookup(lookup) => lookup.func.name().into(),
+        op => op.name().into(),
     }
-    let debug = format!("{op:?}");
-    debug.split([' ', '{', '(']).next().unwrap_or_default().to_string()
 }

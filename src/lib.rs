@@ -8,6 +8,7 @@ pub mod error;
 pub mod evm;
 pub mod model;
 pub mod onchain;
+pub mod ops;
 pub mod pipeline;
 pub mod progress;
 pub mod prove;

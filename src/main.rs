@@ -434,7 +434,14 @@ enum Command {
         #[arg(long, default_value = "zkinfer-demo")]
         dir: PathBuf,
     },
+    /// Install the pinned EVM toolchain (solc-js, anvil, forge) into the per-user cache if it is
+    /// not there, and print where each tool is found.
+    Toolchain,
 }
+
+/// The demo's model and input, compiled in.
+const DEMO_MODEL: &[u8] = include_bytes!("../examples/mlp_small/network.onnx");
+const DEMO_INPUT: &[u8] = include_bytes!("../examples/mlp_small/input.json");
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -682,18 +689,25 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             );
         }
         Command::Demo { dir } => {
-            let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join("mlp_small");
+            // The demo model travels in the binary: an installed zkinfer needs no checkout.
+            std::fs::create_dir_all(&dir).map_err(|e| zkinfer::Error::io("create", &dir, e))?;
+            let (model, input) = (dir.join("network.onnx"), dir.join("input.json"));
+            for (path, bytes) in [(&model, DEMO_MODEL), (&input, DEMO_INPUT)] {
+                std::fs::write(path, bytes).map_err(|e| zkinfer::Error::io("write", path, e))?;
+            }
             println!(
                 "zkinfer demo: proving a 16→32→8 MLP ({}) and verifying it natively and on an in-process EVM",
-                example.display()
+                model.display()
             );
-            let report = pipeline::run(
-                &example.join("network.onnx"),
-                &example.join("input.json"),
-                &dir,
-                &RunOptions::default(),
-            )?;
+            let report = pipeline::run(&model, &input, &dir, &RunOptions::default())?;
             print_summary(&report, &dir);
+        }
+        Command::Toolchain => {
+            use zkinfer::evm::toolchain;
+            println!("toolchain folder: {}", toolchain::toolchain_dir().display());
+            println!("solc:  {}", toolchain::resolve_solc(None)?.display());
+            println!("anvil: {}", toolchain::resolve_anvil()?.display());
+            println!("forge: {}", toolchain::resolve_forge()?.display());
         }
     }
     Ok(())

@@ -154,13 +154,29 @@ fn conv1d_and_average_pooling_prove_and_verify() {
     check_example(&fixture("conv1d_ops.onnx"), &fixture("conv1d_ops.input.json"), 0.03);
 }
 
+/// `cargo install` then `zkinfer demo` anywhere: the binary, copied out of the build tree, runs
+/// the demo from a folder outside the checkout (the model is compiled in; the EVM toolchain
+/// comes from the per-user cache).
 #[test]
-fn demo_prints_a_summary() {
+fn demo_runs_from_an_installed_binary_in_any_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let out = ok(dir.path(), &["demo", "--dir", "demo"]);
-    assert!(out.contains("native OK"), "{out}");
-    assert!(out.contains("EVM (in-process revm): OK"), "{out}");
-    assert!(dir.path().join("demo/report.json").is_file());
+    let installed = dir.path().join("bin").join("zkinfer");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_zkinfer"), &installed).unwrap();
+    let work = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = std::process::Command::new(&installed)
+        .args(["demo", "--dir", "demo"])
+        .current_dir(&work)
+        .env_remove("ZKINFER_TOOLCHAIN_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("native OK"), "{stdout}");
+    assert!(stdout.contains("EVM (in-process revm): OK"), "{stdout}");
+    assert!(work.join("demo/report.json").is_file());
+    assert!(work.join("demo/network.onnx").is_file(), "the embedded model is written beside its outputs");
 }
 
 #[test]

@@ -175,7 +175,7 @@ fn a_compiled_model_with_an_empty_pooling_window_is_refused_when_loaded() {
     ok(w, &["compile"]);
     let mut compiled = zkinfer::artifacts::CompiledModel::load(&w.join("model.compiled")).unwrap();
     let pool = compiled.model.nodes.iter_mut().find_map(|n| match &mut n.op {
-        QOp::MaxPool { window } => Some(window),
+        QOp::MaxPool(pool) => Some(&mut pool.window),
         _ => None,
     });
     let window = pool.expect("conv2d_ops has a MaxPool");

@@ -1,7 +1,7 @@
 //! Lays out a whole quantized model, node by node, and chooses the circuit's size.
 
 use halo2_base::gates::circuit::{builder::BaseCircuitBuilder, BaseCircuitParams, CircuitBuilderStage};
-use halo2_base::gates::{GateInstructions, RangeChip, RangeInstructions};
+use halo2_base::gates::{RangeChip, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::halo2_proofs::halo2curves::ff::Field;
 use halo2_base::{AssignedValue, Context};
@@ -10,14 +10,12 @@ use serde::{Deserialize, Serialize};
 use super::commit::layout_hash;
 use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
-use super::linear::{layout_affine, layout_inner_product, layout_product, AffineParams, ParamCells};
+use super::linear::ParamCells;
 use super::lookup::{ModelCircuit, ModelCircuitParams};
-use super::nonlinear::{layout_lookup, layout_relu, Lookups};
-use super::pool::{layout_div, layout_max, layout_mean};
-use super::shape::{layout_add, layout_add_const};
+use super::nonlinear::Lookups;
 use crate::error::{Error, Result};
-use crate::model::quantize::{pool_windows, QSource};
-use crate::model::quantize::{QOp, QuantizedModel};
+use crate::model::quantize::QuantizedModel;
+use crate::ops::LayoutCx;
 use crate::settings::Visibility;
 
 /// Rows at the end of the circuit kept free for halo2's blinding factors.
@@ -223,7 +221,6 @@ pub fn build_circuit_for(
         Stage::Prove(shape, break_points) => BaseCircuitBuilder::prover(shape.config.clone(), break_points.to_vec()),
     };
     let range = builder.range_chip();
-    let gate = range.gate();
     let bits = model.activation_bits;
     let visibility = &model.visibility;
     let ctx = builder.main(0);
@@ -235,154 +232,32 @@ pub fn build_circuit_for(
     } else {
         params.iter().map(|t| ctx.assign_witnesses(t.values.iter().map(|&v| fe(v as i128)))).collect()
     };
-    // Tensor `offset` of node `at` (param tensors come in node order).
-    let param = |at: usize, offset: usize| {
-        let t = params.partition_point(|t| t.node < at) + offset;
-        match loaded.get(t) {
-            Some(cells) => ParamCells::Loaded(cells),
-            None => ParamCells::Fixed(params[t].values),
-        }
-    };
-
+    let scales = model.scales();
     let mut cells: Vec<Vec<AssignedValue<Fr>>> = Vec::with_capacity(model.nodes.len());
     let mut shifted_inputs = Vec::new();
     let mut lookups = Lookups::default();
     for (at, node) in model.nodes.iter().enumerate() {
-        let arg = |i: usize| (&cells[node.inputs[i]][..], &model.nodes[node.inputs[i]].shape[..]);
-        let out = match &node.op {
-            QOp::Input { index } => {
-                let data =
-                    inputs.get(*index).ok_or_else(|| Error::UnsupportedModel(format!("missing input #{index}")))?;
-                let input: Vec<_> = data.iter().map(|&v| ctx.load_witness(fe(v as i128))).collect();
-                // Every input is range-checked, whoever sees it: the statement is about
-                // in-range inputs.
-                shifted_inputs.push((
-                    *index,
-                    node.name.clone(),
-                    node.shape.clone(),
-                    layout_offset(ctx, &range, &input, bits),
-                ));
-                input
-            }
-            QOp::Dense { shift, .. } | QOp::Conv { shift, .. } => {
-                let (x, shape) = arg(0);
-                let outputs = node.op.affine_outputs(shape);
-                let params = AffineParams { weight: param(at, 0), bias: param(at, 1), shift: *shift };
-                layout_affine(ctx, &range, x, params, &outputs, bits)
-            }
-            QOp::AveragePool { window, count_include_pad } => {
-                let (x, shape) = arg(0);
-                pool_windows(shape, window)
-                    .iter()
-                    .map(|taps| {
-                        let cells: Vec<_> = taps.iter().map(|&i| x[i]).collect();
-                        let count = if *count_include_pad { window.kernel_len() } else { taps.len() };
-                        layout_mean(ctx, &range, &cells, count as u64, bits, None)
-                    })
-                    .collect()
-            }
-            QOp::MaxPool { window } => {
-                let (x, shape) = arg(0);
-                pool_windows(shape, window)
-                    .iter()
-                    .map(|taps| {
-                        let cells: Vec<_> = taps.iter().map(|&i| x[i]).collect();
-                        layout_max(ctx, &range, &cells, bits, false, None)
-                    })
-                    .collect()
-            }
-            QOp::Add => layout_add(ctx, gate, arg(0), arg(1), &node.shape),
-            QOp::AddConst { .. } => layout_add_const(ctx, gate, arg(0), param(at, 0), &node.shape),
-            QOp::Relu => {
-                let (x, _) = arg(0);
-                x.iter()
-                    .map(|&v| {
-                        let non_negative = to_i128(v.value()).is_some_and(|v| v >= 0);
-                        layout_relu(ctx, &range, v, bits, non_negative as i128)
-                    })
-                    .collect()
-            }
-            QOp::Lookup { func, domain } => {
-                let f = (*func, *domain, model.input_scale);
-                arg(0).0.iter().map(|&x| layout_lookup(ctx, &range, &mut lookups, x, f, bits, None)).collect()
-            }
-            QOp::Sub | QOp::Mul { .. } => {
-                let ((a, _), (b, _)) = (arg(0), arg(1));
-                let (ia, ib) = model.broadcast_pair(node);
-                ia.iter()
-                    .zip(&ib)
-                    .map(|(&i, &j)| match node.op {
-                        QOp::Mul { shift } => layout_product(ctx, &range, a[i].into(), b[j].into(), shift, bits),
-                        _ => gate.sub(ctx, a[i], b[j]),
-                    })
-                    .collect()
-            }
-            QOp::MulConst { shift, .. } => {
-                let factor = param(at, 0);
-                arg(0)
-                    .0
-                    .iter()
-                    .enumerate()
-                    .map(|(o, &x)| match factor.operand(o) {
-                        Some(f) => layout_product(ctx, &range, x.into(), f, *shift, bits),
-                        None => ctx.load_zero(),
-                    })
-                    .collect()
-            }
-            QOp::Extremum { min, constants } => model
-                .extremum_operands(node, &cells, constants, |c| ctx.load_constant(fe(i128::from(c))))
-                .iter()
-                .map(|operands| layout_max(ctx, &range, operands, bits, *min, None))
-                .collect(),
-            QOp::ReduceMax { groups, min } => {
-                let (x, _) = arg(0);
-                groups
-                    .iter()
-                    .map(|g| {
-                        let operands: Vec<_> = g.iter().map(|&i| x[i]).collect();
-                        layout_max(ctx, &range, &operands, bits, *min, None)
-                    })
-                    .collect()
-            }
-            QOp::MatMul { shift } => {
-                let ((a, _), (b, _)) = (arg(0), arg(1));
-                model
-                    .matmul_terms(node)
-                    .iter()
-                    .map(|terms| {
-                        let pairs: Vec<_> = terms.iter().map(|&(i, j)| (a[i], b[j])).collect();
-                        layout_inner_product(ctx, &range, &pairs, *shift, bits)
-                    })
-                    .collect()
-            }
-            QOp::Div { shift } => {
-                let ((a, _), (b, _)) = (arg(0), arg(1));
-                let (ia, ib) = model.broadcast_pair(node);
-                ia.iter().zip(&ib).map(|(&i, &j)| layout_div(ctx, &range, a[i], b[j], *shift, bits, None)).collect()
-            }
-            QOp::Reduce { groups, mean } => {
-                let (x, _) = arg(0);
-                groups
-                    .iter()
-                    .map(|g| {
-                        let operands: Vec<_> = g.iter().map(|&i| x[i]).collect();
-                        if *mean {
-                            layout_mean(ctx, &range, &operands, g.len() as u64, bits, None)
-                        } else {
-                            gate.sum(ctx, operands)
-                        }
-                    })
-                    .collect()
-            }
-            QOp::Select { sources } => sources
-                .iter()
-                .map(|s| match *s {
-                    QSource::Input { input, index } => cells[node.inputs[input]][index],
-                    QSource::Const(c) => ctx.load_constant(fe(c as i128)),
-                })
-                .collect(),
-            QOp::Reshape => arg(0).0.to_vec(),
+        // The node's param tensors (they come in node order), loaded or fixed.
+        let first = params.partition_point(|t| t.node < at);
+        let node_params = (first..params.partition_point(|t| t.node <= at))
+            .map(|t| match loaded.get(t) {
+                Some(cells) => ParamCells::Loaded(cells),
+                None => ParamCells::Fixed(params[t].values),
+            })
+            .collect();
+        let mut cx = LayoutCx {
+            ctx: &mut *ctx,
+            range: &range,
+            node,
+            args: node.inputs.iter().map(|&i| &cells[i][..]).collect(),
+            shapes: node.inputs.iter().map(|&i| &model.nodes[i].shape[..]).collect(),
+            params: node_params,
+            lookups: &mut lookups,
+            scales,
+            inputs,
+            laid_inputs: &mut shifted_inputs,
         };
+        let out = node.op.kernel().layout(&mut cx)?;
         cells.push(out);
     }
 

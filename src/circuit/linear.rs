@@ -7,7 +7,6 @@ use halo2_base::{AssignedValue, Context, QuantumCell};
 
 use super::field::{fe, to_i128};
 use super::mutation::keep;
-use crate::model::quantize::AffineOutput;
 
 /// The private witness of a rescale: `shifted = quotient · 2^shift + remainder`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +122,15 @@ pub fn layout_inner_product(
     layout_honest_rescale(ctx, range, shifted, shift, bits)
 }
 
+/// One output element of a linear layer: `Σ x[i] · weight[j]` over `terms`, plus `bias[bias]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AffineOutput {
+    /// (input position, weight position) pairs.
+    pub terms: Vec<(usize, usize)>,
+    /// The bias's position.
+    pub bias: usize,
+}
+
 /// The parameters of a linear layer as the circuit holds them.
 #[derive(Clone, Copy, Debug)]
 pub struct AffineParams<'a> {
@@ -234,15 +242,9 @@ mod tests {
     fn dense_layer_matches_integer_arithmetic_and_rejects_wrong_hints() {
         let weight = [3i64, -2, 0, 5, 1, -7]; // K = 3, N = 2
         let bias = [10i64, -20];
-        let dense = crate::model::QOp::Dense {
-            weight: weight.to_vec(),
-            k: 3,
-            n: 2,
-            bias: bias.to_vec(),
-            transpose_input: false,
-            shift: 2,
-        };
-        let outputs = dense.affine_outputs(&[1, 3]);
+        // y[j] = Σ_i x[i] · w[i, j] + b[j], as a Dense layer of one row lays it out.
+        let outputs: Vec<AffineOutput> =
+            (0..2).map(|j| AffineOutput { terms: (0..3).map(|i| (i, i * 2 + j)).collect(), bias: j }).collect();
         let lying_outputs = outputs.clone();
         let inputs = [4i128, -9, 11];
         let honest = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {

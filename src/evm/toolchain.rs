@@ -1,18 +1,71 @@
-//! Finding the EVM tools: solc (native, or the project's pinned solc-js behind `tools/solc`) and
-//! anvil (npm's `@foundry-rs/anvil`), installing the pinned toolchain with `npm install` on first use.
+//! Finding the EVM tools: solc (native, or the pinned solc-js behind the `solc` adapter) and
+//! anvil and forge (npm's `@foundry-rs/anvil` and `@foundry-rs/forge`), installing the pinned
+//! toolchain with `npm install` on first use into a per-user cache. The toolchain's
+//! `package.json`, `package-lock.json` and the solc adapter are compiled into the binary, so an
+//! installed zkinfer needs no source checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use crate::error::{Error, Result};
 
-/// The folder holding `package.json` and `tools/solc`: `$ZKINFER_TOOLCHAIN_DIR`, else the
-/// source tree this binary was built from.
-pub fn toolchain_dir() -> PathBuf {
-    std::env::var_os("ZKINFER_TOOLCHAIN_DIR")
+/// The pinned toolchain's files, as the binary carries them.
+const TOOLCHAIN_FILES: [(&str, &str); 3] = [
+    ("package.json", include_str!("../../package.json")),
+    ("package-lock.json", include_str!("../../package-lock.json")),
+    ("tools/solc", include_str!("../../tools/solc")),
+];
+
+/// Written after a successful install: the digest of the lock it installed.
+const INSTALLED_STAMP: &str = ".zkinfer-installed";
+
+/// The per-user cache zkinfer keeps its toolchain (and development SRS) in:
+/// `$XDG_CACHE_HOME/zkinfer`, else `~/.cache/zkinfer`.
+pub fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("zkinfer")
+}
+
+/// The folder holding the toolchain (`package.json`, `tools/solc`, `node_modules`):
+/// `$ZKINFER_TOOLCHAIN_DIR` (used as it is), else `toolchain` in the per-user cache.
+pub fn toolchain_dir() -> PathBuf {
+    std::env::var_os("ZKINFER_TOOLCHAIN_DIR").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("toolchain"))
+}
+
+/// The digest of the pinned lock file, as the install stamp records it.
+fn lock_digest() -> String {
+    hex::encode(Sha256::digest(TOOLCHAIN_FILES[1].1.as_bytes()))
+}
+
+/// Writes the pinned toolchain's files into `dir` where they are missing or differ (a newer
+/// zkinfer).
+fn write_toolchain_files(dir: &Path) -> Result<()> {
+    for (name, text) in TOOLCHAIN_FILES {
+        let path = dir.join(name);
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+        }
+        // Written beside and renamed: a concurrent reader never sees half a file.
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        std::fs::write(&partial, text).map_err(|e| Error::io("write", &partial, e))?;
+        if name == "tools/solc" {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| Error::io("make executable", &partial, e))?;
+        }
+        std::fs::rename(&partial, &path).map_err(|e| Error::io("write", &path, e))?;
+    }
+    Ok(())
 }
 
 /// Looks a program up on `PATH`.
@@ -41,7 +94,14 @@ fn npm_foundry_binary(dir: &Path, tool: &str) -> PathBuf {
 }
 
 fn npm_toolchain_installed(dir: &Path) -> bool {
-    dir.join("node_modules/solc/package.json").is_file() && is_executable(&npm_foundry_binary(dir, "anvil"))
+    let present = dir.join("node_modules/solc/package.json").is_file()
+        && is_executable(&npm_foundry_binary(dir, "anvil"))
+        && is_executable(&npm_foundry_binary(dir, "forge"));
+    // In the cache, the install must be of this binary's lock; a folder the user names is taken
+    // as installed when the tools are there.
+    present
+        && (std::env::var_os("ZKINFER_TOOLCHAIN_DIR").is_some()
+            || std::fs::read_to_string(dir.join(INSTALLED_STAMP)).is_ok_and(|d| d.trim() == lock_digest()))
 }
 
 /// Installs the pinned toolchain (`npm install`) in `dir` unless it is there. Concurrent callers wait
@@ -50,7 +110,11 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
     if npm_toolchain_installed(dir) {
         return Ok(());
     }
-    let hint = format!("run `npm install` in {} (needs Node.js and npm)", dir.display());
+    // A folder named by `$ZKINFER_TOOLCHAIN_DIR` is left as it is.
+    if std::env::var_os("ZKINFER_TOOLCHAIN_DIR").is_none() {
+        write_toolchain_files(dir)?;
+    }
+    let hint = format!("run `zkinfer toolchain` or `npm install` in {} (needs Node.js and npm)", dir.display());
     if std::env::var_os("ZKINFER_NO_INSTALL").is_some() {
         return Err(Error::ToolMissing { tool: "the pinned EVM toolchain (solc-js, anvil)", hint });
     }
@@ -58,7 +122,7 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
         return Err(Error::ToolMissing {
             tool: "the pinned EVM toolchain (solc-js, anvil)",
             hint: format!(
-                "{} has no package-lock.json; set ZKINFER_TOOLCHAIN_DIR to a zkinfer checkout",
+                "{} has no package-lock.json; set ZKINFER_TOOLCHAIN_DIR to a zkinfer checkout, or unset it to use the per-user cache",
                 dir.display()
             ),
         });
@@ -101,6 +165,10 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
             .stdout(std::process::Stdio::null())
             .status()
             .map_err(|e| Error::ToolMissing { tool: "npm", hint: format!("cannot run npm: {e}") })?;
+        let stamp = dir.join(INSTALLED_STAMP);
+        if status.success() {
+            std::fs::write(&stamp, lock_digest()).map_err(|e| Error::io("write", &stamp, e))?;
+        }
         if !status.success() || !npm_toolchain_installed(dir) {
             return Err(Error::ToolMissing {
                 tool: "the pinned EVM toolchain (solc-js, anvil)",
@@ -138,7 +206,7 @@ fn explicit_tool(tool: &'static str, path: PathBuf, hint: &str) -> Result<PathBu
 /// Resolves solc: `explicit` (`--solc`), else `$SOLC`, else `solc` on PATH, else the pinned
 /// solc-js behind `tools/solc` (installed on first use).
 pub fn resolve_solc(explicit: Option<&Path>) -> Result<PathBuf> {
-    let hint = "install solc 0.8.19 or later (e.g. `npm install` in the zkinfer checkout for the pinned solc-js) or pass --solc PATH";
+    let hint = "install solc 0.8.19 or later (or run `zkinfer toolchain` for the pinned solc-js) or pass --solc PATH";
     if let Some(path) = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os("SOLC").map(PathBuf::from)) {
         return explicit_tool("solc", path, hint);
     }
@@ -163,9 +231,8 @@ pub fn resolve_forge() -> Result<PathBuf> {
 }
 
 fn resolve_foundry_tool(tool: &'static str, env_var: &str) -> Result<PathBuf> {
-    let hint = format!(
-        "run `npm install` in the zkinfer checkout (npm package @foundry-rs/{tool}), or put {tool} on PATH, or set {env_var}"
-    );
+    let hint =
+        format!("run `zkinfer toolchain` (npm package @foundry-rs/{tool}), or put {tool} on PATH, or set {env_var}");
     if let Some(path) = std::env::var_os(env_var) {
         return explicit_tool(tool, PathBuf::from(path), &hint);
     }
@@ -184,6 +251,28 @@ fn resolve_foundry_tool(tool: &'static str, env_var: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_gets_the_pinned_files_and_a_changed_one_is_rewritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        write_toolchain_files(dir.path()).unwrap();
+        for (name, text) in TOOLCHAIN_FILES {
+            assert_eq!(std::fs::read_to_string(dir.path().join(name)).unwrap(), text, "{name}");
+        }
+        let adapter = dir.path().join("tools/solc");
+        assert!(std::fs::metadata(&adapter).unwrap().permissions().mode() & 0o111 != 0, "the adapter runs");
+        std::fs::write(dir.path().join("package-lock.json"), "{}").unwrap();
+        write_toolchain_files(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("package-lock.json")).unwrap(), TOOLCHAIN_FILES[1].1);
+        assert!(!npm_toolchain_installed(dir.path()), "nothing is installed yet");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
 
     #[test]
     fn a_lock_left_by_a_dead_install_is_stale_and_a_live_one_is_not() {

@@ -1,9 +1,11 @@
-//! Our graph IR: the small set of operations zkinfer can prove, in float, as imported from ONNX.
+//! Our graph IR: the operations zkinfer can prove ([`crate::ops`]), in float, as imported from
+//! ONNX.
 
 use serde::{Deserialize, Serialize};
 
-pub use super::movement::Source;
 pub use super::window::Window;
+pub use crate::ops::movement::Source;
+pub use crate::ops::Op;
 
 /// A dense float tensor in row-major order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,112 +32,6 @@ impl Tensor {
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
-}
-
-/// One operation of the IR. Every op reads the outputs of earlier nodes (`Node::inputs`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Op {
-    /// The model's input number `index`.
-    Input {
-        /// Position among the model inputs.
-        index: usize,
-    },
-    /// `y[m, n] = sum_k x[m, k] * weight[k, n] + bias[m, n]` over the last axis of the input
-    /// (leading axes are rows `m`); `bias` broadcasts to the output shape.
-    Dense {
-        /// Weights, shape `[K, N]`.
-        weight: Tensor,
-        /// Optional bias, broadcastable to `[M, N]`.
-        bias: Option<Tensor>,
-        /// True when the input holds `x` transposed (`[K, M]`), as Gemm's `transA` says.
-        transpose_input: bool,
-    },
-    /// Element-wise sum of two computed tensors (numpy broadcasting).
-    Add,
-    /// Element-wise sum with a constant (numpy broadcasting).
-    AddConst {
-        /// The constant operand.
-        constant: Tensor,
-    },
-    /// Convolution of an `[N, C, spatial...]` input (any number of spatial axes, grouped):
-    /// `y[n, m, o] = Σ_c Σ_tap x[n, g·C/G + c, in(o, tap)] · weight[m, c, tap] + bias[m]`,
-    /// with `g = m / (M/G)`.
-    Conv {
-        /// `[M, C/group, kernel...]`.
-        weight: Tensor,
-        /// `[M]`.
-        bias: Option<Tensor>,
-        /// Number of groups `G` (C for a depthwise convolution).
-        group: usize,
-        /// The sliding window.
-        window: Window,
-    },
-    /// The mean of each window of each channel; the padding counts only with
-    /// `count_include_pad`.
-    AveragePool {
-        /// The sliding window.
-        window: Window,
-        /// Divide by the kernel's size even where the window overlaps the padding.
-        count_include_pad: bool,
-    },
-    /// The maximum of each window of each channel (the padding never wins).
-    MaxPool {
-        /// The sliding window.
-        window: Window,
-    },
-    /// Element-wise difference of two computed tensors (numpy broadcasting).
-    Sub,
-    /// Element-wise product of two computed tensors (numpy broadcasting).
-    Mul,
-    /// Element-wise product with a constant (numpy broadcasting): Mul and Div by constants.
-    MulConst {
-        /// The constant operand.
-        constant: Tensor,
-    },
-    /// Element-wise maximum (`min`: minimum) of the inputs, computed or constant (numpy
-    /// broadcasting): Max, Min, Clip.
-    Extremum {
-        /// Minimum instead of maximum.
-        min: bool,
-        /// Constant operands, broadcast with the computed ones.
-        constants: Vec<Tensor>,
-    },
-    /// The maximum (`min`: the minimum) of the elements of each group: ReduceMax, ReduceMin,
-    /// and Softmax's shift.
-    ReduceMax {
-        /// Flat input positions of each output element.
-        groups: Vec<Vec<usize>>,
-        /// Minimum instead of maximum.
-        min: bool,
-    },
-    /// The matrix product of two computed tensors: `a [.., K]` (leading axes are rows) times
-    /// `b [K, N]`.
-    MatMul,
-    /// `a / b`, element-wise (broadcast), for positive `b`: Div of two computed tensors and
-    /// Softmax's normalisation.
-    Div,
-    /// The sum (`mean`: the mean, rounded) of the elements of each group: ReduceSum, ReduceMean.
-    Reduce {
-        /// Flat input positions summed into each output element.
-        groups: Vec<Vec<usize>>,
-        /// Divide by the group's size.
-        mean: bool,
-    },
-    /// Copies of input elements and constants (Transpose, Slice, Concat, Gather, Pad, Split,
-    /// Expand).
-    Select {
-        /// The source of each output element.
-        sources: Vec<Source>,
-    },
-    /// `max(x, 0)`.
-    Relu,
-    /// An element-wise function proven by table lookup.
-    Lookup {
-        /// The function.
-        func: super::function::Function,
-    },
-    /// Same values, new shape (Reshape, Flatten, Identity).
-    Reshape,
 }
 
 /// A node of the graph.
@@ -171,7 +67,7 @@ impl Graph {
             .nodes
             .iter()
             .filter_map(|n| match n.op {
-                Op::Input { index } => Some((index, n.shape.clone())),
+                Op::Input(ref input) => Some((input.index, n.shape.clone())),
                 _ => None,
             })
             .collect();

@@ -4,7 +4,6 @@
 pub mod function;
 pub mod graph;
 pub mod input;
-pub mod movement;
 pub mod onnx;
 pub mod quantize;
 pub mod reference;

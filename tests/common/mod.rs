@@ -156,7 +156,7 @@ pub fn prove_with_other_weights(dir: &Path, name: &str, for_aggregation: bool) -
         .nodes
         .iter_mut()
         .find_map(|n| match &mut n.op {
-            QOp::Dense { weight, .. } => Some(weight),
+            QOp::Dense(dense) => Some(&mut dense.weight),
             _ => None,
         })
         .expect("a dense layer");

@@ -4,7 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::graph::{broadcast_indices, broadcast_shape};
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::AssignedValue;
+use tract_onnx::pb;
+
+use super::{quantize_value, ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
+use crate::circuit::field::fe;
+use crate::error::Result;
+use crate::model::graph::{broadcast_indices, broadcast_shape, Op, Tensor};
+use crate::model::onnx::{attr, attr_float, attr_int, node_name, Importer, Value};
 
 /// Where one output element of a data-movement op comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -304,9 +312,331 @@ pub fn apply(sources: &[Source], inputs: &[&[f32]]) -> Vec<f32> {
         .collect()
 }
 
+/// The ONNX ops of this family.
+pub const ONNX: &[OnnxOp] = &[
+    OnnxOp { op_type: "Transpose", import: |i, n| i.import_movement(n), note: "" },
+    OnnxOp { op_type: "Concat", import: |i, n| i.import_movement(n), note: "" },
+    OnnxOp { op_type: "Slice", import: |i, n| i.import_movement(n), note: "" },
+    OnnxOp { op_type: "Gather", import: |i, n| i.import_movement(n), note: "constant indices" },
+    OnnxOp { op_type: "Pad", import: |i, n| i.import_movement(n), note: "constant, reflect, edge" },
+    OnnxOp { op_type: "Split", import: |i, n| i.import_movement(n), note: "" },
+    OnnxOp { op_type: "Expand", import: |i, n| i.import_movement(n), note: "" },
+    OnnxOp { op_type: "Tile", import: |i, n| i.import_movement(n), note: "" },
+    OnnxOp { op_type: "Squeeze", import: |i, n| i.import_squeeze(n), note: "" },
+    OnnxOp { op_type: "Unsqueeze", import: |i, n| i.import_squeeze(n), note: "" },
+    OnnxOp { op_type: "Flatten", import: |i, n| i.import_flatten(n), note: "" },
+    OnnxOp { op_type: "Reshape", import: |i, n| i.import_reshape(n), note: "" },
+    OnnxOp { op_type: "Identity", import: |i, n| i.import_identity(n), note: "" },
+    OnnxOp { op_type: "Dropout", import: |i, n| i.import_identity(n), note: "" },
+];
+
+/// Copies of input elements and constants (Transpose, Slice, Concat, Gather, Pad, Split, Expand,
+/// Tile).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Select {
+    /// The source of each output element.
+    pub sources: Vec<Source>,
+}
+
+/// [`Select`] quantized: its constants at the input scale.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QSelect {
+    /// The source of each output element.
+    pub sources: Vec<QSource>,
+}
+
+/// Where an element of a [`QSelect`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QSource {
+    /// Element `index` of input `input`.
+    Input {
+        /// Which input.
+        input: usize,
+        /// Flat position.
+        index: usize,
+    },
+    /// A constant at the input scale.
+    Const(i64),
+}
+
+impl Quantize for Select {
+    fn quantize(&self, cx: &QuantizeCx<'_>) -> Result<QOp> {
+        let is = cx.settings.input_scale;
+        let sources = self
+            .sources
+            .iter()
+            .map(|s| match *s {
+                Source::Input { input, index } => QSource::Input { input, index },
+                Source::Const(v) => QSource::Const(quantize_value(v, is)),
+            })
+            .collect();
+        Ok(QOp::Select(QSelect { sources }))
+    }
+}
+
+impl Kernel for QSelect {
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        Ok(self
+            .sources
+            .iter()
+            .map(|s| match *s {
+                QSource::Input { input, index } => cx.args[input][index],
+                QSource::Const(c) => c as i128,
+            })
+            .collect())
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        Ok(self
+            .sources
+            .iter()
+            .map(|s| match *s {
+                QSource::Input { input, index } => cx.args[input][index],
+                QSource::Const(c) => cx.ctx.load_constant(fe(c as i128)),
+            })
+            .collect())
+    }
+}
+
+/// Same values, new shape (Reshape, Flatten, Squeeze, Unsqueeze; Identity where a node is
+/// needed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reshape;
+
+impl Kernel for Reshape {
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        Ok(cx.args[0].to_vec())
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        Ok(cx.args[0].to_vec())
+    }
+}
+
+impl Importer<'_> {
+    fn import_identity(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let value = self.required_input(node, 0)?;
+        self.set_output(node, value)
+    }
+
+    fn import_flatten(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let value = self.required_input(node, 0)?;
+        let shape = self.shape_of(&value);
+        let axis = attr_int(node, "axis").unwrap_or(1);
+        let axis =
+            normalize_axis(axis, shape.len() + 1).ok_or_else(|| self.unsupported(node, format!("axis {axis}")))?;
+        let new_shape = vec![shape[..axis].iter().product(), shape[axis..].iter().product()];
+        self.reshape(node, value, new_shape)
+    }
+
+    fn import_reshape(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let value = self.required_input(node, 0)?;
+        let Some(Value::Const(target)) = self.input(node, 1)? else {
+            return Err(self.unsupported(node, "the target shape must be a constant"));
+        };
+        let shape = self.shape_of(&value);
+        let new_shape = reshape_target(&shape, &target.data)
+            .ok_or_else(|| self.unsupported(node, format!("cannot reshape {shape:?} to {:?}", target.data)))?;
+        self.reshape(node, value, new_shape)
+    }
+
+    fn reshape(&mut self, node: &pb::NodeProto, value: Value, shape: Vec<usize>) -> Result<()> {
+        match value {
+            Value::Const(t) => self.set_output(node, Value::Const(Tensor::new(shape, t.data))),
+            Value::Node(id) => self.add_node(node, Op::Reshape(Reshape), vec![id], shape),
+        }
+    }
+
+    /// Outputs a data-movement result: folded when every input is a constant, else a Select
+    /// node whose inputs are the computed ones (constant inputs' elements become constants).
+    fn emit_moved(&mut self, node: &pb::NodeProto, inputs: &[Value], moved: Moved, output: String) -> Result<()> {
+        let (shape, sources) = moved;
+        let mut node_inputs = Vec::new();
+        let mut position = vec![None; inputs.len()];
+        for (k, v) in inputs.iter().enumerate() {
+            if let Value::Node(id) = v {
+                position[k] = Some(node_inputs.len());
+                node_inputs.push(*id);
+            }
+        }
+        let sources: Vec<Source> = sources
+            .into_iter()
+            .map(|s| match s {
+                Source::Input { input, index } => match (&inputs[input], position[input]) {
+                    (_, Some(p)) => Source::Input { input: p, index },
+                    (Value::Const(t), None) => Source::Const(t.data[index]),
+                    (Value::Node(_), None) => unreachable!("computed inputs have a position"),
+                },
+                c => c,
+            })
+            .collect();
+        if node_inputs.is_empty() {
+            let data = apply(&sources, &[]);
+            self.values.insert(output, Value::Const(Tensor::new(shape, data)));
+        } else {
+            let name = if output == self.output_name(node)? {
+                node_name(node)
+            } else {
+                format!("{}:{output}", node_name(node))
+            };
+            self.push(name, output, Op::Select(Select { sources }), node_inputs, shape);
+        }
+        Ok(())
+    }
+
+    fn import_movement(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let data = self.required_input(node, 0)?;
+        let shape = self.shape_of(&data);
+        let refuse = |e: String| self.unsupported(node, e);
+        let (inputs, moved) = match node.op_type.as_str() {
+            "Transpose" => {
+                (vec![data], transpose(&shape, attr(node, "perm").map(|a| a.ints.as_slice())).map_err(refuse)?)
+            }
+            "Concat" => {
+                let inputs = self.all_inputs(node)?;
+                let shapes: Vec<Vec<usize>> = inputs.iter().map(|v| self.shape_of(v)).collect();
+                let axis = attr_int(node, "axis").unwrap_or(0);
+                (inputs, concat(&shapes, axis).map_err(refuse)?)
+            }
+            "Slice" => {
+                let starts = self.ints_input_or_attr(node, 1, "starts")?.unwrap_or_default();
+                let ends = self.ints_input_or_attr(node, 2, "ends")?.unwrap_or_default();
+                let axes = self.ints_input_or_attr(node, 3, "axes")?;
+                let steps = self.ints_input_or_attr(node, 4, "steps")?;
+                let moved = slice(&shape, &starts, &ends, axes.as_deref(), steps.as_deref()).map_err(refuse)?;
+                (vec![data], moved)
+            }
+            "Gather" => {
+                let Value::Const(indices) = self.required_input(node, 1)? else {
+                    return Err(self.unsupported(node, "the indices must be constants"));
+                };
+                let ints: Vec<i64> = indices.data.iter().map(|&v| v as i64).collect();
+                let axis = attr_int(node, "axis").unwrap_or(0);
+                (vec![data], gather(&shape, axis, &ints, &indices.shape).map_err(refuse)?)
+            }
+            "Pad" => {
+                let mode = attr(node, "mode").map(|a| String::from_utf8_lossy(&a.s).into_owned()).unwrap_or_default();
+                if self.input(node, 3)?.is_some() {
+                    return Err(self.unsupported(node, "the axes input"));
+                }
+                let pads = self.ints_input_or_attr(node, 1, "pads")?.unwrap_or_default();
+                let value = match self.input(node, 2)? {
+                    Some(Value::Const(t)) => t.data.first().copied().unwrap_or(0.0),
+                    Some(Value::Node(_)) => return Err(self.unsupported(node, "the padding value must be a constant")),
+                    None => attr_float(node, "value").unwrap_or(0.0),
+                };
+                let mode = match mode.as_str() {
+                    "" | "constant" => PadMode::Constant(value),
+                    "reflect" => PadMode::Reflect,
+                    "edge" => PadMode::Edge,
+                    other => return Err(self.unsupported(node, format!("mode {other}"))),
+                };
+                (vec![data], pad(&shape, &pads, mode).map_err(refuse)?)
+            }
+            "Tile" => {
+                let repeats = self.const_ints(node, 1)?;
+                (vec![data], tile(&shape, &repeats).map_err(refuse)?)
+            }
+            "Expand" => {
+                let target: Vec<usize> = self.const_ints(node, 1)?.iter().map(|&d| d.max(0) as usize).collect();
+                (vec![data], expand(&shape, &target).map_err(refuse)?)
+            }
+            _ => return self.import_split(node, data, &shape),
+        };
+        let output = self.output_name(node)?;
+        self.emit_moved(node, &inputs, moved, output)
+    }
+
+    fn import_split(&mut self, node: &pb::NodeProto, data: Value, shape: &[usize]) -> Result<()> {
+        let axis = attr_int(node, "axis").unwrap_or(0);
+        let a = self::axis(axis, shape.len()).map_err(|e| self.unsupported(node, e))?;
+        let outputs = node.output.len().max(1);
+        let sizes: Vec<usize> = match self.ints_input_or_attr(node, 1, "split")? {
+            Some(s) => s.iter().map(|&v| v.max(0) as usize).collect(),
+            None => {
+                let each = shape[a].div_ceil(outputs);
+                (0..outputs).map(|i| each.min(shape[a].saturating_sub(i * each))).collect()
+            }
+        };
+        let pieces = split(shape, axis, &sizes).map_err(|e| self.unsupported(node, e))?;
+        for (piece, output) in pieces.into_iter().zip(node.output.clone()) {
+            if !output.is_empty() {
+                self.emit_moved(node, std::slice::from_ref(&data), piece, output)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn import_squeeze(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let value = self.required_input(node, 0)?;
+        let shape = self.shape_of(&value);
+        let axes = self.ints_input_or_attr(node, 1, "axes")?;
+        let new_shape = if node.op_type == "Squeeze" {
+            let rank = shape.len();
+            let axes: Vec<usize> = match axes {
+                Some(a) => self.axes(node, &a, rank)?,
+                None => (0..rank).filter(|&i| shape[i] == 1).collect(),
+            };
+            if axes.iter().any(|&a| shape[a] != 1) {
+                return Err(self.unsupported(node, format!("squeezing axes {axes:?} of {shape:?}")));
+            }
+            shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+        } else {
+            let axes = axes.ok_or_else(|| self.malformed(format!("Unsqueeze '{}' has no axes", node_name(node))))?;
+            let rank = shape.len() + axes.len();
+            let mut axes = self.axes(node, &axes, rank)?;
+            axes.sort_unstable();
+            let mut out = shape.clone();
+            for a in axes {
+                out.insert(a.min(out.len()), 1);
+            }
+            out
+        };
+        self.reshape(node, value, new_shape)
+    }
+}
+
+fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
+    let axis = if axis < 0 { axis + rank as i64 - 1 } else { axis };
+    (0..rank as i64).contains(&axis).then_some(axis as usize)
+}
+
+fn reshape_target(shape: &[usize], target: &[f32]) -> Option<Vec<usize>> {
+    let total: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        let t = t as i64;
+        match t {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 => out.push(*shape.get(i)?),
+            t if t > 0 => out.push(t as usize),
+            _ => return None,
+        }
+    }
+    let known: usize = out.iter().product();
+    if let Some(i) = infer {
+        if known == 0 || total % known != 0 {
+            return None;
+        }
+        out[i] = total / known;
+    }
+    (out.iter().product::<usize>() == total).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reshape_targets_resolve_zero_and_minus_one() {
+        assert_eq!(reshape_target(&[1, 4, 4], &[1.0, -1.0]), Some(vec![1, 16]));
+        assert_eq!(reshape_target(&[2, 8], &[0.0, 2.0, 4.0]), Some(vec![2, 2, 4]));
+        assert_eq!(reshape_target(&[2, 8], &[3.0, -1.0]), None);
+    }
 
     fn values(moved: &Moved, data: &[&[f32]]) -> Vec<f32> {
         apply(&moved.1, data)

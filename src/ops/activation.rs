@@ -1,0 +1,192 @@
+//! Element-wise functions proven by table lookup (Sigmoid, Tanh, Exp, Log, Sqrt, Softplus,
+//! Softsign, Erf, Gelu, Elu, Selu, Pow by a constant), and Softmax and LogSoftmax built from
+//! them: a table holds `(x, round(f(x / 2^s) · 2^s))` for every input of its domain; where the
+//! function is constant beyond the domain the input is clamped to its edge first.
+
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::AssignedValue;
+use serde::{Deserialize, Serialize};
+use tract_onnx::pb;
+
+use super::reduce::reduce_groups;
+use super::{arith, extremum, movement, reduce};
+use super::{ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
+use crate::circuit::nonlinear::layout_lookup;
+use crate::error::{Error, Result};
+use crate::model::function::{domain, Domain, Function};
+use crate::model::graph::Op;
+use crate::model::onnx::{attr, attr_float, attr_int, combine, Importer, Value};
+
+/// The ONNX ops of this family.
+pub const ONNX: &[OnnxOp] = &[
+    OnnxOp { op_type: "Sigmoid", import: |i, n| i.import_lookup(n, Function::Sigmoid), note: "" },
+    OnnxOp { op_type: "Tanh", import: |i, n| i.import_lookup(n, Function::Tanh), note: "" },
+    OnnxOp { op_type: "Exp", import: |i, n| i.import_lookup(n, Function::Exp), note: "" },
+    OnnxOp { op_type: "Log", import: |i, n| i.import_lookup(n, Function::Log), note: "" },
+    OnnxOp { op_type: "Sqrt", import: |i, n| i.import_lookup(n, Function::Sqrt), note: "" },
+    OnnxOp { op_type: "Softplus", import: |i, n| i.import_lookup(n, Function::Softplus), note: "" },
+    OnnxOp { op_type: "Softsign", import: |i, n| i.import_lookup(n, Function::Softsign), note: "" },
+    OnnxOp { op_type: "Erf", import: |i, n| i.import_lookup(n, Function::Erf), note: "" },
+    OnnxOp { op_type: "Gelu", import: |i, n| i.import_gelu(n), note: "" },
+    OnnxOp { op_type: "Elu", import: |i, n| i.import_elu(n), note: "" },
+    OnnxOp { op_type: "Selu", import: |i, n| i.import_selu(n), note: "" },
+    OnnxOp { op_type: "Pow", import: |i, n| i.import_pow(n), note: "by a constant" },
+    OnnxOp { op_type: "Softmax", import: |i, n| i.import_softmax(n), note: "" },
+    OnnxOp { op_type: "LogSoftmax", import: |i, n| i.import_softmax(n), note: "" },
+];
+
+/// An element-wise function proven by table lookup.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lookup {
+    /// The function.
+    pub func: Function,
+}
+
+/// [`Lookup`] quantized: `round(f(x / 2^s) · 2^s)` over the table's domain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QLookup {
+    /// The function.
+    pub func: Function,
+    /// The inputs the table holds.
+    pub domain: Domain,
+}
+
+impl Quantize for Lookup {
+    fn quantize(&self, cx: &QuantizeCx<'_>) -> Result<QOp> {
+        let s = cx.settings;
+        let range = s.lookup_range.map(|[lo, hi]| (lo, hi));
+        let domain = domain(self.func, s.input_scale, s.activation_bits, range)
+            .map_err(|e| Error::UnsupportedModel(format!("node '{}' ({}): {e}", cx.node.name, self.func.name())))?;
+        Ok(QOp::Lookup(QLookup { func: self.func, domain }))
+    }
+}
+
+impl Kernel for QLookup {
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        let scale = cx.scales.input;
+        cx.args[0]
+            .iter()
+            .map(|&x| {
+                let row = self.domain.row_input(x).ok_or_else(|| {
+                    let one = (1u64 << scale) as f64;
+                    Error::LookupRange {
+                        node: cx.node.name.clone(),
+                        op: self.func.name().into(),
+                        value: x as f64 / one,
+                        low: self.domain.lo as f64 / one,
+                        high: self.domain.hi as f64 / one,
+                    }
+                })?;
+                Ok(self.func.quantized(row, scale).expect("the table's inputs have outputs"))
+            })
+            .collect()
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        let f = (self.func, self.domain, cx.scales.input);
+        let bits = cx.bits();
+        Ok(cx.args[0].iter().map(|&x| layout_lookup(cx.ctx, cx.range, cx.lookups, x, f, bits, None)).collect())
+    }
+}
+
+impl Importer<'_> {
+    fn import_gelu(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let tanh = attr(node, "approximate").is_some_and(|a| a.s == b"tanh");
+        self.import_lookup(node, Function::Gelu { tanh })
+    }
+
+    fn import_elu(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let alpha = f64::from(attr_float(node, "alpha").unwrap_or(1.0));
+        self.import_lookup(node, Function::Elu { alpha })
+    }
+
+    fn import_selu(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let alpha = f64::from(attr_float(node, "alpha").unwrap_or(1.673_263_2));
+        let gamma = f64::from(attr_float(node, "gamma").unwrap_or(1.050_701));
+        self.import_lookup(node, Function::Selu { alpha, gamma })
+    }
+
+    /// An element-wise function proven by lookup: folded on a constant, a node otherwise.
+    fn import_lookup(&mut self, node: &pb::NodeProto, func: Function) -> Result<()> {
+        match self.required_input(node, 0)? {
+            Value::Const(mut t) => {
+                t.data.iter_mut().for_each(|v| *v = func.eval(f64::from(*v)) as f32);
+                self.set_output(node, Value::Const(t))
+            }
+            Value::Node(id) => {
+                let shape = self.nodes[id].shape.clone();
+                self.add_node(node, Op::Lookup(Lookup { func }), vec![id], shape)
+            }
+        }
+    }
+
+    /// Pow by one constant exponent (a computed base); constants fold.
+    fn import_pow(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (base, exponent) = (self.required_input(node, 0)?, self.required_input(node, 1)?);
+        let Value::Const(exponent) = exponent else {
+            return Err(self.unsupported(node, "the exponent must be a constant"));
+        };
+        let Some(&e) = exponent.data.first().filter(|&&e| exponent.data.iter().all(|&v| v == e)) else {
+            return Err(self.unsupported(node, "the exponent must be one value"));
+        };
+        if let Value::Const(b) = &base {
+            let shape = self.broadcast_inputs(node, &[base.clone(), Value::Const(exponent.clone())])?;
+            let folded = combine(b, &exponent, shape, f32::powf);
+            return self.set_output(node, Value::Const(folded));
+        }
+        if e == 1.0 {
+            return self.set_output(node, base);
+        }
+        self.import_lookup(node, Function::Pow { exponent: f64::from(e) })
+    }
+
+    /// Softmax and LogSoftmax along one axis (from opset 13; before, over all axes from `axis`
+    /// on, as a 2-D `[outer, inner]` view): with `d = x - max(x)`, `e^d / Σ e^d` and
+    /// `d - ln Σ e^d`. The exponential and the logarithm are table lookups; the maximum makes
+    /// every `d ≤ 0` and the sum at least 1.
+    fn import_softmax(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let Value::Node(x) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "the input must be computed"));
+        };
+        let shape = self.nodes[x].shape.clone();
+        let rank = shape.len();
+        let legacy = self.opset < 13;
+        let axis = attr_int(node, "axis").unwrap_or(if legacy { 1 } else { -1 });
+        let a = movement::axis(axis, rank).map_err(|e| self.unsupported(node, e))?;
+        let (x, view, a) = if legacy && (rank != 2 || a != 1) {
+            let view = vec![shape[..a].iter().product(), shape[a..].iter().product()];
+            (self.intermediate(node, "2d", Op::Reshape(movement::Reshape), vec![x], view.clone()), view, 1)
+        } else {
+            (x, shape.clone(), a)
+        };
+        let (groups, reduced) = reduce_groups(&view, &[a]);
+        let max = self.intermediate(
+            node,
+            "max",
+            Op::ReduceMax(extremum::ReduceMax { groups: groups.clone(), min: false }),
+            vec![x],
+            reduced.clone(),
+        );
+        let shifted = self.intermediate(node, "shifted", Op::Sub(arith::Sub), vec![x, max], view.clone());
+        let exp =
+            self.intermediate(node, "exp", Op::Lookup(Lookup { func: Function::Exp }), vec![shifted], view.clone());
+        let sum = self.intermediate(
+            node,
+            "sum",
+            Op::Reduce(reduce::Reduce { groups, mean: false }),
+            vec![exp],
+            reduced.clone(),
+        );
+        let (op, inputs) = if node.op_type == "Softmax" {
+            (Op::Div(arith::Div), vec![exp, sum])
+        } else {
+            let log = self.intermediate(node, "log", Op::Lookup(Lookup { func: Function::Log }), vec![sum], reduced);
+            (Op::Sub(arith::Sub), vec![shifted, log])
+        };
+        if view == shape {
+            return self.add_node(node, op, inputs, shape);
+        }
+        let result = self.intermediate(node, "result", op, inputs, view);
+        self.add_node(node, Op::Reshape(movement::Reshape), vec![result], shape)
+    }
+}

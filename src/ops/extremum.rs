@@ -1,0 +1,283 @@
+//! Maxima and minima: ReLU (a range-checked sign), the element-wise maximum or minimum of
+//! computed tensors and constants (Max, Min, Clip, and LeakyRelu and PRelu built on them), and
+//! the maximum or minimum of groups of elements (ReduceMax, ReduceMin, Softmax's shift). A
+//! maximum is a hinted value that every operand is at most (range-checked differences) and that
+//! equals one of them (the product of the differences is zero).
+
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::AssignedValue;
+use serde::{Deserialize, Serialize};
+use tract_onnx::pb;
+
+use super::{arith, movement};
+use super::{ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
+use crate::circuit::field::{fe, to_i128};
+use crate::circuit::nonlinear::layout_relu;
+use crate::circuit::pool::layout_max;
+use crate::error::{Error, Result};
+use crate::model::graph::{broadcast_indices, broadcast_shape, Op, Tensor};
+use crate::model::onnx::{attr_float, Importer, Value};
+use crate::model::quantize::QNode;
+
+/// The ONNX ops of this family.
+pub const ONNX: &[OnnxOp] = &[
+    OnnxOp { op_type: "Relu", import: |i, n| i.import_relu(n), note: "" },
+    OnnxOp { op_type: "Max", import: |i, n| i.import_extremum(n), note: "" },
+    OnnxOp { op_type: "Min", import: |i, n| i.import_extremum(n), note: "" },
+    OnnxOp { op_type: "Clip", import: |i, n| i.import_clip(n), note: "" },
+    OnnxOp { op_type: "LeakyRelu", import: |i, n| i.import_leaky(n), note: "" },
+    OnnxOp { op_type: "PRelu", import: |i, n| i.import_leaky(n), note: "" },
+];
+
+/// `max(x, 0)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relu;
+
+/// Element-wise maximum (`min`: minimum) of the inputs, computed or constant (numpy
+/// broadcasting): Max, Min, Clip.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Extremum {
+    /// Minimum instead of maximum.
+    pub min: bool,
+    /// Constant operands, broadcast with the computed ones.
+    pub constants: Vec<Tensor>,
+}
+
+/// [`Extremum`] quantized.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QExtremum {
+    /// Minimum instead of maximum.
+    pub min: bool,
+    /// Each constant operand, one value per output element, at the input scale.
+    pub constants: Vec<Vec<i64>>,
+}
+
+/// The maximum (`min`: the minimum) of the elements of each group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReduceMax {
+    /// Flat input positions of each output element.
+    pub groups: Vec<Vec<usize>>,
+    /// Minimum instead of maximum.
+    pub min: bool,
+}
+
+impl Kernel for Relu {
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        Ok(cx.args[0].iter().map(|&v| v.max(0)).collect())
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        let bits = cx.bits();
+        Ok(cx.args[0]
+            .iter()
+            .map(|&v| {
+                let non_negative = to_i128(v.value()).is_some_and(|v| v >= 0);
+                layout_relu(cx.ctx, cx.range, v, bits, non_negative as i128)
+            })
+            .collect())
+    }
+}
+
+impl Quantize for Extremum {
+    fn quantize(&self, cx: &QuantizeCx<'_>) -> Result<QOp> {
+        let is = cx.settings.input_scale;
+        Ok(QOp::Extremum(QExtremum {
+            min: self.min,
+            constants: self.constants.iter().map(|c| cx.quantize_broadcast(c, is)).collect(),
+        }))
+    }
+}
+
+impl QExtremum {
+    /// The operands of every output element of the node: the computed ones first (`args`, of
+    /// `shapes`: integers when executing, cells when laying out), then the constants, each made
+    /// an operand by `constant`.
+    pub fn operands<T: Copy>(
+        &self,
+        node: &QNode,
+        args: &[&[T]],
+        shapes: &[&[usize]],
+        mut constant: impl FnMut(i64) -> T,
+    ) -> Vec<Vec<T>> {
+        let maps: Vec<Vec<usize>> = shapes.iter().map(|s| broadcast_indices(s, &node.shape)).collect();
+        (0..node.shape.iter().product())
+            .map(|o| {
+                let mut operands: Vec<T> = args.iter().zip(&maps).map(|(a, m)| a[m[o]]).collect();
+                operands.extend(self.constants.iter().map(|c| constant(c[o])));
+                operands
+            })
+            .collect()
+    }
+}
+
+impl Kernel for QExtremum {
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        Ok(self
+            .operands(cx.node, &cx.args, &cx.shapes, i128::from)
+            .into_iter()
+            .map(|ops| if self.min { ops.into_iter().min() } else { ops.into_iter().max() }.expect("operands"))
+            .collect())
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        let ctx = &mut *cx.ctx;
+        let operands = self.operands(cx.node, &cx.args, &cx.shapes, |c| ctx.load_constant(fe(i128::from(c))));
+        let bits = cx.bits();
+        Ok(operands.iter().map(|ops| layout_max(cx.ctx, cx.range, ops, bits, self.min, None)).collect())
+    }
+}
+
+impl Kernel for ReduceMax {
+    fn check(&self, node: &QNode) -> Result<()> {
+        check_groups(node, &self.groups)
+    }
+
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        let x = cx.args[0];
+        let pick = |g: &Vec<usize>| {
+            let values = g.iter().map(|&i| x[i]);
+            if self.min {
+                values.min()
+            } else {
+                values.max()
+            }
+        };
+        self.groups.iter().map(|g| pick(g).ok_or_else(|| empty_group(cx.node))).collect()
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        let (x, bits) = (cx.args[0], cx.bits());
+        self.groups
+            .iter()
+            .map(|g| {
+                if g.is_empty() {
+                    return Err(empty_group(cx.node));
+                }
+                let operands: Vec<_> = g.iter().map(|&i| x[i]).collect();
+                Ok(layout_max(cx.ctx, cx.range, &operands, bits, self.min, None))
+            })
+            .collect()
+    }
+}
+
+/// Refuses a reduction with a group of no element: nothing would constrain its output.
+pub fn check_groups(node: &QNode, groups: &[Vec<usize>]) -> Result<()> {
+    match groups.iter().any(Vec::is_empty) {
+        true => Err(empty_group(node)),
+        false => Ok(()),
+    }
+}
+
+/// The error for a reduction over no element.
+pub fn empty_group(node: &QNode) -> Error {
+    Error::UnsupportedModel(format!("node '{}' reduces an empty group", node.name))
+}
+
+impl Importer<'_> {
+    /// Relu: folded on a constant, a node otherwise.
+    fn import_relu(&mut self, node: &pb::NodeProto) -> Result<()> {
+        match self.required_input(node, 0)? {
+            Value::Const(mut t) => {
+                t.data.iter_mut().for_each(|v| *v = v.max(0.0));
+                self.set_output(node, Value::Const(t))
+            }
+            Value::Node(id) => {
+                let shape = self.nodes[id].shape.clone();
+                self.add_node(node, Op::Relu(Relu), vec![id], shape)
+            }
+        }
+    }
+
+    fn import_extremum(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let inputs = self.all_inputs(node)?;
+        let min = node.op_type == "Min";
+        let shape = self.broadcast_inputs(node, &inputs)?;
+        let (mut ids, mut constants) = (Vec::new(), Vec::new());
+        for v in inputs {
+            match v {
+                Value::Node(id) => ids.push(id),
+                Value::Const(t) => constants.push(t),
+            }
+        }
+        if ids.is_empty() {
+            let pick = |a: f32, b: f32| if min { a.min(b) } else { a.max(b) };
+            let len: usize = shape.iter().product();
+            let maps: Vec<Vec<usize>> = constants.iter().map(|t| broadcast_indices(&t.shape, &shape)).collect();
+            let data = (0..len)
+                .map(|o| constants.iter().zip(&maps).map(|(t, m)| t.data[m[o]]).reduce(pick).unwrap_or(0.0))
+                .collect();
+            return self.set_output(node, Value::Const(Tensor::new(shape, data)));
+        }
+        self.add_node(node, Op::Extremum(Extremum { min, constants }), ids, shape)
+    }
+
+    fn import_clip(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let Value::Node(x) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "the input must be computed"));
+        };
+        let bound = |i: usize, name: &str| -> Result<Option<Tensor>> {
+            match self.input(node, i)? {
+                Some(Value::Const(t)) => Ok(Some(t)),
+                Some(Value::Node(_)) => Err(self.unsupported(node, format!("the {name} bound must be a constant"))),
+                None => Ok(attr_float(node, name).map(|v| Tensor::new(vec![], vec![v]))),
+            }
+        };
+        let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
+        let shape = self.nodes[x].shape.clone();
+        let after_lo = match lo {
+            Some(lo) if hi.is_some() => self.intermediate(
+                node,
+                "min",
+                Op::Extremum(Extremum { min: false, constants: vec![lo] }),
+                vec![x],
+                shape.clone(),
+            ),
+            Some(lo) => {
+                return self.add_node(node, Op::Extremum(Extremum { min: false, constants: vec![lo] }), vec![x], shape)
+            }
+            None => x,
+        };
+        match hi {
+            Some(hi) => {
+                self.add_node(node, Op::Extremum(Extremum { min: true, constants: vec![hi] }), vec![after_lo], shape)
+            }
+            None => self.add_node(node, Op::Reshape(movement::Reshape), vec![x], shape),
+        }
+    }
+
+    /// LeakyRelu and PRelu: `max(x, 0) + slope · min(x, 0)`, for any slope.
+    fn import_leaky(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let Value::Node(x) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "the input must be computed"));
+        };
+        let slope = if node.op_type == "LeakyRelu" {
+            Tensor::new(vec![], vec![attr_float(node, "alpha").unwrap_or(0.01)])
+        } else {
+            match self.required_input(node, 1)? {
+                Value::Const(t) => t,
+                Value::Node(_) => return Err(self.unsupported(node, "the slope must be a constant")),
+            }
+        };
+        let shape = self.nodes[x].shape.clone();
+        if broadcast_shape(&slope.shape, &shape).as_deref() != Some(&shape[..]) {
+            return Err(self.unsupported(node, format!("slope {:?} does not broadcast to {shape:?}", slope.shape)));
+        }
+        let zero = || vec![Tensor::new(vec![], vec![0.0])];
+        let positive = self.intermediate(node, "pos", Op::Relu(Relu), vec![x], shape.clone());
+        let negative = self.intermediate(
+            node,
+            "neg",
+            Op::Extremum(Extremum { min: true, constants: zero() }),
+            vec![x],
+            shape.clone(),
+        );
+        let scaled = self.intermediate(
+            node,
+            "scaled",
+            Op::MulConst(arith::MulConst { constant: slope }),
+            vec![negative],
+            shape.clone(),
+        );
+        self.add_node(node, Op::Add(arith::Add), vec![positive, scaled], shape)
+    }
+}

@@ -1,0 +1,503 @@
+//! Linear layers: Gemm and MatMul by constant weights ([`Dense`]), convolutions ([`Conv`]:
+//! Conv, ConvTranspose, and the per-channel scale BatchNormalization folds to), and the product
+//! of two computed matrices ([`MatMul`]). Dense and Conv share one gadget: an inner product per
+//! output element, then a rounding rescale.
+
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::AssignedValue;
+use serde::{Deserialize, Serialize};
+use tract_onnx::pb;
+
+use super::{arith, movement};
+use super::{ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
+use crate::circuit::linear::{layout_affine, layout_inner_product, AffineOutput, AffineParams};
+use crate::error::Result;
+use crate::model::graph::{broadcast_shape, Op, Tensor, Window};
+use crate::model::onnx::{attr, attr_float, attr_int, transpose, Importer, Value};
+use crate::model::quantize::{rescale, QNode};
+
+/// The ONNX ops of this family.
+pub const ONNX: &[OnnxOp] = &[
+    OnnxOp { op_type: "Gemm", import: |i, n| i.import_gemm(n), note: "transA/transB/alpha/beta" },
+    OnnxOp {
+        op_type: "MatMul",
+        import: |i, n| i.import_matmul(n),
+        note: "by constant weights, or of two computed matrices",
+    },
+    OnnxOp {
+        op_type: "Conv",
+        import: |i, n| i.import_conv(n),
+        note: "1-D, 2-D, 3-D; strides, pads and auto_pad, dilations, groups and depthwise",
+    },
+    OnnxOp {
+        op_type: "ConvTranspose",
+        import: |i, n| i.import_conv_transpose(n),
+        note: "pads, output_padding, groups, dilations",
+    },
+];
+
+/// `y[m, n] = Σ_k x[m, k] · weight[k, n] + bias[m, n]` over the last axis of the input (leading
+/// axes are rows `m`); `bias` broadcasts to the output shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    /// Weights, shape `[K, N]`.
+    pub weight: Tensor,
+    /// Optional bias, broadcastable to `[M, N]`.
+    pub bias: Option<Tensor>,
+    /// True when the input holds `x` transposed (`[K, M]`), as Gemm's `transA` says.
+    pub transpose_input: bool,
+}
+
+/// [`Dense`] quantized: `y[m, n] = round((Σ_k x[m, k] · w[k, n] + bias[m, n]) / 2^param_scale)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QDense {
+    /// Weights `[K, N]`, row-major, at the param scale.
+    pub weight: Vec<i64>,
+    /// Rows of `weight` (input features).
+    pub k: usize,
+    /// Columns of `weight` (output features).
+    pub n: usize,
+    /// Bias for every output element (`[M, N]`), at input + param scale.
+    pub bias: Vec<i64>,
+    /// The input holds `x` transposed.
+    pub transpose_input: bool,
+}
+
+impl Quantize for Dense {
+    fn quantize(&self, cx: &QuantizeCx<'_>) -> Result<QOp> {
+        let (is, ps) = (cx.settings.input_scale, cx.settings.param_scale);
+        let bias = match &self.bias {
+            Some(b) => cx.quantize_broadcast(b, is + ps),
+            None => vec![0; cx.node.shape.iter().product()],
+        };
+        Ok(QOp::Dense(QDense {
+            weight: cx.quantize(&self.weight, ps),
+            k: self.weight.shape[0],
+            n: self.weight.shape[1],
+            bias,
+            transpose_input: self.transpose_input,
+        }))
+    }
+}
+
+/// A convolution of an `[N, C, spatial...]` input (any number of spatial axes, grouped):
+/// `y[n, m, o] = Σ_c Σ_tap x[n, g·C/G + c, in(o, tap)] · weight[m, c, tap] + bias[m]`, with
+/// `g = m / (M/G)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conv {
+    /// `[M, C/group, kernel...]`.
+    pub weight: Tensor,
+    /// `[M]`.
+    pub bias: Option<Tensor>,
+    /// Number of groups `G` (C for a depthwise convolution).
+    pub group: usize,
+    /// The sliding window.
+    pub window: Window,
+}
+
+/// [`Conv`] quantized: `round((Σ x · weight + bias[m]) / 2^param_scale)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QConv {
+    /// `[M, C/G, kernel...]`, row-major, at the param scale.
+    pub weight: Vec<i64>,
+    /// The weight tensor's shape.
+    pub weight_shape: Vec<usize>,
+    /// One per output channel, at input + param scale.
+    pub bias: Vec<i64>,
+    /// Number of groups.
+    pub group: usize,
+    /// The sliding window.
+    pub window: Window,
+}
+
+impl Quantize for Conv {
+    fn quantize(&self, cx: &QuantizeCx<'_>) -> Result<QOp> {
+        let (is, ps) = (cx.settings.input_scale, cx.settings.param_scale);
+        let m = self.weight.shape[0];
+        Ok(QOp::Conv(QConv {
+            weight: cx.quantize(&self.weight, ps),
+            weight_shape: self.weight.shape.clone(),
+            bias: self.bias.as_ref().map(|b| cx.quantize(b, is + ps)).unwrap_or_else(|| vec![0; m]),
+            group: self.group,
+            window: self.window.clone(),
+        }))
+    }
+}
+
+/// The position of `x[m, i]` in a Dense input stored as `[M, K]`, or as `[K, M]` when
+/// transposed.
+pub fn dense_index(transposed: bool, rows: usize, k: usize, m: usize, i: usize) -> usize {
+    if transposed {
+        i * rows + m
+    } else {
+        m * k + i
+    }
+}
+
+impl QDense {
+    /// The terms of each output element for an input of `input_shape`, in output order.
+    pub fn affine_outputs(&self, input_shape: &[usize]) -> Vec<AffineOutput> {
+        let (k, n, t) = (self.k, self.n, self.transpose_input);
+        let rows = input_shape.iter().product::<usize>() / k.max(1);
+        (0..rows * n)
+            .map(|o| {
+                let (m, j) = (o / n, o % n);
+                AffineOutput { terms: (0..k).map(|i| (dense_index(t, rows, k, m, i), i * n + j)).collect(), bias: o }
+            })
+            .collect()
+    }
+}
+
+impl QConv {
+    /// The terms of each output element for an input of `input_shape`, in output order.
+    pub fn affine_outputs(&self, input_shape: &[usize]) -> Vec<AffineOutput> {
+        let (batch, channels, m) = (input_shape[0], input_shape[1], self.weight_shape[0]);
+        let (per_group_in, per_group_out) = (channels / self.group, m / self.group);
+        let (in_len, kernel_len) = (self.window.input_len(), self.window.kernel_len());
+        let taps: Vec<Vec<(usize, usize)>> = (0..self.window.output_len()).map(|o| self.window.taps(o)).collect();
+        let mut out = Vec::with_capacity(batch * m * taps.len());
+        for b in 0..batch {
+            for oc in 0..m {
+                let first_in = oc / per_group_out * per_group_in;
+                for position in &taps {
+                    let terms = (0..per_group_in)
+                        .flat_map(|c| {
+                            let x_base = (b * channels + first_in + c) * in_len;
+                            let w_base = (oc * per_group_in + c) * kernel_len;
+                            position.iter().map(move |&(tap, at)| (x_base + at, w_base + tap))
+                        })
+                        .collect();
+                    out.push(AffineOutput { terms, bias: oc });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The integer reference of a linear layer: each output's inner product plus its bias, rescaled.
+fn execute_affine(cx: &ExecCx<'_>, outputs: &[AffineOutput], weight: &[i64], bias: &[i64]) -> Vec<i128> {
+    let x = cx.args[0];
+    outputs
+        .iter()
+        .map(|o| {
+            let dot: i128 = o.terms.iter().map(|&(i, j)| x[i] * weight[j] as i128).sum();
+            rescale(dot + bias[o.bias] as i128, cx.scales.param)
+        })
+        .collect()
+}
+
+fn layout_linear(cx: &mut LayoutCx<'_, '_>, outputs: &[AffineOutput]) -> Vec<AssignedValue<Fr>> {
+    let params = AffineParams { weight: cx.params[0], bias: cx.params[1], shift: cx.scales.param };
+    layout_affine(cx.ctx, cx.range, cx.args[0], params, outputs, cx.bits())
+}
+
+impl Kernel for QDense {
+    fn params(&self, node: &QNode, scales: Scales) -> Vec<Param<'_>> {
+        vec![
+            Param { suffix: "weight", shape: vec![self.k, self.n], values: &self.weight, scale: scales.param },
+            Param { suffix: "bias", shape: node.shape.clone(), values: &self.bias, scale: scales.input + scales.param },
+        ]
+    }
+
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        Ok(execute_affine(cx, &self.affine_outputs(cx.shapes[0]), &self.weight, &self.bias))
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        let outputs = self.affine_outputs(cx.shapes[0]);
+        Ok(layout_linear(cx, &outputs))
+    }
+}
+
+impl Kernel for QConv {
+    fn params(&self, _node: &QNode, scales: Scales) -> Vec<Param<'_>> {
+        vec![
+            Param { suffix: "weight", shape: self.weight_shape.clone(), values: &self.weight, scale: scales.param },
+            Param {
+                suffix: "bias",
+                shape: vec![self.bias.len()],
+                values: &self.bias,
+                scale: scales.input + scales.param,
+            },
+        ]
+    }
+
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        Ok(execute_affine(cx, &self.affine_outputs(cx.shapes[0]), &self.weight, &self.bias))
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        let outputs = self.affine_outputs(cx.shapes[0]);
+        Ok(layout_linear(cx, &outputs))
+    }
+}
+
+/// The matrix product of two computed tensors: `a [.., K]` (leading axes are rows) times
+/// `b [K, N]`, rescaled by the input scale.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatMul;
+
+/// For a MatMul of `a` by `b` (shapes): the (a position, b position) pairs summed by each output
+/// element.
+pub fn matmul_terms(sa: &[usize], sb: &[usize]) -> Vec<Vec<(usize, usize)>> {
+    let (k, n) = (sb[0], sb[1]);
+    let rows = sa.iter().product::<usize>() / k.max(1);
+    (0..rows * n).map(|o| (0..k).map(|i| ((o / n) * k + i, i * n + o % n)).collect()).collect()
+}
+
+impl Kernel for MatMul {
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        let (a, b) = (cx.args[0], cx.args[1]);
+        Ok(matmul_terms(cx.shapes[0], cx.shapes[1])
+            .iter()
+            .map(|terms| rescale(terms.iter().map(|&(i, j)| a[i] * b[j]).sum(), cx.scales.input))
+            .collect())
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        let (a, b) = (cx.args[0], cx.args[1]);
+        let (shift, bits) = (cx.scales.input, cx.bits());
+        Ok(matmul_terms(cx.shapes[0], cx.shapes[1])
+            .iter()
+            .map(|terms| {
+                let pairs: Vec<_> = terms.iter().map(|&(i, j)| (a[i], b[j])).collect();
+                layout_inner_product(cx.ctx, cx.range, &pairs, shift, bits)
+            })
+            .collect())
+    }
+}
+
+impl Importer<'_> {
+    fn import_gemm(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let alpha = attr_float(node, "alpha").unwrap_or(1.0);
+        let beta = attr_float(node, "beta").unwrap_or(1.0);
+        let trans_a = attr_int(node, "transA").unwrap_or(0) != 0;
+        let trans_b = attr_int(node, "transB").unwrap_or(0) != 0;
+        let Value::Node(a) = self.required_input(node, 0)? else {
+            return Err(
+                self.unsupported(node, "input A must be computed from the model input (a constant A is not supported)")
+            );
+        };
+        let b = match self.required_input(node, 1)? {
+            Value::Const(b) => b,
+            Value::Node(b) => return self.import_gemm_computed(node, a, b, (trans_a, trans_b), (alpha, beta)),
+        };
+        let a_shape = self.nodes[a].shape.clone();
+        if a_shape.len() != 2 || b.shape.len() != 2 {
+            return Err(self.unsupported(node, format!("A {a_shape:?} and B {:?} must be matrices", b.shape)));
+        }
+        let (m, k) = if trans_a { (a_shape[1], a_shape[0]) } else { (a_shape[0], a_shape[1]) };
+        let mut weight = if trans_b { transpose(&b) } else { b };
+        if weight.shape[0] != k {
+            return Err(self.unsupported(node, format!("A has {k} columns but B has {} rows", weight.shape[0])));
+        }
+        weight.data.iter_mut().for_each(|w| *w *= alpha);
+        let n = weight.shape[1];
+        let bias = match self.input(node, 2)? {
+            None => None,
+            Some(Value::Const(mut c)) => {
+                if broadcast_shape(&c.shape, &[m, n]).as_deref() != Some(&[m, n][..]) {
+                    return Err(self.unsupported(node, format!("C {:?} does not broadcast to [{m}, {n}]", c.shape)));
+                }
+                c.data.iter_mut().for_each(|v| *v *= beta);
+                Some(c)
+            }
+            Some(Value::Node(_)) => return Err(self.unsupported(node, "input C must be a constant (bias)")),
+        };
+        self.add_node(node, Op::Dense(Dense { weight, bias, transpose_input: trans_a }), vec![a], vec![m, n])
+    }
+
+    /// Gemm of two computed matrices: `alpha · A' B' + beta · C`, with the transposes as data
+    /// movement.
+    fn import_gemm_computed(
+        &mut self,
+        node: &pb::NodeProto,
+        a: usize,
+        b: usize,
+        (trans_a, trans_b): (bool, bool),
+        (alpha, beta): (f32, f32),
+    ) -> Result<()> {
+        let mut operand = |id: usize, transposed: bool, part: &str| -> Result<usize> {
+            let shape = self.nodes[id].shape.clone();
+            if shape.len() != 2 {
+                return Err(self.unsupported(node, format!("{part} {shape:?} must be a matrix")));
+            }
+            if !transposed {
+                return Ok(id);
+            }
+            let (out, sources) = movement::transpose(&shape, None).map_err(|e| self.unsupported(node, e))?;
+            Ok(self.intermediate(node, &format!("{part}T"), Op::Select(movement::Select { sources }), vec![id], out))
+        };
+        let (a, b) = (operand(a, trans_a, "A")?, operand(b, trans_b, "B")?);
+        let (sa, sb) = (self.nodes[a].shape.clone(), self.nodes[b].shape.clone());
+        if sa[1] != sb[0] {
+            return Err(self.unsupported(node, format!("A has {} columns but B has {} rows", sa[1], sb[0])));
+        }
+        let shape = vec![sa[0], sb[1]];
+        let c = self.input(node, 2)?;
+        let mut steps: Vec<(&str, Op, Option<usize>)> = vec![("product", Op::MatMul(MatMul), Some(b))];
+        if alpha != 1.0 {
+            steps.push(("alpha", Op::MulConst(arith::MulConst { constant: Tensor::new(vec![], vec![alpha]) }), None));
+        }
+        match c {
+            None => {}
+            Some(Value::Const(mut c)) => {
+                c.data.iter_mut().for_each(|v| *v *= beta);
+                if broadcast_shape(&c.shape, &shape).as_deref() != Some(&shape[..]) {
+                    return Err(self.unsupported(node, format!("C {:?} does not broadcast to {shape:?}", c.shape)));
+                }
+                steps.push(("bias", Op::AddConst(arith::AddConst { constant: c }), None));
+            }
+            Some(Value::Node(c)) if beta == 1.0 => steps.push(("bias", Op::Add(arith::Add), Some(c))),
+            Some(Value::Node(_)) => return Err(self.unsupported(node, "a computed C with beta other than 1")),
+        }
+        let last = steps.len() - 1;
+        let mut current = a;
+        for (i, (part, op, other)) in steps.into_iter().enumerate() {
+            let inputs = std::iter::once(current).chain(other).collect();
+            if i == last {
+                return self.add_node(node, op, inputs, shape);
+            }
+            current = self.intermediate(node, part, op, inputs, shape.clone());
+        }
+        unreachable!("the product is always a step")
+    }
+
+    fn import_matmul(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let a = self.required_input(node, 0)?;
+        let b = self.required_input(node, 1)?;
+        let (a, weight) = match (a, b) {
+            (Value::Node(a), Value::Const(w)) => (a, w),
+            (Value::Const(_), Value::Node(_)) => {
+                return Err(self.unsupported(
+                    node,
+                    "a constant left operand is not supported; multiply by constant weights on the right",
+                ))
+            }
+            (Value::Node(a), Value::Node(b)) => {
+                let (sa, sb) = (self.nodes[a].shape.clone(), self.nodes[b].shape.clone());
+                if sb.len() != 2 || sa.last() != Some(&sb[0]) {
+                    return Err(self.unsupported(node, format!("cannot multiply {sa:?} by {sb:?} (B must be [K, N])")));
+                }
+                let mut shape = sa;
+                *shape.last_mut().expect("checked non-empty") = sb[1];
+                return self.add_node(node, Op::MatMul(MatMul), vec![a, b], shape);
+            }
+            (Value::Const(_), Value::Const(_)) => {
+                return Err(self.unsupported(node, "products of two constants should be folded by the exporter"))
+            }
+        };
+        let a_shape = self.nodes[a].shape.clone();
+        let k = *a_shape.last().unwrap_or(&0);
+        if weight.shape.len() != 2 || weight.shape[0] != k || a_shape.is_empty() {
+            return Err(self.unsupported(node, format!("cannot multiply {a_shape:?} by weights {:?}", weight.shape)));
+        }
+        let mut shape = a_shape.clone();
+        *shape.last_mut().expect("checked non-empty") = weight.shape[1];
+        self.add_node(node, Op::Dense(Dense { weight, bias: None, transpose_input: false }), vec![a], shape)
+    }
+
+    fn import_conv(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (x, shape) = self.spatial_input(node)?;
+        let Value::Const(weight) = self.required_input(node, 1)? else {
+            return Err(self.unsupported(node, "the weights must be a constant"));
+        };
+        let group = attr_int(node, "group").unwrap_or(1).max(1) as usize;
+        let (channels, m) = (shape[1], weight.shape[0]);
+        if weight.shape.len() != shape.len()
+            || channels % group != 0
+            || m % group != 0
+            || weight.shape[1] * group != channels
+        {
+            return Err(self.unsupported(
+                node,
+                format!("weights {:?} do not fit input {shape:?} in {group} groups", weight.shape),
+            ));
+        }
+        let window = self.window(node, &shape[2..], &weight.shape[2..])?;
+        self.add_conv(node, (x, shape[0]), weight, group, window)
+    }
+
+    /// ConvTranspose as the convolution it equals: the input spread out by the strides (zeros
+    /// between its elements) and padded by `dilation · (kernel - 1) - pad` (plus the output
+    /// padding at the end), convolved with stride 1 by the kernel flipped, with the input and
+    /// output channels of each group exchanged.
+    fn import_conv_transpose(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (x, shape) = self.spatial_input(node)?;
+        let Value::Const(w) = self.required_input(node, 1)? else {
+            return Err(self.unsupported(node, "the weights must be a constant"));
+        };
+        let group = attr_int(node, "group").unwrap_or(1).max(1) as usize;
+        let (channels, d) = (shape[1], shape.len() - 2);
+        if w.shape.len() != shape.len() || w.shape[0] != channels || channels % group != 0 {
+            return Err(self.unsupported(node, format!("weights {:?} do not fit input {shape:?}", w.shape)));
+        }
+        if attr(node, "output_shape").is_some() {
+            return Err(self.unsupported(node, "the output_shape attribute (give pads instead)"));
+        }
+        let auto_pad = attr(node, "auto_pad").map(|a| String::from_utf8_lossy(&a.s).into_owned()).unwrap_or_default();
+        if !matches!(auto_pad.as_str(), "" | "NOTSET" | "VALID") {
+            return Err(self.unsupported(node, format!("auto_pad {auto_pad}")));
+        }
+        let ints = |name: &str, len: usize, default: i64| {
+            attr(node, name).map(|a| a.ints.clone()).filter(|v| v.len() == len).unwrap_or_else(|| vec![default; len])
+        };
+        let (strides, dilations) = (ints("strides", d, 1), ints("dilations", d, 1));
+        let (pads, output_padding) = (ints("pads", 2 * d, 0), ints("output_padding", d, 0));
+        if strides.iter().chain(&dilations).any(|&v| v < 1) || pads.iter().chain(&output_padding).any(|&v| v < 0) {
+            return Err(self.unsupported(node, "strides, dilations, pads or output_padding out of range"));
+        }
+        let kernel: Vec<usize> = w.shape[2..].to_vec();
+        let span = |a: usize| dilations[a] * (kernel[a] as i64 - 1);
+        let begin: Vec<i64> = (0..d).map(|a| span(a) - pads[a]).collect();
+        let end: Vec<i64> = (0..d).map(|a| span(a) - pads[d + a] + output_padding[a]).collect();
+        let strides: Vec<usize> = strides.iter().map(|&s| s as usize).collect();
+        let (spread_shape, sources) =
+            movement::dilate_pad(&shape, &strides, &begin, &end).map_err(|e| self.unsupported(node, e))?;
+        let spread =
+            self.intermediate(node, "spread", Op::Select(movement::Select { sources }), vec![x], spread_shape.clone());
+        // W [C, M/G, k...] -> W' [M, C/G, flipped k...].
+        let (per_in, per_out) = (channels / group, w.shape[1]);
+        let m = per_out * group;
+        let kernel_len: usize = kernel.iter().product();
+        let mut weight = vec![0.0; m * per_in * kernel_len];
+        for g in 0..group {
+            for o in 0..per_out {
+                for i in 0..per_in {
+                    for t in 0..kernel_len {
+                        let from = ((g * per_in + i) * per_out + o) * kernel_len + t;
+                        let to = ((g * per_out + o) * per_in + i) * kernel_len + (kernel_len - 1 - t);
+                        weight[to] = w.data[from];
+                    }
+                }
+            }
+        }
+        let weight = Tensor::new([vec![m, per_in], kernel.clone()].concat(), weight);
+        let ones = vec![1; d];
+        let zeros = vec![0; d];
+        let dilations: Vec<usize> = dilations.iter().map(|&v| v as usize).collect();
+        let window = Window::new(&spread_shape[2..], &kernel, &ones, &zeros, &zeros, &dilations)
+            .map_err(|e| self.unsupported(node, e))?;
+        self.add_conv(node, (spread, shape[0]), weight, group, window)
+    }
+
+    /// Adds a convolution of node `x` (batch `n`) with the node's bias input, if any.
+    fn add_conv(
+        &mut self,
+        node: &pb::NodeProto,
+        (x, n): (usize, usize),
+        weight: Tensor,
+        group: usize,
+        window: Window,
+    ) -> Result<()> {
+        let m = weight.shape[0];
+        let bias = match self.input(node, 2)? {
+            None => None,
+            Some(Value::Const(b)) if b.len() == m => Some(Tensor::new(vec![m], b.data)),
+            Some(_) => return Err(self.unsupported(node, format!("the bias must be a constant of {m} values"))),
+        };
+        let out_shape = [vec![n, m], window.output.clone()].concat();
+        self.add_node(node, Op::Conv(Conv { weight, bias, group, window }), vec![x], out_shape)
+    }
+}
