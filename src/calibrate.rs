@@ -13,7 +13,7 @@ use crate::error::{read_file, write_json, Error, Result};
 use crate::model::function::{domain, Function};
 use crate::model::input::load_samples;
 use crate::model::quantize::signed_bits;
-use crate::model::reference::run_float_values;
+use crate::model::reference::{run_float_values, FloatRun};
 use crate::model::{import_onnx, Graph, QOp, QuantizedModel};
 use crate::pipeline::{gen_settings_for, SettingsOptions};
 use crate::settings::{Settings, DEFAULT_ACTIVATION_BITS};
@@ -145,10 +145,9 @@ pub fn calibrate(
     let base = Settings { lookup_range: lookup_range(&graph, &base, &samples)?.or(base.lookup_range), ..base };
     let names: Vec<String> = graph.nodes.iter().map(|n| n.value.clone()).collect();
     let float = run_float_values(model, &base.input_shapes, &samples, &names)?;
-    let float_outputs: Vec<Vec<f32>> = float
-        .iter()
-        .map(|per_node| graph.outputs.iter().flat_map(|&o| per_node[o].clone().unwrap_or_default()).collect())
-        .collect();
+    // The error of what is proven is measured against the model's own outputs as tract computes
+    // them (not against intermediate values: an output may be an input passed through).
+    let float_outputs: Vec<Vec<f32>> = float.iter().map(|run| run.outputs.concat()).collect();
     let magnitude = float_outputs.iter().flatten().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
 
     let mut candidates = Vec::new();
@@ -242,6 +241,13 @@ fn evaluate(
         let values = quantized.execute(&quantized.quantize_inputs(sample))?;
         bits = bits.max(values.iter().map(|v| signed_bits(v)).max().unwrap_or(0) + HEADROOM_BITS);
         let outputs: Vec<f64> = quantized.outputs.iter().flat_map(|&o| quantized.dequantize(&values[o])).collect();
+        if outputs.len() != expected.len() {
+            return Err(Error::UnsupportedModel(format!(
+                "the imported model has {} output values but tract computes {}: their errors cannot be measured",
+                outputs.len(),
+                expected.len()
+            )));
+        }
         errors.add(&outputs, expected);
     }
     if bits > 64 {
@@ -302,14 +308,11 @@ fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolera
 }
 
 /// Each computed layer's error against tract's float value of the same ONNX value.
-fn layer_errors(
-    quantized: &QuantizedModel,
-    samples: &[Vec<Vec<f32>>],
-    float: &[Vec<Option<Vec<f32>>>],
-) -> Result<Vec<LayerError>> {
+fn layer_errors(quantized: &QuantizedModel, samples: &[Vec<Vec<f32>>], float: &[FloatRun]) -> Result<Vec<LayerError>> {
     // `None` for a layer whose float value tract does not expose (or exposes in another size).
     let mut stats: Vec<Option<Errors>> = vec![Some(Errors::default()); quantized.nodes.len()];
-    for (sample, per_node) in samples.iter().zip(float) {
+    for (sample, run) in samples.iter().zip(float) {
+        let per_node = &run.values;
         let values = quantized.execute(&quantized.quantize_inputs(sample))?;
         for (i, stat) in stats.iter_mut().enumerate() {
             match (stat.as_mut(), per_node[i].as_ref().filter(|f| f.len() == values[i].len())) {

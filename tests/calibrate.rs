@@ -137,3 +137,38 @@ fn calibration_chooses_the_lookup_range_and_refuses_inputs_beyond_it() {
     let error = proves_then_refuses(dir, |v| v * 20.0);
     assert!(error.contains("outside its lookup table") && error.contains("zkinfer calibrate"), "{error}");
 }
+
+/// On a model whose output is its input, the error calibration reports is the error of what is
+/// proven, against tract's float output of the real input (it once compared nothing and reported
+/// 0 at input scale 2, where the proven outputs were all 0).
+#[test]
+fn calibration_reports_the_error_of_what_is_proven() {
+    let work = work_with(&[(&fixture("identity.onnx"), "network.onnx")]);
+    let dir = work.path();
+    let samples: Vec<Vec<f64>> = vec![vec![0.0149, 0.0635], vec![-0.2718, 0.0031], vec![0.5, -0.0077]];
+    write_json(&dir.join("samples.json"), &json!({ "input_data": [samples.concat()] }));
+    write_json(&dir.join("input.json"), &json!({ "input_data": [samples[0]] }));
+    for target in ["resources", "accuracy"] {
+        ok(dir, &["calibrate", "-D", "samples.json", "--target", target]);
+        let report = json(&dir.join("settings.calibration.json"));
+        for candidate in report["candidates"].as_array().unwrap() {
+            let one = (1u64 << candidate["input_scale"].as_u64().unwrap()) as f64;
+            let expected = samples.iter().flatten().map(|&x| ((x * one).round() / one - x).abs()).fold(0.0, f64::max);
+            let reported = candidate["max_abs_error"].as_f64().unwrap();
+            assert!((reported - expected).abs() < 1e-6, "{target}: {candidate} should report {expected}");
+        }
+        let chosen = report["chosen"]["max_abs_error"].as_f64().unwrap();
+        assert!(chosen > 0.0 && chosen < 0.01, "{target}: {}", report["chosen"]);
+    }
+    // What is proven is the input at the calibrated scale, within the reported error.
+    for step in ["compile", "setup", "prove"] {
+        ok(dir, &[step]);
+    }
+    let out = ok(dir, &["verify"]);
+    let line = out.lines().find(|l| l.starts_with("proven output")).unwrap_or_else(|| panic!("{out}"));
+    let proven: Vec<f64> = serde_json::from_str(line.rsplit(": ").next().unwrap()).unwrap();
+    let chosen = json(&dir.join("settings.calibration.json"))["chosen"]["max_abs_error"].as_f64().unwrap();
+    for (p, x) in proven.iter().zip(&samples[0]) {
+        assert!((p - x).abs() <= chosen + 1e-9, "proven {p} for input {x}, reported error {chosen}");
+    }
+}

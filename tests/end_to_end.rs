@@ -128,6 +128,51 @@ fn softmax_log_softmax_reduce_max_and_division_prove_and_verify() {
 }
 
 #[test]
+fn hard_smooth_trigonometric_and_rounding_activations_prove_and_verify() {
+    check_example_with(
+        &fixture("activation_ops.onnx"),
+        &fixture("activation_ops.input.json"),
+        0.03,
+        &["--lookup-range", "-4,4"],
+    );
+}
+
+#[test]
+fn a_self_attention_block_with_layer_normalization_proves_and_verifies() {
+    // Two heads: batched MatMul of computed q and k, Softmax, batched MatMul by v, a residual,
+    // LayerNormalization.
+    check_example_with(
+        &fixture("attention_block.onnx"),
+        &fixture("attention_block.input.json"),
+        0.05,
+        &["--lookup-range", "-8,8"],
+    );
+}
+
+#[test]
+fn comparisons_logic_and_where_prove_and_verify() {
+    check_example(&fixture("logic_ops.onnx"), &fixture("logic_ops.input.json"), 0.03);
+}
+
+#[test]
+fn tree_ensembles_from_scikit_learn_prove_and_verify() {
+    // A random forest classifier (class probabilities) and a gradient-boosted regressor trained
+    // on a credit-scoring task, compiled to the GEMM strategy (hummingbird-ml's).
+    check_example(&fixture("tree_forest.onnx"), &fixture("tree_forest.input.json"), 0.02);
+    check_example(&fixture("tree_boosting.onnx"), &fixture("tree_boosting.input.json"), 0.02);
+}
+
+#[test]
+fn group_normalization_proves_and_verifies() {
+    check_example_with(
+        &fixture("group_norm.onnx"),
+        &fixture("group_norm.input.json"),
+        0.05,
+        &["--lookup-range", "-8,8"],
+    );
+}
+
+#[test]
 fn transposed_convolutions_and_instance_normalization_prove_and_verify() {
     check_example(&fixture("decoder_ops.onnx"), &fixture("decoder_ops.input.json"), 0.03);
 }

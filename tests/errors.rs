@@ -112,13 +112,13 @@ fn missing_tools_say_how_to_install_them() {
     let dir = prepared();
     let w = dir.path();
     let e = fails(w, &["create-evm-verifier", "--solc", "/nonexistent/solc"]);
-    assert!(e.contains("solc not found") && e.contains("npm install"), "{e}");
+    assert!(e.contains("solc not found") && e.contains("zkinfer toolchain"), "{e}");
     let e = fails_env(w, &["create-evm-verifier"], &[("SOLC", "/nonexistent/solc")]);
     assert!(e.contains("solc not found"), "{e}");
     ok(w, &["prove"]);
     ok(w, &["create-evm-verifier"]);
     let e = fails_env(w, &["verify-evm", "--anvil"], &[("ANVIL", "/nonexistent/anvil")]);
-    assert!(e.contains("anvil not found") && e.contains("npm install"), "{e}");
+    assert!(e.contains("anvil not found") && e.contains("zkinfer toolchain"), "{e}");
 }
 
 #[test]

@@ -68,6 +68,45 @@ fn transposed_convolution_and_instance_norm_witness_equals_integer_reference() {
     check_with(&common::fixture("decoder_ops.onnx"), &common::fixture("decoder_ops.input.json"), Some([-16.0, 16.0]));
 }
 
+#[test]
+fn new_activations_witness_equals_integer_reference() {
+    // HardSigmoid, HardSwish, Celu, Mish, ThresholdedRelu, the trigonometric and hyperbolic
+    // functions and their inverses, Round, Floor, Ceil and Sign, each through its table.
+    check_with(
+        &common::fixture("activation_ops.onnx"),
+        &common::fixture("activation_ops.input.json"),
+        Some([-4.0, 4.0]),
+    );
+}
+
+#[test]
+fn attention_block_witness_equals_integer_reference() {
+    // Batched products of computed tensors, Softmax, LayerNormalization.
+    check_with(
+        &common::fixture("attention_block.onnx"),
+        &common::fixture("attention_block.input.json"),
+        Some([-8.0, 8.0]),
+    );
+}
+
+#[test]
+fn group_normalization_witness_equals_integer_reference() {
+    check_with(&common::fixture("group_norm.onnx"), &common::fixture("group_norm.input.json"), Some([-8.0, 8.0]));
+}
+
+#[test]
+fn comparisons_logic_and_where_witness_equals_integer_reference() {
+    check(&common::fixture("logic_ops.onnx"), &common::fixture("logic_ops.input.json"));
+}
+
+#[test]
+fn tree_ensembles_witness_equals_integer_reference() {
+    // A random forest and a gradient-boosted model in the GEMM strategy: comparisons against
+    // the thresholds, path counts, Equal against the leaves' depths.
+    check(&common::fixture("tree_forest.onnx"), &common::fixture("tree_forest.input.json"));
+    check(&common::fixture("tree_boosting.onnx"), &common::fixture("tree_boosting.input.json"));
+}
+
 mod random_inputs {
     //! The integer reference equals the laid-out circuit's values on random inputs, op family by
     //! op family (each fixture mixes several).
@@ -108,10 +147,15 @@ mod random_inputs {
                 ("lookup_ops", Some([-4.0, 4.0])),
                 ("softmax_ops", Some([-8.0, 8.0])),
                 ("decoder_ops", Some([-16.0, 16.0])),
+                ("activation_ops", Some([-4.0, 4.0])),
+                ("attention_block", Some([-8.0, 8.0])),
+                ("group_norm", Some([-8.0, 8.0])),
+                ("logic_ops", None),
+                ("tree_forest", None),
             ] {
                 compared += agree(name, range, &input)? as usize;
             }
-            prop_assert!(compared >= 6, "only {compared} of 8 fixtures could run this input");
+            prop_assert!(compared >= 10, "only {compared} of 13 fixtures could run this input");
         }
     }
 }

@@ -67,11 +67,24 @@ pub fn layout_lookup(
     y
 }
 
-/// Constrains and returns `max(v, 0)` for a value `v` of `bits` signed bits. The hint `sign` is
-/// 1 when `v >= 0`, else 0 (tests pass other values); the gadget checks that it is a bit, then
-/// `v` in `[0, 2^(bits-1))` when it is set and `-1 - v` in the same range when it is not, so only
-/// the true sign is accepted.
+/// Constrains and returns `max(v, 0)` for a value `v` of `bits` signed bits: `v` times its sign
+/// bit (see [`layout_sign`]; the hint `sign` is 1 when `v >= 0`, else 0).
 pub fn layout_relu(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    v: AssignedValue<Fr>,
+    bits: u32,
+    sign: i128,
+) -> AssignedValue<Fr> {
+    let sign = layout_sign(ctx, range, v, bits, sign);
+    range.gate().mul(ctx, v, sign)
+}
+
+/// Constrains and returns the bit `v >= 0` for a value `v` of `bits` signed bits. The hint `sign`
+/// is that bit (tests pass other values); the gadget checks that it is a bit, then `v` in
+/// `[0, 2^(bits-1))` when it is set and `-1 - v` in the same range when it is not, so only the
+/// true sign is accepted.
+pub fn layout_sign(
     ctx: &mut Context<Fr>,
     range: &RangeChip<Fr>,
     v: AssignedValue<Fr>,
@@ -88,7 +101,25 @@ pub fn layout_relu(
     if keep("relu: magnitude range") {
         range.range_check(ctx, magnitude, (bits - 1) as usize);
     }
-    gate.mul(ctx, v, sign)
+    sign
+}
+
+/// Constrains and returns the bit `a < b` (`strict`) or `a <= b` for `a` and `b` of `bits` signed
+/// bits: the sign of `b - a - 1` (or `b - a`), a value of `bits + 1` signed bits. `hint` replaces
+/// the honest bit (tests).
+pub fn layout_less(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    (a, b): (QuantumCell<Fr>, QuantumCell<Fr>),
+    strict: bool,
+    bits: u32,
+    hint: Option<i128>,
+) -> AssignedValue<Fr> {
+    let gate = range.gate();
+    let difference = gate.sub(ctx, b, a);
+    let v = if strict { gate.add(ctx, difference, QuantumCell::Constant(fe(-1))) } else { difference };
+    let honest = to_i128(v.value()).is_some_and(|v| v >= 0) as i128;
+    layout_sign(ctx, range, v, bits + 1, hint.unwrap_or(honest))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack};
 use super::linear::{layout_rescale, rescale_hint, RescaleHint};
 use super::mutation::{without, CHECKS};
-use super::nonlinear::layout_relu;
+use super::nonlinear::{layout_less, layout_relu};
 use super::pool::{layout_div, layout_max, layout_mean, DivisionHint};
 use super::soundness::mock_run_at;
 
@@ -120,6 +120,29 @@ fn check_relu() -> Checked {
             only_honest(&what, (v >= 0) as i128, &alternatives(0, 2), |s| relu_accepts(v, s))?;
         } else {
             none_passes(&what, &alternatives(0, 2), |s| relu_accepts(v, s))?;
+        }
+    }
+    Ok(())
+}
+
+fn less_accepts(a: i128, b: i128, strict: bool, bit: i128) -> bool {
+    satisfied(|ctx, range| {
+        let (a, b) = (ctx.load_witness(fe(a)), ctx.load_witness(fe(b)));
+        vec![layout_less(ctx, range, (a.into(), b.into()), strict, BITS, Some(bit))]
+    })
+}
+
+/// Comparisons of values of `BITS` signed bits (a spread of left operands against every right
+/// one, strict and not): one bit each, whatever the difference.
+fn check_less() -> Checked {
+    let half = 1i128 << (BITS - 1);
+    for a in [-half, -half + 1, -5, -1, 0, 1, 6, half - 1] {
+        for b in -half..half {
+            for strict in [true, false] {
+                let honest = if strict { a < b } else { a <= b } as i128;
+                let what = format!("{a} {} {b}", if strict { "<" } else { "<=" });
+                only_honest(&what, honest, &alternatives(0, 2), |bit| less_accepts(a, b, strict, bit))?;
+            }
         }
     }
     Ok(())
@@ -272,10 +295,11 @@ fn check_packing() -> Checked {
 type NamedCheck = (&'static str, fn() -> Checked);
 
 /// Every check of this file, by name.
-fn all_checks() -> [NamedCheck; 6] {
+fn all_checks() -> [NamedCheck; 7] {
     [
         ("rescale", check_rescale),
         ("relu", check_relu),
+        ("less", check_less),
         ("extremum", check_extremum),
         ("division", check_division),
         ("mean", check_mean),
@@ -291,6 +315,11 @@ fn a_rescale_accepts_one_quotient_for_every_accumulator() {
 #[test]
 fn a_relu_accepts_one_sign_for_every_value() {
     check_relu().unwrap();
+}
+
+#[test]
+fn a_comparison_accepts_one_bit_for_every_pair() {
+    check_less().unwrap();
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Element-wise non-linear functions proven by table lookup (Sigmoid, Tanh, Exp, Log, Sqrt,
-//! Softplus, Softsign, Erf, Gelu, Elu, Selu, Pow by a constant): their float definition, their
+//! Softplus, Softsign, Erf, Gelu, Elu, Selu, Pow by a constant, the hard and smooth activations,
+//! trigonometric and hyperbolic functions, rounding, Sign): their float definition, their
 //! quantized form, and the range of inputs a table must cover. The math is libm's, in Rust: a
 //! table is the same on every platform.
 
@@ -46,6 +47,60 @@ pub enum Function {
         /// The exponent.
         exponent: f64,
     },
+    /// `max(0, min(1, alpha · x + beta))`.
+    HardSigmoid {
+        /// The slope.
+        alpha: f64,
+        /// The offset.
+        beta: f64,
+    },
+    /// `x · max(0, min(1, x / 6 + 1/2))`.
+    HardSwish,
+    /// `max(0, x) + min(0, alpha · (e^(x/alpha) - 1))`.
+    Celu {
+        /// The negative side's scale.
+        alpha: f64,
+    },
+    /// `x · tanh(ln(1 + e^x))`.
+    Mish,
+    /// `x` for `x > alpha`, else 0.
+    ThresholdedRelu {
+        /// The threshold.
+        alpha: f64,
+    },
+    /// A trigonometric or hyperbolic function, or its inverse.
+    Trig(Trig),
+    /// Rounding to an integer: ONNX's Round (halves to even), Floor, Ceil.
+    Round(Rounding),
+    /// -1, 0 or 1 as `x` is negative, zero or positive.
+    Sign,
+}
+
+/// The trigonometric and hyperbolic functions ONNX names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum Trig {
+    Sin,
+    Cos,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+}
+
+/// How ONNX's rounding ops round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rounding {
+    /// To the nearest integer, halves to even (Round).
+    HalfEven,
+    /// Down (Floor).
+    Floor,
+    /// Up (Ceil).
+    Ceil,
 }
 
 impl Function {
@@ -83,6 +138,43 @@ impl Function {
                 }
             }
             Function::Pow { exponent } => libm::pow(x, exponent),
+            Function::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Function::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Function::Celu { alpha } => x.max(0.0) + (alpha * libm::expm1(x / alpha)).min(0.0),
+            Function::Mish => x * libm::tanh(Function::Softplus.eval(x)),
+            Function::ThresholdedRelu { alpha } => {
+                if x > alpha {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            Function::Trig(t) => match t {
+                Trig::Sin => libm::sin(x),
+                Trig::Cos => libm::cos(x),
+                Trig::Asin => libm::asin(x),
+                Trig::Acos => libm::acos(x),
+                Trig::Atan => libm::atan(x),
+                Trig::Sinh => libm::sinh(x),
+                Trig::Cosh => libm::cosh(x),
+                Trig::Asinh => libm::asinh(x),
+                // libm's acosh reads |x| only: below 1 it is undefined.
+                Trig::Acosh if x < 1.0 => f64::NAN,
+                Trig::Acosh => libm::acosh(x),
+                Trig::Atanh => libm::atanh(x),
+            },
+            Function::Round(Rounding::HalfEven) => libm::rint(x),
+            Function::Round(Rounding::Floor) => libm::floor(x),
+            Function::Round(Rounding::Ceil) => libm::ceil(x),
+            Function::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
         }
     }
 
@@ -94,13 +186,23 @@ impl Function {
         (y.is_finite() && y.abs() < 1e37).then_some(y as i128)
     }
 
-    /// The function is monotone below this input (GELU dips to its minimum near -0.75; every
-    /// other function here is monotone on its whole domain or, as `x^2`, never constant).
+    /// The function is monotone below this input (GELU dips to its minimum near -0.75, Mish near
+    /// -1.19, HardSwish at -1.5, ThresholdedRelu jumps at its threshold; every other function
+    /// here but the periodic ones is monotone on its whole domain or, as `x^2`, never constant).
     fn monotone_below(self) -> f64 {
         match self {
             Function::Gelu { .. } => -0.75,
+            Function::Mish => -1.2,
+            Function::HardSwish => -1.5,
+            Function::ThresholdedRelu { alpha } => alpha,
             _ => f64::INFINITY,
         }
+    }
+
+    /// Sine and cosine come back to every value: no tail of theirs is constant, and the search
+    /// for one (which assumes a monotone tail) must not run.
+    fn periodic(self) -> bool {
+        matches!(self, Function::Trig(Trig::Sin | Trig::Cos))
     }
 
     /// The ONNX operator name, for messages.
@@ -118,6 +220,27 @@ impl Function {
             Function::Elu { .. } => "Elu",
             Function::Selu { .. } => "Selu",
             Function::Pow { .. } => "Pow",
+            Function::HardSigmoid { .. } => "HardSigmoid",
+            Function::HardSwish => "HardSwish",
+            Function::Celu { .. } => "Celu",
+            Function::Mish => "Mish",
+            Function::ThresholdedRelu { .. } => "ThresholdedRelu",
+            Function::Trig(t) => match t {
+                Trig::Sin => "Sin",
+                Trig::Cos => "Cos",
+                Trig::Asin => "Asin",
+                Trig::Acos => "Acos",
+                Trig::Atan => "Atan",
+                Trig::Sinh => "Sinh",
+                Trig::Cosh => "Cosh",
+                Trig::Asinh => "Asinh",
+                Trig::Acosh => "Acosh",
+                Trig::Atanh => "Atanh",
+            },
+            Function::Round(Rounding::HalfEven) => "Round",
+            Function::Round(Rounding::Floor) => "Floor",
+            Function::Round(Rounding::Ceil) => "Ceil",
+            Function::Sign => "Sign",
         }
     }
 }
@@ -193,7 +316,13 @@ pub fn domain(f: Function, scale: u32, bits: u32, range: Option<(f64, f64)>) -> 
         return Err(format!("the lookup range {range:?} is empty"));
     }
     // The defined, in-range inputs: one interval [first, last].
-    let probe = (a..=b).step_by(((b - a) / 64).max(1) as usize).find(|&x| valid(x)).or_else(|| valid(b).then_some(b));
+    // (Asin, Acos and Atanh live on [-1, 1] only, narrower than the steps at wide widths: 0 and
+    // ±1 are probed too.)
+    let unit = 1i128 << scale;
+    let probe = (a..=b)
+        .step_by(((b - a) / 64).max(1) as usize)
+        .chain([b, 0, unit, -unit, unit / 2])
+        .find(|&x| a <= x && x <= b && valid(x));
     let Some(inside) = probe else {
         return Err(format!("{} has no input in {range:?} whose output fits {bits}-bit activations", f.name()));
     };
@@ -201,7 +330,7 @@ pub fn domain(f: Function, scale: u32, bits: u32, range: Option<(f64, f64)>) -> 
     let last = last_of_prefix(inside, max, valid);
     let (mut lo, mut hi) = (first.max(a), last.min(b));
     let (mut clamp_low, mut clamp_high) = (false, false);
-    if first == min {
+    if first == min && !f.periodic() {
         let edge = f.quantized(min, scale);
         let monotone = ((f.monotone_below() * one).floor() as i128).clamp(min, last);
         let saturated = last_of_prefix(min, monotone, |x| f.quantized(x, scale) == edge);
@@ -209,7 +338,7 @@ pub fn domain(f: Function, scale: u32, bits: u32, range: Option<(f64, f64)>) -> 
             (lo, clamp_low) = (saturated, true);
         }
     }
-    if last == max {
+    if last == max && !f.periodic() {
         let edge = f.quantized(max, scale);
         let saturated = first_of_suffix(first, max, |x| f.quantized(x, scale) == edge);
         if saturated < max && saturated <= b {
@@ -256,8 +385,47 @@ mod tests {
             Function::Selu { alpha: 1.673_263_2, gamma: 1.050_701 },
             Function::Pow { exponent: 3.0 },
             Function::Pow { exponent: 0.5 },
-        ] {
+            Function::HardSigmoid { alpha: 0.2, beta: 0.5 },
+            Function::HardSwish,
+            Function::Celu { alpha: 1.0 },
+            Function::Celu { alpha: 0.5 },
+            Function::Mish,
+            Function::ThresholdedRelu { alpha: 1.0 },
+            Function::ThresholdedRelu { alpha: -1.0 },
+            Function::Round(Rounding::HalfEven),
+            Function::Round(Rounding::Floor),
+            Function::Round(Rounding::Ceil),
+            Function::Sign,
+        ]
+        .into_iter()
+        .chain(
+            [
+                Trig::Sin,
+                Trig::Cos,
+                Trig::Asin,
+                Trig::Acos,
+                Trig::Atan,
+                Trig::Sinh,
+                Trig::Cosh,
+                Trig::Asinh,
+                Trig::Acosh,
+                Trig::Atanh,
+            ]
+            .map(Function::Trig),
+        ) {
             check_everywhere(f, 5, 12);
+        }
+    }
+
+    #[test]
+    fn a_restricted_table_holds_defined_inputs_only() {
+        // Acosh is undefined below 1 (libm's would answer for -x): its table starts at 1.
+        let acosh = Function::Trig(Trig::Acosh);
+        let d = domain(acosh, 7, 24, Some((-4.0, 4.0))).unwrap();
+        assert_eq!((d.lo, d.hi), (128, 512), "{d:?}");
+        for f in [Function::Trig(Trig::Asin), Function::Trig(Trig::Atanh), acosh, Function::Log, Function::Sqrt] {
+            let d = domain(f, 7, 24, Some((-4.0, 4.0))).unwrap();
+            assert!((d.lo..=d.hi).all(|x| f.quantized(i128::from(x), 7).is_some()), "{f:?} {d:?}");
         }
     }
 

@@ -51,15 +51,24 @@ pub fn run_float(path: &Path, input_shapes: &[Vec<usize>], inputs: &[Vec<f32>]) 
     run_once(path, &runnable(path, model, input_shapes)?, input_shapes, inputs)
 }
 
-/// Runs the ONNX model at `path` in f32 with tract on each sample and returns, per sample, the
-/// value of each ONNX value in `names` (flattened), or `None` for a name no node computes. The
-/// named values are made outputs of the graph so that tract keeps them.
+/// What tract computes on one sample: the model's outputs, and the named values.
+#[derive(Clone, Debug)]
+pub struct FloatRun {
+    /// Each output of the model, flattened, in the graph's output order.
+    pub outputs: Vec<Vec<f32>>,
+    /// The value of each name asked for (flattened), or `None` for a name no node computes.
+    pub values: Vec<Option<Vec<f32>>>,
+}
+
+/// Runs the ONNX model at `path` in f32 with tract on each sample and returns, per sample, its
+/// outputs and the value of each ONNX value in `names`. The named values are made outputs of
+/// the graph so that tract keeps them.
 pub fn run_float_values(
     path: &Path,
     input_shapes: &[Vec<usize>],
     samples: &[Vec<Vec<f32>>],
     names: &[String],
-) -> Result<Vec<Vec<Option<Vec<f32>>>>> {
+) -> Result<Vec<FloatRun>> {
     let onnx = tract_onnx::onnx();
     let mut proto = onnx.proto_model_for_path(path).map_err(tract_failure(path))?;
     let graph = proto
@@ -68,6 +77,7 @@ pub fn run_float_values(
         .ok_or_else(|| Error::MalformedOnnx { path: path.to_path_buf(), reason: "the file holds no graph".into() })?;
     let computed: HashSet<&str> = graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
     let mut outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let model_outputs = outputs.len();
     let extra: Vec<String> =
         names.iter().filter(|n| computed.contains(n.as_str()) && !outputs.contains(n)).cloned().collect();
     graph.output.extend(extra.iter().map(|name| pb::ValueInfoProto { name: name.clone(), ..Default::default() }));
@@ -78,8 +88,9 @@ pub fn run_float_values(
         .iter()
         .map(|inputs| {
             let values = run_once(path, &model, input_shapes, inputs)?;
-            let by_name: HashMap<&str, Vec<f32>> = outputs.iter().map(String::as_str).zip(values).collect();
-            Ok(names.iter().map(|n| by_name.get(n.as_str()).cloned()).collect())
+            let by_name: HashMap<&str, &Vec<f32>> = outputs.iter().map(String::as_str).zip(&values).collect();
+            let named = names.iter().map(|n| by_name.get(n.as_str()).map(|v| v.to_vec())).collect();
+            Ok(FloatRun { outputs: values[..model_outputs].to_vec(), values: named })
         })
         .collect()
 }

@@ -1,5 +1,7 @@
 //! Element-wise functions proven by table lookup (Sigmoid, Tanh, Exp, Log, Sqrt, Softplus,
-//! Softsign, Erf, Gelu, Elu, Selu, Pow by a constant), and Softmax and LogSoftmax built from
+//! Softsign, Erf, Gelu, Elu, Selu, Pow by a constant, HardSigmoid, HardSwish, Celu, Mish,
+//! ThresholdedRelu, the trigonometric and hyperbolic functions and their inverses (but Tan),
+//! Round, Floor, Ceil, Sign), and Softmax and LogSoftmax built from
 //! them: a table holds `(x, round(f(x / 2^s) · 2^s))` for every input of its domain; where the
 //! function is constant beyond the domain the input is clamped to its edge first.
 
@@ -13,7 +15,7 @@ use super::{arith, extremum, movement, reduce};
 use super::{ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
 use crate::circuit::nonlinear::layout_lookup;
 use crate::error::{Error, Result};
-use crate::model::function::{domain, Domain, Function};
+use crate::model::function::{domain, Domain, Function, Rounding, Trig};
 use crate::model::graph::Op;
 use crate::model::onnx::{attr, attr_float, attr_int, combine, Importer, Value};
 
@@ -31,6 +33,25 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp { op_type: "Elu", import: |i, n| i.import_elu(n), note: "" },
     OnnxOp { op_type: "Selu", import: |i, n| i.import_selu(n), note: "" },
     OnnxOp { op_type: "Pow", import: |i, n| i.import_pow(n), note: "by a constant" },
+    OnnxOp { op_type: "HardSigmoid", import: |i, n| i.import_hard_sigmoid(n), note: "" },
+    OnnxOp { op_type: "HardSwish", import: |i, n| i.import_lookup(n, Function::HardSwish), note: "" },
+    OnnxOp { op_type: "Celu", import: |i, n| i.import_celu(n), note: "" },
+    OnnxOp { op_type: "Mish", import: |i, n| i.import_lookup(n, Function::Mish), note: "" },
+    OnnxOp { op_type: "ThresholdedRelu", import: |i, n| i.import_thresholded_relu(n), note: "" },
+    OnnxOp { op_type: "Sin", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Sin)), note: "" },
+    OnnxOp { op_type: "Cos", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Cos)), note: "" },
+    OnnxOp { op_type: "Asin", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Asin)), note: "" },
+    OnnxOp { op_type: "Acos", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Acos)), note: "" },
+    OnnxOp { op_type: "Atan", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Atan)), note: "" },
+    OnnxOp { op_type: "Sinh", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Sinh)), note: "" },
+    OnnxOp { op_type: "Cosh", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Cosh)), note: "" },
+    OnnxOp { op_type: "Asinh", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Asinh)), note: "" },
+    OnnxOp { op_type: "Acosh", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Acosh)), note: "" },
+    OnnxOp { op_type: "Atanh", import: |i, n| i.import_lookup(n, Function::Trig(Trig::Atanh)), note: "" },
+    OnnxOp { op_type: "Round", import: |i, n| i.import_lookup(n, Function::Round(Rounding::HalfEven)), note: "" },
+    OnnxOp { op_type: "Floor", import: |i, n| i.import_lookup(n, Function::Round(Rounding::Floor)), note: "" },
+    OnnxOp { op_type: "Ceil", import: |i, n| i.import_lookup(n, Function::Round(Rounding::Ceil)), note: "" },
+    OnnxOp { op_type: "Sign", import: |i, n| i.import_lookup(n, Function::Sign), note: "" },
     OnnxOp { op_type: "Softmax", import: |i, n| i.import_softmax(n), note: "" },
     OnnxOp { op_type: "LogSoftmax", import: |i, n| i.import_softmax(n), note: "" },
 ];
@@ -98,6 +119,25 @@ impl Importer<'_> {
     fn import_elu(&mut self, node: &pb::NodeProto) -> Result<()> {
         let alpha = f64::from(attr_float(node, "alpha").unwrap_or(1.0));
         self.import_lookup(node, Function::Elu { alpha })
+    }
+
+    fn import_hard_sigmoid(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let alpha = f64::from(attr_float(node, "alpha").unwrap_or(0.2));
+        let beta = f64::from(attr_float(node, "beta").unwrap_or(0.5));
+        self.import_lookup(node, Function::HardSigmoid { alpha, beta })
+    }
+
+    fn import_celu(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let alpha = f64::from(attr_float(node, "alpha").unwrap_or(1.0));
+        if alpha == 0.0 {
+            return Err(self.unsupported(node, "alpha = 0"));
+        }
+        self.import_lookup(node, Function::Celu { alpha })
+    }
+
+    fn import_thresholded_relu(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let alpha = f64::from(attr_float(node, "alpha").unwrap_or(1.0));
+        self.import_lookup(node, Function::ThresholdedRelu { alpha })
     }
 
     fn import_selu(&mut self, node: &pb::NodeProto) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Linear layers: Gemm and MatMul by constant weights ([`Dense`]), convolutions ([`Conv`]:
 //! Conv, ConvTranspose, and the per-channel scale BatchNormalization folds to), and the product
-//! of two computed matrices ([`MatMul`]). Dense and Conv share one gadget: an inner product per
+//! of two computed tensors ([`MatMul`], batched). Dense and Conv share one gadget: an inner product per
 //! output element, then a rounding rescale.
 
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
@@ -12,7 +12,7 @@ use super::{arith, movement};
 use super::{ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
 use crate::circuit::linear::{layout_affine, layout_inner_product, AffineOutput, AffineParams};
 use crate::error::Result;
-use crate::model::graph::{broadcast_shape, Op, Tensor, Window};
+use crate::model::graph::{broadcast_indices, broadcast_shape, Op, Tensor, Window};
 use crate::model::onnx::{attr, attr_float, attr_int, transpose, Importer, Value};
 use crate::model::quantize::{rescale, QNode};
 
@@ -233,17 +233,57 @@ impl Kernel for QConv {
     }
 }
 
-/// The matrix product of two computed tensors: `a [.., K]` (leading axes are rows) times
-/// `b [K, N]`, rescaled by the input scale.
+/// The matrix product of two computed tensors with ONNX's (numpy's) semantics: `a [..., M, K]`
+/// times `b [..., K, N]` with the batch axes broadcast (a 1-D `a` is a row, a 1-D `b` a column),
+/// rescaled by the input scale: attention's scores and values.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatMul;
 
-/// For a MatMul of `a` by `b` (shapes): the (a position, b position) pairs summed by each output
-/// element.
+/// The `(batch, M, K)` and `(batch, K, N)` views of MatMul's operands, or `None` when they do
+/// not multiply; with the output shape.
+fn matmul_views(sa: &[usize], sb: &[usize]) -> Option<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+    if sa.is_empty() || sb.is_empty() {
+        return None;
+    }
+    let a = if sa.len() == 1 { vec![1, sa[0]] } else { sa.to_vec() };
+    let b = if sb.len() == 1 { vec![sb[0], 1] } else { sb.to_vec() };
+    let (ra, rb) = (a.len(), b.len());
+    if a[ra - 1] != b[rb - 2] {
+        return None;
+    }
+    let batch = broadcast_shape(&a[..ra - 2], &b[..rb - 2])?;
+    let mut out = batch.clone();
+    if sa.len() > 1 {
+        out.push(a[ra - 2]);
+    }
+    if sb.len() > 1 {
+        out.push(b[rb - 1]);
+    }
+    Some((a, b, out))
+}
+
+/// The output shape of a MatMul of computed tensors of shapes `sa` and `sb`, or `None`.
+pub fn matmul_shape(sa: &[usize], sb: &[usize]) -> Option<Vec<usize>> {
+    matmul_views(sa, sb).map(|(_, _, out)| out)
+}
+
+/// For a MatMul of `a` by `b` (shapes that multiply): the (a position, b position) pairs summed
+/// by each output element, in output order.
 pub fn matmul_terms(sa: &[usize], sb: &[usize]) -> Vec<Vec<(usize, usize)>> {
-    let (k, n) = (sb[0], sb[1]);
-    let rows = sa.iter().product::<usize>() / k.max(1);
-    (0..rows * n).map(|o| (0..k).map(|i| ((o / n) * k + i, i * n + o % n)).collect()).collect()
+    let Some((a, b, _)) = matmul_views(sa, sb) else { return Vec::new() };
+    let (ra, rb) = (a.len(), b.len());
+    let (m, k, n) = (a[ra - 2], a[ra - 1], b[rb - 1]);
+    let (batch_a, batch_b) = (&a[..ra - 2], &b[..rb - 2]);
+    let batch = broadcast_shape(batch_a, batch_b).expect("the views multiply");
+    let (ia, ib) = (broadcast_indices(batch_a, &batch), broadcast_indices(batch_b, &batch));
+    let mut terms = Vec::with_capacity(ia.len() * m * n);
+    for (&ta, &tb) in ia.iter().zip(&ib) {
+        let (base_a, base_b) = (ta * m * k, tb * k * n);
+        for o in 0..m * n {
+            terms.push((0..k).map(|i| (base_a + (o / n) * k + i, base_b + i * n + o % n)).collect());
+        }
+    }
+    terms
 }
 
 impl Kernel for MatMul {
@@ -376,12 +416,9 @@ impl Importer<'_> {
                 ))
             }
             (Value::Node(a), Value::Node(b)) => {
-                let (sa, sb) = (self.nodes[a].shape.clone(), self.nodes[b].shape.clone());
-                if sb.len() != 2 || sa.last() != Some(&sb[0]) {
-                    return Err(self.unsupported(node, format!("cannot multiply {sa:?} by {sb:?} (B must be [K, N])")));
-                }
-                let mut shape = sa;
-                *shape.last_mut().expect("checked non-empty") = sb[1];
+                let (sa, sb) = (&self.nodes[a].shape, &self.nodes[b].shape);
+                let shape = matmul_shape(sa, sb)
+                    .ok_or_else(|| self.unsupported(node, format!("cannot multiply {sa:?} by {sb:?}")))?;
                 return self.add_node(node, Op::MatMul(MatMul), vec![a, b], shape);
             }
             (Value::Const(_), Value::Const(_)) => {

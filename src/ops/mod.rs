@@ -23,6 +23,7 @@ use crate::settings::Settings;
 
 pub mod activation;
 pub mod arith;
+pub mod compare;
 pub mod constant;
 pub mod extremum;
 pub mod input;
@@ -123,6 +124,12 @@ op_table! {
     Select: movement::Select => movement::QSelect;
     /// Same values, new shape (Reshape, Flatten, Squeeze, Identity).
     Reshape: movement::Reshape => movement::Reshape;
+    /// A comparison: 1 where it holds, else 0 (Less, Greater, LessOrEqual, GreaterOrEqual, Equal).
+    Compare: compare::Compare => compare::QCompare;
+    /// Not, And, Or, Xor of computed booleans.
+    Logic: compare::LogicOp => compare::LogicOp;
+    /// `cond ? then : otherwise` for a computed boolean `cond`.
+    Where: compare::Where => compare::QWhere;
 }
 
 /// What quantizing one node reads.
@@ -182,6 +189,7 @@ quantized_as_is! {
     ReduceMax: extremum::ReduceMax,
     Reduce: reduce::Reduce,
     Reshape: movement::Reshape,
+    Logic: compare::LogicOp,
 }
 
 /// The fixed-point scales a quantized model works at.
@@ -307,6 +315,7 @@ pub fn onnx_ops() -> impl Iterator<Item = &'static OnnxOp> {
         activation::ONNX,
         reduce::ONNX,
         movement::ONNX,
+        compare::ONNX,
         constant::ONNX,
     ]
     .into_iter()

@@ -449,7 +449,13 @@ impl Importer<'_> {
 
     /// Outputs a data-movement result: folded when every input is a constant, else a Select
     /// node whose inputs are the computed ones (constant inputs' elements become constants).
-    fn emit_moved(&mut self, node: &pb::NodeProto, inputs: &[Value], moved: Moved, output: String) -> Result<()> {
+    pub(crate) fn emit_moved(
+        &mut self,
+        node: &pb::NodeProto,
+        inputs: &[Value],
+        moved: Moved,
+        output: String,
+    ) -> Result<()> {
         let (shape, sources) = moved;
         let mut node_inputs = Vec::new();
         let mut position = vec![None; inputs.len()];
