@@ -12,6 +12,7 @@ use crate::circuit::layout::choose_shape;
 use crate::error::{read_file, write_json, Error, Result};
 use crate::model::function::{domain, Function};
 use crate::model::input::load_samples;
+use crate::model::onnx::import_onnx_with_shapes;
 use crate::model::quantize::signed_bits;
 use crate::model::reference::{run_float_values, FloatRun};
 use crate::model::{import_onnx, Graph, QOp, QuantizedModel};
@@ -135,11 +136,15 @@ pub fn calibrate(
     settings_path: &Path,
     target: Target,
 ) -> Result<(Settings, Calibration)> {
-    let graph = import_onnx(model)?;
     let digest = file_digest(&read_file(model)?);
-    let base = match Settings::load(settings_path) {
-        Ok(s) if s.model_digest == digest => s,
-        _ => gen_settings_for(&graph, &digest, &SettingsOptions::default()),
+    // Settings made for this model keep their shapes (a batch sized by `gen-settings -D`).
+    let (graph, base) = match Settings::load(settings_path) {
+        Ok(s) if s.model_digest == digest => (import_onnx_with_shapes(model, Some(&s.input_shapes))?, s),
+        _ => {
+            let graph = import_onnx(model)?;
+            let settings = gen_settings_for(&graph, &digest, &SettingsOptions::default());
+            (graph, settings)
+        }
     };
     let samples = load_samples(samples_path, &base.input_shapes)?;
     let base = Settings { lookup_range: lookup_range(&graph, &base, &samples)?.or(base.lookup_range), ..base };

@@ -72,6 +72,7 @@ fn parse_range(text: &str) -> std::result::Result<[f64; 2], String> {
 impl From<SettingsArgs> for SettingsOptions {
     fn from(a: SettingsArgs) -> Self {
         SettingsOptions {
+            data: None,
             input_scale: a.input_scale,
             param_scale: a.param_scale,
             activation_bits: a.activation_bits,
@@ -143,6 +144,10 @@ enum Command {
         /// Where to write the settings.
         #[arg(short = 'O', long, default_value = "settings.json")]
         settings: PathBuf,
+        /// Input data (input.json) whose size gives the inputs' symbolic (batch) dimension;
+        /// without it, a symbolic dimension is 1.
+        #[arg(short = 'D', long)]
+        data: Option<PathBuf>,
         #[command(flatten)]
         options: SettingsArgs,
     },
@@ -462,8 +467,9 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> zkinfer::Result<()> {
     match command {
-        Command::GenSettings { model, settings, options } => {
-            let s = pipeline::gen_settings(&model, &settings, &options.into())?;
+        Command::GenSettings { model, settings, data, options } => {
+            let options = SettingsOptions { data, ..options.into() };
+            let s = pipeline::gen_settings(&model, &settings, &options)?;
             println!(
                 "wrote {} (input scale {}, param scale {}, inputs {:?})",
                 settings.display(),

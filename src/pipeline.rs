@@ -11,6 +11,8 @@ use crate::circuit::commit::{commit_params, commit_values, commit_values_salted}
 use crate::circuit::layout::{build_circuit, choose_shape, Stage};
 use crate::error::{read_file, read_json, write_file, write_json, Error, Result};
 use crate::evm::{self, CompiledContract, EvmVerification};
+use crate::model::input::input_lengths;
+use crate::model::onnx::{declared_input_shapes, import_onnx_with_shapes, shapes_for_data};
 use crate::model::{import_onnx, load_input, run_float, QuantizedModel};
 use crate::progress::timed;
 use crate::prove::keys::{check_digest, KeyHeader, KEY_FORMAT_VERSION};
@@ -23,6 +25,8 @@ use crate::settings::{
 /// Choices for `gen-settings`; `None` takes the default.
 #[derive(Clone, Debug, Default)]
 pub struct SettingsOptions {
+    /// Input data (`input.json`) whose size gives each input's symbolic (batch) dimension.
+    pub data: Option<PathBuf>,
     /// Input/activation scale (bits).
     pub input_scale: Option<u32>,
     /// Weight scale (bits).
@@ -48,7 +52,13 @@ pub struct SettingsOptions {
 
 /// `gen-settings`: reads the model (refusing unsupported operators) and writes `settings.json`.
 pub fn gen_settings(model: &Path, out: &Path, options: &SettingsOptions) -> Result<Settings> {
-    let graph = import_onnx(model)?;
+    let graph = match &options.data {
+        None => import_onnx(model)?,
+        Some(data) => {
+            let shapes = shapes_for_data(&declared_input_shapes(model)?, &input_lengths(data)?);
+            import_onnx_with_shapes(model, Some(&shapes))?
+        }
+    };
     let settings = gen_settings_for(&graph, &file_digest(&read_file(model)?), options);
     settings.validate().map_err(|reason| Error::artifact(out, reason))?;
     write_json(out, &settings)?;
@@ -92,7 +102,7 @@ pub fn compile(model: &Path, settings_path: &Path, out: &Path) -> Result<Compile
             ),
         ));
     }
-    let graph = import_onnx(model)?;
+    let graph = import_onnx_with_shapes(model, Some(&settings.input_shapes))?;
     let quantized = QuantizedModel::quantize(&graph, &settings)?;
     let (shape, _) =
         timed("laying out the circuit", || choose_shape(&quantized, settings.k, settings.max_advice_columns));
@@ -383,7 +393,10 @@ pub enum ModelSource<'a> {
 pub fn commit(source: ModelSource<'_>, input: Option<&Path>, salts: &[String]) -> Result<Commitments> {
     let model = match source {
         ModelSource::Compiled(path) => CompiledModel::load(path)?.model,
-        ModelSource::Onnx(onnx, settings) => QuantizedModel::quantize(&import_onnx(onnx)?, &Settings::load(settings)?)?,
+        ModelSource::Onnx(onnx, settings) => {
+            let settings = Settings::load(settings)?;
+            QuantizedModel::quantize(&import_onnx_with_shapes(onnx, Some(&settings.input_shapes))?, &settings)?
+        }
     };
     let inputs = match input {
         None => Vec::new(),
@@ -518,7 +531,8 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
     };
     let model_copy = copy(model, "network.onnx")?;
     let input_copy = copy(input, "input.json")?;
-    gen_settings(&model_copy, &w.file("settings.json"), &options.settings)?;
+    let settings_options = SettingsOptions { data: Some(input_copy.clone()), ..options.settings.clone() };
+    gen_settings(&model_copy, &w.file("settings.json"), &settings_options)?;
     let compiled = compile(&model_copy, &w.file("settings.json"), &w.file("model.compiled"))?;
     let srs = options.srs.as_deref();
     let setup = setup(&w.file("model.compiled"), srs, &w.file("pk.bin"), &w.file("vk.bin"))?;

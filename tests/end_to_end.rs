@@ -13,12 +13,12 @@ fn flat(values: &serde_json::Value) -> Vec<f64> {
 
 /// Runs the pipeline and checks every artifact, the report, and the rejection of tampered
 /// proofs and public instances natively, on revm and on anvil.
-fn check_example(model: &Path, input: &Path, error_bound: f64) {
+fn check_example(model: &Path, input: &Path, error_bound: f64) -> serde_json::Value {
     check_example_with(model, input, error_bound, &[])
 }
 
-/// [`check_example`] with extra settings options for `zkinfer run`.
-fn check_example_with(model: &Path, input: &Path, error_bound: f64, options: &[&str]) {
+/// [`check_example`] with extra settings options for `zkinfer run`; returns the run's report.
+fn check_example_with(model: &Path, input: &Path, error_bound: f64, options: &[&str]) -> serde_json::Value {
     let dir = run_pipeline_with(model, input, options);
     let work = dir.path().join("out");
     for artifact in [
@@ -64,6 +64,7 @@ fn check_example_with(model: &Path, input: &Path, error_bound: f64, options: &[&
     // The first instance is an input, the last an output.
     assert_rejected(&work, &tamper_instance(&proof, 0), Some(&url), "wrong public input");
     assert_rejected(&work, &tamper_instance(&proof, instances - 1), Some(&url), "wrong public output");
+    report
 }
 
 #[test]
@@ -129,10 +130,12 @@ fn softmax_log_softmax_reduce_max_and_division_prove_and_verify() {
 
 #[test]
 fn hard_smooth_trigonometric_and_rounding_activations_prove_and_verify() {
+    // Each of the 19 tables is within 0.012 of its function at the default scale (Cosh's slope
+    // is the largest); the last layer sums 114 of them.
     check_example_with(
         &fixture("activation_ops.onnx"),
         &fixture("activation_ops.input.json"),
-        0.03,
+        0.1,
         &["--lookup-range", "-4,4"],
     );
 }
@@ -151,7 +154,14 @@ fn a_self_attention_block_with_layer_normalization_proves_and_verifies() {
 
 #[test]
 fn comparisons_logic_and_where_prove_and_verify() {
-    check_example(&fixture("logic_ops.onnx"), &fixture("logic_ops.input.json"), 0.03);
+    // No comparison flips at this input (each has a margin of 0.05); the error is the last
+    // layer's: 72 inputs, most of them the exact 0 and 1 of booleans, by 7-bit weights.
+    check_example(&fixture("logic_ops.onnx"), &fixture("logic_ops.input.json"), 0.06);
+}
+
+#[test]
+fn arg_max_arg_min_and_hardmax_prove_and_verify() {
+    check_example(&fixture("arg_extremum_ops.onnx"), &fixture("arg_extremum_ops.input.json"), 0.03);
 }
 
 #[test]
@@ -160,6 +170,51 @@ fn tree_ensembles_from_scikit_learn_prove_and_verify() {
     // on a credit-scoring task, compiled to the GEMM strategy (hummingbird-ml's).
     check_example(&fixture("tree_forest.onnx"), &fixture("tree_forest.input.json"), 0.02);
     check_example(&fixture("tree_boosting.onnx"), &fixture("tree_boosting.input.json"), 0.02);
+}
+
+#[test]
+fn recurrent_layers_prove_and_verify() {
+    // LSTM, a bidirectional GRU (linear_before_reset) and a reverse RNN with an initial state.
+    check_example_with(
+        &fixture("lstm_sequence.onnx"),
+        &fixture("lstm_sequence.input.json"),
+        0.03,
+        &["--lookup-range", "-8,8"],
+    );
+    // tract (the float reference of `run`) computes this GRU and RNN otherwise than
+    // onnxruntime, the ONNX reference, does: the proven outputs are checked against
+    // onnxruntime's, which make_op_fixtures.py stored.
+    let report = check_example_with(
+        &fixture("gru_rnn_sequence.onnx"),
+        &fixture("gru_rnn_sequence.input.json"),
+        1.0,
+        &["--lookup-range", "-8,8"],
+    );
+    let expected = flat(&json(&fixture("gru_rnn_sequence.expected.json"))["output_data"]);
+    let proven = flat(&report["outputs"]);
+    assert_eq!(proven.len(), expected.len());
+    for (p, e) in proven.iter().zip(&expected) {
+        assert!((p - e).abs() <= 0.03, "proven {proven:?}, onnxruntime {expected:?}");
+    }
+}
+
+#[test]
+fn a_small_gpt_on_token_ids_proves_and_verifies() {
+    // int64 token ids in, logits out: an embedding lookup, causal self-attention, a GELU MLP,
+    // LayerNorms.
+    check_example_with(&fixture("tiny_gpt.onnx"), &fixture("tiny_gpt.input.json"), 0.1, &["--lookup-range", "-16,16"]);
+}
+
+#[test]
+fn a_batch_taken_from_the_data_and_a_graph_without_inputs_prove_and_verify() {
+    // [batch, 4] with three samples in input.json: the batch is 3.
+    check_example(&fixture("batch_mlp.onnx"), &fixture("batch_mlp.input.json"), 0.03);
+    let report = json(
+        &run_pipeline(&fixture("batch_mlp.onnx"), &fixture("batch_mlp.input.json")).path().join("out/report.json"),
+    );
+    assert_eq!(flat(&report["outputs"]).len(), 9, "{report}");
+    // No input at all: the constant output is proven as itself.
+    check_example(&fixture("constants_only.onnx"), &fixture("constants_only.input.json"), 0.02);
 }
 
 #[test]

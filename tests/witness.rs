@@ -16,25 +16,41 @@ fn check(model: &std::path::Path, input: &std::path::Path) {
     check_with(model, input, None)
 }
 
-fn check_with(model: &std::path::Path, input: &std::path::Path, lookup_range: Option<[f64; 2]>) {
+/// [`check_with`] on the fixture `name` (`<name>.onnx`, `<name>.input.json`).
+fn check_fixture(name: &str, lookup_range: Option<[f64; 2]>) {
+    let (model, input) = (common::fixture(&format!("{name}.onnx")), common::fixture(&format!("{name}.input.json")));
+    check_with(&model, &input, lookup_range)
+}
+
+/// The model quantized with the test settings, its quantized input and its circuit's k.
+fn prepare(
+    model: &std::path::Path,
+    input: &std::path::Path,
+    lookup_range: Option<[f64; 2]>,
+) -> (QuantizedModel, Vec<Vec<i64>>, u32) {
     let graph = import_onnx(model).unwrap();
     let settings = Settings { lookup_range, ..settings_for(&graph) };
     let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
     let inputs = quantized.quantize_inputs(&load_input(input, &quantized.input_shapes()).unwrap());
+    let k = choose_shape(&quantized, None, 8).unwrap().k;
+    (quantized, inputs, k)
+}
+
+fn check_with(model: &std::path::Path, input: &std::path::Path, lookup_range: Option<[f64; 2]>) {
+    let (quantized, inputs, k) = prepare(model, input, lookup_range);
     let reference = quantized.execute(&inputs).unwrap();
-    let shape = choose_shape(&quantized, None, 8).unwrap();
-    let laid = build_circuit(&quantized, &inputs, Stage::Mock { k: shape.k }).unwrap();
+    let laid = build_circuit(&quantized, &inputs, Stage::Mock { k }).unwrap();
     assert_eq!(laid.values.len(), reference.len());
     for (node, (circuit, integer)) in quantized.nodes.iter().zip(laid.values.iter().zip(&reference)) {
         let integer: Vec<i128> = integer.iter().map(|&v| v as i128).collect();
         assert_eq!(circuit, &integer, "node {}", node.name);
     }
-    let prover = MockProver::run(shape.k, &laid.circuit, vec![laid.instances.clone()]).unwrap();
+    let prover = MockProver::run(k, &laid.circuit, vec![laid.instances.clone()]).unwrap();
     assert!(prover.verify().is_ok());
     // A wrong claimed output is refused.
     let mut wrong = laid.instances.clone();
     *wrong.last_mut().unwrap() += halo2_base::halo2_proofs::halo2curves::bn256::Fr::from(1u64);
-    assert!(MockProver::run(shape.k, &laid.circuit, vec![wrong]).unwrap().verify().is_err());
+    assert!(MockProver::run(k, &laid.circuit, vec![wrong]).unwrap().verify().is_err());
 }
 
 #[test]
@@ -49,62 +65,100 @@ fn mlp_mnist_witness_equals_integer_reference() {
 
 #[test]
 fn matmul_add_witness_equals_integer_reference() {
-    check(&common::fixture("matmul_add.onnx"), &common::fixture("matmul_add.input.json"));
+    check_fixture("matmul_add", None);
 }
 
 #[test]
 fn lookup_functions_witness_equals_integer_reference() {
     // Exp, Softplus, Softsign, Elu, Selu, Pow, Sqrt, Log and Erf, each through its table.
-    check_with(&common::fixture("lookup_ops.onnx"), &common::fixture("lookup_ops.input.json"), Some([-4.0, 4.0]));
+    check_fixture("lookup_ops", Some([-4.0, 4.0]));
 }
 
 #[test]
 fn softmax_reductions_and_division_witness_equals_integer_reference() {
-    check_with(&common::fixture("softmax_ops.onnx"), &common::fixture("softmax_ops.input.json"), Some([-8.0, 8.0]));
+    check_fixture("softmax_ops", Some([-8.0, 8.0]));
 }
 
 #[test]
 fn transposed_convolution_and_instance_norm_witness_equals_integer_reference() {
-    check_with(&common::fixture("decoder_ops.onnx"), &common::fixture("decoder_ops.input.json"), Some([-16.0, 16.0]));
+    check_fixture("decoder_ops", Some([-16.0, 16.0]));
 }
 
 #[test]
 fn new_activations_witness_equals_integer_reference() {
     // HardSigmoid, HardSwish, Celu, Mish, ThresholdedRelu, the trigonometric and hyperbolic
     // functions and their inverses, Round, Floor, Ceil and Sign, each through its table.
-    check_with(
-        &common::fixture("activation_ops.onnx"),
-        &common::fixture("activation_ops.input.json"),
-        Some([-4.0, 4.0]),
-    );
+    check_fixture("activation_ops", Some([-4.0, 4.0]));
 }
 
 #[test]
 fn attention_block_witness_equals_integer_reference() {
     // Batched products of computed tensors, Softmax, LayerNormalization.
-    check_with(
-        &common::fixture("attention_block.onnx"),
-        &common::fixture("attention_block.input.json"),
-        Some([-8.0, 8.0]),
-    );
+    check_fixture("attention_block", Some([-8.0, 8.0]));
 }
 
 #[test]
 fn group_normalization_witness_equals_integer_reference() {
-    check_with(&common::fixture("group_norm.onnx"), &common::fixture("group_norm.input.json"), Some([-8.0, 8.0]));
+    check_fixture("group_norm", Some([-8.0, 8.0]));
 }
 
 #[test]
 fn comparisons_logic_and_where_witness_equals_integer_reference() {
-    check(&common::fixture("logic_ops.onnx"), &common::fixture("logic_ops.input.json"));
+    check_fixture("logic_ops", None);
 }
 
 #[test]
 fn tree_ensembles_witness_equals_integer_reference() {
     // A random forest and a gradient-boosted model in the GEMM strategy: comparisons against
     // the thresholds, path counts, Equal against the leaves' depths.
-    check(&common::fixture("tree_forest.onnx"), &common::fixture("tree_forest.input.json"));
-    check(&common::fixture("tree_boosting.onnx"), &common::fixture("tree_boosting.input.json"));
+    check_fixture("tree_forest", None);
+    check_fixture("tree_boosting", None);
+}
+
+#[test]
+fn recurrent_layers_witness_equals_integer_reference() {
+    // LSTM forward; GRU bidirectional with linear_before_reset beside a reverse RNN with an
+    // initial state: unrolled over their four steps.
+    check_fixture("lstm_sequence", Some([-8.0, 8.0]));
+    check_fixture("gru_rnn_sequence", Some([-8.0, 8.0]));
+}
+
+#[test]
+fn a_small_gpt_on_token_ids_witness_equals_integer_reference() {
+    // int64 token ids, an embedding lookup, causal attention, GELU, LayerNorm, logits.
+    check_fixture("tiny_gpt", Some([-16.0, 16.0]));
+}
+
+#[test]
+fn an_embedding_lookup_refuses_indices_outside_its_table() {
+    let graph = import_onnx(&common::fixture("tiny_gpt.onnx")).unwrap();
+    let settings = Settings { lookup_range: Some([-16.0, 16.0]), ..settings_for(&graph) };
+    let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+    for ids in [[3.0, 7.0, 16.0, 0.0], [3.0, 7.0, 1.5, 0.0], [-17.0, 0.0, 0.0, 0.0]] {
+        let e = quantized.execute(&quantized.quantize_inputs(&[ids.to_vec()])).unwrap_err().to_string();
+        assert!(e.contains("indices must be integers in [-16, 16)"), "{ids:?}: {e}");
+    }
+    // A negative index counts from the end, as ONNX says.
+    let wrapped = quantized.execute(&quantized.quantize_inputs(&[vec![-1.0, 7.0, 1.0, 12.0]])).unwrap();
+    let last = quantized.execute(&quantized.quantize_inputs(&[vec![15.0, 7.0, 1.0, 12.0]])).unwrap();
+    assert_eq!(wrapped.last(), last.last());
+    // Hashed or public params cannot hold the table in the circuit: refused at compile.
+    let mut hashed = settings.clone();
+    hashed.visibility.params = zkinfer::settings::Visibility::Hashed;
+    let e = QuantizedModel::quantize(&graph, &hashed).unwrap_err().to_string();
+    assert!(e.contains("needs fixed params"), "{e}");
+}
+
+#[test]
+fn arg_max_arg_min_and_hardmax_witness_equals_integer_reference() {
+    check_fixture("arg_extremum_ops", None);
+    // The old Hardmax fixture (Hardmax between linear layers) too.
+    let hardmax = common::fixture("hardmax_mlp.onnx");
+    let graph = import_onnx(&hardmax).unwrap();
+    let quantized = QuantizedModel::quantize(&graph, &settings_for(&graph)).unwrap();
+    let values = quantized.execute(&quantized.quantize_inputs(&[vec![0.3; 8]])).unwrap();
+    let hard = quantized.nodes.iter().position(|n| n.name.contains("Hardmax")).unwrap();
+    assert_eq!(values[hard].iter().filter(|&&v| v != 0).count(), 1, "one position per row");
 }
 
 mod random_inputs {
@@ -152,10 +206,52 @@ mod random_inputs {
                 ("group_norm", Some([-8.0, 8.0])),
                 ("logic_ops", None),
                 ("tree_forest", None),
+                ("lstm_sequence", Some([-8.0, 8.0])),
+                ("gru_rnn_sequence", Some([-8.0, 8.0])),
+                ("arg_extremum_ops", None),
             ] {
                 compared += agree(name, range, &input)? as usize;
             }
-            prop_assert!(compared >= 10, "only {compared} of 13 fixtures could run this input");
+            prop_assert!(compared >= 13, "only {compared} of 16 fixtures could run this input");
+        }
+    }
+}
+
+/// Every witness cell is constrained, op family by op family: in each fixture's circuit, cells
+/// spread over the whole witness (the first, the last and evenly between) are each changed in
+/// turn after the honest layout, and the MockProver must then refuse the circuit. A cell no
+/// constraint reads would be a value the prover may choose freely.
+#[test]
+fn a_tampered_witness_cell_fails_in_every_op_family() {
+    use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+    use halo2_base::halo2_proofs::plonk::Assigned;
+    for (name, range) in [
+        ("ops_mix", None),
+        ("conv2d_ops", None),
+        ("lookup_ops", Some([-4.0, 4.0])),
+        ("softmax_ops", Some([-8.0, 8.0])),
+        ("decoder_ops", Some([-16.0, 16.0])),
+        ("activation_ops", Some([-4.0, 4.0])),
+        ("attention_block", Some([-8.0, 8.0])),
+        ("group_norm", Some([-8.0, 8.0])),
+        ("logic_ops", None),
+        ("tree_forest", None),
+        ("arg_extremum_ops", None),
+        ("gru_rnn_sequence", Some([-8.0, 8.0])),
+        ("tiny_gpt", Some([-16.0, 16.0])),
+    ] {
+        let (model, input) = (common::fixture(&format!("{name}.onnx")), common::fixture(&format!("{name}.input.json")));
+        let (quantized, inputs, k) = prepare(&model, &input, range);
+        let cells = build_circuit(&quantized, &inputs, Stage::Mock { k }).unwrap().circuit.base.main(0).advice.len();
+        for i in [0, cells / 3, cells / 2, 2 * cells / 3, cells - 1] {
+            let mut laid = build_circuit(&quantized, &inputs, Stage::Mock { k }).unwrap();
+            let advice = &mut laid.circuit.base.main(0).advice;
+            advice[i] = Assigned::Trivial(advice[i].evaluate() + Fr::from(1u64));
+            let prover = MockProver::run(k, &laid.circuit, vec![laid.instances.clone()]).unwrap();
+            assert!(
+                prover.verify().is_err(),
+                "{name}: witness cell {i} of {cells} changed, and the circuit still holds"
+            );
         }
     }
 }

@@ -17,12 +17,15 @@ use serde::{Deserialize, Serialize};
 
 use super::field::fe;
 
-/// One function table: the output of every input in `lo..lo + outputs.len()`.
+/// One table: the output of every input `lo + i · step` for `i` in `0..outputs.len()` (a
+/// function's table steps by 1; an embedding's column by the fixed-point one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
     /// The first input.
     pub lo: i64,
-    /// `f(lo + i)` at row `i`.
+    /// The distance between two inputs.
+    pub step: i64,
+    /// `f(lo + i · step)` at row `i`.
     pub outputs: Vec<i64>,
 }
 
@@ -123,7 +126,7 @@ impl ModelCircuit {
                 for (i, table) in self.tables.iter().enumerate() {
                     let tag = Fr::from(i as u64 + 1);
                     for (j, &y) in table.outputs.iter().enumerate() {
-                        let x = i128::from(table.lo) + j as i128;
+                        let x = i128::from(table.lo) + j as i128 * i128::from(table.step);
                         raw_assign_fixed(&mut region, config.table[0], row, tag);
                         raw_assign_fixed(&mut region, config.table[1], row, fe(x));
                         raw_assign_fixed(&mut region, config.table[2], row, fe(i128::from(y)));
@@ -226,23 +229,22 @@ mod tests {
     const SCALE: u32 = 5;
     const BITS: u32 = 12;
 
-    /// Looks up `f(x)` for each `(f, domain, x, hint)` in one circuit with the outputs public;
-    /// returns whether the MockProver accepts it.
-    fn accepted(cases: &[(Function, Domain, i128, Option<i128>)]) -> bool {
+    /// Lays out `cells` (lookups recorded in the `Lookups` it is given) in one circuit with the
+    /// returned cells public; returns whether the MockProver accepts it.
+    fn mock_accepts(
+        cells: impl FnOnce(
+            &mut halo2_base::Context<Fr>,
+            &halo2_base::gates::RangeChip<Fr>,
+            &mut Lookups,
+        ) -> Vec<AssignedValue<Fr>>,
+    ) -> bool {
         let mut base = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
             .use_k(K as usize)
             .use_lookup_bits(K as usize - 1)
             .use_instance_columns(1);
         let range = base.range_chip();
         let mut lookups = Lookups::default();
-        let ctx = base.main(0);
-        let outputs: Vec<_> = cases
-            .iter()
-            .map(|&(f, d, x, hint)| {
-                let x = ctx.load_witness(fe(x));
-                layout_lookup(ctx, &range, &mut lookups, x, (f, d, SCALE), BITS, hint)
-            })
-            .collect();
+        let outputs = cells(base.main(0), &range, &mut lookups);
         let instances = outputs.iter().map(|c| *c.value()).collect();
         base.assigned_instances[0] = outputs;
         base.calculate_params(Some(20));
@@ -254,6 +256,19 @@ mod tests {
             binding: Fr::zero(),
         };
         MockProver::run(K, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
+    }
+
+    /// Looks up `f(x)` for each `(f, domain, x, hint)`; whether the MockProver accepts.
+    fn accepted(cases: &[(Function, Domain, i128, Option<i128>)]) -> bool {
+        mock_accepts(|ctx, range, lookups| {
+            cases
+                .iter()
+                .map(|&(f, d, x, hint)| {
+                    let x = ctx.load_witness(fe(x));
+                    layout_lookup(ctx, range, lookups, x, (f, d, SCALE), BITS, hint)
+                })
+                .collect()
+        })
     }
 
     #[test]
@@ -292,6 +307,48 @@ mod tests {
         for x in [33i128, -33, 1000] {
             let value = Function::Exp.quantized(x, SCALE);
             assert!(!accepted(&[(Function::Exp, narrow, x, value)]), "exp({x}) outside [-32, 32] must fail");
+        }
+    }
+
+    /// Looks up `(x, y)` pairs in the two columns of a 3-row embedding at step 32 (one at scale
+    /// 5), rows -3..3 (negative indices wrap); returns whether the MockProver accepts.
+    fn rows_accepted(cases: &[(i128, usize, i128)]) -> bool {
+        let table = [[7i64, -3], [0, 12], [-40, 5]];
+        mock_accepts(|ctx, _, lookups| {
+            cases
+                .iter()
+                .map(|&(x, column, y)| {
+                    let tag = lookups.rows_tag("embedding", column, || Table {
+                        lo: -3 * 32,
+                        step: 32,
+                        outputs: (0..6).map(|i| table[i % 3][column]).collect(),
+                    });
+                    let x = ctx.load_witness(fe(x));
+                    crate::circuit::nonlinear::layout_row_lookup(ctx, lookups, x, tag, y)
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn an_embedding_lookup_accepts_its_rows_entry_only() {
+        let honest = [(0, 0, 7), (32, 1, 12), (64, 0, -40), (-32, 1, 5), (-96, 0, 7)];
+        assert!(rows_accepted(&honest), "the honest rows must pass");
+        for i in 0..honest.len() {
+            let (x, column, y) = honest[i];
+            // Any other value: one off, the other column's, another row's.
+            for wrong in [y + 1, y - 1, if column == 0 { 12 } else { 7 }, 0] {
+                if wrong == y {
+                    continue;
+                }
+                let mut cases = honest;
+                cases[i] = (x, column, wrong);
+                assert!(!rows_accepted(&cases), "row {x} column {column}: {wrong} instead of {y} must fail");
+            }
+        }
+        // An index between rows, or beyond them, has no row.
+        for x in [16i128, 1, 96, -128] {
+            assert!(!rows_accepted(&[(x, 0, 7)]) && !rows_accepted(&[(x, 0, 0)]), "index {x} must fail");
         }
     }
 }

@@ -11,11 +11,19 @@ use super::mutation::keep;
 use super::pool::layout_max;
 use crate::model::function::{Domain, Function};
 
-/// The function tables of a circuit, one per distinct (function, domain), and the lookups into
-/// them, gathered while the model is laid out.
+/// What a table holds: a function over a domain, or a column of a constant tensor's rows (an
+/// embedding) named by its node and column.
+#[derive(Clone, Debug, PartialEq)]
+enum TableKey {
+    Function(Function, Domain),
+    Rows { node: String, column: usize },
+}
+
+/// The tables of a circuit, one per distinct (function, domain) or embedding column, and the
+/// lookups into them, gathered while the model is laid out.
 #[derive(Default)]
 pub struct Lookups {
-    keys: Vec<(Function, Domain)>,
+    keys: Vec<TableKey>,
     /// The tables, tag `i + 1` for table `i`.
     pub tables: Vec<Table>,
     /// Every lookup, in layout order.
@@ -25,14 +33,25 @@ pub struct Lookups {
 impl Lookups {
     /// The tag of `func`'s table over `domain` at `scale`, made on first use.
     pub fn tag(&mut self, func: Function, domain: Domain, scale: u32) -> u64 {
-        let at = match self.keys.iter().position(|&k| k == (func, domain)) {
+        self.tag_of(TableKey::Function(func, domain), || {
+            let outputs = (domain.lo..=domain.hi)
+                .map(|x| func.quantized(i128::from(x), scale).expect("a domain's inputs have outputs") as i64)
+                .collect();
+            Table { lo: domain.lo, step: 1, outputs }
+        })
+    }
+
+    /// The tag of column `column` of node `node`'s embedding table, made by `make` on first use.
+    pub fn rows_tag(&mut self, node: &str, column: usize, make: impl FnOnce() -> Table) -> u64 {
+        self.tag_of(TableKey::Rows { node: node.into(), column }, make)
+    }
+
+    fn tag_of(&mut self, key: TableKey, make: impl FnOnce() -> Table) -> u64 {
+        let at = match self.keys.iter().position(|k| *k == key) {
             Some(at) => at,
             None => {
-                let outputs = (domain.lo..=domain.hi)
-                    .map(|x| func.quantized(i128::from(x), scale).expect("a domain's inputs have outputs") as i64)
-                    .collect();
-                self.keys.push((func, domain));
-                self.tables.push(Table { lo: domain.lo, outputs });
+                self.keys.push(key);
+                self.tables.push(make());
                 self.keys.len() - 1
             }
         };
@@ -63,6 +82,21 @@ pub fn layout_lookup(
     }
     let honest = to_i128(x.value()).and_then(|v| domain.row_input(v)).and_then(|r| func.quantized(r, scale));
     let y = ctx.load_witness(fe(hint.or(honest).unwrap_or(0)));
+    lookups.lookups.push(Lookup { tag, x, y });
+    y
+}
+
+/// Constrains and returns the entry at `x` of table `tag` (a column of an embedding): the hint
+/// `y` (the honest entry, or another in tests) is looked up with `x` in the table, whose inputs
+/// are distinct, so only the table's entry passes; an `x` the table lacks has none.
+pub fn layout_row_lookup(
+    ctx: &mut Context<Fr>,
+    lookups: &mut Lookups,
+    x: AssignedValue<Fr>,
+    tag: u64,
+    y: i128,
+) -> AssignedValue<Fr> {
+    let y = ctx.load_witness(fe(y));
     lookups.lookups.push(Lookup { tag, x, y });
     y
 }

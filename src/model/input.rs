@@ -20,6 +20,24 @@ pub fn load_samples(path: &Path, shapes: &[Vec<usize>]) -> Result<Vec<Vec<Vec<f3
     read_samples(path, shapes, true)
 }
 
+/// The number of values `input.json` holds for each input (nested lists flattened), whatever
+/// the model's shapes: what sizes a batch dimension taken from the data.
+pub fn input_lengths(path: &Path) -> Result<Vec<usize>> {
+    let bad = |reason: String| Error::BadInput { path: path.to_path_buf(), reason };
+    let json: Value = serde_json::from_slice(&read_file(path)?).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let Some(Value::Array(items)) = json.get("input_data") else {
+        return Err(bad("expected an object with an \"input_data\" list: {\"input_data\": [[...]]}".into()));
+    };
+    items
+        .iter()
+        .map(|item| {
+            let mut values = Vec::new();
+            flatten(item, &mut values).map_err(bad)?;
+            Ok(values.len())
+        })
+        .collect()
+}
+
 fn read_samples(path: &Path, shapes: &[Vec<usize>], many: bool) -> Result<Vec<Vec<Vec<f32>>>> {
     let bad = |reason: String| Error::BadInput { path: path.to_path_buf(), reason };
     let bytes = read_file(path)?;
@@ -56,7 +74,8 @@ fn read_samples(path: &Path, shapes: &[Vec<usize>], many: bool) -> Result<Vec<Ve
         }
         per_input.push(flat);
     }
-    let count = count.unwrap_or(0);
+    // A model without inputs (constants only) runs on one sample of nothing.
+    let count = count.unwrap_or(1);
     Ok((0..count)
         .map(|s| {
             per_input

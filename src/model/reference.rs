@@ -5,6 +5,7 @@ use std::path::Path;
 
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{Error, Result};
 
@@ -14,25 +15,38 @@ fn tract_failure(path: &Path) -> impl Fn(TractError) -> Error + '_ {
     move |e| Error::MalformedOnnx { path: path.to_path_buf(), reason: format!("tract cannot run it: {e:#}") }
 }
 
-/// Optimises `model` for the given input shapes.
-fn runnable(path: &Path, mut model: InferenceModel, input_shapes: &[Vec<usize>]) -> Result<Runnable> {
+/// Optimises `model` for the given input shapes, each input keeping the element type the model
+/// declares (float when it declares none).
+fn runnable(path: &Path, mut model: InferenceModel, input_shapes: &[Vec<usize>]) -> Result<(Runnable, Vec<DatumType>)> {
     let fail = tract_failure(path);
+    let mut types = Vec::with_capacity(input_shapes.len());
     for (i, shape) in input_shapes.iter().enumerate() {
-        model = model.with_input_fact(i, f32::fact(shape).into()).map_err(&fail)?;
+        let declared = model.input_fact(i).ok().and_then(|f| f.datum_type.concretize()).unwrap_or(DatumType::F32);
+        model = model.with_input_fact(i, declared.fact(shape).into()).map_err(&fail)?;
+        types.push(declared);
     }
-    model.into_optimized().map_err(&fail)?.into_runnable().map_err(&fail)
+    let runnable = model.into_optimized().map_err(&fail)?.into_runnable().map_err(&fail)?;
+    Ok((runnable, types))
 }
 
 /// Runs `model` on one sample and returns every output, flattened.
-fn run_once(path: &Path, model: &Runnable, input_shapes: &[Vec<usize>], inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+fn run_once(
+    path: &Path,
+    (model, types): &(Runnable, Vec<DatumType>),
+    input_shapes: &[Vec<usize>],
+    inputs: &[Vec<f32>],
+) -> Result<Vec<Vec<f32>>> {
     let fail = tract_failure(path);
     let tensors: TVec<TValue> = input_shapes
         .iter()
         .zip(inputs)
-        .map(|(shape, data)| {
-            tract_ndarray::ArrayD::from_shape_vec(shape.clone(), data.clone())
-                .map(|a| Tensor::from(a).into())
-                .map_err(|e| Error::UnsupportedModel(format!("input of shape {shape:?}: {e}")))
+        .zip(types)
+        .map(|((shape, data), &dt)| {
+            let floats = tract_ndarray::ArrayD::from_shape_vec(shape.clone(), data.clone())
+                .map(Tensor::from)
+                .map_err(|e| Error::UnsupportedModel(format!("input of shape {shape:?}: {e}")))?;
+            // An integer or boolean input: its values as that type (they are whole numbers).
+            Ok(floats.cast_to_dt(dt).map_err(&fail)?.into_owned().into())
         })
         .collect::<Result<_>>()?;
     let outputs = model.run(tensors).map_err(&fail)?;

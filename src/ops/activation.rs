@@ -16,7 +16,7 @@ use super::{ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
 use crate::circuit::nonlinear::layout_lookup;
 use crate::error::{Error, Result};
 use crate::model::function::{domain, Domain, Function, Rounding, Trig};
-use crate::model::graph::Op;
+use crate::model::graph::{Op, Tensor};
 use crate::model::onnx::{attr, attr_float, attr_int, combine, Importer, Value};
 
 /// The ONNX ops of this family.
@@ -32,7 +32,7 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp { op_type: "Gelu", import: |i, n| i.import_gelu(n), note: "" },
     OnnxOp { op_type: "Elu", import: |i, n| i.import_elu(n), note: "" },
     OnnxOp { op_type: "Selu", import: |i, n| i.import_selu(n), note: "" },
-    OnnxOp { op_type: "Pow", import: |i, n| i.import_pow(n), note: "by a constant" },
+    OnnxOp { op_type: "Pow", import: |i, n| i.import_pow(n), note: "by a constant, or e^(y ln x) for positive bases" },
     OnnxOp { op_type: "HardSigmoid", import: |i, n| i.import_hard_sigmoid(n), note: "" },
     OnnxOp { op_type: "HardSwish", import: |i, n| i.import_lookup(n, Function::HardSwish), note: "" },
     OnnxOp { op_type: "Celu", import: |i, n| i.import_celu(n), note: "" },
@@ -161,23 +161,50 @@ impl Importer<'_> {
     }
 
     /// Pow by one constant exponent (a computed base); constants fold.
+    /// Pow: by one constant exponent, a table of `x^e`; by a computed exponent (or a tensor of
+    /// exponents), `e^(y · ln x)` from the Log and Exp tables (for positive bases, as the Log
+    /// table holds); constants fold.
     fn import_pow(&mut self, node: &pb::NodeProto) -> Result<()> {
         let (base, exponent) = (self.required_input(node, 0)?, self.required_input(node, 1)?);
-        let Value::Const(exponent) = exponent else {
-            return Err(self.unsupported(node, "the exponent must be a constant"));
+        let shape = self.broadcast_inputs(node, &[base.clone(), exponent.clone()])?;
+        let single = match &exponent {
+            Value::Const(t) => t.data.first().copied().filter(|&e| t.data.iter().all(|&v| v == e)),
+            Value::Node(_) => None,
         };
-        let Some(&e) = exponent.data.first().filter(|&&e| exponent.data.iter().all(|&v| v == e)) else {
-            return Err(self.unsupported(node, "the exponent must be one value"));
-        };
-        if let Value::Const(b) = &base {
-            let shape = self.broadcast_inputs(node, &[base.clone(), Value::Const(exponent.clone())])?;
-            let folded = combine(b, &exponent, shape, f32::powf);
-            return self.set_output(node, Value::Const(folded));
+        match (&base, &exponent, single) {
+            (Value::Const(b), Value::Const(e), _) => {
+                let folded = combine(b, e, shape, f32::powf);
+                self.set_output(node, Value::Const(folded))
+            }
+            (Value::Node(_), _, Some(1.0)) if self.shape_of(&base) == shape => self.set_output(node, base),
+            (Value::Node(_), _, Some(e)) if self.shape_of(&base) == shape => {
+                self.import_lookup(node, Function::Pow { exponent: f64::from(e) })
+            }
+            (_, _, _) => {
+                // y · ln x, then its exponential.
+                let exp = |f| Op::Lookup(Lookup { func: f });
+                let log_x = match &base {
+                    Value::Node(x) => Value::Node(self.intermediate(
+                        node,
+                        "ln",
+                        exp(Function::Log),
+                        vec![*x],
+                        self.nodes[*x].shape.clone(),
+                    )),
+                    Value::Const(b) => {
+                        Value::Const(Tensor::new(b.shape.clone(), b.data.iter().map(|&v| v.ln()).collect()))
+                    }
+                };
+                let product = match (log_x, exponent) {
+                    (Value::Node(l), Value::Node(y)) => (Op::Mul(arith::Mul), vec![y, l]),
+                    (Value::Node(l), Value::Const(y)) => (Op::MulConst(arith::MulConst { constant: y }), vec![l]),
+                    (Value::Const(l), Value::Node(y)) => (Op::MulConst(arith::MulConst { constant: l }), vec![y]),
+                    (Value::Const(_), Value::Const(_)) => unreachable!("folded above"),
+                };
+                let scaled = self.intermediate(node, "y_ln", product.0, product.1, shape.clone());
+                self.add_node(node, exp(Function::Exp), vec![scaled], shape)
+            }
         }
-        if e == 1.0 {
-            return self.set_output(node, base);
-        }
-        self.import_lookup(node, Function::Pow { exponent: f64::from(e) })
     }
 
     /// Softmax and LogSoftmax along one axis (from opset 13; before, over all axes from `axis`

@@ -2,10 +2,12 @@
 //! computed tensors and constants (Max, Min, Clip, and LeakyRelu and PRelu built on them), and
 //! the maximum or minimum of groups of elements (ReduceMax, ReduceMin, Softmax's shift). A
 //! maximum is a hinted value that every operand is at most (range-checked differences) and that
-//! equals one of them (the product of the differences is zero).
+//! equals one of them (the product of the differences is zero). ArgMax, ArgMin and Hardmax find
+//! the (first) position equal to that maximum.
 
+use halo2_base::gates::{GateInstructions, RangeInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
-use halo2_base::AssignedValue;
+use halo2_base::{AssignedValue, QuantumCell};
 use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
@@ -16,7 +18,7 @@ use crate::circuit::nonlinear::layout_relu;
 use crate::circuit::pool::layout_max;
 use crate::error::{Error, Result};
 use crate::model::graph::{broadcast_indices, broadcast_shape, Op, Tensor};
-use crate::model::onnx::{attr_float, Importer, Value};
+use crate::model::onnx::{attr_float, attr_int, Importer, Value};
 use crate::model::quantize::QNode;
 
 /// The ONNX ops of this family.
@@ -27,6 +29,9 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp { op_type: "Clip", import: |i, n| i.import_clip(n), note: "" },
     OnnxOp { op_type: "LeakyRelu", import: |i, n| i.import_leaky(n), note: "" },
     OnnxOp { op_type: "PRelu", import: |i, n| i.import_leaky(n), note: "" },
+    OnnxOp { op_type: "ArgMax", import: |i, n| i.import_arg_extremum(n, false), note: "" },
+    OnnxOp { op_type: "ArgMin", import: |i, n| i.import_arg_extremum(n, false), note: "" },
+    OnnxOp { op_type: "Hardmax", import: |i, n| i.import_arg_extremum(n, true), note: "" },
 ];
 
 /// `max(x, 0)`.
@@ -160,6 +165,87 @@ impl Kernel for ReduceMax {
     }
 }
 
+/// The position of the maximum (`min`: the minimum) of each group (the first one, or the last
+/// with `last`), as an integer in fixed point: ArgMax, ArgMin. With `one_hot`, every element
+/// instead: 1 at that position of its group, else 0 (Hardmax).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgExtremum {
+    /// Flat input positions of each group, in the order positions count.
+    pub groups: Vec<Vec<usize>>,
+    /// Minimum instead of maximum.
+    pub min: bool,
+    /// The last extremal position instead of the first.
+    pub last: bool,
+    /// One-hot over the input's shape instead of one position per group.
+    pub one_hot: bool,
+}
+
+impl ArgExtremum {
+    /// The groups' elements in the order the search goes (reversed for the last position).
+    fn order<'a>(&self, g: &'a [usize]) -> Box<dyn Iterator<Item = (usize, usize)> + 'a> {
+        if self.last {
+            Box::new(g.iter().copied().enumerate().rev())
+        } else {
+            Box::new(g.iter().copied().enumerate())
+        }
+    }
+}
+
+impl Kernel for ArgExtremum {
+    fn check(&self, node: &QNode) -> Result<()> {
+        check_groups(node, &self.groups)
+    }
+
+    fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
+        let (x, one) = (cx.args[0], 1i128 << cx.scales.input);
+        let mut out = vec![0i128; if self.one_hot { x.len() } else { self.groups.len() }];
+        for (o, g) in self.groups.iter().enumerate() {
+            let pick = |v: i128, best: i128| if self.min { v < best } else { v > best };
+            let mut best: Option<(usize, usize, i128)> = None;
+            for (position, i) in self.order(g) {
+                if best.is_none_or(|(_, _, b)| pick(x[i], b)) {
+                    best = Some((position, i, x[i]));
+                }
+            }
+            let (position, i, _) = best.ok_or_else(|| empty_group(cx.node))?;
+            if self.one_hot {
+                out[i] = one;
+            } else {
+                out[o] = position as i128 * one;
+            }
+        }
+        Ok(out)
+    }
+
+    fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        let (x, bits, one) = (cx.args[0], cx.bits(), fe(1i128 << cx.scales.input));
+        let gate = cx.range.gate();
+        let mut out = if self.one_hot { vec![None; x.len()] } else { Vec::new() };
+        for g in &self.groups {
+            let operands: Vec<_> = g.iter().map(|&i| x[i]).collect();
+            let best = layout_max(cx.ctx, cx.range, &operands, bits, self.min, None);
+            // found_i = [x_i = best] · (no earlier one was): exactly one bit is set, at the
+            // first extremal position in the search order (the maximum equals some element).
+            let mut searching = cx.ctx.load_constant(Fr::one());
+            let mut position = cx.ctx.load_zero();
+            for (p, i) in self.order(g) {
+                let equal = gate.is_equal(cx.ctx, x[i], best);
+                let found = gate.mul(cx.ctx, equal, searching);
+                searching = gate.sub(cx.ctx, searching, found);
+                if self.one_hot {
+                    out[i] = Some(gate.mul(cx.ctx, found, QuantumCell::Constant(one)));
+                } else {
+                    position = gate.mul_add(cx.ctx, found, QuantumCell::Constant(fe(p as i128) * one), position);
+                }
+            }
+            if !self.one_hot {
+                out.push(Some(position));
+            }
+        }
+        Ok(out.into_iter().map(|c| c.expect("every element is in a group")).collect())
+    }
+}
+
 /// Refuses a reduction with a group of no element: nothing would constrain its output.
 pub fn check_groups(node: &QNode, groups: &[Vec<usize>]) -> Result<()> {
     match groups.iter().any(Vec::is_empty) {
@@ -174,6 +260,33 @@ pub fn empty_group(node: &QNode) -> Error {
 }
 
 impl Importer<'_> {
+    /// ArgMax and ArgMin (`axis`, `keepdims`, `select_last_index`) and Hardmax (`axis`; before
+    /// opset 13, over the 2-D view from `axis` on, which for its last axis is the same).
+    fn import_arg_extremum(&mut self, node: &pb::NodeProto, one_hot: bool) -> Result<()> {
+        let Value::Node(x) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "the input must be computed"));
+        };
+        let shape = self.nodes[x].shape.clone();
+        let default_axis = if one_hot { -1 } else { 0 };
+        let axis = crate::ops::movement::axis(attr_int(node, "axis").unwrap_or(default_axis), shape.len())
+            .map_err(|e| self.unsupported(node, e))?;
+        let axes: Vec<usize> = if one_hot && self.opset < 13 { (axis..shape.len()).collect() } else { vec![axis] };
+        let (groups, reduced) = crate::ops::reduce::reduce_groups(&shape, &axes);
+        let keepdims = attr_int(node, "keepdims").unwrap_or(1) != 0;
+        let out_shape = match (one_hot, keepdims) {
+            (true, _) => shape.clone(),
+            (false, true) => reduced,
+            (false, false) => shape.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &d)| d).collect(),
+        };
+        let op = ArgExtremum {
+            groups,
+            min: node.op_type == "ArgMin",
+            last: attr_int(node, "select_last_index").unwrap_or(0) != 0,
+            one_hot,
+        };
+        self.add_node(node, Op::ArgExtremum(op), vec![x], out_shape)
+    }
+
     /// Relu: folded on a constant, a node otherwise.
     fn import_relu(&mut self, node: &pb::NodeProto) -> Result<()> {
         match self.required_input(node, 0)? {

@@ -26,11 +26,13 @@ pub mod arith;
 pub mod compare;
 pub mod constant;
 pub mod extremum;
+pub mod gather;
 pub mod input;
 pub mod linear;
 pub mod movement;
 pub mod norm;
 pub mod pool;
+pub mod recurrent;
 pub mod reduce;
 
 /// Declares the ops: each row is `Variant: FloatForm => QuantizedForm`. The float form
@@ -130,6 +132,10 @@ op_table! {
     Logic: compare::LogicOp => compare::LogicOp;
     /// `cond ? then : otherwise` for a computed boolean `cond`.
     Where: compare::Where => compare::QWhere;
+    /// Rows of a constant table at computed indices (an embedding lookup).
+    Embedding: gather::Embedding => gather::QEmbedding;
+    /// The position of each group's maximum or minimum (ArgMax, ArgMin), or its one-hot (Hardmax).
+    ArgExtremum: extremum::ArgExtremum => extremum::ArgExtremum;
 }
 
 /// What quantizing one node reads.
@@ -190,6 +196,7 @@ quantized_as_is! {
     Reduce: reduce::Reduce,
     Reshape: movement::Reshape,
     Logic: compare::LogicOp,
+    ArgExtremum: extremum::ArgExtremum,
 }
 
 /// The fixed-point scales a quantized model works at.
@@ -309,6 +316,7 @@ pub fn onnx_ops() -> impl Iterator<Item = &'static OnnxOp> {
     [
         linear::ONNX,
         norm::ONNX,
+        recurrent::ONNX,
         pool::ONNX,
         arith::ONNX,
         extremum::ONNX,

@@ -317,7 +317,11 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp { op_type: "Transpose", import: |i, n| i.import_movement(n), note: "" },
     OnnxOp { op_type: "Concat", import: |i, n| i.import_movement(n), note: "" },
     OnnxOp { op_type: "Slice", import: |i, n| i.import_movement(n), note: "" },
-    OnnxOp { op_type: "Gather", import: |i, n| i.import_movement(n), note: "constant indices" },
+    OnnxOp {
+        op_type: "Gather",
+        import: |i, n| i.import_movement(n),
+        note: "constant indices; computed ones into a constant table along axis 0, an embedding lookup",
+    },
     OnnxOp { op_type: "Pad", import: |i, n| i.import_movement(n), note: "constant, reflect, edge" },
     OnnxOp { op_type: "Split", import: |i, n| i.import_movement(n), note: "" },
     OnnxOp { op_type: "Expand", import: |i, n| i.import_movement(n), note: "" },
@@ -414,6 +418,19 @@ impl Kernel for Reshape {
 }
 
 impl Importer<'_> {
+    /// Gather of computed indices: rows of a constant table along axis 0 (an embedding lookup).
+    fn import_embedding(&mut self, node: &pb::NodeProto, data: Value, ids: usize) -> Result<()> {
+        let Value::Const(table) = data else {
+            return Err(self.unsupported(node, "computed indices into a computed tensor (only a constant table)"));
+        };
+        let rank = table.shape.len();
+        if movement_axis(attr_int(node, "axis").unwrap_or(0), rank) != Some(0) || table.is_empty() {
+            return Err(self.unsupported(node, "computed indices select along axis 0 of a constant table only"));
+        }
+        let shape = [self.nodes[ids].shape.clone(), table.shape[1..].to_vec()].concat();
+        self.add_node(node, Op::Embedding(super::gather::Embedding { table }), vec![ids], shape)
+    }
+
     fn import_identity(&mut self, node: &pb::NodeProto) -> Result<()> {
         let value = self.required_input(node, 0)?;
         self.set_output(node, value)
@@ -513,8 +530,9 @@ impl Importer<'_> {
                 (vec![data], moved)
             }
             "Gather" => {
-                let Value::Const(indices) = self.required_input(node, 1)? else {
-                    return Err(self.unsupported(node, "the indices must be constants"));
+                let indices = match self.required_input(node, 1)? {
+                    Value::Const(indices) => indices,
+                    Value::Node(ids) => return self.import_embedding(node, data, ids),
                 };
                 let ints: Vec<i64> = indices.data.iter().map(|&v| v as i64).collect();
                 let axis = attr_int(node, "axis").unwrap_or(0);
@@ -600,6 +618,11 @@ impl Importer<'_> {
         };
         self.reshape(node, value, new_shape)
     }
+}
+
+/// `axis` in `[-rank, rank)` as a position.
+fn movement_axis(axis: i64, rank: usize) -> Option<usize> {
+    self::axis(axis, rank).ok()
 }
 
 fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {

@@ -38,6 +38,13 @@ pub(crate) enum Value {
 
 /// Reads an ONNX file into our IR. Inputs with a symbolic (batch) dimension get size 1.
 pub fn import_onnx(path: &Path) -> Result<Graph> {
+    import_onnx_with_shapes(path, None)
+}
+
+/// [`import_onnx`] with the inputs' shapes given (as `settings.json` records them): each must
+/// equal the model's declared shape but for its symbolic (or zero) dimensions, which take the
+/// given sizes (a batch taken from the data).
+pub fn import_onnx_with_shapes(path: &Path, shapes: Option<&[Vec<usize>]>) -> Result<Graph> {
     if !path.is_file() {
         return Err(Error::io("read", path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
     }
@@ -53,7 +60,38 @@ pub fn import_onnx(path: &Path) -> Result<Graph> {
         .map(|o| o.version)
         .max()
         .unwrap_or(LATEST_OPSET);
-    Importer::new(path, graph, model_dir, opset)?.run(graph)
+    Importer::new(path, graph, model_dir, opset, shapes)?.run(graph)
+}
+
+/// The declared shape of each model input: `None` for a symbolic (or zero) dimension.
+pub fn declared_input_shapes(path: &Path) -> Result<Vec<Vec<Option<usize>>>> {
+    let malformed = |reason: String| Error::MalformedOnnx { path: path.to_path_buf(), reason };
+    let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| malformed(format!("{e:#}")))?;
+    let graph = proto.graph.as_ref().ok_or_else(|| malformed("the file holds no graph".into()))?;
+    let initialized: std::collections::HashSet<&str> = graph.initializer.iter().map(|i| i.name.as_str()).collect();
+    graph
+        .input
+        .iter()
+        .filter(|i| !initialized.contains(i.name.as_str()))
+        .map(|i| input_shape(i).map_err(malformed))
+        .collect()
+}
+
+/// The shape of each input for data of `lengths` values (one per input): a single symbolic
+/// dimension takes the size that makes the data fit (a batch of several samples); without one,
+/// or when the data does not divide, the declared shape with symbolic dimensions of 1.
+pub fn shapes_for_data(declared: &[Vec<Option<usize>>], lengths: &[usize]) -> Vec<Vec<usize>> {
+    declared
+        .iter()
+        .enumerate()
+        .map(|(i, dims)| {
+            let known: usize = dims.iter().map(|d| d.unwrap_or(1)).product();
+            let symbolic = dims.iter().filter(|d| d.is_none()).count();
+            let length = lengths.get(i).copied().unwrap_or(known);
+            let free = (symbolic == 1 && known > 0 && length % known == 0 && length > 0).then(|| length / known);
+            dims.iter().map(|d| d.unwrap_or_else(|| free.unwrap_or(1))).collect()
+        })
+        .collect()
 }
 
 /// The opset assumed for a model that declares none.
@@ -72,7 +110,13 @@ pub(crate) struct Importer<'a> {
 }
 
 impl<'a> Importer<'a> {
-    fn new(path: &'a Path, graph: &pb::GraphProto, model_dir: Option<&str>, opset: i64) -> Result<Self> {
+    fn new(
+        path: &'a Path,
+        graph: &pb::GraphProto,
+        model_dir: Option<&str>,
+        opset: i64,
+        shapes: Option<&[Vec<usize>]>,
+    ) -> Result<Self> {
         let mut importer = Importer { path, opset, values: HashMap::new(), nodes: Vec::new() };
         let provider = tract_onnx::onnx().provider;
         for init in &graph.initializer {
@@ -85,12 +129,24 @@ impl<'a> Importer<'a> {
             if importer.values.contains_key(&input.name) {
                 continue;
             }
-            let shape = input_shape(input).map_err(|reason| importer.malformed(reason))?;
+            let declared = input_shape(input).map_err(|reason| importer.malformed(reason))?;
+            let shape = match shapes.and_then(|s| s.get(index)) {
+                None => declared.iter().map(|d| d.unwrap_or(1)).collect(),
+                Some(given) => {
+                    let fits = given.len() == declared.len()
+                        && given.iter().zip(&declared).all(|(&g, d)| d.is_none_or(|d| d == g) && g > 0);
+                    if !fits {
+                        return Err(Error::UnsupportedModel(format!(
+                            "input '{}' is declared {} but the settings give {given:?}; run `zkinfer gen-settings` again",
+                            input.name,
+                            describe_dims(&declared)
+                        )));
+                    }
+                    given.clone()
+                }
+            };
             importer.push(input.name.clone(), input.name.clone(), Op::Input(input::Input { index }), vec![], shape);
             index += 1;
-        }
-        if index == 0 {
-            return Err(importer.malformed("the graph has no input".into()));
         }
         Ok(importer)
     }
@@ -119,13 +175,21 @@ impl<'a> Importer<'a> {
         }
         let mut outputs = Vec::new();
         for out in &graph.output {
-            match self.values.get(&out.name) {
-                Some(Value::Node(id)) => outputs.push(*id),
-                Some(Value::Const(_)) => {
-                    return Err(Error::UnsupportedModel(format!(
-                        "output '{}' is a constant that does not depend on the input",
-                        out.name
-                    )))
+            match self.values.get(&out.name).cloned() {
+                Some(Value::Node(id)) => outputs.push(id),
+                // An output that depends on no input (a graph of constants only) is proven as
+                // the constant it is: a node of constants, fixed in the circuit.
+                Some(Value::Const(t)) => {
+                    let sources = t.data.iter().map(|&v| movement::Source::Const(v)).collect();
+                    let name = format!("{}:constant", out.name);
+                    self.push(
+                        name,
+                        out.name.clone(),
+                        Op::Select(movement::Select { sources }),
+                        vec![],
+                        t.shape.clone(),
+                    );
+                    outputs.push(self.nodes.len() - 1);
                 }
                 None => return Err(self.malformed(format!("output '{}' is produced by no node", out.name))),
             }
@@ -342,7 +406,13 @@ pub(crate) fn attr_float(node: &pb::NodeProto, name: &str) -> Option<f32> {
     attr(node, name).map(|a| a.f)
 }
 
-fn input_shape(input: &pb::ValueInfoProto) -> std::result::Result<Vec<usize>, String> {
+/// A declared shape in words: symbolic dimensions as `?`.
+fn describe_dims(dims: &[Option<usize>]) -> String {
+    let dims: Vec<String> = dims.iter().map(|d| d.map_or("?".into(), |d| d.to_string())).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+fn input_shape(input: &pb::ValueInfoProto) -> std::result::Result<Vec<Option<usize>>, String> {
     use pb::tensor_shape_proto::dimension::Value as Dim;
     use pb::type_proto::Value as Type;
     let Some(Type::TensorType(tensor)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
@@ -350,8 +420,27 @@ fn input_shape(input: &pb::ValueInfoProto) -> std::result::Result<Vec<usize>, St
     };
     if let Ok(dt) = pb::tensor_proto::DataType::try_from(tensor.elem_type) {
         let datum: std::result::Result<DatumType, _> = dt.try_into();
-        if !matches!(datum, Ok(DatumType::F32 | DatumType::F64 | DatumType::F16)) {
-            return Err(format!("input '{}' has element type {dt:?}; only float inputs are supported", input.name));
+        // Integers (token ids, indices) and booleans (masks) are values like any other: in fixed
+        // point, range-checked.
+        let numeric = matches!(
+            datum,
+            Ok(DatumType::F32
+                | DatumType::F64
+                | DatumType::F16
+                | DatumType::I64
+                | DatumType::I32
+                | DatumType::I16
+                | DatumType::I8
+                | DatumType::U8
+                | DatumType::U16
+                | DatumType::U32
+                | DatumType::Bool)
+        );
+        if !numeric {
+            return Err(format!(
+                "input '{}' has element type {dt:?}; inputs are float, integer or boolean tensors",
+                input.name
+            ));
         }
     }
     let shape = tensor.shape.as_ref().ok_or_else(|| format!("input '{}' has no shape", input.name))?;
@@ -359,9 +448,9 @@ fn input_shape(input: &pb::ValueInfoProto) -> std::result::Result<Vec<usize>, St
         .dim
         .iter()
         .map(|d| match &d.value {
-            Some(Dim::DimValue(v)) if *v > 0 => *v as usize,
-            // A symbolic dimension is the batch: we prove one sample at a time.
-            _ => 1,
+            Some(Dim::DimValue(v)) if *v > 0 => Some(*v as usize),
+            // A symbolic (or zero) dimension: a batch, sized by the settings or the data.
+            _ => None,
         })
         .collect())
 }
@@ -399,9 +488,19 @@ mod tests {
     }
 
     #[test]
+    fn a_symbolic_dimension_takes_the_size_the_data_gives() {
+        let declared = vec![vec![None, Some(4)], vec![Some(2), Some(3)], vec![None, None]];
+        // 3 samples of 4, a fixed input, two symbolic dimensions (ambiguous: 1 each).
+        assert_eq!(shapes_for_data(&declared, &[12, 6, 8]), vec![vec![3, 4], vec![2, 3], vec![1, 1]]);
+        // Data that does not divide keeps the batch of 1 (and is refused when loaded).
+        assert_eq!(shapes_for_data(&declared[..1], &[10]), vec![vec![1, 4]]);
+        assert_eq!(describe_dims(&declared[0]), "[?, 4]");
+    }
+
+    #[test]
     fn unsupported_ops_are_refused_with_the_supported_list() {
         assert!(SUPPORTED_OPS.starts_with("Gemm (transA/transB/alpha/beta), MatMul"), "{}", *SUPPORTED_OPS);
         assert!(SUPPORTED_OPS.contains("Softmax"));
-        assert!(IMPORTS.contains_key("Conv") && !IMPORTS.contains_key("LSTM"));
+        assert!(IMPORTS.contains_key("Conv") && !IMPORTS.contains_key("NonZero"));
     }
 }
