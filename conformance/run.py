@@ -12,7 +12,7 @@ the refusing operator, verified, max abs error, pass/fail) and a final count lin
 
 A model passes when its proof verifies and every output is within the tolerance of the suite's:
 |zkinfer - expected| <= TOLERANCE * max(1, max |expected|). Models that are not inference
-(losses, embedding lookups of integer indices) are listed as out of scope with the reason.
+(a training loss) are listed as out of scope with the reason.
 """
 
 import argparse
@@ -35,10 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("ZKINFER_CONFORMANCE_VENV", Path.home() / ".cache/zkinfer/conformance-venv"))
 SUITES = ["pytorch-converted", "pytorch-operator"]
 OUT_OF_SCOPE = {
-    "test_Embedding": "an embedding lookup of integer indices, not a computation on a float input",
-    "test_Embedding_sparse": "an embedding lookup of integer indices, not a computation on a float input",
     "test_PoissonNLLLLoss_no_reduce": "a training loss, not inference",
-    "test_operator_non_float_params": "integer parameters and an integer input",
 }
 
 

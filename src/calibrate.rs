@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifacts::file_digest;
 use crate::circuit::layout::choose_shape;
+use rayon::prelude::*;
+
 use crate::error::{read_file, write_json, Error, Result};
 use crate::model::function::{domain, Function};
 use crate::model::input::load_samples;
@@ -155,15 +157,26 @@ pub fn calibrate(
     let float_outputs: Vec<Vec<f32>> = float.iter().map(|run| run.outputs.concat()).collect();
     let magnitude = float_outputs.iter().flatten().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
 
+    // Every scale pair, evaluated in parallel (each runs the integer reference on every sample),
+    // with a progress bar; results in grid order.
+    let grid: Vec<(u32, u32)> = CANDIDATE_SCALES.flat_map(|i| CANDIDATE_SCALES.map(move |p| (i, p))).collect();
+    let bar = crate::progress::counter("calibrating scale pairs", grid.len());
+    let results: Vec<Result<Candidate>> = grid
+        .par_iter()
+        .map(|&(input_scale, param_scale)| {
+            let result = evaluate(&graph, &base, input_scale, param_scale, &samples, &float_outputs);
+            bar.inc(1);
+            result
+        })
+        .collect();
+    bar.finish_and_clear();
     let mut candidates = Vec::new();
     let mut first_error = None;
-    for input_scale in CANDIDATE_SCALES {
-        for param_scale in CANDIDATE_SCALES {
-            match evaluate(&graph, &base, input_scale, param_scale, &samples, &float_outputs) {
-                Ok(c) => candidates.push(c),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+    for result in results {
+        match result {
+            Ok(c) => candidates.push(c),
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
         }
     }
@@ -289,10 +302,17 @@ fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolera
     // Lookup tables grow with the input scale.
     let tables = graph.nodes.iter().any(|n| matches!(n.op, crate::model::Op::Lookup { .. }));
     let params_loaded = base.visibility.params != crate::settings::Visibility::Fixed;
+    let key_of = |c: &Candidate| {
+        (c.activation_bits, if tables { c.input_scale } else { 0 }, if params_loaded { c.param_scale } else { 0 })
+    };
+    // The circuit grows with each part of the key (wider range checks, larger tables, wider
+    // packed params): only keys that no other key within the tolerance is at most everywhere
+    // can be the smallest, and only those are laid out.
+    let within: Vec<(u32, u32, u32)> = candidates.iter().filter(|c| c.max_abs_error <= tolerance).map(key_of).collect();
+    let dominated = |k: (u32, u32, u32)| within.iter().any(|&o| o != k && o.0 <= k.0 && o.1 <= k.1 && o.2 <= k.2);
     let mut sizes: HashMap<(u32, u32, u32), (u32, usize)> = HashMap::new();
-    for c in candidates.iter_mut().filter(|c| c.max_abs_error <= tolerance) {
-        let key =
-            (c.activation_bits, if tables { c.input_scale } else { 0 }, if params_loaded { c.param_scale } else { 0 });
+    for c in candidates.iter_mut().filter(|c| c.max_abs_error <= tolerance && !dominated(key_of(c))) {
+        let key = key_of(c);
         let size = match sizes.entry(key) {
             Entry::Occupied(known) => *known.get(),
             Entry::Vacant(slot) => {

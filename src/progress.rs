@@ -1,4 +1,4 @@
-//! Progress display for long steps (SRS generation, keygen, proving), on stderr.
+//! Progress display for long steps (SRS generation, keygen, proving, calibration), on stderr.
 
 use std::time::Duration;
 
@@ -10,6 +10,16 @@ pub fn spinner(message: impl Into<String>) -> ProgressBar {
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"));
     bar.set_message(message.into());
     bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// A bar counting `total` steps of `what`; hidden when stderr is not a terminal.
+pub fn counter(what: &str, total: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed}, {eta} left]").expect("valid template"),
+    );
+    bar.set_message(what.to_string());
     bar
 }
 
