@@ -18,7 +18,7 @@ use crate::model::onnx::import_onnx_with_shapes;
 use crate::model::quantize::signed_bits;
 use crate::model::reference::{run_float_values, FloatRun};
 use crate::model::{import_onnx, Graph, QOp, QuantizedModel};
-use crate::pipeline::{gen_settings_for, SettingsOptions};
+use crate::settings::{gen_settings_for, SettingsOptions};
 use crate::settings::{Settings, DEFAULT_ACTIVATION_BITS};
 
 /// What the calibration optimises.

@@ -23,6 +23,15 @@ pub enum Error {
         /// What the parser said.
         reason: String,
     },
+    /// tract, the float reference (calibration, the error `run` reports), cannot run a model
+    /// zkinfer imported.
+    #[error("tract, the float reference, cannot run {path}: {reason}. Proofs do not depend on it; compare the proven outputs with onnxruntime instead, or calibrate with explicit scales (gen-settings --input-scale, --param-scale)")]
+    FloatReference {
+        /// The model file.
+        path: PathBuf,
+        /// What tract said.
+        reason: String,
+    },
     /// The model uses an operator the circuit cannot prove.
     #[error("node '{node}' uses operator {op_type}, which zkinfer does not support{detail}; supported: {supported}")]
     UnsupportedOp {

@@ -15,101 +15,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{read_json, write_json, Error, Result};
 use crate::evm::chain::{Chain, Deployed};
 use crate::evm::registry::{
-    self, adapter_creation_code, decode_error, model_id, registration_of_key, InferenceRegistry, Layout, Record,
-    Registration, SubmitterBinding, WeightBinding,
+    self, adapter_creation_code, decode_error, model_id, registration_of_key, InferenceRegistry, Record, Registration,
+    SubmitterBinding, WeightBinding,
 };
 use crate::evm::CompiledContract;
 use crate::prove::proof::{decode_run, fr_from_word, InstanceSpan};
 use crate::prove::{KeyHeader, ProofFile};
 
-/// Version of the `deployment.json` layout.
-pub const DEPLOYMENT_FORMAT_VERSION: u32 = 2;
-
-/// `deployment.json`: where zkinfer's contracts are, and what they cost.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DeploymentFile {
-    /// Layout version ([`DEPLOYMENT_FORMAT_VERSION`]).
-    pub format_version: u32,
-    /// The chain id.
-    pub chain_id: u64,
-    /// The node; absent for the in-process EVM, whose contracts live only as long as the command.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rpc_url: Option<String>,
-    /// The account that deployed (and owns the registry).
-    pub deployer: Address,
-    /// Whether the verifier's key was made with the insecure development SRS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insecure_srs: Option<bool>,
-    /// The generated verifier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verifier: Option<Deployed>,
-    /// Its runtime bytecode size (bytes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verifier_runtime_bytes: Option<usize>,
-    /// The `Halo2VerifierAdapter` giving the verifier the registry's interface.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub adapter: Option<Deployed>,
-    /// The `InferenceRegistry` (an existing one, given by address, has no transaction here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry: Option<Deployed>,
-    /// Models registered by this deployment.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<RegisteredModel>,
-}
-
-/// A model registered in the registry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RegisteredModel {
-    /// The name it was registered under.
-    pub name: String,
-    /// Its id in the registry (keccak256 of the name, unless the name is a 32-byte hex id).
-    pub model_id: B256,
-    /// The verifier (adapter) the registry calls.
-    pub verifier: Address,
-    /// How its proofs are tied to its weights.
-    pub weights: WeightBinding,
-    /// keccak256 of the bound instance words proofs must carry (zero when none).
-    pub binding: B256,
-    /// The layout of the public instances.
-    pub layout: Layout,
-    /// The registering transaction.
-    pub tx_hash: Option<B256>,
-    /// Its gas.
-    pub gas_used: u64,
-}
-
-impl DeploymentFile {
-    /// An empty deployment on `chain`.
-    pub fn new(chain: &Chain) -> DeploymentFile {
-        DeploymentFile {
-            format_version: DEPLOYMENT_FORMAT_VERSION,
-            chain_id: chain.chain_id(),
-            rpc_url: chain.rpc_url().map(str::to_string),
-            deployer: chain.sender(),
-            insecure_srs: None,
-            verifier: None,
-            verifier_runtime_bytes: None,
-            adapter: None,
-            registry: None,
-            models: Vec::new(),
-        }
-    }
-
-    /// Reads a deployment file.
-    pub fn load(path: &Path) -> Result<DeploymentFile> {
-        let file: DeploymentFile = read_json(path)?;
-        if file.format_version != DEPLOYMENT_FORMAT_VERSION {
-            return Err(Error::artifact(
-                path,
-                format!(
-                    "deployment format {} is not {DEPLOYMENT_FORMAT_VERSION}; run `zkinfer deploy` again",
-                    file.format_version
-                ),
-            ));
-        }
-        Ok(file)
-    }
-}
+pub use crate::evm::deployment::{DeploymentFile, RegisteredModel, DEPLOYMENT_FORMAT_VERSION};
 
 /// Which registry `deploy` uses.
 #[derive(Clone, Debug, PartialEq, Eq)]

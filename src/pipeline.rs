@@ -18,37 +18,8 @@ use crate::progress::timed;
 use crate::prove::keys::{check_digest, KeyHeader, KEY_FORMAT_VERSION};
 use crate::prove::proof::{decode_instances, fr_to_hex, Decoded, Encoding, InstanceSpan, PROOF_FORMAT_VERSION};
 use crate::prove::{self, load_srs, ProofFile, SrsInfo, TranscriptKind};
-use crate::settings::{
-    Settings, Visibilities, Visibility, DEFAULT_ACTIVATION_BITS, DEFAULT_MAX_ADVICE_COLUMNS, DEFAULT_SCALE,
-};
-
-/// Choices for `gen-settings`; `None` takes the default.
-#[derive(Clone, Debug, Default)]
-pub struct SettingsOptions {
-    /// Input data (`input.json`) whose size gives each input's symbolic (batch) dimension.
-    pub data: Option<PathBuf>,
-    /// Input/activation scale (bits).
-    pub input_scale: Option<u32>,
-    /// Weight scale (bits).
-    pub param_scale: Option<u32>,
-    /// Range of activations (signed bits).
-    pub activation_bits: Option<u32>,
-    /// Float inputs the lookup tables cover.
-    pub lookup_range: Option<[f64; 2]>,
-    /// Fixed k.
-    pub k: Option<u32>,
-    /// Visibility of the input.
-    pub input_visibility: Option<Visibility>,
-    /// Visibility of the weights.
-    pub param_visibility: Option<Visibility>,
-    /// Visibility of the output.
-    pub output_visibility: Option<Visibility>,
-    /// Bind every proof to one submitter, chain and registry (one more public instance).
-    pub bind_submitter: bool,
-    /// Hash inputs and outputs without a salt (deterministic commitments anyone can recompute
-    /// from the values, hence brute-force when the values are guessable).
-    pub unsalted: bool,
-}
+pub use crate::settings::{gen_settings_for, SettingsOptions};
+use crate::settings::{Settings, Visibility};
 
 /// `gen-settings`: reads the model (refusing unsupported operators) and writes `settings.json`.
 pub fn gen_settings(model: &Path, out: &Path, options: &SettingsOptions) -> Result<Settings> {
@@ -63,30 +34,6 @@ pub fn gen_settings(model: &Path, out: &Path, options: &SettingsOptions) -> Resu
     settings.validate().map_err(|reason| Error::artifact(out, reason))?;
     write_json(out, &settings)?;
     Ok(settings)
-}
-
-/// The settings `options` give for an imported model whose ONNX file has digest `model_digest`.
-pub fn gen_settings_for(graph: &crate::model::Graph, model_digest: &str, options: &SettingsOptions) -> Settings {
-    let defaults = Visibilities::default();
-    Settings {
-        zkinfer_version: env!("CARGO_PKG_VERSION").into(),
-        model_digest: model_digest.into(),
-        input_scale: options.input_scale.unwrap_or(DEFAULT_SCALE),
-        param_scale: options.param_scale.unwrap_or(DEFAULT_SCALE),
-        activation_bits: options.activation_bits.unwrap_or(DEFAULT_ACTIVATION_BITS),
-        visibility: Visibilities {
-            input: options.input_visibility.unwrap_or(defaults.input),
-            params: options.param_visibility.unwrap_or(defaults.params),
-            output: options.output_visibility.unwrap_or(defaults.output),
-            salt: !options.unsalted,
-            submitter: options.bind_submitter,
-        },
-        k: options.k,
-        max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
-        lookup_range: options.lookup_range,
-        input_shapes: graph.input_shapes(),
-        output_shapes: graph.output_shapes(),
-    }
 }
 
 /// `compile`: quantizes the model and chooses the circuit's geometry; writes `model.compiled`.
@@ -466,33 +413,40 @@ pub struct EvmOutcome {
     /// Verification result.
     pub verification: EvmVerification,
     /// The verifier's deployment, on a node.
-    pub deployment: Option<crate::onchain::DeploymentFile>,
+    pub deployment: Option<crate::evm::DeploymentFile>,
 }
 
 /// `verify-evm`: deploys the verifier (in-process revm, or the node at `rpc_url`) and calls it
-/// with the proof.
+/// with the proof; a rejection is an error ([`Error::Rejected`]) with the verifier's reason.
 pub fn verify_evm(proof_path: &Path, verifier_path: &Path, rpc_url: Option<&str>) -> Result<EvmOutcome> {
     let proof = ProofFile::load_for_evm(proof_path)?;
     let verifier: CompiledContract = read_json(verifier_path)?;
     let instances = proof.instance_values(proof_path)?;
     let calldata =
         evm::encode_calldata(instances.first().map(Vec::as_slice).unwrap_or(&[]), &proof.proof_bytes(proof_path)?);
-    match rpc_url {
-        None => {
-            Ok(EvmOutcome { verification: evm::verify_in_process(&verifier.bytecode, &calldata)?, deployment: None })
-        }
+    let outcome = match rpc_url {
+        None => EvmOutcome { verification: evm::verify_in_process(&verifier.bytecode, &calldata)?, deployment: None },
         Some(url) => {
             let connect = evm::Connect { rpc_url: Some(url.to_string()), ..Default::default() };
             let (verification, chain, deployed) = evm::verify_on_chain(&connect, &verifier.bytecode, &calldata)?;
-            let deployment = crate::onchain::DeploymentFile {
+            let deployment = crate::evm::DeploymentFile {
                 insecure_srs: verifier.insecure_srs,
                 verifier: Some(deployed),
                 verifier_runtime_bytes: Some(verifier.runtime.len()),
-                ..crate::onchain::DeploymentFile::new(&chain)
+                ..crate::evm::DeploymentFile::new(&chain)
             };
-            Ok(EvmOutcome { verification, deployment: Some(deployment) })
+            EvmOutcome { verification, deployment: Some(deployment) }
         }
+    };
+    // A rejection is the command's failure, decided here once for every caller.
+    if !outcome.verification.verified {
+        let place = rpc_url.unwrap_or("in-process EVM");
+        return Err(Error::Rejected(format!(
+            "the verifier on {place} rejected the proof: {}",
+            outcome.verification.reason.clone().unwrap_or_default()
+        )));
     }
+    Ok(outcome)
 }
 
 /// Choices for `run`.

@@ -1,7 +1,7 @@
 //! `settings.json`: the choices that shape a circuit (scales, ranges, visibility, k).
 
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{read_json, Error, Result};
 
@@ -143,5 +143,82 @@ impl Settings {
             return Err("only params can be fixed; input and output are public, private or hashed".into());
         }
         Ok(())
+    }
+}
+
+/// Choices for `gen-settings` (and `run`); `None` takes the default. The command line parses
+/// them as they are (clap's derive).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct SettingsOptions {
+    /// Input data (`input.json`) whose size gives each input's symbolic (batch) dimension (the
+    /// commands that take data set it).
+    #[arg(skip)]
+    pub data: Option<PathBuf>,
+    /// Fixed-point scale (bits) of inputs and activations.
+    #[arg(long)]
+    pub input_scale: Option<u32>,
+    /// Fixed-point scale (bits) of weights.
+    #[arg(long)]
+    pub param_scale: Option<u32>,
+    /// Signed width (bits) activations are range-checked to.
+    #[arg(long)]
+    pub activation_bits: Option<u32>,
+    /// Float inputs the lookup tables (Exp, Erf, ...) cover, as LOW,HIGH (default: every
+    /// activation; `calibrate` narrows it from samples).
+    #[arg(long, value_name = "LOW,HIGH", allow_hyphen_values = true, value_parser = parse_range)]
+    pub lookup_range: Option<[f64; 2]>,
+    /// log2 of the circuit rows (default: the smallest that fits).
+    #[arg(long = "logrows")]
+    pub k: Option<u32>,
+    /// Visibility of the input.
+    #[arg(long, value_enum)]
+    pub input_visibility: Option<Visibility>,
+    /// Visibility of the weights.
+    #[arg(long, value_enum)]
+    pub param_visibility: Option<Visibility>,
+    /// Visibility of the output.
+    #[arg(long, value_enum)]
+    pub output_visibility: Option<Visibility>,
+    /// Bind every proof to the account that submits it, on one chain and one registry (one more
+    /// public instance, checked by the registry): a copied proof cannot be front-run or replayed.
+    #[arg(long)]
+    pub bind_submitter: bool,
+    /// Hash inputs and outputs without a random salt: anyone who can guess the values can then
+    /// recompute (brute-force) their commitment.
+    #[arg(long)]
+    pub unsalted: bool,
+}
+
+/// Parses `LOW,HIGH` (two numbers, low first).
+pub fn parse_range(text: &str) -> std::result::Result<[f64; 2], String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let numbers: Vec<f64> = parts.iter().filter_map(|p| p.parse().ok()).collect();
+    match numbers[..] {
+        [lo, hi] if parts.len() == 2 && lo <= hi => Ok([lo, hi]),
+        _ => Err(format!("expected LOW,HIGH with LOW <= HIGH, e.g. -8,8 (got '{text}')")),
+    }
+}
+
+/// The settings `options` give for an imported model whose ONNX file has digest `model_digest`.
+pub fn gen_settings_for(graph: &crate::model::Graph, model_digest: &str, options: &SettingsOptions) -> Settings {
+    let defaults = Visibilities::default();
+    Settings {
+        zkinfer_version: env!("CARGO_PKG_VERSION").into(),
+        model_digest: model_digest.into(),
+        input_scale: options.input_scale.unwrap_or(DEFAULT_SCALE),
+        param_scale: options.param_scale.unwrap_or(DEFAULT_SCALE),
+        activation_bits: options.activation_bits.unwrap_or(DEFAULT_ACTIVATION_BITS),
+        visibility: Visibilities {
+            input: options.input_visibility.unwrap_or(defaults.input),
+            params: options.param_visibility.unwrap_or(defaults.params),
+            output: options.output_visibility.unwrap_or(defaults.output),
+            salt: !options.unsalted,
+            submitter: options.bind_submitter,
+        },
+        k: options.k,
+        max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
+        lookup_range: options.lookup_range,
+        input_shapes: graph.input_shapes(),
+        output_shapes: graph.output_shapes(),
     }
 }

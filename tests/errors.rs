@@ -20,6 +20,21 @@ fn a_malformed_model_is_refused() {
 }
 
 #[test]
+fn a_model_the_float_reference_cannot_run_is_an_error_not_a_crash() {
+    // tract panics on a negative GatherND index; zkinfer proves the model, then reports that the
+    // float reference failed, without crashing.
+    let dir = work_with(&[
+        (&fixture("gather_nd_negative.onnx"), "network.onnx"),
+        (&fixture("gather_nd_negative.input.json"), "input.json"),
+    ]);
+    let out = zkinfer(dir.path(), &["run", "-M", "network.onnx", "-D", "input.json", "--dir", "out"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "an error exit, not a panic: {stderr}");
+    assert!(stderr.contains("tract, the float reference, cannot run") && stderr.contains("onnxruntime"), "{stderr}");
+    assert!(dir.path().join("out/proof.json").is_file(), "the proof made before is kept");
+}
+
+#[test]
 fn an_unsupported_operator_is_named_with_its_node() {
     let dir = work_with(&[(&fixture("shrink_mlp.onnx"), "network.onnx")]);
     let e = fails(dir.path(), &["gen-settings"]);

@@ -150,6 +150,26 @@ fn an_embedding_lookup_refuses_indices_outside_its_table() {
 }
 
 #[test]
+fn more_reductions_cumulative_sums_divisions_and_moves_witness_equals_integer_reference() {
+    check_fixture("reduction_ops", Some([-32.0, 32.0]));
+}
+
+#[test]
+fn one_hot_gathers_and_scatters_witness_equals_integer_reference() {
+    check_fixture("index_ops", None);
+}
+
+#[test]
+fn einsum_witness_equals_integer_reference() {
+    check_fixture("einsum_ops", None);
+}
+
+#[test]
+fn resize_nearest_and_linear_witness_equals_integer_reference() {
+    check_fixture("resize_ops", None);
+}
+
+#[test]
 fn arg_max_arg_min_and_hardmax_witness_equals_integer_reference() {
     check_fixture("arg_extremum_ops", None);
     // The old Hardmax fixture (Hardmax between linear layers) too.
@@ -209,10 +229,14 @@ mod random_inputs {
                 ("lstm_sequence", Some([-8.0, 8.0])),
                 ("gru_rnn_sequence", Some([-8.0, 8.0])),
                 ("arg_extremum_ops", None),
+                ("reduction_ops", Some([-32.0, 32.0])),
+                ("resize_ops", None),
+                ("einsum_ops", None),
+                ("index_ops", None),
             ] {
                 compared += agree(name, range, &input)? as usize;
             }
-            prop_assert!(compared >= 13, "only {compared} of 16 fixtures could run this input");
+            prop_assert!(compared >= 17, "only {compared} of 20 fixtures could run this input");
         }
     }
 }
@@ -237,6 +261,10 @@ fn a_tampered_witness_cell_fails_in_every_op_family() {
         ("logic_ops", None),
         ("tree_forest", None),
         ("arg_extremum_ops", None),
+        ("reduction_ops", Some([-32.0, 32.0])),
+        ("einsum_ops", None),
+        ("resize_ops", None),
+        ("index_ops", None),
         ("gru_rnn_sequence", Some([-8.0, 8.0])),
         ("tiny_gpt", Some([-16.0, 16.0])),
     ] {

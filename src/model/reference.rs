@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 type Runnable = std::sync::Arc<TypedRunnableModel>;
 
 fn tract_failure(path: &Path) -> impl Fn(TractError) -> Error + '_ {
-    move |e| Error::MalformedOnnx { path: path.to_path_buf(), reason: format!("tract cannot run it: {e:#}") }
+    move |e| Error::FloatReference { path: path.to_path_buf(), reason: format!("{e:#}") }
 }
 
 /// Optimises `model` for the given input shapes, each input keeping the element type the model
@@ -61,8 +61,23 @@ fn run_once(
 
 /// Runs the ONNX model at `path` in f32 with tract and returns each output, flattened.
 pub fn run_float(path: &Path, input_shapes: &[Vec<usize>], inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-    let model = tract_onnx::onnx().model_for_path(path).map_err(tract_failure(path))?;
-    run_once(path, &runnable(path, model, input_shapes)?, input_shapes, inputs)
+    unpanicked(path, || {
+        let model = tract_onnx::onnx().model_for_path(path).map_err(tract_failure(path))?;
+        run_once(path, &runnable(path, model, input_shapes)?, input_shapes, inputs)
+    })
+}
+
+/// Runs `work`, turning a panic inside tract (a model it mishandles) into an error that names the
+/// model, instead of taking zkinfer down.
+fn unpanicked<T>(path: &Path, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(Error::FloatReference { path: path.to_path_buf(), reason: format!("it panicked ({what})") })
+    })
 }
 
 /// What tract computes on one sample: the model's outputs, and the named values.
@@ -78,6 +93,15 @@ pub struct FloatRun {
 /// outputs and the value of each ONNX value in `names`. The named values are made outputs of
 /// the graph so that tract keeps them.
 pub fn run_float_values(
+    path: &Path,
+    input_shapes: &[Vec<usize>],
+    samples: &[Vec<Vec<f32>>],
+    names: &[String],
+) -> Result<Vec<FloatRun>> {
+    unpanicked(path, || run_float_values_unguarded(path, input_shapes, samples, names))
+}
+
+fn run_float_values_unguarded(
     path: &Path,
     input_shapes: &[Vec<usize>],
     samples: &[Vec<Vec<f32>>],

@@ -26,8 +26,10 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp {
         op_type: "Div",
         import: |i, n| i.import_arithmetic(n),
-        note: "by a constant, or by a positive computed tensor",
+        note: "by a constant, or of a constant or computed tensor by a positive computed one",
     },
+    OnnxOp { op_type: "Reciprocal", import: |i, n| i.import_reciprocal(n), note: "of positive values" },
+    OnnxOp { op_type: "Mean", import: |i, n| i.import_mean(n), note: "" },
     OnnxOp { op_type: "Sum", import: |i, n| i.import_sum(n), note: "" },
     OnnxOp { op_type: "Neg", import: |i, n| i.import_neg_abs(n), note: "" },
     OnnxOp { op_type: "Abs", import: |i, n| i.import_neg_abs(n), note: "" },
@@ -254,14 +256,38 @@ impl Importer<'_> {
                     let negated = self.intermediate(node, "neg", negation(), vec![x], self.nodes[x].shape.clone());
                     self.add_node(node, Op::AddConst(AddConst { constant: c }), vec![negated], shape)
                 }
-                _ => Err(self.unsupported(node, "division by a computed value")),
+                // c / x: the constant as a node of constants (fixed in the circuit), then the
+                // proven division (for positive x).
+                _ => {
+                    let sources = c.data.iter().map(|&v| crate::ops::movement::Source::Const(v)).collect();
+                    let numerator = Op::Select(crate::ops::movement::Select { sources });
+                    let numerator = self.intermediate(node, "numerator", numerator, vec![], c.shape.clone());
+                    self.add_node(node, Op::Div(Div), vec![numerator, x], shape)
+                }
             },
         }
     }
 
-    fn import_sum(&mut self, node: &pb::NodeProto) -> Result<()> {
-        let inputs = self.all_inputs(node)?;
-        let shape = self.broadcast_inputs(node, &inputs)?;
+    /// Reciprocal: `1 / x`, the proven division of a constant one by a positive computed `x`.
+    fn import_reciprocal(&mut self, node: &pb::NodeProto) -> Result<()> {
+        match self.required_input(node, 0)? {
+            Value::Const(mut t) => {
+                t.data.iter_mut().for_each(|v| *v = 1.0 / *v);
+                self.set_output(node, Value::Const(t))
+            }
+            Value::Node(x) => {
+                let shape = self.nodes[x].shape.clone();
+                let one = Op::Select(crate::ops::movement::Select {
+                    sources: vec![crate::ops::movement::Source::Const(1.0)],
+                });
+                let one = self.intermediate(node, "one", one, vec![], vec![1]);
+                self.add_node(node, Op::Div(Div), vec![one, x], shape)
+            }
+        }
+    }
+
+    /// The computed inputs summed (one node, or none) and the constant ones folded (or none).
+    fn sum_parts(&mut self, node: &pb::NodeProto, inputs: Vec<Value>) -> (Option<usize>, Option<Tensor>) {
         let mut constant: Option<Tensor> = None;
         let mut computed: Option<usize> = None;
         for (i, v) in inputs.into_iter().enumerate() {
@@ -286,7 +312,40 @@ impl Importer<'_> {
                 }
             }
         }
-        match (computed, constant) {
+        (computed, constant)
+    }
+
+    /// Mean of its inputs: their Sum, times `1 / n`.
+    fn import_mean(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let n = node.input.len().max(1) as f32;
+        let inputs = self.all_inputs(node)?;
+        let shape = self.broadcast_inputs(node, &inputs)?;
+        if let [single] = &inputs[..] {
+            return self.set_output(node, single.clone());
+        }
+        let inverse = Tensor::new(vec![], vec![1.0 / n]);
+        match self.sum_parts(node, inputs) {
+            (None, Some(c)) => {
+                let data = c.data.iter().map(|v| v / n).collect();
+                self.set_output(node, Value::Const(Tensor::new(c.shape, data)))
+            }
+            (Some(a), c) => {
+                let a = match c {
+                    Some(c) => {
+                        self.intermediate(node, "sum", Op::AddConst(AddConst { constant: c }), vec![a], shape.clone())
+                    }
+                    None => a,
+                };
+                self.add_node(node, Op::MulConst(MulConst { constant: inverse }), vec![a], shape)
+            }
+            (None, None) => Err(self.malformed(format!("Mean '{}' has no input", node_name(node)))),
+        }
+    }
+
+    fn import_sum(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let inputs = self.all_inputs(node)?;
+        let shape = self.broadcast_inputs(node, &inputs)?;
+        match self.sum_parts(node, inputs) {
             (None, Some(c)) => self.set_output(node, Value::Const(c)),
             (Some(acc), Some(c)) => self.add_node(node, Op::AddConst(AddConst { constant: c }), vec![acc], shape),
             (Some(acc), None) => {

@@ -33,6 +33,7 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp { op_type: "Or", import: |i, n| i.import_logic(n, Logic::Or), note: "" },
     OnnxOp { op_type: "Xor", import: |i, n| i.import_logic(n, Logic::Xor), note: "" },
     OnnxOp { op_type: "Where", import: |i, n| i.import_where(n), note: "" },
+    OnnxOp { op_type: "OneHot", import: |i, n| i.import_one_hot(n), note: "constant depth and values" },
 ];
 
 /// Which comparison.
@@ -389,6 +390,50 @@ impl Importer<'_> {
             return Err(self.unsupported(node, "a constant operand beside a computed one (the exporter folds these)"));
         }
         self.add_node(node, Op::Logic(LogicOp { logic }), ids, shape)
+    }
+
+    /// OneHot of computed indices: `indices == j` against the constant `0..depth` along `axis`
+    /// (negative indices count from the end, as ONNX says), then the on and off values.
+    fn import_one_hot(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let Value::Node(ids) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "constant indices (the exporter folds these)"));
+        };
+        let constant = |importer: &Self, i: usize, what: &str| match importer.required_input(node, i)? {
+            Value::Const(t) if !t.is_empty() => Ok(t),
+            _ => Err(importer.unsupported(node, format!("{what} must be a constant"))),
+        };
+        let depth = constant(self, 1, "depth")?.data[0] as usize;
+        let values = constant(self, 2, "values")?;
+        let (off, on) = (values.data[0], values.data.get(1).copied().unwrap_or(1.0));
+        let shape = self.nodes[ids].shape.clone();
+        let rank = shape.len() + 1;
+        let a = crate::ops::movement::axis(crate::model::onnx::attr_int(node, "axis").unwrap_or(-1), rank)
+            .map_err(|e| self.unsupported(node, e))?;
+        let mut with_one = shape.clone();
+        with_one.insert(a, 1);
+        let reshaped = self.intermediate(node, "ids", Op::Reshape(crate::ops::movement::Reshape), vec![ids], with_one);
+        // Both j and j - depth match position j.
+        let mut classes = vec![1; rank];
+        classes[a] = depth;
+        let mut out = shape;
+        out.insert(a, depth);
+        let equal_to = |importer: &mut Self, part: &str, offset: f32| {
+            let arange = Tensor::new(classes.clone(), (0..depth).map(|j| j as f32 + offset).collect());
+            let op =
+                Op::Compare(Compare { comparison: Comparison::Equal, constant: Some(arange), constant_first: false });
+            importer.intermediate(node, part, op, vec![reshaped], out.clone())
+        };
+        let positive = equal_to(self, "is", 0.0);
+        let negative = equal_to(self, "is_from_end", -(depth as f32));
+        let either = self.intermediate(
+            node,
+            "hot",
+            Op::Logic(LogicOp { logic: Logic::Or }),
+            vec![positive, negative],
+            out.clone(),
+        );
+        let value = |v: f32| Some(Tensor::new(vec![], vec![v]));
+        self.add_node(node, Op::Where(Where { then: value(on), otherwise: value(off) }), vec![either], out)
     }
 
     /// Where: with a constant condition, a selection of elements (data movement); with a

@@ -22,7 +22,7 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp {
         op_type: "MatMul",
         import: |i, n| i.import_matmul(n),
-        note: "by constant weights, or of two computed matrices",
+        note: "by constant weights, or of two computed tensors with broadcast batch axes",
     },
     OnnxOp {
         op_type: "Conv",
@@ -33,6 +33,11 @@ pub const ONNX: &[OnnxOp] = &[
         op_type: "ConvTranspose",
         import: |i, n| i.import_conv_transpose(n),
         note: "pads, output_padding, groups, dilations",
+    },
+    OnnxOp {
+        op_type: "Einsum",
+        import: |i, n| i.import_einsum(n),
+        note: "of one or two computed tensors, explicit output, no repeated index in one operand",
     },
 ];
 
@@ -536,5 +541,105 @@ impl Importer<'_> {
         };
         let out_shape = [vec![n, m], window.output.clone()].concat();
         self.add_node(node, Op::Conv(Conv { weight, bias, group, window }), vec![x], out_shape)
+    }
+
+    /// Einsum of one or two computed tensors (`"bhqd,bhkd->bhqk"`): indices only one operand has
+    /// and the output lacks are summed first; then each operand is transposed to (batch, free,
+    /// contracted) order, the two multiplied as batched matrices, and the product reshaped and
+    /// transposed to the output's order. One operand: a sum and a transpose.
+    fn import_einsum(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let equation =
+            attr(node, "equation").map(|a| String::from_utf8_lossy(&a.s).replace(' ', "")).unwrap_or_default();
+        let Some((lhs, out)) = equation.split_once("->") else {
+            return Err(self.unsupported(node, format!("equation '{equation}' without an explicit output")));
+        };
+        let terms: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
+        let out: Vec<char> = out.chars().collect();
+        let values: Vec<Value> = (0..terms.len()).map(|i| self.required_input(node, i)).collect::<Result<_>>()?;
+        let plain = |t: &[char]| {
+            t.iter().all(|c| c.is_ascii_alphabetic()) && t.iter().enumerate().all(|(i, c)| !t[..i].contains(c))
+        };
+        if terms.len() > 2 || !terms.iter().all(|t| plain(t)) || !plain(&out) {
+            return Err(
+                self.unsupported(node, format!("equation '{equation}' (one or two operands, letters, no repeats)"))
+            );
+        }
+        let mut ids = Vec::new();
+        for (v, t) in values.iter().zip(&terms) {
+            match v {
+                Value::Node(id) if self.nodes[*id].shape.len() == t.len() => ids.push(*id),
+                Value::Node(_) => return Err(self.unsupported(node, "an operand's rank differs from its subscripts")),
+                Value::Const(_) => {
+                    return Err(self.unsupported(node, "constant operands (the exporter folds MatMul by weights)"))
+                }
+            }
+        }
+        let mut dims = std::collections::HashMap::new();
+        for (id, t) in ids.iter().zip(&terms) {
+            for (c, &d) in t.iter().zip(&self.nodes[*id].shape) {
+                if *dims.entry(*c).or_insert(d) != d {
+                    return Err(self.unsupported(node, format!("index {c} has two sizes")));
+                }
+            }
+        }
+        if out.iter().any(|c| !dims.contains_key(c)) {
+            return Err(self.unsupported(node, format!("output index of '{equation}' in no operand")));
+        }
+        // Sum away what only one operand has and the output lacks.
+        let mut operands: Vec<(usize, Vec<char>)> = Vec::new();
+        for (k, (&id, t)) in ids.iter().zip(&terms).enumerate() {
+            let others: Vec<char> =
+                terms.iter().enumerate().filter(|&(j, _)| j != k).flat_map(|(_, o)| o.clone()).collect();
+            let summed: Vec<usize> =
+                (0..t.len()).filter(|&a| !out.contains(&t[a]) && !others.contains(&t[a])).collect();
+            if summed.is_empty() {
+                operands.push((id, t.clone()));
+                continue;
+            }
+            let shape = self.nodes[id].shape.clone();
+            let (groups, _) = super::reduce::reduce_groups(&shape, &summed);
+            let kept: Vec<char> = (0..t.len()).filter(|a| !summed.contains(a)).map(|a| t[a]).collect();
+            let kept_shape: Vec<usize> = kept.iter().map(|c| dims[c]).collect();
+            let sum = Op::Reduce(super::reduce::Reduce { groups, mean: false });
+            operands.push((self.intermediate(node, &format!("sum{k}"), sum, vec![id], kept_shape), kept));
+        }
+        // Transposes every operand (and the result) into the order `to`.
+        let arrange = |importer: &mut Self, id: usize, from: &[char], to: &[char], part: &str| -> Result<usize> {
+            if from == to {
+                return Ok(id);
+            }
+            let perm: Vec<i64> =
+                to.iter().map(|c| from.iter().position(|f| f == c).expect("same letters") as i64).collect();
+            let shape = importer.nodes[id].shape.clone();
+            let (out_shape, sources) =
+                movement::transpose(&shape, Some(&perm)).map_err(|e| importer.unsupported(node, e))?;
+            Ok(importer.intermediate(node, part, Op::Select(movement::Select { sources }), vec![id], out_shape))
+        };
+        let size = |cs: &[char]| cs.iter().map(|c| dims[c]).product::<usize>();
+        let (result, letters) = match &operands[..] {
+            [(a, ta)] => (*a, ta.clone()),
+            [(a, ta), (b, tb)] => {
+                let batch: Vec<char> = ta.iter().filter(|c| tb.contains(c) && out.contains(c)).copied().collect();
+                let contracted: Vec<char> = ta.iter().filter(|c| tb.contains(c) && !out.contains(c)).copied().collect();
+                let left: Vec<char> = ta.iter().filter(|c| !tb.contains(c)).copied().collect();
+                let right: Vec<char> = tb.iter().filter(|c| !ta.contains(c)).copied().collect();
+                let a = arrange(self, *a, ta, &[batch.clone(), left.clone(), contracted.clone()].concat(), "a")?;
+                let b = arrange(self, *b, tb, &[batch.clone(), contracted.clone(), right.clone()].concat(), "b")?;
+                let (nb, nl, nk, nr) = (size(&batch), size(&left), size(&contracted), size(&right));
+                let reshape = |importer: &mut Self, id: usize, shape: Vec<usize>, part: &str| {
+                    importer.intermediate(node, part, Op::Reshape(movement::Reshape), vec![id], shape)
+                };
+                let a = reshape(self, a, vec![nb, nl, nk], "a3");
+                let b = reshape(self, b, vec![nb, nk, nr], "b3");
+                let product = self.intermediate(node, "product", Op::MatMul(MatMul), vec![a, b], vec![nb, nl, nr]);
+                let letters = [batch, left, right].concat();
+                let shape: Vec<usize> = letters.iter().map(|c| dims[c]).collect();
+                (reshape(self, product, shape, "unflattened"), letters)
+            }
+            _ => unreachable!("one or two operands"),
+        };
+        let arranged = arrange(self, result, &letters, &out, "arranged")?;
+        let shape: Vec<usize> = out.iter().map(|c| dims[c]).collect();
+        self.add_node(node, Op::Reshape(movement::Reshape), vec![arranged], shape)
     }
 }

@@ -34,6 +34,7 @@ pub mod norm;
 pub mod pool;
 pub mod recurrent;
 pub mod reduce;
+pub mod resize;
 
 /// Declares the ops: each row is `Variant: FloatForm => QuantizedForm`. The float form
 /// implements [`Quantize`], the quantized one [`Kernel`] (one type may be both).
@@ -323,6 +324,7 @@ pub fn onnx_ops() -> impl Iterator<Item = &'static OnnxOp> {
         activation::ONNX,
         reduce::ONNX,
         movement::ONNX,
+        resize::ONNX,
         compare::ONNX,
         constant::ONNX,
     ]

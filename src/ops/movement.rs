@@ -189,6 +189,99 @@ pub fn gather(shape: &[usize], axis_: i64, indices: &[i64], indices_shape: &[usi
     Ok((out_shape, sources))
 }
 
+/// `index` (negative from the end) as a position on an axis of `dim`.
+fn position(index: i64, dim: usize) -> Result<usize, String> {
+    let j = if index < 0 { index + dim as i64 } else { index };
+    if (0..dim as i64).contains(&j) {
+        Ok(j as usize)
+    } else {
+        Err(format!("index {index} is out of range for an axis of {dim}"))
+    }
+}
+
+/// GatherElements: `out[c] = data[c with c[axis] = indices[c]]`, of the indices' shape.
+pub fn gather_elements(shape: &[usize], axis_: i64, indices: &[i64], indices_shape: &[usize]) -> Result<Moved, String> {
+    let a = axis(axis_, shape.len())?;
+    if indices_shape.len() != shape.len() {
+        return Err(format!("indices {indices_shape:?} of another rank than {shape:?}"));
+    }
+    let st = strides_of(shape);
+    let ist = strides_of(indices_shape);
+    let mut sources = Vec::with_capacity(indices.len());
+    for (o, &i) in indices.iter().enumerate() {
+        let mut index = 0;
+        for d in 0..shape.len() {
+            let c = o / ist[d] % indices_shape[d];
+            let c = if d == a { position(i, shape[a])? } else { c };
+            if c >= shape[d] {
+                return Err(format!("indices {indices_shape:?} exceed {shape:?}"));
+            }
+            index += c * st[d];
+        }
+        sources.push(Source::Input { input: 0, index });
+    }
+    Ok((indices_shape.to_vec(), sources))
+}
+
+/// GatherND (batch_dims 0): each index tuple (the indices' last axis) picks an element or a slice
+/// of `data`.
+pub fn gather_nd(shape: &[usize], indices: &[i64], indices_shape: &[usize]) -> Result<Moved, String> {
+    let Some((&q, outer)) = indices_shape.split_last() else { return Err("scalar indices".into()) };
+    if q == 0 || q > shape.len() {
+        return Err(format!("index tuples of {q} for {shape:?}"));
+    }
+    let st = strides_of(shape);
+    let slice: usize = shape[q..].iter().product();
+    let out_shape = [outer, &shape[q..]].concat();
+    let mut sources = Vec::with_capacity(out_shape.iter().product());
+    for tuple in indices.chunks(q) {
+        let mut base = 0;
+        for (d, &i) in tuple.iter().enumerate() {
+            base += position(i, shape[d])? * st[d];
+        }
+        sources.extend((0..slice).map(|j| Source::Input { input: 0, index: base + j }));
+    }
+    Ok((out_shape, sources))
+}
+
+/// ScatterElements (no reduction): `data` with `updates[c]` written at `c with c[axis] =
+/// indices[c]` (input 0 is data, input 1 the updates).
+pub fn scatter_elements(
+    shape: &[usize],
+    axis_: i64,
+    indices: &[i64],
+    indices_shape: &[usize],
+) -> Result<Moved, String> {
+    let (_, targets) = gather_elements(shape, axis_, indices, indices_shape)?;
+    Ok((shape.to_vec(), overwrite(shape, &targets)))
+}
+
+/// Every element of input 0 (of `shape`), but those at `targets`, which take input 1's in order.
+fn overwrite(shape: &[usize], targets: &[Source]) -> Vec<Source> {
+    let mut sources: Vec<Source> = (0..shape.iter().product()).map(|index| Source::Input { input: 0, index }).collect();
+    for (u, t) in targets.iter().enumerate() {
+        if let Source::Input { index, .. } = *t {
+            sources[index] = Source::Input { input: 1, index: u };
+        }
+    }
+    sources
+}
+
+/// ScatterND (no reduction): `data` with each update slice written where its index tuple
+/// points (input 0 is data, input 1 the updates).
+pub fn scatter_nd(
+    shape: &[usize],
+    indices: &[i64],
+    indices_shape: &[usize],
+    update_shape: &[usize],
+) -> Result<Moved, String> {
+    let (slices, targets) = gather_nd(shape, indices, indices_shape)?;
+    if slices != update_shape {
+        return Err(format!("updates {update_shape:?} where {slices:?} are written"));
+    }
+    Ok((shape.to_vec(), overwrite(shape, &targets)))
+}
+
 /// How Pad fills the border.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PadMode {
@@ -301,6 +394,61 @@ pub fn split(shape: &[usize], axis_: i64, sizes: &[usize]) -> Result<Vec<Moved>,
         .collect()
 }
 
+/// Trilu: the upper (`upper`) or lower triangle of the last two axes from diagonal `k` on, the
+/// rest zero.
+pub fn trilu(shape: &[usize], k: i64, upper: bool) -> Result<Moved, String> {
+    if shape.len() < 2 {
+        return Err(format!("Trilu of {shape:?} (needs two axes)"));
+    }
+    let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+    let total: usize = shape.iter().product();
+    let sources = (0..total)
+        .map(|index| {
+            let (i, j) = ((index / cols % rows) as i64, (index % cols) as i64);
+            let keep = if upper { j - i >= k } else { j - i <= k };
+            if keep {
+                Source::Input { input: 0, index }
+            } else {
+                Source::Const(0.0)
+            }
+        })
+        .collect();
+    Ok((shape.to_vec(), sources))
+}
+
+/// DepthToSpace of `[N, C, H, W]` by `block` (DCR order, or CRD): `[N, C/b², H·b, W·b]`.
+pub fn depth_to_space(shape: &[usize], block: usize, crd: bool) -> Result<Moved, String> {
+    let &[n, c, h, w] = shape else { return Err(format!("DepthToSpace of {shape:?} (needs [N, C, H, W])")) };
+    if block == 0 || c % (block * block) != 0 {
+        return Err(format!("blocksize {block} does not divide the {c} channels"));
+    }
+    let out_c = c / (block * block);
+    let out = vec![n, out_c, h * block, w * block];
+    let sources = build(&out, |o| {
+        let (b, oc, y, x) = (o[0], o[1], o[2], o[3]);
+        let (i, j, hh, ww) = (y % block, x % block, y / block, x / block);
+        let ic = if crd { oc * block * block + i * block + j } else { (i * block + j) * out_c + oc };
+        Source::Input { input: 0, index: ((b * c + ic) * h + hh) * w + ww }
+    });
+    Ok((out, sources))
+}
+
+/// SpaceToDepth of `[N, C, H, W]` by `block`: `[N, C·b², H/b, W/b]`.
+pub fn space_to_depth(shape: &[usize], block: usize) -> Result<Moved, String> {
+    let &[n, c, h, w] = shape else { return Err(format!("SpaceToDepth of {shape:?} (needs [N, C, H, W])")) };
+    if block == 0 || h % block != 0 || w % block != 0 {
+        return Err(format!("blocksize {block} does not divide {h}x{w}"));
+    }
+    let out = vec![n, c * block * block, h / block, w / block];
+    let sources = build(&out, |o| {
+        let (b, oc, y, x) = (o[0], o[1], o[2], o[3]);
+        let (ij, ic) = (oc / c, oc % c);
+        let (i, j) = (ij / block, ij % block);
+        Source::Input { input: 0, index: ((b * c + ic) * h + y * block + i) * w + x * block + j }
+    });
+    Ok((out, sources))
+}
+
 /// Applies `sources` to constant inputs.
 pub fn apply(sources: &[Source], inputs: &[&[f32]]) -> Vec<f32> {
     sources
@@ -326,6 +474,13 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp { op_type: "Split", import: |i, n| i.import_movement(n), note: "" },
     OnnxOp { op_type: "Expand", import: |i, n| i.import_movement(n), note: "" },
     OnnxOp { op_type: "Tile", import: |i, n| i.import_movement(n), note: "" },
+    OnnxOp { op_type: "GatherElements", import: |i, n| i.import_movement(n), note: "constant indices" },
+    OnnxOp { op_type: "GatherND", import: |i, n| i.import_movement(n), note: "constant indices, batch_dims 0" },
+    OnnxOp { op_type: "ScatterElements", import: |i, n| i.import_movement(n), note: "constant indices, no reduction" },
+    OnnxOp { op_type: "ScatterND", import: |i, n| i.import_movement(n), note: "constant indices, no reduction" },
+    OnnxOp { op_type: "Trilu", import: |i, n| i.import_movement(n), note: "" },
+    OnnxOp { op_type: "DepthToSpace", import: |i, n| i.import_movement(n), note: "DCR, CRD" },
+    OnnxOp { op_type: "SpaceToDepth", import: |i, n| i.import_movement(n), note: "" },
     OnnxOp { op_type: "Squeeze", import: |i, n| i.import_squeeze(n), note: "" },
     OnnxOp { op_type: "Unsqueeze", import: |i, n| i.import_squeeze(n), note: "" },
     OnnxOp { op_type: "Flatten", import: |i, n| i.import_flatten(n), note: "" },
@@ -561,6 +716,52 @@ impl Importer<'_> {
                 let repeats = self.const_ints(node, 1)?;
                 (vec![data], tile(&shape, &repeats).map_err(refuse)?)
             }
+            "GatherElements" | "GatherND" | "ScatterElements" | "ScatterND" => {
+                let Value::Const(indices) = self.required_input(node, 1)? else {
+                    return Err(self.unsupported(node, "the indices must be constants"));
+                };
+                let ints: Vec<i64> = indices.data.iter().map(|&v| v as i64).collect();
+                let axis = attr_int(node, "axis").unwrap_or(0);
+                if attr(node, "reduction").is_some_and(|a| !a.s.is_empty() && a.s != b"none")
+                    || attr_int(node, "batch_dims").unwrap_or(0) != 0
+                {
+                    return Err(self.unsupported(node, "reduction or batch_dims"));
+                }
+                match node.op_type.as_str() {
+                    "GatherElements" => {
+                        (vec![data], gather_elements(&shape, axis, &ints, &indices.shape).map_err(refuse)?)
+                    }
+                    "GatherND" => (vec![data], gather_nd(&shape, &ints, &indices.shape).map_err(refuse)?),
+                    op => {
+                        let updates = self.required_input(node, 2)?;
+                        let update_shape = self.shape_of(&updates);
+                        let moved = if op == "ScatterND" {
+                            scatter_nd(&shape, &ints, &indices.shape, &update_shape)
+                        } else {
+                            scatter_elements(&shape, axis, &ints, &indices.shape)
+                        };
+                        (vec![data, updates], moved.map_err(refuse)?)
+                    }
+                }
+            }
+            "Trilu" => {
+                let k = match self.input(node, 1)? {
+                    None => 0,
+                    Some(_) => self.const_ints(node, 1)?.first().copied().unwrap_or(0),
+                };
+                let upper = attr_int(node, "upper").unwrap_or(1) != 0;
+                (vec![data], trilu(&shape, k, upper).map_err(refuse)?)
+            }
+            "DepthToSpace" | "SpaceToDepth" => {
+                let block = attr_int(node, "blocksize").filter(|&b| b > 0).unwrap_or(0) as usize;
+                let crd = attr(node, "mode").is_some_and(|a| a.s == b"CRD");
+                let moved = if node.op_type == "DepthToSpace" {
+                    depth_to_space(&shape, block, crd)
+                } else {
+                    space_to_depth(&shape, block)
+                };
+                (vec![data], moved.map_err(refuse)?)
+            }
             "Expand" => {
                 let target: Vec<usize> = self.const_ints(node, 1)?.iter().map(|&d| d.max(0) as usize).collect();
                 (vec![data], expand(&shape, &target).map_err(refuse)?)
@@ -665,6 +866,28 @@ mod tests {
         assert_eq!(reshape_target(&[1, 4, 4], &[1.0, -1.0]), Some(vec![1, 16]));
         assert_eq!(reshape_target(&[2, 8], &[0.0, 2.0, 4.0]), Some(vec![2, 2, 4]));
         assert_eq!(reshape_target(&[2, 8], &[3.0, -1.0]), None);
+    }
+
+    #[test]
+    fn depth_and_space_moves_invert_each_other_and_trilu_keeps_a_triangle() {
+        let data: Vec<f32> = (0..32).map(|v| v as f32).collect();
+        let (shape, to_space) = depth_to_space(&[1, 8, 2, 2], 2, false).unwrap();
+        assert_eq!(shape, vec![1, 2, 4, 4]);
+        let spread = apply(&to_space, &[&data]);
+        // DCR: out[0, 0, 0, 1] is channel (0·2 + 1)·2 + 0 = 2 at (0, 0), element 8.
+        assert_eq!(spread[1], 8.0);
+        let (back_shape, to_depth) = space_to_depth(&shape, 2).unwrap();
+        assert_eq!(back_shape, vec![1, 8, 2, 2]);
+        assert_eq!(apply(&to_depth, &[&spread]), data, "SpaceToDepth undoes DepthToSpace (DCR)");
+        let (_, crd) = depth_to_space(&[1, 8, 2, 2], 2, true).unwrap();
+        // CRD: out[0, 0, 0, 1] is channel 0·4 + 0·2 + 1 = 1 at (0, 0), element 4.
+        assert_eq!(apply(&crd, &[&data])[1], 4.0);
+        assert!(depth_to_space(&[1, 6, 2, 2], 2, false).is_err());
+        let square: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let (_, upper) = trilu(&[3, 3], 0, true).unwrap();
+        assert_eq!(apply(&upper, &[&square]), vec![1.0, 2.0, 3.0, 0.0, 5.0, 6.0, 0.0, 0.0, 9.0]);
+        let (_, lower) = trilu(&[3, 3], -1, false).unwrap();
+        assert_eq!(apply(&lower, &[&square]), vec![0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 7.0, 8.0, 0.0]);
     }
 
     fn values(moved: &Moved, data: &[&[f32]]) -> Vec<f32> {

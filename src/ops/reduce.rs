@@ -13,6 +13,7 @@ use super::extremum::check_groups;
 use super::{ExecCx, Kernel, LayoutCx, OnnxOp};
 use crate::circuit::pool::layout_mean;
 use crate::error::Result;
+use crate::model::function::Function;
 use crate::model::graph::{Op, Tensor};
 use crate::model::onnx::{attr_int, Importer, Value};
 use crate::model::quantize::{divide_rounding, QNode};
@@ -23,6 +24,12 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp { op_type: "ReduceMean", import: |i, n| i.import_reduce(n), note: "" },
     OnnxOp { op_type: "ReduceMax", import: |i, n| i.import_reduce(n), note: "" },
     OnnxOp { op_type: "ReduceMin", import: |i, n| i.import_reduce(n), note: "" },
+    OnnxOp { op_type: "ReduceL1", import: |i, n| i.import_reduce(n), note: "" },
+    OnnxOp { op_type: "ReduceL2", import: |i, n| i.import_reduce(n), note: "" },
+    OnnxOp { op_type: "ReduceSumSquare", import: |i, n| i.import_reduce(n), note: "" },
+    OnnxOp { op_type: "ReduceLogSum", import: |i, n| i.import_reduce(n), note: "" },
+    OnnxOp { op_type: "ReduceLogSumExp", import: |i, n| i.import_reduce(n), note: "" },
+    OnnxOp { op_type: "CumSum", import: |i, n| i.import_cumsum(n), note: "exclusive, reverse" },
 ];
 
 /// The sum (`mean`: the mean, rounded) of the elements of each group.
@@ -36,7 +43,11 @@ pub struct Reduce {
 
 impl Kernel for Reduce {
     fn check(&self, node: &QNode) -> Result<()> {
-        check_groups(node, &self.groups)
+        // A sum of no element is 0 (an exclusive CumSum's first); a mean of none is undefined.
+        match self.mean {
+            true => check_groups(node, &self.groups),
+            false => Ok(()),
+        }
     }
 
     fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
@@ -123,19 +134,104 @@ impl Importer<'_> {
                         "ReduceMax" => values.fold(f32::NEG_INFINITY, f32::max),
                         "ReduceMin" => values.fold(f32::INFINITY, f32::min),
                         "ReduceMean" => values.sum::<f32>() / g.len() as f32,
+                        "ReduceL1" => values.map(f32::abs).sum::<f32>(),
+                        "ReduceL2" => values.map(|v| v * v).sum::<f32>().sqrt(),
+                        "ReduceSumSquare" => values.map(|v| v * v).sum::<f32>(),
+                        "ReduceLogSum" => values.sum::<f32>().ln(),
+                        "ReduceLogSumExp" => values.map(f32::exp).sum::<f32>().ln(),
                         _ => values.sum::<f32>(),
                     }
                 };
                 let data = groups.iter().map(fold).collect();
                 self.set_output(node, Value::Const(Tensor::new(out_shape, data)))
             }
-            Value::Node(id) => {
-                let reduce = match op {
-                    "ReduceMax" | "ReduceMin" => Op::ReduceMax(extremum::ReduceMax { groups, min: op == "ReduceMin" }),
-                    _ => Op::Reduce(Reduce { groups, mean: op == "ReduceMean" }),
-                };
+            Value::Node(id) => self.reduce_computed(node, op, id, groups, (out_full, out_shape)),
+        }
+    }
+
+    /// A reduction of a computed tensor: the max/min and sum/mean kernels, and the others as
+    /// their compositions (`Σ|x|`, `√Σx²`, `Σx²`, `ln Σx`, `m + ln Σ e^(x - m)`).
+    fn reduce_computed(
+        &mut self,
+        node: &pb::NodeProto,
+        op: &str,
+        id: usize,
+        groups: Vec<Vec<usize>>,
+        (out_full, out_shape): (Vec<usize>, Vec<usize>),
+    ) -> Result<()> {
+        let shape = self.nodes[id].shape.clone();
+        let lookup = |func| Op::Lookup(super::activation::Lookup { func });
+        let sum = |groups: Vec<Vec<usize>>| Op::Reduce(Reduce { groups, mean: false });
+        match op {
+            "ReduceMax" | "ReduceMin" => {
+                let reduce = Op::ReduceMax(extremum::ReduceMax { groups, min: op == "ReduceMin" });
                 self.add_node(node, reduce, vec![id], out_shape)
             }
+            "ReduceSum" | "ReduceMean" => {
+                self.add_node(node, Op::Reduce(Reduce { groups, mean: op == "ReduceMean" }), vec![id], out_shape)
+            }
+            "ReduceL1" => {
+                let negated = self.intermediate(node, "neg", super::arith::negation(), vec![id], shape.clone());
+                let max = Op::Extremum(extremum::Extremum { min: false, constants: Vec::new() });
+                let abs = self.intermediate(node, "abs", max, vec![id, negated], shape);
+                self.add_node(node, sum(groups), vec![abs], out_shape)
+            }
+            "ReduceL2" | "ReduceSumSquare" => {
+                let square = self.intermediate(node, "square", Op::Mul(super::arith::Mul), vec![id, id], shape);
+                if op == "ReduceSumSquare" {
+                    return self.add_node(node, sum(groups), vec![square], out_shape);
+                }
+                let total = self.intermediate(node, "sum", sum(groups), vec![square], out_full.clone());
+                self.add_node(node, lookup(Function::Sqrt), vec![total], out_shape)
+            }
+            "ReduceLogSum" => {
+                let total = self.intermediate(node, "sum", sum(groups), vec![id], out_full);
+                self.add_node(node, lookup(Function::Log), vec![total], out_shape)
+            }
+            _ => {
+                // ReduceLogSumExp, shifted by the maximum so that every exponent is at most 0.
+                let max = Op::ReduceMax(extremum::ReduceMax { groups: groups.clone(), min: false });
+                let max = self.intermediate(node, "max", max, vec![id], out_full.clone());
+                let shifted =
+                    self.intermediate(node, "shifted", Op::Sub(super::arith::Sub), vec![id, max], shape.clone());
+                let exp = self.intermediate(node, "exp", lookup(Function::Exp), vec![shifted], shape);
+                let total = self.intermediate(node, "sum", sum(groups), vec![exp], out_full.clone());
+                let log = self.intermediate(node, "log", lookup(Function::Log), vec![total], out_full.clone());
+                let result =
+                    self.intermediate(node, "result", Op::Add(super::arith::Add), vec![max, log], out_full.clone());
+                self.add_node(node, Op::Reshape(super::movement::Reshape), vec![result], out_shape)
+            }
         }
+    }
+
+    /// CumSum along a constant axis (`exclusive`, `reverse`): each output the sum of a prefix
+    /// (or suffix) group of its line.
+    fn import_cumsum(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let Value::Node(x) = self.required_input(node, 0)? else {
+            return Err(self.unsupported(node, "the input must be computed"));
+        };
+        let axis = self.const_ints(node, 1)?;
+        let shape = self.nodes[x].shape.clone();
+        let a = super::movement::axis(axis.first().copied().unwrap_or(0), shape.len())
+            .map_err(|e| self.unsupported(node, e))?;
+        let (exclusive, reverse) =
+            (attr_int(node, "exclusive").unwrap_or(0) != 0, attr_int(node, "reverse").unwrap_or(0) != 0);
+        let stride: usize = shape[a + 1..].iter().product();
+        let len = shape[a];
+        let groups: Vec<Vec<usize>> = (0..shape.iter().product::<usize>())
+            .map(|o| {
+                let i = (o / stride) % len;
+                let base = o - i * stride;
+                let range: Vec<usize> = match (reverse, exclusive) {
+                    (false, false) => (0..=i).collect(),
+                    (false, true) => (0..i).collect(),
+                    (true, false) => (i..len).collect(),
+                    (true, true) => (i + 1..len).collect(),
+                };
+                range.into_iter().map(|j| base + j * stride).collect()
+            })
+            .collect();
+        // An exclusive sum's first element sums nothing: a zero, as a sum of no cells.
+        self.add_node(node, Op::Reduce(Reduce { groups, mean: false }), vec![x], shape)
     }
 }
