@@ -373,6 +373,8 @@ enum Command {
         #[arg(long, default_value = "zkinfer-demo")]
         dir: PathBuf,
     },
+    /// List the ONNX operators zkinfer proves, each with what it supports of the operator.
+    Ops,
     /// Install the pinned EVM toolchain (solc-js, anvil, forge) into the per-user cache if it is
     /// not there, and print where each tool is found.
     Toolchain,
@@ -635,6 +637,14 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             );
             let report = pipeline::run(&model, &input, &dir, &RunOptions::default())?;
             print_summary(&report, &dir);
+        }
+        Command::Ops => {
+            for op in zkinfer::ops::onnx_ops() {
+                match op.note {
+                    "" => println!("{}", op.op_type),
+                    note => println!("{} ({note})", op.op_type),
+                }
+            }
         }
         Command::Toolchain => {
             use zkinfer::evm::toolchain;

@@ -39,8 +39,13 @@ fn an_unsupported_operator_is_named_with_its_node() {
     let dir = work_with(&[(&fixture("shrink_mlp.onnx"), "network.onnx")]);
     let e = fails(dir.path(), &["gen-settings"]);
     assert!(e.contains("/act0/Shrink") && e.contains("Shrink") && e.contains("does not support"), "{e}");
-    // The refusal lists what is supported, from the import table.
-    assert!(e.contains("supported: Gemm") && e.contains("LSTM") && e.contains("Hardmax"), "{e}");
+    // The refusal lists what is supported, from the import table; `zkinfer ops` says how much.
+    assert!(e.contains("supported: Gemm, MatMul") && e.contains("LSTM") && e.contains("Hardmax"), "{e}");
+    let ops = ok(dir.path(), &["ops"]);
+    assert!(
+        ops.lines().count() > 100 && ops.contains("Gather (constant indices;") && ops.contains("\nLSTM ("),
+        "{ops}"
+    );
 }
 
 fn prepared() -> tempfile::TempDir {
