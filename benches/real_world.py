@@ -11,7 +11,7 @@ beside a reverse RNN, a self-attention block with LayerNorm, a one-block GPT on 
 two CNNs built here with random weights at a 32x32 RGB input: MobileNet-style (depthwise
 separable convolutions, BatchNorm, ReLU6) and ResNet-style (basic blocks with BatchNorm and
 identity or strided 1x1 shortcuts); plus a 3x64x64 CNN of about 45k parameters for calibration
-(the face-age model of issue 17's report). Writes benches/results/real_world.md.
+(the face-age model of issue 17's report) and a 3x32x32 CNN of about 1.1M parameters. Writes benches/results/real_world.md.
 """
 
 import argparse
@@ -111,6 +111,18 @@ def face_age_like(path, seed=3):
     save(path, "face_age_like", nodes, inits, [1, 3, 64, 64], 1)
 
 
+def cnn_1m(path, seed=4):
+    """3x32x32 in, five convolutions with BatchNorm and ReLU (3-32-64-128-256-320 channels, the last
+    four strided or at 4x4), global pooling and a dense head: about 1M parameters."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    x = "input"
+    for i, (cin, cout, stride) in enumerate([(3, 32, 1), (32, 64, 2), (64, 128, 2), (128, 256, 2), (256, 320, 1)]):
+        x = conv(nodes, inits, rng, x, f"c{i}", cin, cout, stride=stride)
+    head(nodes, inits, rng, x, 320, 10)
+    save(path, "cnn_1m", nodes, inits, [1, 3, 32, 32], 10)
+
+
 def params(path):
     return sum(int(np.prod(t.dims)) for t in onnx.load(path).graph.initializer)
 
@@ -145,8 +157,9 @@ def main():
     mobilenet_style(work / "mobilenet_style.onnx")
     resnet_style(work / "resnet_style.onnx")
     face_age_like(work / "face_age_like.onnx")
+    cnn_1m(work / "cnn_1m.onnx")
     rng = np.random.default_rng(9)
-    for name, shape in [("mobilenet_style", 3 * 32 * 32), ("resnet_style", 3 * 32 * 32), ("face_age_like", 3 * 64 * 64)]:
+    for name, shape in [("mobilenet_style", 3 * 32 * 32), ("resnet_style", 3 * 32 * 32), ("face_age_like", 3 * 64 * 64), ("cnn_1m", 3 * 32 * 32)]:
         with open(work / f"{name}.input.json", "w") as f:
             json.dump({"input_data": [rng.uniform(0, 1, size=shape).round(4).tolist()]}, f)
     models = [
@@ -180,7 +193,7 @@ def main():
                     f"{peak:.2f} | {error:.4f} | {report['verified']}, {report['evm_verified']} |")
         print(rows[-1], flush=True)
     calibration = ["", "| calibrate (resources target, 4 samples) | params | seconds | chosen scales | peak (GiB) |", "|---|---|---|---|---|"]
-    for name in ["mobilenet_style", "resnet_style", "face_age_like"]:
+    for name in ["mobilenet_style", "resnet_style", "face_age_like", "cnn_1m"]:
         if args.no_calibration or not wanted(name):
             continue
         model = work / f"{name}.onnx"

@@ -62,7 +62,8 @@ pub struct Candidate {
     /// Rows of the lookup tables (Sigmoid, Exp, ...), which grow as 2^input_scale.
     #[serde(default)]
     pub table_rows: usize,
-    /// The circuit's k and advice cells at these scales, where the resources target laid it out.
+    /// The circuit's k and advice cells at these scales, where the resources target laid it out
+    /// (only where no candidate's circuit is known to be the smallest without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit: Option<(u32, usize)>,
     /// Largest absolute output error over all samples.
@@ -258,6 +259,9 @@ fn evaluate(
     for (sample, expected) in samples.iter().zip(float_outputs) {
         let values = quantized.execute(&quantized.quantize_inputs(sample))?;
         bits = bits.max(values.iter().map(|v| signed_bits(v)).max().unwrap_or(0) + HEADROOM_BITS);
+        if bits > 64 {
+            break;
+        }
         let outputs: Vec<f64> = quantized.outputs.iter().flat_map(|&o| quantized.dequantize(&values[o])).collect();
         if outputs.len() != expected.len() {
             return Err(Error::UnsupportedModel(format!(
@@ -296,7 +300,8 @@ fn evaluate(
 }
 
 /// The candidate within `tolerance` whose circuit is smallest (k, then advice cells), the most
-/// accurate among equals. Circuits are laid out once per distinct range, scale of the lookup
+/// accurate among equals. When one candidate's key is at most every other's, nothing is laid out;
+/// otherwise circuits are laid out once per distinct range, scale of the lookup
 /// tables and, for parameters that are not fixed, weight scale: what their size depends on.
 fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolerance: f64) -> Result<Candidate> {
     // Lookup tables grow with the input scale.
@@ -308,10 +313,19 @@ fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolera
     // The circuit grows with each part of the key (wider range checks, larger tables, wider
     // packed params): only keys that no other key within the tolerance is at most everywhere
     // can be the smallest, and only those are laid out.
-    let within: Vec<(u32, u32, u32)> = candidates.iter().filter(|c| c.max_abs_error <= tolerance).map(key_of).collect();
-    let dominated = |k: (u32, u32, u32)| within.iter().any(|&o| o != k && o.0 <= k.0 && o.1 <= k.1 && o.2 <= k.2);
-    let mut sizes: HashMap<(u32, u32, u32), (u32, usize)> = HashMap::new();
-    for c in candidates.iter_mut().filter(|c| c.max_abs_error <= tolerance && !dominated(key_of(c))) {
+    let minimal = minimal_keys(candidates.iter().filter(|c| c.max_abs_error <= tolerance).map(key_of).collect());
+    if let [only] = minimal[..] {
+        // One key is at most every other: its circuit is the smallest without laying any out
+        // (on a large model each layout costs as much as `compile`).
+        return Ok(candidates
+            .iter()
+            .filter(|c| c.max_abs_error <= tolerance && key_of(c) == only)
+            .min_by(|a, b| a.max_abs_error.total_cmp(&b.max_abs_error))
+            .expect("the minimal key comes from a candidate within the tolerance")
+            .clone());
+    }
+    let mut sizes: HashMap<SizeKey, (u32, usize)> = HashMap::new();
+    for c in candidates.iter_mut().filter(|c| c.max_abs_error <= tolerance && minimal.contains(&key_of(c))) {
         let key = key_of(c);
         let size = match sizes.entry(key) {
             Entry::Occupied(known) => *known.get(),
@@ -330,6 +344,17 @@ fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolera
         .min_by(|(sa, a), (sb, b)| sa.cmp(sb).then(a.max_abs_error.total_cmp(&b.max_abs_error)))
         .map(|(_, c)| c.clone())
         .expect("the most accurate candidate is within the tolerance"))
+}
+
+/// What a circuit's size grows with: (range bits, table scale, packed-weight scale).
+type SizeKey = (u32, u32, u32);
+
+/// The keys no other key is at most in every part: only their circuits can be the smallest.
+fn minimal_keys(mut keys: Vec<SizeKey>) -> Vec<SizeKey> {
+    keys.sort_unstable();
+    keys.dedup();
+    let dominated = |k: &SizeKey| keys.iter().any(|o| o != k && o.0 <= k.0 && o.1 <= k.1 && o.2 <= k.2);
+    keys.iter().copied().filter(|k| !dominated(k)).collect()
 }
 
 /// Each computed layer's error against tract's float value of the same ONNX value.
@@ -366,5 +391,19 @@ fn op_name(op: &QOp) -> String {
     match op {
         QOp::Lookup(lookup) => lookup.func.name().into(),
         op => op.name().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::minimal_keys;
+
+    #[test]
+    fn only_keys_no_other_key_bounds_are_laid_out() {
+        // A chain: one key is at most every other, and nothing needs laying out to know it.
+        assert_eq!(minimal_keys(vec![(18, 8, 0), (16, 8, 0), (16, 9, 0), (16, 8, 0)]), vec![(16, 8, 0)]);
+        // A narrower range against a smaller table: both may be the smallest circuit.
+        assert_eq!(minimal_keys(vec![(16, 9, 0), (17, 7, 0), (17, 9, 0)]), vec![(16, 9, 0), (17, 7, 0)]);
+        assert_eq!(minimal_keys(vec![(16, 0, 8), (16, 0, 6), (20, 0, 2)]), vec![(16, 0, 6), (20, 0, 2)]);
     }
 }

@@ -424,20 +424,16 @@ pub fn verify_evm(proof_path: &Path, verifier_path: &Path, rpc_url: Option<&str>
     let instances = proof.instance_values(proof_path)?;
     let calldata =
         evm::encode_calldata(instances.first().map(Vec::as_slice).unwrap_or(&[]), &proof.proof_bytes(proof_path)?);
-    let outcome = match rpc_url {
-        None => EvmOutcome { verification: evm::verify_in_process(&verifier.bytecode, &calldata)?, deployment: None },
-        Some(url) => {
-            let connect = evm::Connect { rpc_url: Some(url.to_string()), ..Default::default() };
-            let (verification, chain, deployed) = evm::verify_on_chain(&connect, &verifier.bytecode, &calldata)?;
-            let deployment = crate::evm::DeploymentFile {
-                insecure_srs: verifier.insecure_srs,
-                verifier: Some(deployed),
-                verifier_runtime_bytes: Some(verifier.runtime.len()),
-                ..crate::evm::DeploymentFile::new(&chain)
-            };
-            EvmOutcome { verification, deployment: Some(deployment) }
-        }
-    };
+    // One EVM path: the in-process chain (revm) when no node is named, else the node.
+    let connect = evm::Connect { rpc_url: rpc_url.map(str::to_string), ..Default::default() };
+    let (verification, chain, deployed) = evm::verify_on_chain(&connect, &verifier.bytecode, &calldata)?;
+    let deployment = rpc_url.map(|_| crate::evm::DeploymentFile {
+        insecure_srs: verifier.insecure_srs,
+        verifier: Some(deployed),
+        verifier_runtime_bytes: Some(verifier.runtime.len()),
+        ..crate::evm::DeploymentFile::new(&chain)
+    });
+    let outcome = EvmOutcome { verification, deployment };
     // A rejection is the command's failure, decided here once for every caller.
     if !outcome.verification.verified {
         let place = rpc_url.unwrap_or("in-process EVM");

@@ -24,8 +24,6 @@ use revm::handler::{MainnetContext, MainnetEvm};
 use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 use serde::{Deserialize, Serialize};
 
-use super::inproc::EvmVerification;
-
 use crate::error::{Error, Result};
 
 /// anvil's first well-known development account. Used only on local chains.
@@ -490,6 +488,17 @@ pub struct Deployed {
     pub tx_hash: Option<B256>,
     /// Gas used by the deployment.
     pub gas_used: u64,
+}
+
+/// Outcome of a verification on an EVM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvmVerification {
+    /// Whether the verifier accepted the proof.
+    pub verified: bool,
+    /// Gas of the verifying transaction (including the 21,000 base and calldata), when accepted.
+    pub gas_used: Option<u64>,
+    /// Why it was rejected.
+    pub reason: Option<String>,
 }
 
 /// Deploys `bytecode` on the node at `url` (or in process) and verifies `calldata` against it

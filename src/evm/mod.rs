@@ -3,14 +3,12 @@
 pub mod anvil;
 pub mod chain;
 pub mod deployment;
-pub mod inproc;
 pub mod registry;
 pub mod solidity;
 pub mod toolchain;
 
-pub use chain::{verify_on_chain, Chain, Connect, Deployed};
+pub use chain::{verify_on_chain, Chain, Connect, Deployed, EvmVerification};
 pub use deployment::DeploymentFile;
-pub use inproc::{verify_in_process, EvmVerification};
 pub use solidity::{compile_verifier, generate_verifier, CompiledContract};
 
 /// The calldata the generated verifier reads: each instance as a 32-byte word, then the proof.

@@ -139,55 +139,116 @@ pub fn dense_index(transposed: bool, rows: usize, k: usize, m: usize, i: usize) 
     }
 }
 
+/// Where each output element of a linear layer takes its terms from: the integer reference sums
+/// them as they come, the layout collects them into [`AffineOutput`]s, so both read one
+/// definition.
+trait AffineTerms {
+    /// Number of output elements.
+    fn outputs(&self) -> usize;
+    /// The bias position of output `o`.
+    fn bias(&self, o: usize) -> usize;
+    /// The (input position, weight position) pairs of output `o`.
+    fn terms(&self, o: usize) -> impl Iterator<Item = (usize, usize)> + '_;
+
+    /// Every output's terms, in output order.
+    fn affine_outputs(&self) -> Vec<AffineOutput> {
+        (0..self.outputs()).map(|o| AffineOutput { terms: self.terms(o).collect(), bias: self.bias(o) }).collect()
+    }
+}
+
+/// A [`QDense`] on an input of a given shape.
+struct DenseTerms {
+    k: usize,
+    n: usize,
+    rows: usize,
+    transposed: bool,
+}
+
+impl AffineTerms for DenseTerms {
+    fn outputs(&self) -> usize {
+        self.rows * self.n
+    }
+
+    fn bias(&self, o: usize) -> usize {
+        o
+    }
+
+    fn terms(&self, o: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (m, j) = (o / self.n, o % self.n);
+        (0..self.k).map(move |i| (dense_index(self.transposed, self.rows, self.k, m, i), i * self.n + j))
+    }
+}
+
 impl QDense {
-    /// The terms of each output element for an input of `input_shape`, in output order.
-    pub fn affine_outputs(&self, input_shape: &[usize]) -> Vec<AffineOutput> {
-        let (k, n, t) = (self.k, self.n, self.transpose_input);
-        let rows = input_shape.iter().product::<usize>() / k.max(1);
-        (0..rows * n)
-            .map(|o| {
-                let (m, j) = (o / n, o % n);
-                AffineOutput { terms: (0..k).map(|i| (dense_index(t, rows, k, m, i), i * n + j)).collect(), bias: o }
-            })
-            .collect()
+    fn geometry(&self, input_shape: &[usize]) -> DenseTerms {
+        let rows = input_shape.iter().product::<usize>() / self.k.max(1);
+        DenseTerms { k: self.k, n: self.n, rows, transposed: self.transpose_input }
+    }
+}
+
+/// A [`QConv`] on an input of a given shape.
+struct ConvTerms {
+    channels: usize,
+    m: usize,
+    per_group_in: usize,
+    per_group_out: usize,
+    in_len: usize,
+    kernel_len: usize,
+    /// The taps of each output position, within a channel.
+    taps: Vec<Vec<(usize, usize)>>,
+    batch: usize,
+}
+
+impl AffineTerms for ConvTerms {
+    fn outputs(&self) -> usize {
+        self.batch * self.m * self.taps.len()
+    }
+
+    fn bias(&self, o: usize) -> usize {
+        o / self.taps.len() % self.m
+    }
+
+    fn terms(&self, o: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let positions = self.taps.len();
+        let (b, oc, position) = (o / (self.m * positions), o / positions % self.m, &self.taps[o % positions]);
+        let first_in = oc / self.per_group_out * self.per_group_in;
+        (0..self.per_group_in).flat_map(move |c| {
+            let x_base = (b * self.channels + first_in + c) * self.in_len;
+            let w_base = (oc * self.per_group_in + c) * self.kernel_len;
+            position.iter().map(move |&(tap, at)| (x_base + at, w_base + tap))
+        })
     }
 }
 
 impl QConv {
-    /// The terms of each output element for an input of `input_shape`, in output order.
-    pub fn affine_outputs(&self, input_shape: &[usize]) -> Vec<AffineOutput> {
-        let (batch, channels, m) = (input_shape[0], input_shape[1], self.weight_shape[0]);
-        let (per_group_in, per_group_out) = (channels / self.group, m / self.group);
-        let (in_len, kernel_len) = (self.window.input_len(), self.window.kernel_len());
-        let taps: Vec<Vec<(usize, usize)>> = (0..self.window.output_len()).map(|o| self.window.taps(o)).collect();
-        let mut out = Vec::with_capacity(batch * m * taps.len());
-        for b in 0..batch {
-            for oc in 0..m {
-                let first_in = oc / per_group_out * per_group_in;
-                for position in &taps {
-                    let terms = (0..per_group_in)
-                        .flat_map(|c| {
-                            let x_base = (b * channels + first_in + c) * in_len;
-                            let w_base = (oc * per_group_in + c) * kernel_len;
-                            position.iter().map(move |&(tap, at)| (x_base + at, w_base + tap))
-                        })
-                        .collect();
-                    out.push(AffineOutput { terms, bias: oc });
-                }
-            }
+    fn geometry(&self, input_shape: &[usize]) -> ConvTerms {
+        let (channels, m) = (input_shape[1], self.weight_shape[0]);
+        ConvTerms {
+            channels,
+            m,
+            per_group_in: channels / self.group,
+            per_group_out: m / self.group,
+            in_len: self.window.input_len(),
+            kernel_len: self.window.kernel_len(),
+            taps: (0..self.window.output_len()).map(|o| self.window.taps(o)).collect(),
+            batch: input_shape[0],
         }
-        out
     }
 }
 
 /// The integer reference of a linear layer: each output's inner product plus its bias, rescaled.
-fn execute_affine(cx: &ExecCx<'_>, outputs: &[AffineOutput], weight: &[i64], bias: &[i64]) -> Vec<i128> {
+fn execute_affine(cx: &ExecCx<'_>, geometry: &impl AffineTerms, weight: &[i64], bias: &[i64]) -> Vec<i128> {
     let x = cx.args[0];
-    outputs
-        .iter()
+    // Inputs within 64 bits (all of them in a circuit's range) multiply as one widening product
+    // each, several times faster than a full 128-bit product; calibration runs this per candidate.
+    let narrow: Option<Vec<i64>> = x.iter().map(|&v| i64::try_from(v).ok()).collect();
+    (0..geometry.outputs())
         .map(|o| {
-            let dot: i128 = o.terms.iter().map(|&(i, j)| x[i] * weight[j] as i128).sum();
-            rescale(dot + bias[o.bias] as i128, cx.scales.param)
+            let dot: i128 = match &narrow {
+                Some(x) => geometry.terms(o).map(|(i, j)| i128::from(x[i]) * i128::from(weight[j])).sum(),
+                None => geometry.terms(o).map(|(i, j)| x[i] * i128::from(weight[j])).sum(),
+            };
+            rescale(dot + i128::from(bias[geometry.bias(o)]), cx.scales.param)
         })
         .collect()
 }
@@ -206,11 +267,11 @@ impl Kernel for QDense {
     }
 
     fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
-        Ok(execute_affine(cx, &self.affine_outputs(cx.shapes[0]), &self.weight, &self.bias))
+        Ok(execute_affine(cx, &self.geometry(cx.shapes[0]), &self.weight, &self.bias))
     }
 
     fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
-        let outputs = self.affine_outputs(cx.shapes[0]);
+        let outputs = self.geometry(cx.shapes[0]).affine_outputs();
         Ok(layout_linear(cx, &outputs))
     }
 }
@@ -229,11 +290,11 @@ impl Kernel for QConv {
     }
 
     fn execute(&self, cx: &ExecCx<'_>) -> Result<Vec<i128>> {
-        Ok(execute_affine(cx, &self.affine_outputs(cx.shapes[0]), &self.weight, &self.bias))
+        Ok(execute_affine(cx, &self.geometry(cx.shapes[0]), &self.weight, &self.bias))
     }
 
     fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
-        let outputs = self.affine_outputs(cx.shapes[0]);
+        let outputs = self.geometry(cx.shapes[0]).affine_outputs();
         Ok(layout_linear(cx, &outputs))
     }
 }
