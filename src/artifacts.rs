@@ -144,12 +144,15 @@ pub struct Report {
     pub verifier_runtime_bytes: usize,
     /// Dequantized outputs of the proof.
     pub outputs: Vec<Vec<f64>>,
-    /// tract's float outputs.
-    pub reference_outputs: Vec<Vec<f32>>,
+    /// tract's float outputs; `None` where tract cannot run the model (see `reference_unavailable`).
+    pub reference_outputs: Option<Vec<Vec<f32>>>,
     /// Largest |output - reference|.
-    pub max_abs_error: f64,
+    pub max_abs_error: Option<f64>,
     /// Mean |output - reference|.
-    pub mean_abs_error: f64,
+    pub mean_abs_error: Option<f64>,
+    /// Why there is no float reference: tract's error, for a model it cannot run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_unavailable: Option<String>,
     /// True when the development SRS (insecure) was used.
     pub insecure_srs: bool,
 }

@@ -11,6 +11,7 @@ use crate::artifacts::file_digest;
 use crate::circuit::layout::choose_shape;
 use rayon::prelude::*;
 
+use crate::error::ImportError;
 use crate::error::{read_file, write_json, Error, Result};
 use crate::model::function::{domain, Function};
 use crate::model::input::load_samples;
@@ -185,10 +186,11 @@ pub fn calibrate(
         // The smallest scales fail last of all: their error says how far the samples are out.
         let (lo, hi) = (CANDIDATE_SCALES.start(), CANDIDATE_SCALES.end());
         let reason = first_error.map(|e| e.to_string()).unwrap_or_default();
-        return Err(Error::UnsupportedModel(format!(
+        return Err(ImportError::UnsupportedModel(format!(
             "no candidate scales ({lo} to {hi} bits) hold these samples in the circuit's range; at {lo}/{lo} bits: \
              {reason}"
-        )));
+        ))
+        .into());
     }
     let best = candidates.iter().map(|c| c.max_abs_error).fold(f64::INFINITY, f64::min);
     let chosen = match target {
@@ -264,18 +266,20 @@ fn evaluate(
         }
         let outputs: Vec<f64> = quantized.outputs.iter().flat_map(|&o| quantized.dequantize(&values[o])).collect();
         if outputs.len() != expected.len() {
-            return Err(Error::UnsupportedModel(format!(
+            return Err(ImportError::UnsupportedModel(format!(
                 "the imported model has {} output values but tract computes {}: their errors cannot be measured",
                 outputs.len(),
                 expected.len()
-            )));
+            ))
+            .into());
         }
         errors.add(&outputs, expected);
     }
     if bits > 64 {
-        return Err(Error::UnsupportedModel(format!(
+        return Err(ImportError::UnsupportedModel(format!(
             "scales {input_scale}/{param_scale} need {bits}-bit activations, above the circuit's 64"
-        )));
+        ))
+        .into());
     }
     // One table per function: the rows at this scale and range.
     let mut functions: Vec<Function> = Vec::new();

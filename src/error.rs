@@ -2,7 +2,12 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong in the pipeline, from reading a model to verifying on a chain.
+/// A cause kept as a typed source: a dependency's error (tract, halo2, revm) behind its trait.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in the pipeline, from reading a model to verifying on a chain:
+/// the few faults of any layer (files, arguments) and each layer's own error, shown as it is
+/// (its source chain kept: print it with [`Error::chain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
@@ -15,6 +20,41 @@ pub enum Error {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// A settings, compiled-model, key or proof file is not what we expected.
+    #[error("{path}: {reason}")]
+    BadArtifact {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+    /// A command-line value is malformed.
+    #[error("{0}")]
+    Usage(String),
+    /// Reading the model or its input.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// Running the quantized model.
+    #[error(transparent)]
+    Quantize(#[from] QuantizeError),
+    /// Laying the circuit out.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// The SRS.
+    #[error(transparent)]
+    Srs(#[from] SrsError),
+    /// Keys and proofs.
+    #[error(transparent)]
+    Prove(#[from] ProveError),
+    /// Solidity, the toolchain and the chains.
+    #[error(transparent)]
+    Evm(#[from] EvmError),
+}
+
+/// Reading a model and its input: the ONNX file, the ops it uses, the data given for it, and
+/// tract's float reference.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
     /// The ONNX file could not be parsed at all.
     #[error("{path} is not a valid ONNX model: {reason}. Export it again (e.g. torch.onnx.export) and check it with onnx.checker")]
     MalformedOnnx {
@@ -22,6 +62,9 @@ pub enum Error {
         path: PathBuf,
         /// What the parser said.
         reason: String,
+        /// The parser's own error, where it gave one.
+        #[source]
+        source: Option<Cause>,
     },
     /// tract, the float reference (calibration, the error `run` reports), cannot run a model
     /// zkinfer imported.
@@ -31,6 +74,9 @@ pub enum Error {
         path: PathBuf,
         /// What tract said.
         reason: String,
+        /// tract's error, where it returned one (not for a panic).
+        #[source]
+        source: Option<Cause>,
     },
     /// The model uses an operator the circuit cannot prove.
     #[error("node '{node}' uses operator {op_type}, which zkinfer does not support{detail}; supported: {supported}")]
@@ -55,6 +101,11 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// Running the quantized model: values that leave the circuit's range or its tables.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
     /// A value computed by the quantized model does not fit the circuit's range.
     #[error("value {value} at node '{node}' does not fit the circuit's range of {bits}-bit signed integers (|value| < {bound}); lower input_scale/param_scale in settings.json or raise activation_bits")]
     OutOfRange {
@@ -81,14 +132,43 @@ pub enum Error {
         /// The table's largest input, dequantized.
         high: f64,
     },
-    /// A settings, compiled-model, key or proof file is not what we expected.
-    #[error("{path}: {reason}")]
-    BadArtifact {
+}
+
+/// Laying the circuit out.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// The lookup tables need more rows than the circuit has.
+    #[error("the lookup tables (Exp, Erf, ...) take {rows} rows, more than the {usable} a circuit of k = {k} holds; leave k to compile (null in settings.json), or narrow lookup_range (zkinfer calibrate does)")]
+    TablesTooLarge {
+        /// Rows the tables take.
+        rows: usize,
+        /// Rows a circuit of `k` can use.
+        usable: usize,
+        /// The circuit's k.
+        k: u32,
+    },
+}
+
+/// Loading or making the structured reference string.
+#[derive(Debug, thiserror::Error)]
+pub enum SrsError {
+    /// The structured reference string is unusable.
+    #[error("SRS: {0}")]
+    Unusable(String),
+    /// The SRS file could not be parsed.
+    #[error("SRS: {path} is not a halo2 KZG parameter file; pass the ceremony's .srs file (or leave --srs out for a development SRS)")]
+    Unreadable {
         /// The file.
         path: PathBuf,
-        /// What is wrong, and what to do.
-        reason: String,
+        /// The parser's reason.
+        #[source]
+        source: std::io::Error,
     },
+}
+
+/// Keys, proofs and their verification.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
     /// An artifact belongs to another circuit than the one at hand.
     #[error("{what} was made for another circuit (digest {found}, expected {expected}); run `zkinfer setup` and `zkinfer prove` again for this model and settings")]
     CircuitMismatch {
@@ -99,9 +179,6 @@ pub enum Error {
         /// The digest of the circuit at hand.
         expected: String,
     },
-    /// The structured reference string is unusable.
-    #[error("SRS: {0}")]
-    Srs(String),
     /// Key generation, proving or verification failed inside halo2.
     #[error("{stage} failed: {reason}")]
     Proving {
@@ -109,13 +186,18 @@ pub enum Error {
         stage: &'static str,
         /// halo2's reason.
         reason: String,
+        /// halo2's or snark-verifier's error, where there is one.
+        #[source]
+        source: Option<Cause>,
     },
-    /// A command-line value is malformed.
-    #[error("{0}")]
-    Usage(String),
     /// The proof did not verify.
     #[error("proof rejected: {0}")]
     Rejected(String),
+}
+
+/// The EVM side: the npm toolchain, Solidity compilation, and the chains (in process or over RPC).
+#[derive(Debug, thiserror::Error)]
+pub enum EvmError {
     /// An external tool is missing.
     #[error("{tool} not found: {hint}")]
     ToolMissing {
@@ -133,9 +215,18 @@ pub enum Error {
         /// Runtime bytecode size in bytes.
         size: usize,
     },
-    /// Talking to an EVM (in process or over RPC) failed.
+    /// An EVM (in process or over RPC) did not do what was asked.
     #[error("EVM: {0}")]
-    Evm(String),
+    Execution(String),
+    /// The in-process EVM itself failed (not the contract).
+    #[error("EVM: the in-process EVM failed on the {what}")]
+    InProcess {
+        /// Which call or transaction.
+        what: String,
+        /// revm's error.
+        #[source]
+        source: Cause,
+    },
     /// The RPC endpoint cannot be used.
     #[error("cannot reach the RPC endpoint {url}: {reason}; check that the node is running and the URL is right")]
     Rpc {
@@ -214,6 +305,17 @@ impl Error {
     /// An I/O error on `path` while doing `action`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { action, path: path.into(), source }
+    }
+
+    /// The message, then each cause in its source chain on a line of its own.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(&format!("\n  caused by: {cause}"));
+            source = cause.source();
+        }
+        text
     }
 
     /// A malformed artifact at `path`.

@@ -395,7 +395,7 @@ fn main() -> ExitCode {
     match execute(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.chain());
             ExitCode::FAILURE
         }
     }
@@ -736,8 +736,15 @@ fn print_summary(r: &zkinfer::artifacts::Report, dir: &Path) {
         r.verifier_runtime_bytes
     );
     println!("outputs:        {:?}", r.outputs);
-    println!("float ref:      {:?}", r.reference_outputs);
-    println!("error:          max {:.5}, mean {:.5}", r.max_abs_error, r.mean_abs_error);
+    match (&r.reference_outputs, r.max_abs_error, r.mean_abs_error) {
+        (Some(reference), Some(max), Some(mean)) => {
+            println!("float ref:      {reference:?}");
+            println!("error:          max {max:.5}, mean {mean:.5}");
+        }
+        _ => println!(
+            "float ref:      none: tract cannot run this model (report.json says why); compare the outputs with onnxruntime"
+        ),
+    }
     println!("artifacts in {}", dir.display());
 }
 

@@ -12,6 +12,7 @@ use alloy::primitives::{Address, Log, B256, U256};
 use alloy::sol_types::{SolCall, SolError, SolEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::error::EvmError;
 use crate::error::{read_json, write_json, Error, Result};
 use crate::evm::chain::{Chain, Deployed};
 use crate::evm::registry::{
@@ -72,7 +73,7 @@ fn check_srs(chain: &Chain, verifier: &CompiledContract, allow: bool) -> Result<
         Some(_) => "it was built on the development SRS, whose secret is public: anyone can forge proofs it accepts",
         None => "its file does not say which SRS it was built on (an older zkinfer wrote it), so it may be the development one",
     };
-    Err(Error::InsecureSrs { chain_id: chain.chain_id(), why: why.to_string() })
+    Err(EvmError::InsecureSrs { chain_id: chain.chain_id(), why: why.to_string() }.into())
 }
 
 /// The registration of the model the verifying key is for, checked against the verifier it is
@@ -360,11 +361,12 @@ fn registry_from_deployment(chain: &Chain, path: &Path) -> Result<Address> {
     }
     let file = DeploymentFile::load(path)?;
     if file.chain_id != chain.chain_id() {
-        return Err(Error::WrongChain {
+        return Err(EvmError::WrongChain {
             url: chain.rpc_url().unwrap_or("the in-process EVM").to_string(),
             expected: file.chain_id,
             found: chain.chain_id(),
-        });
+        }
+        .into());
     }
     let registry = file.registry.ok_or_else(|| {
         Error::artifact(path, "this deployment has no registry; run `zkinfer deploy --registry --model NAME`")
@@ -385,7 +387,7 @@ fn submit_to(
     let id = model_id(&options.model);
     let record_id = {
         let call = InferenceRegistry::recordIdOfCall { modelId: id, instances: instances.clone() };
-        let answer = chain.call(registry, call.abi_encode())?.map_err(|revert| Error::Reverted {
+        let answer = chain.call(registry, call.abi_encode())?.map_err(|revert| EvmError::Reverted {
             what: "recordIdOf call".into(),
             reason: revert.describe(decode_error),
         })?;
@@ -424,25 +426,31 @@ fn submit_to(
     let mined = chain.send("submission", registry, call.abi_encode(), decode_error, |tx_hash| {
         write_json(out, &Submission { tx_hash: Some(tx_hash), ..pending })
     })?;
-    let event =
-        mined.logs.iter().find_map(|log: &Log| InferenceRegistry::InferenceVerified::decode_log(log).ok()).ok_or_else(
-            || Error::Evm(format!("the submission was mined but {registry} emitted no InferenceVerified event")),
-        )?;
+    let event = mined
+        .logs
+        .iter()
+        .find_map(|log: &Log| InferenceRegistry::InferenceVerified::decode_log(log).ok())
+        .ok_or_else(|| {
+            EvmError::Execution(format!("the submission was mined but {registry} emitted no InferenceVerified event"))
+        })?;
     if event.recordId != record_id {
-        return Err(Error::Evm(format!("the registry recorded {} instead of {record_id}", event.recordId)));
+        return Err(
+            EvmError::Execution(format!("the registry recorded {} instead of {record_id}", event.recordId)).into()
+        );
     }
     submission.status = SubmissionStatus::Verified;
     submission.tx_hash = mined.tx_hash;
     submission.gas_used = Some(mined.gas_used);
-    let record = read_record(chain, registry, record_id)?
-        .ok_or_else(|| Error::Evm(format!("the registry emitted InferenceVerified but has no record {record_id}")))?;
+    let record = read_record(chain, registry, record_id)?.ok_or_else(|| {
+        EvmError::Execution(format!("the registry emitted InferenceVerified but has no record {record_id}"))
+    })?;
     fill_record(&mut submission, &record, &key.instance_layout)?;
     write_json(&options.out, &submission)?;
     Ok(submission)
 }
 
 fn not_a_registry(address: Address) -> Error {
-    Error::Evm(format!("{address} does not answer like an InferenceRegistry; check the address"))
+    EvmError::Execution(format!("{address} does not answer like an InferenceRegistry; check the address")).into()
 }
 
 /// The record of `record_id`, or `None` when the registry has none.
@@ -453,7 +461,9 @@ pub fn read_record(chain: &mut Chain, registry: Address, record_id: B256) -> Res
             InferenceRegistry::recordOfCall::abi_decode_returns(&answer).map_err(|_| not_a_registry(registry))?,
         )),
         Err(revert) if InferenceRegistry::UnknownRecord::abi_decode(&revert.data).is_ok() => Ok(None),
-        Err(revert) => Err(Error::Reverted { what: "recordOf call".into(), reason: revert.describe(decode_error) }),
+        Err(revert) => {
+            Err(EvmError::Reverted { what: "recordOf call".into(), reason: revert.describe(decode_error) }.into())
+        }
     }
 }
 
@@ -472,19 +482,21 @@ fn decode_outputs(words: &[U256], layout: &[InstanceSpan]) -> Result<Vec<String>
         .iter()
         .map(|w| {
             fr_from_word(w.to_be_bytes())
-                .ok_or_else(|| Error::Evm(format!("recorded word {w:#x} is not a field element")))
+                .ok_or_else(|| EvmError::Execution(format!("recorded word {w:#x} is not a field element")).into())
         })
         .collect::<Result<Vec<_>>>()?;
     let mut rest = fields.as_slice();
     let mut decoded = Vec::new();
     for span in layout.iter().filter(|s| s.kind == "output") {
         if rest.len() < span.instances {
-            return Err(Error::Evm("the recorded outputs do not match the verifying key's layout".into()));
+            return Err(
+                EvmError::Execution("the recorded outputs do not match the verifying key's layout".into()).into()
+            );
         }
         let (run, tail) = rest.split_at(span.instances);
         rest = tail;
-        let value =
-            decode_run(span, run).ok_or_else(|| Error::Evm("the recorded outputs are not a valid packing".into()))?;
+        let value = decode_run(span, run)
+            .ok_or_else(|| EvmError::Execution("the recorded outputs are not a valid packing".into()))?;
         decoded.push(value.to_string());
     }
     Ok(decoded)

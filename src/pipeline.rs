@@ -10,6 +10,7 @@ use crate::artifacts::{file_digest, output_errors, CompiledModel, Report, Witnes
 use crate::circuit::commit::{commit_params, commit_values, commit_values_salted};
 use crate::circuit::layout::{build_circuit, choose_shape, Stage};
 use crate::error::{read_file, read_json, write_file, write_json, Error, Result};
+use crate::error::{ImportError, ProveError};
 use crate::evm::{self, CompiledContract, EvmVerification};
 use crate::model::input::input_lengths;
 use crate::model::onnx::{declared_input_shapes, import_onnx_with_shapes, shapes_for_data};
@@ -178,15 +179,17 @@ pub fn prove(
             .zip(&reference)
             .all(|(c, r)| c.len() == r.len() && c.iter().zip(r).all(|(&a, &b)| a == b as i128));
         if !matches {
-            return Err(Error::Proving {
+            return Err(ProveError::Proving {
                 stage: "witness generation",
                 reason: "the circuit's values differ from the integer reference (a zkinfer bug: please report it)"
                     .into(),
-            });
+                source: None,
+            }
+            .into());
         }
         let (instances, layout, salts) = (laid.instances.clone(), laid.layout.clone(), laid.salts.clone());
         let proof = prove::snark::prove(&srs.params, &pk, laid.circuit, &instances, transcript)?;
-        Ok((proof, instances, layout, salts))
+        Ok::<_, Error>((proof, instances, layout, salts))
     });
     let (proof, instances, layout, salts) = proved?;
     let salts = layout
@@ -256,14 +259,14 @@ fn check_expected(decoded: &[(InstanceSpan, Decoded)], expected: &Expected) -> R
         });
         match found {
             None => {
-                return Err(Error::Rejected(format!(
+                return Err(ProveError::Rejected(format!(
                     "the proof carries no {what} commitment (its {what} is not hashed), so it cannot be checked against {want}"
-                )))
+                )).into())
             }
             Some(got) if *got != want => {
-                return Err(Error::Rejected(format!(
+                return Err(ProveError::Rejected(format!(
                     "the proof is valid but for another {what}: its {what} commitment is {got}, not the expected {want}"
-                )))
+                )).into())
             }
             Some(_) => {}
         }
@@ -295,11 +298,12 @@ pub fn verify(vk_path: &Path, proof_path: &Path, srs_file: Option<&Path>, expect
     let instances = proof.instance_values(proof_path)?;
     let column = instances.first().cloned().unwrap_or_default();
     if instances.len() != 1 || column.len() != header.shape.num_instances {
-        return Err(Error::Rejected(format!(
+        return Err(ProveError::Rejected(format!(
             "the verifying key expects {} public instances, the proof has {}",
             header.shape.num_instances,
             column.len()
-        )));
+        ))
+        .into());
     }
     let start = Instant::now();
     if header.aggregation.is_none() && proof.transcript == TranscriptKind::Keccak {
@@ -417,7 +421,7 @@ pub struct EvmOutcome {
 }
 
 /// `verify-evm`: deploys the verifier (in-process revm, or the node at `rpc_url`) and calls it
-/// with the proof; a rejection is an error ([`Error::Rejected`]) with the verifier's reason.
+/// with the proof; a rejection is an error ([`ProveError::Rejected`]) with the verifier's reason.
 pub fn verify_evm(proof_path: &Path, verifier_path: &Path, rpc_url: Option<&str>) -> Result<EvmOutcome> {
     let proof = ProofFile::load_for_evm(proof_path)?;
     let verifier: CompiledContract = read_json(verifier_path)?;
@@ -437,10 +441,11 @@ pub fn verify_evm(proof_path: &Path, verifier_path: &Path, rpc_url: Option<&str>
     // A rejection is the command's failure, decided here once for every caller.
     if !outcome.verification.verified {
         let place = rpc_url.unwrap_or("in-process EVM");
-        return Err(Error::Rejected(format!(
+        return Err(ProveError::Rejected(format!(
             "the verifier on {place} rejected the proof: {}",
             outcome.verification.reason.clone().unwrap_or_default()
-        )));
+        ))
+        .into());
     }
     Ok(outcome)
 }
@@ -504,8 +509,18 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
     }
 
     let inputs = load_input(&input_copy, &compiled.model.input_shapes())?;
-    let reference_outputs = run_float(&model_copy, &compiled.settings.input_shapes, &inputs)?;
-    let (max_abs_error, mean_abs_error) = output_errors(&proved.outputs, &reference_outputs);
+    // The proof stands without the float reference; a model tract cannot run is reported
+    // without its error (to compare with onnxruntime instead), never as a failed run.
+    let (reference_outputs, reference_unavailable) =
+        match run_float(&model_copy, &compiled.settings.input_shapes, &inputs) {
+            Ok(outputs) => (Some(outputs), None),
+            Err(e @ Error::Import(ImportError::FloatReference { .. })) => {
+                tracing::warn!("no float reference to measure the error against: {}", e.chain());
+                (None, Some(e.chain()))
+            }
+            Err(e) => return Err(e),
+        };
+    let errors = reference_outputs.as_ref().map(|r| output_errors(&proved.outputs, r));
     let report = Report {
         model: model.display().to_string(),
         k: compiled.shape.k,
@@ -523,16 +538,18 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
         verifier_runtime_bytes: verifier.runtime.len(),
         outputs: proved.outputs.clone(),
         reference_outputs,
-        max_abs_error,
-        mean_abs_error,
+        max_abs_error: errors.map(|e| e.0),
+        mean_abs_error: errors.map(|e| e.1),
+        reference_unavailable,
         insecure_srs: setup.srs.insecure,
     };
     write_json(&w.file("report.json"), &report)?;
     if !evm.verification.verified {
-        return Err(Error::Rejected(format!(
+        return Err(ProveError::Rejected(format!(
             "the EVM verifier rejected a proof that verified natively: {}",
             evm.verification.reason.unwrap_or_default()
-        )));
+        ))
+        .into());
     }
     Ok(report)
 }

@@ -170,6 +170,11 @@ fn resize_nearest_and_linear_witness_equals_integer_reference() {
 }
 
 #[test]
+fn top_k_reduce_prod_and_lp_pools_witness_equals_integer_reference() {
+    check_fixture("topk_pool_ops", Some([-16.0, 16.0]));
+}
+
+#[test]
 fn arg_max_arg_min_and_hardmax_witness_equals_integer_reference() {
     check_fixture("arg_extremum_ops", None);
     // The old Hardmax fixture (Hardmax between linear layers) too.
@@ -233,10 +238,11 @@ mod random_inputs {
                 ("resize_ops", None),
                 ("einsum_ops", None),
                 ("index_ops", None),
+                ("topk_pool_ops", Some([-16.0, 16.0])),
             ] {
                 compared += agree(name, range, &input)? as usize;
             }
-            prop_assert!(compared >= 17, "only {compared} of 20 fixtures could run this input");
+            prop_assert!(compared >= 18, "only {compared} of 21 fixtures could run this input");
         }
     }
 }
@@ -267,6 +273,7 @@ fn a_tampered_witness_cell_fails_in_every_op_family() {
         ("index_ops", None),
         ("gru_rnn_sequence", Some([-8.0, 8.0])),
         ("tiny_gpt", Some([-16.0, 16.0])),
+        ("topk_pool_ops", Some([-16.0, 16.0])),
     ] {
         let (model, input) = (common::fixture(&format!("{name}.onnx")), common::fixture(&format!("{name}.input.json")));
         let (quantized, inputs, k) = prepare(&model, &input, range);

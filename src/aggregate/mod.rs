@@ -22,6 +22,7 @@ use crate::circuit::instances::{Encoding, InstanceSpan};
 use crate::circuit::layout::{rows_k, BLINDING_ROWS, MAX_K};
 use crate::circuit::lookup::ModelCircuit;
 use crate::circuit::CircuitShape;
+use crate::error::ProveError;
 use crate::error::{write_json, Error, Result};
 use crate::progress::timed;
 use crate::prove::binding::{BoundWord, Weights};
@@ -392,9 +393,10 @@ pub fn aggregate(proof_paths: &[PathBuf], out_dir: &Path, options: &AggregateOpt
     // Never hand out a proof that does not verify, with its accumulator decided.
     let protocol = snark::protocol_of(&srs.params, pk.get_vk(), instances.len(), true);
     snark::verify(&snark::deciding_key(&srs.params), &protocol, &instances, &proof, options.transcript).map_err(
-        |e| Error::Proving {
+        |e| ProveError::Proving {
             stage: "aggregation",
-            reason: format!("the aggregation proof does not verify ({e}): a zkinfer bug, please report it"),
+            reason: "the aggregation proof does not verify: a zkinfer bug, please report it".into(),
+            source: Some(Box::new(e)),
         },
     )?;
 
@@ -452,7 +454,7 @@ fn check_inner_proofs(srs: &Srs, inners: &[Inner], paths: &[PathBuf]) -> Result<
         let instances = inner.snark.instances.first().map(Vec::as_slice).unwrap_or(&[]);
         snark::verify(&dk, &inner.snark.protocol, instances, &inner.snark.proof, TranscriptKind::Poseidon).map_err(
             |e| {
-                Error::Rejected(format!(
+                ProveError::Rejected(format!(
                     "{} does not verify, so it cannot be aggregated ({e}); was it made with another SRS than {}?",
                     path.display(),
                     srs.info.source
@@ -461,7 +463,7 @@ fn check_inner_proofs(srs: &Srs, inners: &[Inner], paths: &[PathBuf]) -> Result<
         )?;
         // A proof of other weights is valid for its circuit but not of its key's model.
         prove::binding::check_bound_words(&inner.key, instances).map_err(|e| {
-            Error::Rejected(format!("{} cannot be aggregated as a proof of its key's model: {e}", path.display()))
+            ProveError::Rejected(format!("{} cannot be aggregated as a proof of its key's model: {e}", path.display()))
         })?;
     }
     Ok(())

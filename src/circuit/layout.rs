@@ -13,7 +13,8 @@ use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPar
 use super::linear::ParamCells;
 use super::lookup::{ModelCircuit, ModelCircuitParams};
 use super::nonlinear::Lookups;
-use crate::error::{Error, Result};
+use crate::error::LayoutError;
+use crate::error::Result;
 use crate::model::quantize::QuantizedModel;
 use crate::ops::LayoutCx;
 use crate::settings::Visibility;
@@ -373,12 +374,7 @@ pub fn zero_inputs(model: &QuantizedModel) -> Vec<Vec<i64>> {
 pub fn shape_at(model: &QuantizedModel, k: u32) -> Result<CircuitShape> {
     let shape = layout_shape(model, k)?;
     if shape.table_rows > usable_rows(k) {
-        return Err(Error::UnsupportedModel(format!(
-            "the lookup tables (Exp, Erf, ...) take {} rows, more than the {} a circuit of k = {k} holds; \
-             leave k to compile (null in settings.json), or narrow lookup_range (zkinfer calibrate does)",
-            shape.table_rows,
-            usable_rows(k)
-        )));
+        return Err(LayoutError::TablesTooLarge { rows: shape.table_rows, usable: usable_rows(k), k }.into());
     }
     Ok(shape)
 }

@@ -4,7 +4,8 @@
 use alloy::node_bindings::{Anvil, AnvilInstance};
 
 use super::toolchain::resolve_anvil;
-use crate::error::{Error, Result};
+use crate::error::EvmError;
+use crate::error::Result;
 
 /// Starts anvil on 127.0.0.1, letting the system pick the port. The node stops when the returned
 /// instance is dropped.
@@ -20,5 +21,5 @@ pub fn spawn_anvil_with(args: &[&str]) -> Result<AnvilInstance> {
         .port(0u16)
         .args(args.iter().copied())
         .try_spawn()
-        .map_err(|e| Error::Evm(format!("cannot start anvil ({}): {e}", path.display())))
+        .map_err(|e| EvmError::Execution(format!("cannot start anvil ({}): {e}", path.display())).into())
 }

@@ -24,6 +24,7 @@ use revm::handler::{MainnetContext, MainnetEvm};
 use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 use serde::{Deserialize, Serialize};
 
+use crate::error::EvmError;
 use crate::error::{Error, Result};
 
 /// anvil's first well-known development account. Used only on local chains.
@@ -124,7 +125,7 @@ struct Rpc {
 }
 
 fn rpc_error(url: &str, reason: impl std::fmt::Display) -> Error {
-    Error::Rpc { url: url.to_string(), reason: reason.to_string() }
+    EvmError::Rpc { url: url.to_string(), reason: reason.to_string() }.into()
 }
 
 impl Chain {
@@ -160,14 +161,14 @@ impl Chain {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Evm(format!("cannot start the async runtime: {e}")))?;
+            .map_err(|e| EvmError::Execution(format!("cannot start the async runtime: {e}")))?;
         let probe = ProviderBuilder::new().connect_http(parsed.clone());
         let chain_id = runtime
             .block_on(within(connect.timeout, probe.get_chain_id()))
             .map_err(|_| rpc_error(url, format!("no answer within {} s", connect.timeout.as_secs())))?
             .map_err(|e| rpc_error(url, e))?;
         if let Some(expected) = connect.expected_chain_id.filter(|&e| e != chain_id) {
-            return Err(Error::WrongChain { url: url.to_string(), expected, found: chain_id });
+            return Err(EvmError::WrongChain { url: url.to_string(), expected, found: chain_id }.into());
         }
         let signer = signer_for(chain_id, connect.keystore.as_deref())?;
         let sender = signer.address();
@@ -219,8 +220,11 @@ impl Chain {
         match &mut self.backend {
             Backend::InProcess(evm) => {
                 let tx = evm.tx(sender, TxKind::Call(to), data);
-                let outcome =
-                    evm.evm.transact(tx).map_err(|e| Error::Evm(format!("the in-process EVM failed: {e:?}")))?.result;
+                let outcome = evm
+                    .evm
+                    .transact(tx)
+                    .map_err(|e| EvmError::Execution(format!("the in-process EVM failed: {e:?}")))?
+                    .result;
                 Ok(match outcome {
                     ExecutionResult::Success { output, .. } => Ok(output.into_data()),
                     ExecutionResult::Revert { output, .. } => Err(Revert { data: output, halted: None }),
@@ -253,7 +257,7 @@ impl Chain {
     /// Deploys `code` (creation bytecode with any constructor arguments appended).
     pub fn deploy(&mut self, what: &str, code: Vec<u8>, decode: RevertDecoder) -> Result<Deployed> {
         let mined = self.transact(what, TxKind::Create, code, decode, |_| Ok(()))?;
-        let address = mined.contract.ok_or_else(|| Error::Evm(format!("the {what} created no contract")))?;
+        let address = mined.contract.ok_or_else(|| EvmError::Execution(format!("the {what} created no contract")))?;
         Ok(Deployed { address, tx_hash: mined.tx_hash, gas_used: mined.gas_used })
     }
 
@@ -269,7 +273,7 @@ impl Chain {
         on_sent: impl FnOnce(B256) -> Result<()>,
     ) -> Result<Mined> {
         if let Err(revert) = self.call(to, data.clone())? {
-            return Err(Error::Reverted { what: what.to_string(), reason: revert.describe(decode) });
+            return Err(EvmError::Reverted { what: what.to_string(), reason: revert.describe(decode) }.into());
         }
         self.transact(what, TxKind::Call(to), data, decode, on_sent)
     }
@@ -312,8 +316,10 @@ impl InProcess {
         decode: RevertDecoder,
     ) -> Result<Mined> {
         let tx = self.tx(sender, kind, data);
-        let outcome =
-            self.evm.transact_commit(tx).map_err(|e| Error::Evm(format!("the in-process EVM failed: {e:?}")))?;
+        let outcome = self
+            .evm
+            .transact_commit(tx)
+            .map_err(|e| EvmError::Execution(format!("the in-process EVM failed: {e:?}")))?;
         self.nonce += 1;
         match outcome {
             ExecutionResult::Success { gas_used, logs, output, .. } => {
@@ -324,12 +330,13 @@ impl InProcess {
                 Ok(Mined { tx_hash: None, contract, gas_used, block: 1, logs })
             }
             ExecutionResult::Revert { output, .. } => {
-                Err(Error::Reverted { what: what.to_string(), reason: describe_revert(&output, decode) })
+                Err(EvmError::Reverted { what: what.to_string(), reason: describe_revert(&output, decode) }.into())
             }
-            ExecutionResult::Halt { reason, gas_used } => Err(Error::Reverted {
+            ExecutionResult::Halt { reason, gas_used } => Err(EvmError::Reverted {
                 what: what.to_string(),
                 reason: format!("execution halted ({reason:?}) after {gas_used} gas"),
-            }),
+            }
+            .into()),
         }
     }
 }
@@ -362,20 +369,21 @@ impl Rpc {
         let receipt = self
             .runtime
             .block_on(within(timeout, pending.get_receipt()))
-            .map_err(|_| Error::ReceiptTimeout {
+            .map_err(|_| EvmError::ReceiptTimeout {
                 what: what.to_string(),
                 tx_hash: tx_hash.to_string(),
                 seconds: timeout.as_secs(),
             })?
             .map_err(|e| rpc_error(url, format!("waiting for the receipt of {tx_hash}: {e}")))?;
         if !receipt.status() {
-            return Err(Error::Reverted {
+            return Err(EvmError::Reverted {
                 what: what.to_string(),
                 reason: format!(
                     "transaction {tx_hash} was mined but reverted (status 0, {} gas used)",
                     receipt.gas_used
                 ),
-            });
+            }
+            .into());
         }
         Ok(Mined {
             tx_hash: Some(tx_hash),
@@ -396,7 +404,7 @@ impl Rpc {
         e: TransportError,
     ) -> Error {
         if let Some(data) = revert_data(&e) {
-            return Error::Reverted { what: what.to_string(), reason: describe_revert(&data, decode) };
+            return EvmError::Reverted { what: what.to_string(), reason: describe_revert(&data, decode) }.into();
         }
         let message = e.to_string();
         let lower = message.to_lowercase();
@@ -407,10 +415,17 @@ impl Rpc {
                 .ok()
                 .and_then(|b| b.ok())
                 .map_or_else(|| "unknown".to_string(), |b| b.to_string());
-            return Error::InsufficientFunds { what: what.to_string(), account: sender.to_string(), chain_id, balance };
+            return EvmError::InsufficientFunds {
+                what: what.to_string(),
+                account: sender.to_string(),
+                chain_id,
+                balance,
+            }
+            .into();
         }
         if lower.contains("nonce") || lower.contains("already known") || lower.contains("underpriced") {
-            return Error::NonceConflict { what: what.to_string(), account: sender.to_string(), reason: message };
+            return EvmError::NonceConflict { what: what.to_string(), account: sender.to_string(), reason: message }
+                .into();
         }
         rpc_error(&self.url, format!("sending the {what}: {message}"))
     }
@@ -455,27 +470,29 @@ fn dev_signer() -> PrivateKeySigner {
 pub fn signer_for(chain_id: u64, keystore: Option<&Path>) -> Result<PrivateKeySigner> {
     if let Some(path) = keystore {
         let password = std::env::var(KEYSTORE_PASSWORD_ENV).map_err(|_| {
-            Error::Key(format!("set {KEYSTORE_PASSWORD_ENV} to the password of the keystore {}", path.display()))
+            EvmError::Key(format!("set {KEYSTORE_PASSWORD_ENV} to the password of the keystore {}", path.display()))
         })?;
         if !path.is_file() {
-            return Err(Error::Key(format!("the keystore {} does not exist", path.display())));
+            return Err(EvmError::Key(format!("the keystore {} does not exist", path.display())).into());
         }
         return PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| {
-            Error::Key(format!(
+            EvmError::Key(format!(
                 "cannot decrypt the keystore {} ({e}); check {KEYSTORE_PASSWORD_ENV} and that the file is an Ethereum JSON keystore",
                 path.display()
             ))
+            .into()
         });
     }
     match std::env::var(PRIVATE_KEY_ENV) {
         Ok(key) => key.trim().trim_start_matches("0x").parse::<PrivateKeySigner>().map_err(|_| {
-            Error::Key(format!("{PRIVATE_KEY_ENV} is not a valid private key (expected 32 bytes of hex)"))
+            EvmError::Key(format!("{PRIVATE_KEY_ENV} is not a valid private key (expected 32 bytes of hex)")).into()
         }),
         Err(_) if LOCAL_CHAIN_IDS.contains(&chain_id) => Ok(dev_signer()),
-        Err(_) => Err(Error::Key(format!(
+        Err(_) => Err(EvmError::Key(format!(
             "chain {chain_id} is not a local development chain: give the key of a funded account with --keystore FILE \
              (password in {KEYSTORE_PASSWORD_ENV}) or in {PRIVATE_KEY_ENV}; keys are never taken on the command line"
-        ))),
+        ))
+        .into()),
     }
 }
 
@@ -514,7 +531,7 @@ pub fn verify_on_chain(
         .send("verification", deployed.address, calldata.to_vec(), no_custom_errors, |_| Ok(()))
     {
         Ok(mined) => EvmVerification { verified: true, gas_used: Some(mined.gas_used), reason: None },
-        Err(Error::Reverted { reason, .. }) => EvmVerification {
+        Err(Error::Evm(EvmError::Reverted { reason, .. })) => EvmVerification {
             verified: false,
             gas_used: None,
             reason: Some(format!("the verifier reverted ({reason}): the proof or its public instances are invalid")),

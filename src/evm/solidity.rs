@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use snark_verifier_sdk::halo2::aggregation::AggregationCircuit;
 use snark_verifier_sdk::SHPLONK;
 
-use crate::error::{Error, Result};
+use crate::error::EvmError;
+use crate::error::Result;
 
 /// EIP-170: the most runtime bytecode a contract may have.
 pub const MAX_RUNTIME_BYTES: usize = 24_576;
@@ -116,7 +117,7 @@ pub fn compile_sources(
     contracts: &[(&str, &str)],
 ) -> Result<Vec<CompiledContract>> {
     let compiler = foundry_compilers::solc::Solc::new(solc)
-        .map_err(|e| Error::Solc(format!("cannot run {} --version: {e}", solc.display())))?;
+        .map_err(|e| EvmError::Solc(format!("cannot run {} --version: {e}", solc.display())))?;
     let sources: serde_json::Map<String, Value> =
         sources.iter().map(|(file, text)| (file.to_string(), json!({ "content": text }))).collect();
     let input = json!({
@@ -128,9 +129,9 @@ pub fn compile_sources(
             "outputSelection": { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } }
         }
     });
-    let raw = compiler.compile_output(&input).map_err(|e| Error::Solc(format!("{} failed: {e}", solc.display())))?;
+    let raw = compiler.compile_output(&input).map_err(|e| EvmError::Solc(format!("{} failed: {e}", solc.display())))?;
     let output: Value = serde_json::from_slice(&raw)
-        .map_err(|e| Error::Solc(format!("solc printed something that is not JSON: {e}")))?;
+        .map_err(|e| EvmError::Solc(format!("solc printed something that is not JSON: {e}")))?;
     let errors: Vec<String> = output["errors"]
         .as_array()
         .into_iter()
@@ -139,15 +140,16 @@ pub fn compile_sources(
         .map(|e| e["formattedMessage"].as_str().or(e["message"].as_str()).unwrap_or("unknown error").to_string())
         .collect();
     if !errors.is_empty() {
-        return Err(Error::Solc(errors.join("\n")));
+        return Err(EvmError::Solc(errors.join("\n")).into());
     }
     contracts
         .iter()
         .map(|(file, name)| {
             let contract = &output["contracts"][*file][*name];
             let hex_field = |v: &Value, what: &str| -> Result<Vec<u8>> {
-                let text = v.as_str().ok_or_else(|| Error::Solc(format!("solc returned no {what} for {name}")))?;
-                hex::decode(text).map_err(|e| Error::Solc(format!("solc returned a malformed {what} for {name}: {e}")))
+                let text = v.as_str().ok_or_else(|| EvmError::Solc(format!("solc returned no {what} for {name}")))?;
+                hex::decode(text)
+                    .map_err(|e| EvmError::Solc(format!("solc returned a malformed {what} for {name}: {e}")).into())
             };
             Ok(CompiledContract {
                 name: name.to_string(),
@@ -168,7 +170,7 @@ pub fn compile_verifier(solc: &Path, source: &str) -> Result<CompiledContract> {
         .pop()
         .expect("one contract asked for");
     if compiled.runtime.len() > MAX_RUNTIME_BYTES {
-        return Err(Error::ContractTooLarge { size: compiled.runtime.len() });
+        return Err(EvmError::ContractTooLarge { size: compiled.runtime.len() }.into());
     }
     Ok(compiled)
 }

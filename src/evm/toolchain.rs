@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::error::EvmError;
 use crate::error::{Error, Result};
 
 /// The pinned toolchain's files, as the binary carries them.
@@ -116,18 +117,18 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
     }
     let hint = format!("run `zkinfer toolchain` or `npm install` in {} (needs Node.js and npm)", dir.display());
     if std::env::var_os("ZKINFER_NO_INSTALL").is_some() {
-        return Err(Error::ToolMissing { tool: "the pinned EVM toolchain (solc-js, anvil)", hint });
+        return Err(EvmError::ToolMissing { tool: "the pinned EVM toolchain (solc-js, anvil)", hint }.into());
     }
     if !dir.join("package-lock.json").is_file() {
-        return Err(Error::ToolMissing {
+        return Err(EvmError::ToolMissing {
             tool: "the pinned EVM toolchain (solc-js, anvil)",
             hint: format!(
                 "{} has no package-lock.json; set ZKINFER_TOOLCHAIN_DIR to a zkinfer checkout, or unset it to use the per-user cache",
                 dir.display()
             ),
-        });
+        }.into());
     }
-    let npm = find_on_path("npm").ok_or_else(|| Error::ToolMissing {
+    let npm = find_on_path("npm").ok_or_else(|| EvmError::ToolMissing {
         tool: "npm",
         hint: "install Node.js (with npm) to get the pinned solc-js and anvil, or put native solc and anvil on PATH"
             .into(),
@@ -164,16 +165,17 @@ pub fn ensure_npm_toolchain(dir: &Path) -> Result<()> {
             .current_dir(dir)
             .stdout(std::process::Stdio::null())
             .status()
-            .map_err(|e| Error::ToolMissing { tool: "npm", hint: format!("cannot run npm: {e}") })?;
+            .map_err(|e| EvmError::ToolMissing { tool: "npm", hint: format!("cannot run npm: {e}") })?;
         let stamp = dir.join(INSTALLED_STAMP);
         if status.success() {
             std::fs::write(&stamp, lock_digest()).map_err(|e| Error::io("write", &stamp, e))?;
         }
         if !status.success() || !npm_toolchain_installed(dir) {
-            return Err(Error::ToolMissing {
+            return Err(EvmError::ToolMissing {
                 tool: "the pinned EVM toolchain (solc-js, anvil)",
                 hint: format!("`npm install` failed ({status}); {hint}"),
-            });
+            }
+            .into());
         }
         Ok(())
     })();
@@ -199,7 +201,8 @@ fn explicit_tool(tool: &'static str, path: PathBuf, hint: &str) -> Result<PathBu
     if is_executable(&path) {
         Ok(path)
     } else {
-        Err(Error::ToolMissing { tool, hint: format!("{} is not an executable file; {hint}", path.display()) })
+        Err(EvmError::ToolMissing { tool, hint: format!("{} is not an executable file; {hint}", path.display()) }
+            .into())
     }
 }
 

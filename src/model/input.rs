@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::error::ImportError;
 use crate::error::{read_file, Error, Result};
 
 /// Reads `input.json` and checks it against the model's input shapes. Returns one flat vector
@@ -23,7 +24,7 @@ pub fn load_samples(path: &Path, shapes: &[Vec<usize>]) -> Result<Vec<Vec<Vec<f3
 /// The number of values `input.json` holds for each input (nested lists flattened), whatever
 /// the model's shapes: what sizes a batch dimension taken from the data.
 pub fn input_lengths(path: &Path) -> Result<Vec<usize>> {
-    let bad = |reason: String| Error::BadInput { path: path.to_path_buf(), reason };
+    let bad = |reason: String| Error::from(ImportError::BadInput { path: path.to_path_buf(), reason });
     let json: Value = serde_json::from_slice(&read_file(path)?).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let Some(Value::Array(items)) = json.get("input_data") else {
         return Err(bad("expected an object with an \"input_data\" list: {\"input_data\": [[...]]}".into()));
@@ -39,7 +40,7 @@ pub fn input_lengths(path: &Path) -> Result<Vec<usize>> {
 }
 
 fn read_samples(path: &Path, shapes: &[Vec<usize>], many: bool) -> Result<Vec<Vec<Vec<f32>>>> {
-    let bad = |reason: String| Error::BadInput { path: path.to_path_buf(), reason };
+    let bad = |reason: String| Error::from(ImportError::BadInput { path: path.to_path_buf(), reason });
     let bytes = read_file(path)?;
     let json: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let data = json

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::graph::Graph;
-use crate::error::{Error, Result};
+use crate::error::QuantizeError;
+use crate::error::Result;
 pub use crate::ops::movement::QSource;
 pub use crate::ops::QOp;
 use crate::ops::{quantize_value, ExecCx, QuantizeCx, Scales};
@@ -187,7 +188,8 @@ impl QuantizedModel {
         let bound = self.activation_bound();
         match values.iter().find(|&&v| v < -bound || v >= bound) {
             Some(&value) => {
-                Err(Error::OutOfRange { node: node.name.clone(), value, bits: self.activation_bits, bound })
+                Err(QuantizeError::OutOfRange { node: node.name.clone(), value, bits: self.activation_bits, bound }
+                    .into())
             }
             None => Ok(()),
         }

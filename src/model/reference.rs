@@ -7,12 +7,20 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
+use crate::error::ImportError;
 use crate::error::{Error, Result};
 
 type Runnable = std::sync::Arc<TypedRunnableModel>;
 
 fn tract_failure(path: &Path) -> impl Fn(TractError) -> Error + '_ {
-    move |e| Error::FloatReference { path: path.to_path_buf(), reason: format!("{e:#}") }
+    move |e| {
+        ImportError::FloatReference {
+            path: path.to_path_buf(),
+            reason: "it returned an error".into(),
+            source: Some(e.into()),
+        }
+        .into()
+    }
 }
 
 /// Optimises `model` for the given input shapes, each input keeping the element type the model
@@ -44,7 +52,7 @@ fn run_once(
         .map(|((shape, data), &dt)| {
             let floats = tract_ndarray::ArrayD::from_shape_vec(shape.clone(), data.clone())
                 .map(Tensor::from)
-                .map_err(|e| Error::UnsupportedModel(format!("input of shape {shape:?}: {e}")))?;
+                .map_err(|e| ImportError::UnsupportedModel(format!("input of shape {shape:?}: {e}")))?;
             // An integer or boolean input: its values as that type (they are whole numbers).
             Ok(floats.cast_to_dt(dt).map_err(&fail)?.into_owned().into())
         })
@@ -76,7 +84,12 @@ fn unpanicked<T>(path: &Path, work: impl FnOnce() -> Result<T>) -> Result<T> {
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("a panic");
-        Err(Error::FloatReference { path: path.to_path_buf(), reason: format!("it panicked ({what})") })
+        Err(ImportError::FloatReference {
+            path: path.to_path_buf(),
+            reason: format!("it panicked ({what})"),
+            source: None,
+        }
+        .into())
     })
 }
 
@@ -109,10 +122,11 @@ fn run_float_values_unguarded(
 ) -> Result<Vec<FloatRun>> {
     let onnx = tract_onnx::onnx();
     let mut proto = onnx.proto_model_for_path(path).map_err(tract_failure(path))?;
-    let graph = proto
-        .graph
-        .as_mut()
-        .ok_or_else(|| Error::MalformedOnnx { path: path.to_path_buf(), reason: "the file holds no graph".into() })?;
+    let graph = proto.graph.as_mut().ok_or_else(|| ImportError::MalformedOnnx {
+        path: path.to_path_buf(),
+        reason: "the file holds no graph".into(),
+        source: None,
+    })?;
     let computed: HashSet<&str> = graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
     let mut outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
     let model_outputs = outputs.len();

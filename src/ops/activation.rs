@@ -14,7 +14,8 @@ use super::reduce::reduce_groups;
 use super::{arith, extremum, movement, reduce};
 use super::{ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
 use crate::circuit::nonlinear::layout_lookup;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::error::{ImportError, QuantizeError};
 use crate::model::function::{domain, Domain, Function, Rounding, Trig};
 use crate::model::graph::{Op, Tensor};
 use crate::model::onnx::{attr, attr_float, attr_int, combine, Importer, Value};
@@ -76,8 +77,9 @@ impl Quantize for Lookup {
     fn quantize(&self, cx: &QuantizeCx<'_>) -> Result<QOp> {
         let s = cx.settings;
         let range = s.lookup_range.map(|[lo, hi]| (lo, hi));
-        let domain = domain(self.func, s.input_scale, s.activation_bits, range)
-            .map_err(|e| Error::UnsupportedModel(format!("node '{}' ({}): {e}", cx.node.name, self.func.name())))?;
+        let domain = domain(self.func, s.input_scale, s.activation_bits, range).map_err(|e| {
+            ImportError::UnsupportedModel(format!("node '{}' ({}): {e}", cx.node.name, self.func.name()))
+        })?;
         Ok(QOp::Lookup(QLookup { func: self.func, domain }))
     }
 }
@@ -90,7 +92,7 @@ impl Kernel for QLookup {
             .map(|&x| {
                 let row = self.domain.row_input(x).ok_or_else(|| {
                     let one = (1u64 << scale) as f64;
-                    Error::LookupRange {
+                    QuantizeError::LookupRange {
                         node: cx.node.name.clone(),
                         op: self.func.name().into(),
                         value: x as f64 / one,

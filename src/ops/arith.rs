@@ -13,7 +13,8 @@ use super::{broadcast_pair, ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quanti
 use crate::circuit::linear::layout_product;
 use crate::circuit::pool::layout_div;
 use crate::circuit::shape::{layout_add, layout_add_const};
-use crate::error::{Error, Result};
+use crate::error::ImportError;
+use crate::error::Result;
 use crate::model::graph::{broadcast_indices, broadcast_shape, Op, Tensor};
 use crate::model::onnx::{combine, node_name, Importer, Value};
 use crate::model::quantize::{divide_rounding, rescale, QNode};
@@ -192,11 +193,12 @@ impl Kernel for Div {
         let shift = cx.scales.input;
         execute_pair(cx, |a, b| match b {
             d if d > 0 => Ok(divide_rounding(a << shift, d)),
-            d => Err(Error::UnsupportedModel(format!(
+            d => Err(ImportError::UnsupportedModel(format!(
                 "node '{}' divides by {}: zkinfer proves division by positive values only",
                 cx.node.name,
                 d as f64 / (1u64 << shift) as f64
-            ))),
+            ))
+            .into()),
         })
     }
 

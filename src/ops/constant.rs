@@ -40,7 +40,7 @@ impl Importer<'_> {
             Some(t) => {
                 let provider = tract_onnx::onnx().provider;
                 let tensor = tract_onnx::tensor::load_tensor(&*provider, t, None)
-                    .map_err(|e| self.malformed(format!("ConstantOfShape '{}': {e:#}", node_name(node))))?;
+                    .map_err(|e| self.malformed_by(format!("ConstantOfShape '{}'", node_name(node)), e))?;
                 self.to_f32(&node_name(node), &tensor)?.data.first().copied().unwrap_or(0.0)
             }
         };
@@ -72,7 +72,7 @@ impl Importer<'_> {
                 })?;
                 let provider = tract_onnx::onnx().provider;
                 let tensor = tract_onnx::tensor::load_tensor(&*provider, t, None)
-                    .map_err(|e| self.malformed(format!("Constant node '{}': {e:#}", node_name(node))))?;
+                    .map_err(|e| self.malformed_by(format!("Constant node '{}'", node_name(node)), e))?;
                 self.to_f32(&node_name(node), &tensor)
             }
             "value_float" => Ok(Tensor::new(vec![], vec![attr.f])),

@@ -16,6 +16,7 @@ use super::{ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
 use crate::circuit::field::{fe, to_i128};
 use crate::circuit::nonlinear::layout_relu;
 use crate::circuit::pool::layout_max;
+use crate::error::ImportError;
 use crate::error::{Error, Result};
 use crate::model::graph::{broadcast_indices, broadcast_shape, Op, Tensor};
 use crate::model::onnx::{attr_float, attr_int, Importer, Value};
@@ -256,7 +257,7 @@ pub fn check_groups(node: &QNode, groups: &[Vec<usize>]) -> Result<()> {
 
 /// The error for a reduction over no element.
 pub fn empty_group(node: &QNode) -> Error {
-    Error::UnsupportedModel(format!("node '{}' reduces an empty group", node.name))
+    ImportError::UnsupportedModel(format!("node '{}' reduces an empty group", node.name)).into()
 }
 
 impl Importer<'_> {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{ExecCx, Kernel, LayoutCx, QOp, Quantize, QuantizeCx};
 use crate::circuit::lookup::Table;
 use crate::circuit::nonlinear::layout_row_lookup;
+use crate::error::ImportError;
 use crate::error::{Error, Result};
 use crate::model::graph::Tensor;
 use crate::settings::Visibility;
@@ -38,11 +39,12 @@ pub struct QEmbedding {
 impl Quantize for Embedding {
     fn quantize(&self, cx: &QuantizeCx<'_>) -> Result<QOp> {
         if cx.settings.visibility.params != Visibility::Fixed {
-            return Err(Error::UnsupportedModel(format!(
+            return Err(ImportError::UnsupportedModel(format!(
                 "node '{}' gathers rows of a constant table by computed indices: the table is held in the circuit, \
                  which needs fixed params (gen-settings --param-visibility fixed)",
                 cx.node.name
-            )));
+            ))
+            .into());
         }
         let rows = self.table.shape.first().copied().unwrap_or(0);
         Ok(QOp::Embedding(QEmbedding {
@@ -71,18 +73,21 @@ impl QEmbedding {
     }
 
     fn refuse(&self, node: &str, x: i128, scale: u32) -> Error {
-        Error::UnsupportedModel(format!(
+        ImportError::UnsupportedModel(format!(
             "node '{node}' gathers row {} of a table of {} rows: indices must be integers in [-{1}, {1})",
             x as f64 / (1u64 << scale) as f64,
             self.rows
         ))
+        .into()
     }
 }
 
 impl Kernel for QEmbedding {
     fn check(&self, node: &crate::model::QNode) -> Result<()> {
         if self.rows == 0 || self.table.len() != self.rows * self.width {
-            return Err(Error::UnsupportedModel(format!("node '{}' has an empty or ragged table", node.name)));
+            return Err(
+                ImportError::UnsupportedModel(format!("node '{}' has an empty or ragged table", node.name)).into()
+            );
         }
         Ok(())
     }

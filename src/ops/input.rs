@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::{ExecCx, Kernel, LayoutCx};
 use crate::circuit::field::fe;
 use crate::circuit::instances::layout_offset;
-use crate::error::{Error, Result};
+use crate::error::ImportError;
+use crate::error::Result;
 
 /// The model's input number `index`, at the input scale.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +22,7 @@ impl Input {
         inputs
             .get(self.index)
             .map(Vec::as_slice)
-            .ok_or_else(|| Error::UnsupportedModel(format!("missing input #{}", self.index)))
+            .ok_or_else(|| ImportError::UnsupportedModel(format!("missing input #{}", self.index)).into())
     }
 }
 

@@ -35,6 +35,7 @@ pub mod pool;
 pub mod recurrent;
 pub mod reduce;
 pub mod resize;
+pub mod topk;
 
 /// Declares the ops: each row is `Variant: FloatForm => QuantizedForm`. The float form
 /// implements [`Quantize`], the quantized one [`Kernel`] (one type may be both).
@@ -137,6 +138,8 @@ op_table! {
     Embedding: gather::Embedding => gather::QEmbedding;
     /// The position of each group's maximum or minimum (ArgMax, ArgMin), or its one-hot (Hardmax).
     ArgExtremum: extremum::ArgExtremum => extremum::ArgExtremum;
+    /// The `k` largest or smallest elements of each group and their positions (TopK).
+    TopK: topk::TopK => topk::TopK;
 }
 
 /// What quantizing one node reads.
@@ -198,6 +201,7 @@ quantized_as_is! {
     Reshape: movement::Reshape,
     Logic: compare::LogicOp,
     ArgExtremum: extremum::ArgExtremum,
+    TopK: topk::TopK,
 }
 
 /// The fixed-point scales a quantized model works at.
@@ -325,6 +329,7 @@ pub fn onnx_ops() -> impl Iterator<Item = &'static OnnxOp> {
         reduce::ONNX,
         movement::ONNX,
         resize::ONNX,
+        topk::ONNX,
         compare::ONNX,
         constant::ONNX,
     ]

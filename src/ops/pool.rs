@@ -9,7 +9,9 @@ use tract_onnx::pb;
 
 use super::{ExecCx, Kernel, LayoutCx, OnnxOp};
 use crate::circuit::pool::{layout_max, layout_mean};
+use crate::error::ImportError;
 use crate::error::{Error, Result};
+use crate::model::function::Function;
 use crate::model::graph::{Op, Window};
 use crate::model::onnx::{attr, attr_int, node_name, Importer};
 use crate::model::quantize::{divide_rounding, QNode};
@@ -19,6 +21,8 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp { op_type: "AveragePool", import: |i, n| i.import_pool(n), note: "strides, pads, count_include_pad" },
     OnnxOp { op_type: "MaxPool", import: |i, n| i.import_pool(n), note: "" },
     OnnxOp { op_type: "GlobalAveragePool", import: |i, n| i.import_pool(n), note: "" },
+    OnnxOp { op_type: "LpPool", import: |i, n| i.import_lp_pool(n), note: "any p ≥ 1; strides, pads, dilations" },
+    OnnxOp { op_type: "GlobalLpPool", import: |i, n| i.import_lp_pool(n), note: "any p ≥ 1" },
     OnnxOp { op_type: "GlobalMaxPool", import: |i, n| i.import_pool(n), note: "" },
 ];
 
@@ -67,10 +71,11 @@ fn windows(node: &QNode, shape: &[usize], window: &Window) -> Result<Vec<Vec<usi
 }
 
 fn empty_window(node: &QNode) -> Error {
-    Error::UnsupportedModel(format!(
+    ImportError::UnsupportedModel(format!(
         "pooling node '{}' has a window that lies entirely in the padding (no input element to pool); reduce its padding below the kernel size",
         node.name
     ))
+    .into()
 }
 
 impl AveragePool {
@@ -129,37 +134,38 @@ impl Kernel for MaxPool {
 }
 
 impl Importer<'_> {
-    pub(crate) fn import_pool(&mut self, node: &pb::NodeProto) -> Result<()> {
-        let (x, shape) = self.spatial_input(node)?;
-        let spatial = shape[2..].to_vec();
-        let global = node.op_type.starts_with("Global");
-        let window = if global {
+    /// The window of a pooling node (the whole plane for a Global one).
+    fn pool_window(&self, node: &pb::NodeProto, spatial: &[usize]) -> Result<Window> {
+        if node.op_type.starts_with("Global") {
             let ones = vec![1; spatial.len()];
             let zeros = vec![0; spatial.len()];
-            Window::new(&spatial, &spatial, &ones, &zeros, &zeros, &ones).expect("a global window fits")
-        } else {
-            let kernel: Vec<usize> =
-                attr(node, "kernel_shape").map(|a| a.ints.iter().map(|&v| v.max(0) as usize).collect()).ok_or_else(
-                    || self.malformed(format!("{} node '{}' has no kernel_shape", node.op_type, node_name(node))),
-                )?;
-            if node.output.len() > 1 && node.output[1..].iter().any(|o| !o.is_empty()) {
-                return Err(self.unsupported(node, "the Indices output"));
-            }
-            let window = self.window(node, &spatial, &kernel)?;
-            // An output whose window reads only padding has no maximum, and no average over
-            // the taps inside the input: refused here, before any key exists.
-            if let Some(o) = window.first_empty_output() {
-                return Err(self.unsupported(
-                    node,
-                    format!(
-                        "output position {o} of its window (kernel {kernel:?}, pads {:?}) lies entirely in the padding; \
-                         reduce the padding below the kernel size",
-                        window.pads_begin
-                    ),
-                ));
-            }
-            window
-        };
+            return Ok(Window::new(spatial, spatial, &ones, &zeros, &zeros, &ones).expect("a global window fits"));
+        }
+        let kernel: Vec<usize> =
+            attr(node, "kernel_shape").map(|a| a.ints.iter().map(|&v| v.max(0) as usize).collect()).ok_or_else(
+                || self.malformed(format!("{} node '{}' has no kernel_shape", node.op_type, node_name(node))),
+            )?;
+        self.window(node, spatial, &kernel)
+    }
+
+    pub(crate) fn import_pool(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (x, shape) = self.spatial_input(node)?;
+        if node.output.len() > 1 && node.output[1..].iter().any(|o| !o.is_empty()) {
+            return Err(self.unsupported(node, "the Indices output"));
+        }
+        let window = self.pool_window(node, &shape[2..])?;
+        // An output whose window reads only padding has no maximum, and no average over the
+        // taps inside the input: refused here, before any key exists.
+        if let Some(o) = window.first_empty_output() {
+            return Err(self.unsupported(
+                node,
+                format!(
+                    "output position {o} of its window (kernel {:?}, pads {:?}) lies entirely in the padding; \
+                     reduce the padding below the kernel size",
+                    window.kernel, window.pads_begin
+                ),
+            ));
+        }
         let out_shape = [shape[..2].to_vec(), window.output.clone()].concat();
         let op = if node.op_type.ends_with("AveragePool") {
             Op::AveragePool(AveragePool {
@@ -170,5 +176,41 @@ impl Importer<'_> {
             Op::MaxPool(MaxPool { window })
         };
         self.add_node(node, op, vec![x], out_shape)
+    }
+
+    /// LpPool and GlobalLpPool: `(Σ |x|^p)^(1/p)` over each window (the padding adds nothing),
+    /// as the sum of a window's terms and lookups: `|x|` for p = 1, `x · x` then `√` for p = 2,
+    /// and `|x|^p` then `^(1/p)` from the tables otherwise.
+    pub(crate) fn import_lp_pool(&mut self, node: &pb::NodeProto) -> Result<()> {
+        let (x, shape) = self.spatial_input(node)?;
+        let window = self.pool_window(node, &shape[2..])?;
+        let p = attr_int(node, "p").unwrap_or(2);
+        if p < 1 {
+            return Err(self.unsupported(node, format!("p = {p}")));
+        }
+        let groups = pool_windows(&shape, &window);
+        let out_shape = [shape[..2].to_vec(), window.output.clone()].concat();
+        let lookup = |func| Op::Lookup(super::activation::Lookup { func });
+        let abs = |importer: &mut Self| {
+            let negated = importer.intermediate(node, "neg", super::arith::negation(), vec![x], shape.clone());
+            let max = Op::Extremum(super::extremum::Extremum { min: false, constants: Vec::new() });
+            importer.intermediate(node, "abs", max, vec![x, negated], shape.clone())
+        };
+        let terms = match p {
+            1 => abs(self),
+            2 => self.intermediate(node, "square", Op::Mul(super::arith::Mul), vec![x, x], shape.clone()),
+            p => {
+                let magnitude = abs(self);
+                let power = lookup(Function::Pow { exponent: p as f64 });
+                self.intermediate(node, "power", power, vec![magnitude], shape.clone())
+            }
+        };
+        let sum = Op::Reduce(super::reduce::Reduce { groups, mean: false });
+        if p == 1 {
+            return self.add_node(node, sum, vec![terms], out_shape);
+        }
+        let total = self.intermediate(node, "sum", sum, vec![terms], out_shape.clone());
+        let root = if p == 2 { Function::Sqrt } else { Function::Pow { exponent: 1.0 / p as f64 } };
+        self.add_node(node, lookup(root), vec![total], out_shape)
     }
 }

@@ -1,5 +1,6 @@
 //! Reductions over axes: the sum and the rounded mean of each group of elements (ReduceSum,
-//! ReduceMean); ReduceMax and ReduceMin import here too and are proven by
+//! ReduceMean) and their compositions (ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum,
+//! ReduceLogSumExp, ReduceProd, CumSum); ReduceMax and ReduceMin import here too and are proven by
 //! [`super::extremum::ReduceMax`].
 
 use halo2_base::gates::{GateInstructions, RangeInstructions};
@@ -29,6 +30,7 @@ pub const ONNX: &[OnnxOp] = &[
     OnnxOp { op_type: "ReduceSumSquare", import: |i, n| i.import_reduce(n), note: "" },
     OnnxOp { op_type: "ReduceLogSum", import: |i, n| i.import_reduce(n), note: "" },
     OnnxOp { op_type: "ReduceLogSumExp", import: |i, n| i.import_reduce(n), note: "" },
+    OnnxOp { op_type: "ReduceProd", import: |i, n| i.import_reduce(n), note: "" },
     OnnxOp { op_type: "CumSum", import: |i, n| i.import_cumsum(n), note: "exclusive, reverse" },
 ];
 
@@ -139,6 +141,7 @@ impl Importer<'_> {
                         "ReduceSumSquare" => values.map(|v| v * v).sum::<f32>(),
                         "ReduceLogSum" => values.sum::<f32>().ln(),
                         "ReduceLogSumExp" => values.map(f32::exp).sum::<f32>().ln(),
+                        "ReduceProd" => values.product::<f32>(),
                         _ => values.sum::<f32>(),
                     }
                 };
@@ -150,7 +153,7 @@ impl Importer<'_> {
     }
 
     /// A reduction of a computed tensor: the max/min and sum/mean kernels, and the others as
-    /// their compositions (`Σ|x|`, `√Σx²`, `Σx²`, `ln Σx`, `m + ln Σ e^(x - m)`).
+    /// their compositions (`Σ|x|`, `√Σx²`, `Σx²`, `ln Σx`, `m + ln Σ e^(x - m)`, `Πx`).
     fn reduce_computed(
         &mut self,
         node: &pb::NodeProto,
@@ -183,6 +186,25 @@ impl Importer<'_> {
                 }
                 let total = self.intermediate(node, "sum", sum(groups), vec![square], out_full.clone());
                 self.add_node(node, lookup(Function::Sqrt), vec![total], out_shape)
+            }
+            "ReduceProd" => {
+                // A chain of products, each rounded and range-checked as a Mul node is: factor
+                // t of every group selected, times the running product.
+                let Some(n) = groups.first().map(Vec::len).filter(|&n| n > 0) else {
+                    return Err(self.unsupported(node, "a product over no element"));
+                };
+                let factor = |t: usize| {
+                    let sources = groups.iter().map(|g| super::movement::Source::Input { input: 0, index: g[t] });
+                    Op::Select(super::movement::Select { sources: sources.collect() })
+                };
+                let mut product = self.intermediate(node, "factor0", factor(0), vec![id], out_full.clone());
+                for t in 1..n {
+                    let next = self.intermediate(node, &format!("factor{t}"), factor(t), vec![id], out_full.clone());
+                    let mul = Op::Mul(super::arith::Mul);
+                    product =
+                        self.intermediate(node, &format!("product{t}"), mul, vec![product, next], out_full.clone());
+                }
+                self.add_node(node, Op::Reshape(super::movement::Reshape), vec![product], out_shape)
             }
             "ReduceLogSum" => {
                 let total = self.intermediate(node, "sum", sum(groups), vec![id], out_full);

@@ -23,6 +23,7 @@ use super::keys::KeyHeader;
 use super::proof::{fr_from_hex, fr_to_hex};
 use crate::circuit::instances::InstanceSpan;
 use crate::error::{Error, Result};
+use crate::error::{ProveError, SrsError};
 
 /// How a circuit's proofs are tied to the model's weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,11 +122,12 @@ pub fn check_binding(
     let column = crate::circuit::lookup::ModelCircuit::binding_column(&header.shape.params());
     let committed = vk.fixed_commitments().get(column).ok_or_else(edited)?;
     if params.k() != vk.get_domain().k() {
-        return Err(Error::Srs(format!(
+        return Err(SrsError::Unusable(format!(
             "the SRS has k = {}, the key k = {}: load the SRS at the key's size",
             params.k(),
             vk.get_domain().k()
-        )));
+        ))
+        .into());
     }
     let expected = binding_commitment(params, vk, binding_of(header));
     if bool::from(committed.is_on_curve()) && *committed == expected {
@@ -142,12 +144,13 @@ pub fn check_bound_words(header: &KeyHeader, words: &[Fr]) -> Result<()> {
         let want = fr_from_hex(&bound.word);
         let got = words.get(bound.index);
         if want.is_none() || got.is_none() || want.as_ref() != got {
-            return Err(Error::Rejected(format!(
+            return Err(ProveError::Rejected(format!(
                 "the proof is valid but for other weights: instance {} is {}, the key's model has {}",
                 bound.index,
                 got.map(fr_to_hex).unwrap_or_else(|| "missing".into()),
                 bound.word
-            )));
+            ))
+            .into());
         }
     }
     Ok(())

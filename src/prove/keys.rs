@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::srs::SrsInfo;
 use crate::circuit::lookup::ModelCircuit;
 use crate::circuit::CircuitShape;
+use crate::error::ProveError;
 use crate::error::{read_file, write_file, Error, Result};
 
 const MAGIC: &[u8; 8] = b"ZKINFER\0";
@@ -105,11 +106,12 @@ fn read_header<'a>(path: &Path, bytes: &'a [u8], kind: &str) -> Result<(KeyHeade
 /// Checks that a key belongs to the circuit with digest `expected`.
 pub fn check_digest(what: &Path, found: &str, expected: &str) -> Result<()> {
     if found != expected {
-        return Err(Error::CircuitMismatch {
+        return Err(ProveError::CircuitMismatch {
             what: what.display().to_string(),
             found: found.to_string(),
             expected: expected.to_string(),
-        });
+        }
+        .into());
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use halo2_base::halo2_proofs::transcript::TranscriptReadBuffer;
 use serde::{Deserialize, Serialize};
 use snark_verifier_sdk::snark_verifier::system::halo2::transcript::evm::EvmTranscript;
 
+use crate::error::ProveError;
 use crate::error::{read_json, Error, Result};
 
 /// Version of the `proof.json` layout.
@@ -129,7 +130,7 @@ pub fn decode_instances(layout: &[InstanceSpan], words: &[Fr], path: &Path) -> R
                 .and_then(|end| words.get(span.first_instance..end))
                 .ok_or_else(|| Error::artifact(path, "the instances do not match the verifying key's layout"))?;
             let decoded = decode_run(span, run).ok_or_else(|| {
-                Error::Rejected(format!("the instances of {} {} are not a valid packing", span.kind, span.index))
+                ProveError::Rejected(format!("the instances of {} {} are not a valid packing", span.kind, span.index))
             })?;
             Ok((span.clone(), decoded))
         })
@@ -239,8 +240,11 @@ pub fn keygen<C: Circuit<Fr>>(
     params: &ParamsKZG<Bn256>,
     circuit: &C,
 ) -> Result<(VerifyingKey<G1Affine>, ProvingKey<G1Affine>)> {
-    let fail =
-        |e: halo2_base::halo2_proofs::plonk::Error| Error::Proving { stage: "key generation", reason: e.to_string() };
+    let fail = |e: halo2_base::halo2_proofs::plonk::Error| ProveError::Proving {
+        stage: "key generation",
+        reason: "halo2 refused the circuit".into(),
+        source: Some(Box::new(e)),
+    };
     let vk = keygen_vk(params, circuit).map_err(fail)?;
     let pk = keygen_pk(params, vk.clone(), circuit).map_err(fail)?;
     Ok((vk, pk))
@@ -266,9 +270,10 @@ pub fn verify_keccak(
     }));
     match outcome {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::Rejected(format!(
+        Ok(Err(e)) => Err(ProveError::Rejected(format!(
             "the proof does not verify against this verifying key and these public instances ({e})"
-        ))),
-        Err(_) => Err(Error::Rejected("the proof is malformed".into())),
+        ))
+        .into()),
+        Err(_) => Err(ProveError::Rejected("the proof is malformed".into()).into()),
     }
 }

@@ -17,7 +17,8 @@ use snark_verifier_sdk::snark_verifier::verifier::SnarkVerifier;
 use snark_verifier_sdk::{NativeLoader, PlonkVerifier, LIMBS, SHPLONK};
 
 use super::TranscriptKind;
-use crate::error::{Error, Result};
+use crate::error::ProveError;
+use crate::error::Result;
 
 /// Public instances an aggregation proof starts with: the KZG accumulator, two G1 points of two
 /// coordinates each, every coordinate in `LIMBS` limbs.
@@ -56,7 +57,11 @@ pub fn prove<C: Circuit<Fr>>(
     transcript: TranscriptKind,
 ) -> Result<Vec<u8>> {
     let rng = rand::rngs::OsRng;
-    let fail = |e: halo2_base::halo2_proofs::plonk::Error| Error::Proving { stage: "proving", reason: e.to_string() };
+    let fail = |e: halo2_base::halo2_proofs::plonk::Error| ProveError::Proving {
+        stage: "proving",
+        reason: "halo2 could not make the proof".into(),
+        source: Some(Box::new(e)),
+    };
     match transcript {
         TranscriptKind::Keccak => {
             let mut t = TranscriptWriterBuffer::<_, G1Affine, _>::init(Vec::new());
@@ -104,10 +109,11 @@ pub fn verify(
 ) -> Result<()> {
     let expected = protocol.num_instance.first().copied().unwrap_or(0);
     if protocol.num_instance.len() != 1 || instances.len() != expected {
-        return Err(Error::Rejected(format!(
+        return Err(ProveError::Rejected(format!(
             "the verifying key expects {expected} public instances, the proof has {}",
             instances.len()
-        )));
+        ))
+        .into());
     }
     let instances = [instances.to_vec()];
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match transcript {
@@ -124,10 +130,11 @@ pub fn verify(
     }));
     match outcome {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::Rejected(format!(
+        Ok(Err(e)) => Err(ProveError::Rejected(format!(
             "the proof does not verify against this verifying key and these public instances ({e:?})"
-        ))),
-        Err(_) => Err(Error::Rejected("the proof is malformed".into())),
+        ))
+        .into()),
+        Err(_) => Err(ProveError::Rejected("the proof is malformed".into()).into()),
     }
 }
 

@@ -13,6 +13,7 @@ use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::SrsError;
 use crate::error::{Error, Result};
 
 /// The seed of the development SRS. Anyone can recompute its secret: proofs made with it prove
@@ -76,17 +77,19 @@ pub fn load_srs(k: u32, file: Option<&Path>) -> Result<Srs> {
 /// SRS when the key says so.
 pub fn srs_for_key(k: u32, recorded: &SrsInfo, srs_file: Option<&Path>) -> Result<Srs> {
     if srs_file.is_none() && !recorded.insecure {
-        return Err(Error::Srs(format!(
+        return Err(SrsError::Unusable(format!(
             "the keys were made with the SRS file {}; pass it with --srs",
             recorded.source
-        )));
+        ))
+        .into());
     }
     let srs = load_srs(k, srs_file)?;
     if srs.info.g2_digest != recorded.g2_digest {
-        return Err(Error::Srs(format!(
+        return Err(SrsError::Unusable(format!(
             "this SRS ({}) is not the one the keys were made with ({})",
             srs.info.source, recorded.source
-        )));
+        ))
+        .into());
     }
     Ok(srs)
 }
@@ -95,7 +98,7 @@ pub fn srs_for_key(k: u32, recorded: &SrsInfo, srs_file: Option<&Path>) -> Resul
 /// to `copy_to`.
 pub fn dev_srs(k: u32, copy_to: Option<&Path>) -> Result<Srs> {
     if !(1..=28).contains(&k) {
-        return Err(Error::Srs(format!("k = {k} is out of the supported range 1..=28")));
+        return Err(SrsError::Unusable(format!("k = {k} is out of the supported range 1..=28")).into());
     }
     let srs = load_dev_srs(k)?;
     if let Some(path) = copy_to {
@@ -108,26 +111,28 @@ fn read_params(path: &Path, format: SerdeFormat) -> Result<ParamsKZG<Bn256>> {
     let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     ParamsKZG::<Bn256>::read_custom(&mut reader, format)
-        .map_err(|e| Error::Srs(format!("{}: not a halo2 KZG parameter file: {e}", path.display())))
+        .map_err(|source| SrsError::Unreadable { path: path.to_path_buf(), source }.into())
 }
 
 fn load_ceremony_file(k: u32, path: &Path) -> Result<Srs> {
     let len = std::fs::metadata(path).map_err(|e| Error::io("read", path, e))?.len();
     let mut header = [0u8; 4];
     std::io::Read::read_exact(&mut File::open(path).map_err(|e| Error::io("read", path, e))?, &mut header)
-        .map_err(|_| Error::Srs(format!("{} is too short to be a KZG parameter file", path.display())))?;
+        .map_err(|_| SrsError::Unusable(format!("{} is too short to be a KZG parameter file", path.display())))?;
     let file_k = u32::from_le_bytes(header);
     if file_k > 30 {
-        return Err(Error::Srs(format!(
+        return Err(SrsError::Unusable(format!(
             "{} is not a halo2 KZG parameter file (header says k = {file_k})",
             path.display()
-        )));
+        ))
+        .into());
     }
     if file_k < k {
-        return Err(Error::Srs(format!(
+        return Err(SrsError::Unusable(format!(
             "{} holds 2^{file_k} points but the circuit needs k = {k}; supply a larger SRS",
             path.display()
-        )));
+        ))
+        .into());
     }
     // Uncompressed points are 64 bytes (G1) and 128 (G2); compressed ("processed") ones half that.
     let n = 1u64 << file_k;
@@ -136,10 +141,11 @@ fn load_ceremony_file(k: u32, path: &Path) -> Result<Srs> {
     } else if len == 4 + 2 * n * 32 + 2 * 64 {
         SerdeFormat::Processed
     } else {
-        return Err(Error::Srs(format!(
+        return Err(SrsError::Unusable(format!(
             "{} has {len} bytes, which matches no halo2 KZG layout for k = {file_k}",
             path.display()
-        )));
+        ))
+        .into());
     };
     let mut params = read_params(path, format)?;
     if file_k > k {

@@ -6,9 +6,10 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use tract_onnx::pb;
-use tract_onnx::prelude::{DatumType, Framework};
+use tract_onnx::prelude::{DatumType, Framework, TractError};
 
 use super::graph::{broadcast_indices, broadcast_shape, Graph, Node, Op, Tensor, Window};
+use crate::error::ImportError;
 use crate::error::{Error, Result};
 use crate::ops::{input, movement, onnx_ops, OnnxOp};
 
@@ -38,6 +39,26 @@ pub fn import_onnx(path: &Path) -> Result<Graph> {
     import_onnx_with_shapes(path, None)
 }
 
+/// The most values one model input may hold (2^24): far beyond what a circuit proves here, and
+/// a bound on what a damaged shape can make the importer allocate.
+pub const MAX_INPUT_ELEMENTS: usize = 1 << 24;
+
+/// A model file that is no model: what was wrong, and the parser's error when it gave one.
+fn malformed_onnx(path: &Path, reason: String, source: Option<TractError>) -> Error {
+    ImportError::MalformedOnnx { path: path.to_path_buf(), reason, source: source.map(Into::into) }.into()
+}
+
+/// The model's protobuf and its graph.
+fn parse_proto(path: &Path) -> Result<pb::ModelProto> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_path(path)
+        .map_err(|e| malformed_onnx(path, "its protobuf does not parse".into(), Some(e)))?;
+    if proto.graph.is_none() {
+        return Err(malformed_onnx(path, "the file holds no graph".into(), None));
+    }
+    Ok(proto)
+}
+
 /// [`import_onnx`] with the inputs' shapes given (as `settings.json` records them): each must
 /// equal the model's declared shape but for its symbolic (or zero) dimensions, which take the
 /// given sizes (a batch taken from the data).
@@ -45,9 +66,8 @@ pub fn import_onnx_with_shapes(path: &Path, shapes: Option<&[Vec<usize>]>) -> Re
     if !path.is_file() {
         return Err(Error::io("read", path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
     }
-    let malformed = |reason: String| Error::MalformedOnnx { path: path.to_path_buf(), reason };
-    let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| malformed(format!("{e:#}")))?;
-    let graph = proto.graph.as_ref().ok_or_else(|| malformed("the file holds no graph".into()))?;
+    let proto = parse_proto(path)?;
+    let graph = proto.graph.as_ref().expect("parse_proto checks the graph");
     let model_dir = path.parent().and_then(|d| d.to_str());
     // The default domain's opset decides a few semantics (Softmax's axis).
     let opset = proto
@@ -62,15 +82,14 @@ pub fn import_onnx_with_shapes(path: &Path, shapes: Option<&[Vec<usize>]>) -> Re
 
 /// The declared shape of each model input: `None` for a symbolic (or zero) dimension.
 pub fn declared_input_shapes(path: &Path) -> Result<Vec<Vec<Option<usize>>>> {
-    let malformed = |reason: String| Error::MalformedOnnx { path: path.to_path_buf(), reason };
-    let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| malformed(format!("{e:#}")))?;
-    let graph = proto.graph.as_ref().ok_or_else(|| malformed("the file holds no graph".into()))?;
+    let proto = parse_proto(path)?;
+    let graph = proto.graph.as_ref().expect("parse_proto checks the graph");
     let initialized: std::collections::HashSet<&str> = graph.initializer.iter().map(|i| i.name.as_str()).collect();
     graph
         .input
         .iter()
         .filter(|i| !initialized.contains(i.name.as_str()))
-        .map(|i| input_shape(i).map_err(malformed))
+        .map(|i| input_shape(i).map_err(|reason| malformed_onnx(path, reason, None)))
         .collect()
 }
 
@@ -118,7 +137,7 @@ impl<'a> Importer<'a> {
         let provider = tract_onnx::onnx().provider;
         for init in &graph.initializer {
             let tensor = tract_onnx::tensor::load_tensor(&*provider, init, model_dir)
-                .map_err(|e| importer.malformed(format!("initializer '{}': {e:#}", init.name)))?;
+                .map_err(|e| importer.malformed_by(format!("initializer '{}'", init.name), e))?;
             importer.values.insert(init.name.clone(), Value::Const(importer.to_f32(&init.name, &tensor)?));
         }
         let mut index = 0;
@@ -133,15 +152,25 @@ impl<'a> Importer<'a> {
                     let fits = given.len() == declared.len()
                         && given.iter().zip(&declared).all(|(&g, d)| d.is_none_or(|d| d == g) && g > 0);
                     if !fits {
-                        return Err(Error::UnsupportedModel(format!(
+                        return Err(ImportError::UnsupportedModel(format!(
                             "input '{}' is declared {} but the settings give {given:?}; run `zkinfer gen-settings` again",
                             input.name,
                             describe_dims(&declared)
-                        )));
+                        )).into());
                     }
                     given.clone()
                 }
             };
+            // A shape from a damaged file must not ask for memory no machine has.
+            let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if elements.is_none_or(|n| n > MAX_INPUT_ELEMENTS) {
+                return Err(ImportError::UnsupportedModel(format!(
+                    "input '{}' of shape {shape:?} holds more than {MAX_INPUT_ELEMENTS} values, more than a circuit can \
+                     take in; check the model's input shape and settings.json's input_shapes",
+                    input.name
+                ))
+                .into());
+            }
             importer.push(input.name.clone(), input.name.clone(), Op::Input(input::Input { index }), vec![], shape);
             index += 1;
         }
@@ -149,13 +178,18 @@ impl<'a> Importer<'a> {
     }
 
     pub(crate) fn malformed(&self, reason: String) -> Error {
-        Error::MalformedOnnx { path: self.path.to_path_buf(), reason }
+        malformed_onnx(self.path, reason, None)
+    }
+
+    /// A malformed model, with the parser's error as the cause.
+    pub(crate) fn malformed_by(&self, reason: String, cause: TractError) -> Error {
+        malformed_onnx(self.path, reason, Some(cause))
     }
 
     pub(crate) fn to_f32(&self, name: &str, tensor: &tract_onnx::prelude::Tensor) -> Result<Tensor> {
         let cast = tensor
             .cast_to::<f32>()
-            .map_err(|e| self.malformed(format!("tensor '{name}' of type {:?}: {e:#}", tensor.datum_type())))?;
+            .map_err(|e| self.malformed_by(format!("tensor '{name}' of type {:?}", tensor.datum_type()), e))?;
         let view = cast.to_plain_array_view::<f32>().expect("cast to f32 gives f32");
         Ok(Tensor::new(tensor.shape().to_vec(), view.iter().copied().collect()))
     }
@@ -197,12 +231,13 @@ impl<'a> Importer<'a> {
 
     pub(crate) fn unsupported(&self, node: &pb::NodeProto, detail: impl Into<String>) -> Error {
         let detail = detail.into();
-        Error::UnsupportedOp {
+        ImportError::UnsupportedOp {
             node: node_name(node),
             op_type: node.op_type.clone(),
             detail: if detail.is_empty() { detail } else { format!(": {detail}") },
             supported: SUPPORTED_OPS.as_str(),
         }
+        .into()
     }
 
     pub(crate) fn input(&self, node: &pb::NodeProto, i: usize) -> Result<Option<Value>> {
