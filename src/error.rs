@@ -132,6 +132,16 @@ pub enum QuantizeError {
         /// The table's largest input, dequantized.
         high: f64,
     },
+    /// A bitwise op met a value that is not a whole number.
+    #[error("node '{node}' ({op}) works on integers but gets {value}; bitwise ops apply to integer tensors (token ids, indices, masks), as the model declares them")]
+    NotInteger {
+        /// The node.
+        node: String,
+        /// Its op.
+        op: String,
+        /// The value, dequantized.
+        value: f64,
+    },
 }
 
 /// Laying the circuit out.
@@ -146,6 +156,26 @@ pub enum LayoutError {
         usable: usize,
         /// The circuit's k.
         k: u32,
+    },
+    /// A constant of the circuit does not fit its range.
+    #[error("node '{node}': its constant {value} (at the input scale) does not fit the circuit's {bits}-bit range; raise activation_bits or lower input_scale in settings.json")]
+    ConstantTooLarge {
+        /// The node.
+        node: String,
+        /// The constant, at the input scale.
+        value: i128,
+        /// The range's signed bits.
+        bits: u32,
+    },
+    /// The range leaves too few bits above the scale for integers.
+    #[error("node '{node}' works on integers, but {bits}-bit activations at input scale {scale} leave under 2 bits for them; raise activation_bits or lower input_scale in settings.json")]
+    NoIntegerBits {
+        /// The node.
+        node: String,
+        /// The range's signed bits.
+        bits: u32,
+        /// The input scale.
+        scale: u32,
     },
 }
 

@@ -218,6 +218,13 @@ fn top_k_reduce_prod_and_lp_pools_prove_and_verify() {
 }
 
 #[test]
+fn mod_bit_shifts_and_bitwise_ops_prove_and_verify() {
+    // int64 and uint32 inputs: every output is an integer, proven exactly.
+    let report = check_example(&fixture("integer_ops.onnx"), &fixture("integer_ops.input.json"), 0.0);
+    assert_eq!(report["max_abs_error"], 0.0, "{report}");
+}
+
+#[test]
 fn arg_max_arg_min_and_hardmax_prove_and_verify() {
     check_example(&fixture("arg_extremum_ops.onnx"), &fixture("arg_extremum_ops.input.json"), 0.03);
 }

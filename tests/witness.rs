@@ -175,6 +175,11 @@ fn top_k_reduce_prod_and_lp_pools_witness_equals_integer_reference() {
 }
 
 #[test]
+fn mod_bit_shifts_and_bitwise_ops_witness_equals_integer_reference() {
+    check_fixture("integer_ops", None);
+}
+
+#[test]
 fn arg_max_arg_min_and_hardmax_witness_equals_integer_reference() {
     check_fixture("arg_extremum_ops", None);
     // The old Hardmax fixture (Hardmax between linear layers) too.
@@ -244,6 +249,14 @@ mod random_inputs {
             }
             prop_assert!(compared >= 18, "only {compared} of 21 fixtures could run this input");
         }
+
+        /// The integer ops (Mod, BitShift, the bitwise ops) on whole numbers, as integer
+        /// tensors hold them.
+        #[test]
+        fn the_integer_ops_reference_equals_the_circuit_on_random_integers(input in proptest::collection::vec(-30i32..50, 1..12)) {
+            let input: Vec<f64> = input.into_iter().map(f64::from).collect();
+            prop_assert!(agree("integer_ops", None, &input)?, "whole numbers in range are always proven");
+        }
     }
 }
 
@@ -274,6 +287,7 @@ fn a_tampered_witness_cell_fails_in_every_op_family() {
         ("gru_rnn_sequence", Some([-8.0, 8.0])),
         ("tiny_gpt", Some([-16.0, 16.0])),
         ("topk_pool_ops", Some([-16.0, 16.0])),
+        ("integer_ops", None),
     ] {
         let (model, input) = (common::fixture(&format!("{name}.onnx")), common::fixture(&format!("{name}.input.json")));
         let (quantized, inputs, k) = prepare(&model, &input, range);

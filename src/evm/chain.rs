@@ -223,7 +223,7 @@ impl Chain {
                 let outcome = evm
                     .evm
                     .transact(tx)
-                    .map_err(|e| EvmError::Execution(format!("the in-process EVM failed: {e:?}")))?
+                    .map_err(|e| EvmError::InProcess { what: "call".into(), source: Box::new(e) })?
                     .result;
                 Ok(match outcome {
                     ExecutionResult::Success { output, .. } => Ok(output.into_data()),
@@ -319,7 +319,7 @@ impl InProcess {
         let outcome = self
             .evm
             .transact_commit(tx)
-            .map_err(|e| EvmError::Execution(format!("the in-process EVM failed: {e:?}")))?;
+            .map_err(|e| EvmError::InProcess { what: what.to_string(), source: Box::new(e) })?;
         self.nonce += 1;
         match outcome {
             ExecutionResult::Success { gas_used, logs, output, .. } => {

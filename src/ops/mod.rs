@@ -28,6 +28,7 @@ pub mod constant;
 pub mod extremum;
 pub mod gather;
 pub mod input;
+pub mod integer;
 pub mod linear;
 pub mod movement;
 pub mod norm;
@@ -140,6 +141,12 @@ op_table! {
     ArgExtremum: extremum::ArgExtremum => extremum::ArgExtremum;
     /// The `k` largest or smallest elements of each group and their positions (TopK).
     TopK: topk::TopK => topk::TopK;
+    /// The remainder of a division by a constant (Mod).
+    Mod: integer::Mod => integer::QMod;
+    /// A shift by constant amounts (BitShift).
+    BitShift: integer::BitShift => integer::BitShift;
+    /// BitwiseAnd, BitwiseOr, BitwiseXor of two integer tensors.
+    Bitwise: integer::Bitwise => integer::Bitwise;
 }
 
 /// What quantizing one node reads.
@@ -202,6 +209,8 @@ quantized_as_is! {
     Logic: compare::LogicOp,
     ArgExtremum: extremum::ArgExtremum,
     TopK: topk::TopK,
+    BitShift: integer::BitShift,
+    Bitwise: integer::Bitwise,
 }
 
 /// The fixed-point scales a quantized model works at.
@@ -330,6 +339,7 @@ pub fn onnx_ops() -> impl Iterator<Item = &'static OnnxOp> {
         movement::ONNX,
         resize::ONNX,
         topk::ONNX,
+        integer::ONNX,
         compare::ONNX,
         constant::ONNX,
     ]
