@@ -130,6 +130,11 @@ fn a_small_gpt_on_token_ids_witness_equals_integer_reference() {
 }
 
 #[test]
+fn embeddings_whose_nodes_share_a_name_each_have_their_own_table() {
+    check_fixture("twin_embeddings", None);
+}
+
+#[test]
 fn an_embedding_lookup_refuses_indices_outside_its_table() {
     let graph = import_onnx(&common::fixture("tiny_gpt.onnx")).unwrap();
     let settings = Settings { lookup_range: Some([-16.0, 16.0]), ..settings_for(&graph) };

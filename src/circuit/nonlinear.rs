@@ -16,7 +16,7 @@ use crate::model::function::{Domain, Function};
 #[derive(Clone, Debug, PartialEq)]
 enum TableKey {
     Function(Function, Domain),
-    Rows { node: String, column: usize },
+    Rows { value: String, column: usize },
 }
 
 /// The tables of a circuit, one per distinct (function, domain) or embedding column, and the
@@ -41,9 +41,10 @@ impl Lookups {
         })
     }
 
-    /// The tag of column `column` of node `node`'s embedding table, made by `make` on first use.
-    pub fn rows_tag(&mut self, node: &str, column: usize, make: impl FnOnce() -> Table) -> u64 {
-        self.tag_of(TableKey::Rows { node: node.into(), column }, make)
+    /// The tag of column `column` of the embedding table of the node computing ONNX value
+    /// `value` (unique in a graph, where node names need not be), made by `make` on first use.
+    pub fn rows_tag(&mut self, value: &str, column: usize, make: impl FnOnce() -> Table) -> u64 {
+        self.tag_of(TableKey::Rows { value: value.into(), column }, make)
     }
 
     fn tag_of(&mut self, key: TableKey, make: impl FnOnce() -> Table) -> u64 {

@@ -109,7 +109,7 @@ impl Kernel for QEmbedding {
             // At key generation the inputs are zeros: row 0.
             let row = crate::circuit::field::to_i128(x.value()).and_then(|v| self.row(v, scale));
             for j in 0..self.width {
-                let tag = cx.lookups.rows_tag(&cx.node.name, j, || self.column(j, scale));
+                let tag = cx.lookups.rows_tag(&cx.node.value, j, || self.column(j, scale));
                 let y = row.map_or(0, |r| i128::from(self.table[r * self.width + j]));
                 out.push(layout_row_lookup(cx.ctx, cx.lookups, x, tag, y));
             }
