@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
 use super::extremum;
-use super::{broadcast_pair, ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
+use super::{broadcast_maps, ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
 use crate::circuit::linear::layout_product;
 use crate::circuit::pool::layout_div;
 use crate::circuit::shape::{layout_add, layout_add_const};
@@ -101,8 +101,9 @@ impl Quantize for MulConst {
 /// The integer reference of a two-input element-wise op.
 fn execute_pair(cx: &ExecCx<'_>, f: impl Fn(i128, i128) -> Result<i128>) -> Result<Vec<i128>> {
     let (a, b) = (cx.args[0], cx.args[1]);
-    let (ia, ib) = broadcast_pair(&cx.shapes, &cx.node.shape);
-    ia.iter().zip(&ib).map(|(&i, &j)| f(a[i], b[j])).collect()
+    let maps = broadcast_maps(&cx.shapes, &cx.node.shape);
+    let (ia, ib) = (&maps[0], &maps[1]);
+    ia.iter().zip(ib).map(|(&i, &j)| f(a[i], b[j])).collect()
 }
 
 /// The layout of a two-input element-wise op.
@@ -111,8 +112,9 @@ fn layout_pair(
     mut f: impl FnMut(&mut LayoutCx<'_, '_>, AssignedValue<Fr>, AssignedValue<Fr>) -> AssignedValue<Fr>,
 ) -> Vec<AssignedValue<Fr>> {
     let (a, b) = (cx.args[0], cx.args[1]);
-    let (ia, ib) = broadcast_pair(&cx.shapes, &cx.node.shape);
-    ia.iter().zip(&ib).map(|(&i, &j)| f(cx, a[i], b[j])).collect()
+    let maps = broadcast_maps(&cx.shapes, &cx.node.shape);
+    let (ia, ib) = (&maps[0], &maps[1]);
+    ia.iter().zip(ib).map(|(&i, &j)| f(cx, a[i], b[j])).collect()
 }
 
 impl Kernel for Add {

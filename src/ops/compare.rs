@@ -12,7 +12,7 @@ use halo2_base::{AssignedValue, QuantumCell};
 use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
-use super::{ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
+use super::{broadcast_maps, ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
 use crate::circuit::field::fe;
 use crate::circuit::linear::layout_product;
 use crate::circuit::nonlinear::layout_less;
@@ -112,11 +112,6 @@ fn operands<T: Copy>(
         (Some(_), false) => (computed(0), constant(o)),
         (Some(_), true) => (constant(o), computed(0)),
     }
-}
-
-/// For each input (of `shapes`), the position of every output element in it.
-fn broadcast_maps(shapes: &[&[usize]], shape: &[usize]) -> Vec<Vec<usize>> {
-    shapes.iter().map(|s| broadcast_indices(s, shape)).collect()
 }
 
 /// Fixed-point one at the input scale.

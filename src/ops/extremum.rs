@@ -105,7 +105,7 @@ impl QExtremum {
         shapes: &[&[usize]],
         mut constant: impl FnMut(i64) -> T,
     ) -> Vec<Vec<T>> {
-        let maps: Vec<Vec<usize>> = shapes.iter().map(|s| broadcast_indices(s, &node.shape)).collect();
+        let maps = super::broadcast_maps(shapes, &node.shape);
         (0..node.shape.iter().product())
             .map(|o| {
                 let mut operands: Vec<T> = args.iter().zip(&maps).map(|(a, m)| a[m[o]]).collect();

@@ -14,7 +14,7 @@ use halo2_base::{AssignedValue, Context, QuantumCell};
 use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
-use super::{broadcast_pair, ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
+use super::{broadcast_maps, ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
 use crate::circuit::field::{fe, to_i128};
 use crate::circuit::nonlinear::layout_sign;
 use crate::error::{LayoutError, QuantizeError, Result};
@@ -222,8 +222,9 @@ impl Kernel for Bitwise {
                 Err(QuantizeError::NotInteger { node: cx.node.name.clone(), op: format!("{:?}", self.op), value })
             }
         };
-        let (ia, ib) = broadcast_pair(&cx.shapes, &cx.node.shape);
-        ia.iter().zip(&ib).map(|(&i, &j)| Ok(self.op.apply(whole(a[i])?, whole(b[j])?) << scale)).collect()
+        let maps = broadcast_maps(&cx.shapes, &cx.node.shape);
+        let (ia, ib) = (&maps[0], &maps[1]);
+        ia.iter().zip(ib).map(|(&i, &j)| Ok(self.op.apply(whole(a[i])?, whole(b[j])?) << scale)).collect()
     }
 
     fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
@@ -232,14 +233,15 @@ impl Kernel for Bitwise {
         if width < 2 {
             return Err(LayoutError::NoIntegerBits { node: cx.node.name.clone(), bits, scale }.into());
         }
-        let (ia, ib) = broadcast_pair(&cx.shapes, &cx.node.shape);
+        let maps = broadcast_maps(&cx.shapes, &cx.node.shape);
+        let (ia, ib) = (&maps[0], &maps[1]);
         let (a, b) = (cx.args[0].to_vec(), cx.args[1].to_vec());
         let gate = cx.range.gate();
         // Each integer's bits once, however often broadcasting reads it.
         let mut bits_a: Vec<Option<Vec<AssignedValue<Fr>>>> = vec![None; a.len()];
         let mut bits_b: Vec<Option<Vec<AssignedValue<Fr>>>> = vec![None; b.len()];
         let mut out = Vec::with_capacity(ia.len());
-        for (&i, &j) in ia.iter().zip(&ib) {
+        for (&i, &j) in ia.iter().zip(ib) {
             let x =
                 bits_a[i].get_or_insert_with(|| layout_twos_complement(cx.ctx, cx.range, a[i], scale, width)).clone();
             let y =

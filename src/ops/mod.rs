@@ -305,10 +305,10 @@ pub trait Kernel {
     fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>>;
 }
 
-/// For a two-input element-wise node of output `shape`: the position in each input of every
-/// output element.
-pub fn broadcast_pair(shapes: &[&[usize]], shape: &[usize]) -> (Vec<usize>, Vec<usize>) {
-    (broadcast_indices(shapes[0], shape), broadcast_indices(shapes[1], shape))
+/// For each input (of `shapes`), the position in it of every element of the output's `shape`
+/// (numpy broadcasting).
+pub fn broadcast_maps(shapes: &[&[usize]], shape: &[usize]) -> Vec<Vec<usize>> {
+    shapes.iter().map(|s| broadcast_indices(s, shape)).collect()
 }
 
 /// Imports one ONNX node of the op type its row names.

@@ -40,7 +40,7 @@ fn strides_of(shape: &[usize]) -> Vec<usize> {
 }
 
 /// Calls `source` with the coordinates of every element of `shape`, in row-major order.
-fn build(shape: &[usize], mut source: impl FnMut(&[usize]) -> Source) -> Vec<Source> {
+pub(crate) fn build(shape: &[usize], mut source: impl FnMut(&[usize]) -> Source) -> Vec<Source> {
     let total: usize = shape.iter().product();
     let mut coords = vec![0; shape.len()];
     let mut out = Vec::with_capacity(total);

@@ -491,30 +491,19 @@ impl Importer<'_> {
         let outputs = node.output.clone();
         if let Some(y) = outputs.first().filter(|o| !o.is_empty()) {
             let shape = if dims.batch_first { vec![batch, seq, dirs, hidden] } else { vec![seq, dirs, batch, hidden] };
-            let mut sources = Vec::with_capacity(seq * dirs * batch * hidden);
-            for a in 0..shape[0] {
-                for b in 0..shape[1] {
-                    for c in 0..shape[2] {
-                        for j in 0..hidden {
-                            let (t, d, s) = if dims.batch_first { (b, c, a) } else { (a, b, c) };
-                            sources.push(Source::Input { input: d * seq + t, index: s * hidden + j });
-                        }
-                    }
-                }
-            }
+            // Y[t, d, s, j] (or [s, t, d, j]) is element (s, j) of direction d's step t.
+            let sources = movement::build(&shape, |o| {
+                let (t, d, s) = if dims.batch_first { (o[1], o[2], o[0]) } else { (o[0], o[1], o[2]) };
+                Source::Input { input: d * seq + t, index: s * hidden + o[3] }
+            });
             self.emit_moved(node, &per_step, (shape, sources), y.clone())?;
         }
         let state = |ids: &[usize]| -> (Vec<Value>, Vec<usize>, Vec<Source>) {
             let shape = if dims.batch_first { vec![batch, ids.len(), hidden] } else { vec![ids.len(), batch, hidden] };
-            let mut sources = Vec::new();
-            for a in 0..shape[0] {
-                for b in 0..shape[1] {
-                    for j in 0..hidden {
-                        let (d, s) = if dims.batch_first { (b, a) } else { (a, b) };
-                        sources.push(Source::Input { input: d, index: s * hidden + j });
-                    }
-                }
-            }
+            let sources = movement::build(&shape, |o| {
+                let (d, s) = if dims.batch_first { (o[1], o[0]) } else { (o[0], o[1]) };
+                Source::Input { input: d, index: s * hidden + o[2] }
+            });
             (ids.iter().map(|&id| Value::Node(id)).collect(), shape, sources)
         };
         if let Some(y_h) = outputs.get(1).filter(|o| !o.is_empty()) {
