@@ -3,7 +3,7 @@
 of the proven outputs against onnxruntime (the ONNX reference), one row per model, and the time
 `zkinfer calibrate` takes on the CNNs.
 
-    pip install onnx onnxruntime numpy && python3 benches/real_world.py [--zkinfer PATH] [--filter A,B] [--no-calibration]
+    pip install onnx onnxruntime numpy && python3 benches/real_world.py [--zkinfer PATH] [--filter A,B] [--no-calibration | --calibration-only]
 
 Models: the op-family fixtures that stand for real exports (a scikit-learn random forest and a
 gradient-boosted model compiled to hummingbird's GEMM strategy, an LSTM, a bidirectional GRU
@@ -151,6 +151,7 @@ def main():
     parser.add_argument("--zkinfer", default=str(ROOT / "target" / "debug" / "zkinfer"))
     parser.add_argument("--filter", default="", help="comma-separated parts of the model names to run (default: all)")
     parser.add_argument("--no-calibration", action="store_true", help="skip the calibration timings")
+    parser.add_argument("--calibration-only", action="store_true", help="only the calibration timings")
     args = parser.parse_args()
     wanted = lambda name: not args.filter or any(f and f in name for f in args.filter.split(","))
     work = Path(tempfile.mkdtemp(prefix="zkinfer-real-world-"))
@@ -177,7 +178,7 @@ def main():
     rows = ["| model | params | k | advice cells | prove (s) | peak (GiB) | max error vs onnxruntime | verified (native, EVM) |",
             "|---|---|---|---|---|---|---|---|"]
     for label, model, options in models:
-        if not wanted(label):
+        if args.calibration_only or not wanted(label):
             continue
         data_path = model.with_suffix(".input.json") if model.parent == work else FIXTURES / f"{model.stem}.input.json"
         data = json.load(open(data_path))["input_data"]
@@ -211,10 +212,12 @@ def main():
         calibration.append(f"| {name} | {params(model)} | {seconds:.1f} | {settings['input_scale']}/{settings['param_scale']}, "
                            f"{settings['activation_bits']} bits | {peak:.2f} |")
         print(calibration[-1], flush=True)
-    text = "\n".join(rows + calibration) + "\n"
+    text = "\n".join((calibration[1:] if args.calibration_only else rows + calibration)) + "\n"
     results = ROOT / "benches" / "results"
     results.mkdir(exist_ok=True)
-    (results / "real_world.md").write_text(f"Measured {time.strftime('%Y-%m-%d')} with `python3 benches/real_world.py`:\n\n{text}")
+    # A calibration-only run keeps the proving table of the last full run.
+    name, flags = ("real_world_calibration.md", " --calibration-only") if args.calibration_only else ("real_world.md", "")
+    (results / name).write_text(f"Measured {time.strftime('%Y-%m-%d')} with `python3 benches/real_world.py{flags}`:\n\n{text}")
     print(text)
 
 
