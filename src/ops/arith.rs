@@ -8,8 +8,8 @@ use halo2_base::AssignedValue;
 use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
-use super::extremum;
 use super::{broadcast_maps, ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
+use super::{extremum, movement};
 use crate::circuit::linear::layout_product;
 use crate::circuit::pool::layout_div;
 use crate::circuit::shape::{layout_add, layout_add_const};
@@ -263,8 +263,7 @@ impl Importer<'_> {
                 // c / x: the constant as a node of constants (fixed in the circuit), then the
                 // proven division (for positive x).
                 _ => {
-                    let sources = c.data.iter().map(|&v| crate::ops::movement::Source::Const(v)).collect();
-                    let numerator = Op::Select(crate::ops::movement::Select { sources });
+                    let numerator = movement::constants(&c);
                     let numerator = self.intermediate(node, "numerator", numerator, vec![], c.shape.clone());
                     self.add_node(node, Op::Div(Div), vec![numerator, x], shape)
                 }
@@ -281,9 +280,7 @@ impl Importer<'_> {
             }
             Value::Node(x) => {
                 let shape = self.nodes[x].shape.clone();
-                let one = Op::Select(crate::ops::movement::Select {
-                    sources: vec![crate::ops::movement::Source::Const(1.0)],
-                });
+                let one = movement::constants(&Tensor::new(vec![1], vec![1.0]));
                 let one = self.intermediate(node, "one", one, vec![], vec![1]);
                 self.add_node(node, Op::Div(Div), vec![one, x], shape)
             }
@@ -374,12 +371,14 @@ impl Importer<'_> {
         if !abs {
             return self.add_node(node, negation(), vec![x], shape);
         }
-        let negated = self.intermediate(node, "neg", negation(), vec![x], shape.clone());
-        self.add_node(
-            node,
-            Op::Extremum(extremum::Extremum { min: false, constants: Vec::new() }),
-            vec![x, negated],
-            shape,
-        )
+        let (abs, inputs) = self.abs_of(node, x);
+        self.add_node(node, abs, inputs, shape)
+    }
+
+    /// `|x| = max(x, -x)`: lays out `-x` as an intermediate of `node` and returns the maximum's op
+    /// and inputs, for the caller to add as the node's output or as another intermediate.
+    pub(crate) fn abs_of(&mut self, node: &pb::NodeProto, x: usize) -> (Op, Vec<usize>) {
+        let negated = self.intermediate(node, "neg", negation(), vec![x], self.nodes[x].shape.clone());
+        (Op::Extremum(extremum::Extremum { min: false, constants: Vec::new() }), vec![x, negated])
     }
 }

@@ -101,6 +101,16 @@ impl Kernel for QMod {
     }
 }
 
+/// Loads the hinted quotient of a division and checks that it is a signed `bits`-bit integer:
+/// the remainder computed from it is then one in the integers, not a field element that only
+/// looks small.
+fn layout_quotient(ctx: &mut Context<Fr>, range: &RangeChip<Fr>, quotient: Fr, bits: u32) -> AssignedValue<Fr> {
+    let q = ctx.load_witness(quotient);
+    let offset_q = range.gate().add(ctx, q, QuantumCell::Constant(fe(1i128 << (bits - 1))));
+    range.range_check(ctx, offset_q, bits as usize);
+    q
+}
+
 /// Constrains and returns `a - q · b` for the hinted quotient `q` (a field element, checked to be
 /// a signed `bits`-bit integer),
 /// with the remainder's magnitude below `|b|` on the divisor's side (or, `fmod`, the
@@ -117,11 +127,7 @@ pub fn layout_mod(
     quotient: Fr,
 ) -> AssignedValue<Fr> {
     let gate = range.gate();
-    let q = ctx.load_witness(quotient);
-    // The quotient is a small integer: the remainder is then one in the integers, not a field
-    // element that only looks small.
-    let offset_q = gate.add(ctx, q, QuantumCell::Constant(fe(1i128 << (bits - 1))));
-    range.range_check(ctx, offset_q, bits as usize);
+    let q = layout_quotient(ctx, range, quotient, bits);
     let remainder = gate.mul_add(ctx, q, QuantumCell::Constant(fe(-b)), a);
     // The remainder's magnitude, on the side it must be: the divisor's sign, or the dividend's.
     let positive_side = if fmod {
@@ -169,18 +175,33 @@ impl Kernel for BitShift {
                 if self.left {
                     return gate.mul(cx.ctx, x, QuantumCell::Constant(fe(1i128 << n)));
                 }
-                // X = q · 2^(n + scale) + r with 0 ≤ r < 2^(n + scale) and q a signed integer.
                 let shift = n + scale;
                 let honest = to_i128(x.value()).map_or(0, |v| v >> shift);
-                let q = cx.ctx.load_witness(fe(honest));
-                let offset_q = gate.add(cx.ctx, q, QuantumCell::Constant(fe(1i128 << (bits - 1))));
-                cx.range.range_check(cx.ctx, offset_q, bits as usize);
-                let r = gate.mul_add(cx.ctx, q, QuantumCell::Constant(fe(-(1i128 << shift))), x);
-                cx.range.range_check(cx.ctx, r, shift as usize);
+                let q = layout_floor_shift(cx.ctx, cx.range, x, (shift, bits), fe(honest));
                 gate.mul(cx.ctx, q, QuantumCell::Constant(fe(1i128 << scale)))
             })
             .collect())
     }
+}
+
+/// Constrains and returns `⌊x / 2^shift⌋` for the hinted quotient `q` (a field element, checked to
+/// be a signed `bits`-bit integer): `x = q · 2^shift + r` with `0 ≤ r < 2^shift`, so one quotient
+/// passes.
+///
+/// ## Assumptions
+/// `x` is a signed `bits`-bit value.
+pub fn layout_floor_shift(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    x: AssignedValue<Fr>,
+    (shift, bits): (u32, u32),
+    quotient: Fr,
+) -> AssignedValue<Fr> {
+    let gate = range.gate();
+    let q = layout_quotient(ctx, range, quotient, bits);
+    let r = gate.mul_add(ctx, q, QuantumCell::Constant(fe(-(1i128 << shift))), x);
+    range.range_check(ctx, r, shift as usize);
+    q
 }
 
 /// A bitwise op of two integers.
@@ -373,9 +394,8 @@ impl Importer<'_> {
             ids.push(match value {
                 Value::Node(id) => id,
                 Value::Const(t) => {
-                    let sources = t.data.iter().map(|&v| super::movement::Source::Const(v)).collect();
-                    let select = Op::Select(super::movement::Select { sources });
-                    self.intermediate(node, &format!("constant{i}"), select, vec![], t.shape.clone())
+                    let constants = super::movement::constants(&t);
+                    self.intermediate(node, &format!("constant{i}"), constants, vec![], t.shape.clone())
                 }
             });
         }
@@ -443,6 +463,32 @@ mod tests {
                 mod_case(a, b, fmod, Some(toward(r - 1))),
             ];
             assert_sound(mod_case(a, b, fmod, None), lies);
+        }
+    }
+
+    fn shift_case(x: i128, q: Option<Fr>) -> impl Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
+        move |ctx, range| {
+            let cell = ctx.load_witness(fe(x));
+            vec![layout_floor_shift(ctx, range, cell, (3, 10), q.unwrap_or_else(|| fe(x >> 3)))]
+        }
+    }
+
+    #[test]
+    fn a_right_shift_accepts_the_floor_only() {
+        for x in [-300i128, -9, -8, -1, 0, 7, 8, 300] {
+            let (ok, out) = mock_run(&shift_case(x, None), None);
+            assert!(ok && to_i128(&out[0]) == Some(x.div_euclid(8)), "{x} >> 3");
+            // The neighbouring integers, and the field elements that would leave the remainder
+            // one more (or one less) than the true one, are refused.
+            let (q, r) = (x >> 3, x.rem_euclid(8));
+            let toward = |r: i128| (fe(x) - fe(r)) * fe(8).invert().unwrap();
+            let lies = vec![
+                shift_case(x, Some(fe(q + 1))),
+                shift_case(x, Some(fe(q - 1))),
+                shift_case(x, Some(toward(r + 1))),
+                shift_case(x, Some(toward(r - 1))),
+            ];
+            assert_sound(shift_case(x, None), lies);
         }
     }
 

@@ -497,6 +497,12 @@ pub struct Select {
     pub sources: Vec<Source>,
 }
 
+/// A node of the constants of `t` (fixed in the circuit): a constant operand where an op needs a
+/// computed one.
+pub fn constants(t: &Tensor) -> Op {
+    Op::Select(Select { sources: t.data.iter().map(|&v| Source::Const(v)).collect() })
+}
+
 /// [`Select`] quantized: its constants at the input scale.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QSelect {

@@ -192,9 +192,8 @@ impl Importer<'_> {
         let out_shape = [shape[..2].to_vec(), window.output.clone()].concat();
         let lookup = |func| Op::Lookup(super::activation::Lookup { func });
         let abs = |importer: &mut Self| {
-            let negated = importer.intermediate(node, "neg", super::arith::negation(), vec![x], shape.clone());
-            let max = Op::Extremum(super::extremum::Extremum { min: false, constants: Vec::new() });
-            importer.intermediate(node, "abs", max, vec![x, negated], shape.clone())
+            let (max, inputs) = importer.abs_of(node, x);
+            importer.intermediate(node, "abs", max, inputs, shape.clone())
         };
         let terms = match p {
             1 => abs(self),

@@ -174,9 +174,8 @@ impl Importer<'_> {
                 self.add_node(node, Op::Reduce(Reduce { groups, mean: op == "ReduceMean" }), vec![id], out_shape)
             }
             "ReduceL1" => {
-                let negated = self.intermediate(node, "neg", super::arith::negation(), vec![id], shape.clone());
-                let max = Op::Extremum(extremum::Extremum { min: false, constants: Vec::new() });
-                let abs = self.intermediate(node, "abs", max, vec![id, negated], shape);
+                let (max, inputs) = self.abs_of(node, id);
+                let abs = self.intermediate(node, "abs", max, inputs, shape);
                 self.add_node(node, sum(groups), vec![abs], out_shape)
             }
             "ReduceL2" | "ReduceSumSquare" => {

@@ -211,15 +211,8 @@ impl<'a> Importer<'a> {
                 // An output that depends on no input (a graph of constants only) is proven as
                 // the constant it is: a node of constants, fixed in the circuit.
                 Some(Value::Const(t)) => {
-                    let sources = t.data.iter().map(|&v| movement::Source::Const(v)).collect();
                     let name = format!("{}:constant", out.name);
-                    self.push(
-                        name,
-                        out.name.clone(),
-                        Op::Select(movement::Select { sources }),
-                        vec![],
-                        t.shape.clone(),
-                    );
+                    self.push(name, out.name.clone(), movement::constants(&t), vec![], t.shape.clone());
                     outputs.push(self.nodes.len() - 1);
                 }
                 None => return Err(self.malformed(format!("output '{}' is produced by no node", out.name))),
