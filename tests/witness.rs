@@ -252,7 +252,9 @@ mod random_inputs {
             ] {
                 compared += agree(name, range, &input)? as usize;
             }
-            prop_assert!(compared >= 18, "only {compared} of 21 fixtures could run this input");
+            // Up to four fixtures may refuse an input as out of range (each refusal is checked, not
+            // proven); the others must agree.
+            prop_assert!(compared >= 17, "only {compared} of 21 fixtures could run this input");
         }
 
         /// The integer ops (Mod, BitShift, the bitwise ops) on whole numbers, as integer
