@@ -336,7 +336,10 @@ fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolera
             Entry::Vacant(slot) => {
                 let settings = with_scales(base, c.input_scale, c.param_scale, c.activation_bits);
                 let quantized = QuantizedModel::quantize(graph, &settings)?;
-                let shape = choose_shape(&quantized, base.k, base.max_advice_columns)?;
+                // Without the linear gate: the sizes only rank candidates, and each geometry
+                // would lay the model out once more.
+                let gate = crate::circuit::layout::LinearGate::Off;
+                let shape = choose_shape(&quantized, base.k, base.max_advice_columns, gate, None)?;
                 *slot.insert((shape.k, shape.advice_cells))
             }
         };

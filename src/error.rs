@@ -157,6 +157,16 @@ pub enum LayoutError {
         /// The circuit's k.
         k: u32,
     },
+    /// The linear-layer gate's region needs more rows than the circuit has.
+    #[error("the linear layers take {rows} rows of the linear-layer gate, more than the {usable} a circuit of k = {k} holds; leave k to compile (null in settings.json), or choose a wider linear_gate (e.g. \"4x4\")")]
+    LinearTooLarge {
+        /// Rows the region takes.
+        rows: usize,
+        /// Rows a circuit of `k` can use.
+        usable: usize,
+        /// The circuit's k.
+        k: u32,
+    },
     /// A constant of the circuit does not fit its range.
     #[error("node '{node}': its constant {value} (at the input scale) does not fit the circuit's {bits}-bit range; raise activation_bits or lower input_scale in settings.json")]
     ConstantTooLarge {

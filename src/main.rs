@@ -437,13 +437,25 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 0 => String::new(),
                 rows => format!(", lookup tables of {rows} rows"),
             };
+            let gate = match c.shape.linear {
+                Some(g) => format!(
+                    ", linear gate {g}: {} rows, {} multiply-accumulates at {:.2} advice cells each",
+                    c.shape.linear_rows,
+                    c.shape.linear_macs,
+                    c.shape.linear_cells() as f64 / c.shape.linear_macs.max(1) as f64
+                ),
+                None => String::new(),
+            };
             println!(
-                "wrote {}: k = {}, {} advice cells in {columns} column(s), {} public instances{tables}",
+                "wrote {}: k = {}, {} advice cells in {columns} column(s){gate}, {} public instances{tables}",
                 compiled.display(),
                 c.shape.k,
                 c.shape.advice_cells,
                 c.shape.num_instances
             );
+            if !c.shape.reason.is_empty() {
+                println!("geometry: {}", c.shape.reason);
+            }
         }
         Command::Setup { compiled, srs, pk, vk } => {
             let out = pipeline::setup(&compiled, srs.as_deref(), &pk, &vk)?;

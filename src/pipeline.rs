@@ -52,8 +52,10 @@ pub fn compile(model: &Path, settings_path: &Path, out: &Path) -> Result<Compile
     }
     let graph = import_onnx_with_shapes(model, Some(&settings.input_shapes))?;
     let quantized = QuantizedModel::quantize(&graph, &settings)?;
-    let (shape, _) =
-        timed("laying out the circuit", || choose_shape(&quantized, settings.k, settings.max_advice_columns));
+    let (shape, _) = timed("laying out the circuit", || {
+        let (gate, gas) = (settings.linear_gate, settings.max_verifier_gas);
+        choose_shape(&quantized, settings.k, settings.max_advice_columns, gate, gas)
+    });
     let compiled = CompiledModel::new(settings, quantized, shape?);
     write_json(out, &compiled)?;
     Ok(compiled)
@@ -83,7 +85,8 @@ pub fn setup(compiled_path: &Path, srs_file: Option<&Path>, pk_out: &Path, vk_ou
     let k = compiled.shape.k;
     let srs = load_srs(k, srs_file)?;
     warn_if_insecure(&srs.info);
-    let mut laid = build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::Keygen { k })?;
+    let mut laid =
+        build_circuit(&compiled.model, &crate::circuit::zero_inputs(&compiled.model), Stage::keygen(&compiled.shape))?;
     let same = serde_json::to_value(halo2_base::halo2_proofs::plonk::Circuit::params(&laid.circuit)).ok()
         == serde_json::to_value(compiled.shape.params()).ok();
     if !same {

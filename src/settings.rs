@@ -87,6 +87,16 @@ pub struct Settings {
     pub k: Option<u32>,
     /// Most advice columns the automatic choice of k allows before it grows k.
     pub max_advice_columns: usize,
+    /// The linear-layer gate (Gemm, MatMul by constants, Conv with fixed weights at about
+    /// `1/C + 1/K` advice cells per multiply-accumulate): `"auto"` lets `compile` choose the
+    /// geometry that proves fastest, `"off"` keeps every product in halo2-base's gate, `"CxK"`
+    /// (e.g. `"4x4"`) asks for C inputs and K sums per row.
+    #[serde(default)]
+    pub linear_gate: crate::circuit::layout::LinearGate,
+    /// Most verification gas `auto` accepts for a faster geometry (`null`: 10% more than the
+    /// circuit without the linear-layer gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_verifier_gas: Option<u64>,
     /// Float inputs the lookup tables (Exp, Erf, Softplus, ...) cover, `[low, high]`; `null`
     /// covers every activation, which can take large tables. `calibrate` sets it from samples.
     /// Where a function is constant beyond the range, inputs there are clamped; elsewhere an
@@ -170,6 +180,10 @@ pub struct SettingsOptions {
     /// log2 of the circuit rows (default: the smallest that fits).
     #[arg(long = "logrows")]
     pub k: Option<u32>,
+    /// The linear-layer gate: auto (compile chooses), off, or CxK inputs and sums per row
+    /// (e.g. 4x4).
+    #[arg(long, value_name = "auto|off|CxK")]
+    pub linear_gate: Option<crate::circuit::layout::LinearGate>,
     /// Visibility of the input.
     #[arg(long, value_enum)]
     pub input_visibility: Option<Visibility>,
@@ -217,6 +231,8 @@ pub fn gen_settings_for(graph: &crate::model::Graph, model_digest: &str, options
         },
         k: options.k,
         max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
+        linear_gate: options.linear_gate.unwrap_or_default(),
+        max_verifier_gas: None,
         lookup_range: options.lookup_range,
         input_shapes: graph.input_shapes(),
         output_shapes: graph.output_shapes(),

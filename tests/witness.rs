@@ -4,7 +4,8 @@
 mod common;
 
 use halo2_base::halo2_proofs::dev::MockProver;
-use zkinfer::circuit::layout::{build_circuit, choose_shape, Stage};
+use zkinfer::circuit::layout::{build_circuit, choose_shape, CircuitShape, LinearGate, Stage};
+use zkinfer::circuit::linear_gate::LinearGeometry;
 use zkinfer::model::{import_onnx, load_input, QuantizedModel};
 use zkinfer::settings::Settings;
 
@@ -22,24 +23,39 @@ fn check_fixture(name: &str, lookup_range: Option<[f64; 2]>) {
     check_with(&model, &input, lookup_range)
 }
 
-/// The model quantized with the test settings, its quantized input and its circuit's k.
+/// The model quantized with the test settings, its quantized input and its circuit's shape.
 fn prepare(
     model: &std::path::Path,
     input: &std::path::Path,
     lookup_range: Option<[f64; 2]>,
-) -> (QuantizedModel, Vec<Vec<i64>>, u32) {
+) -> (QuantizedModel, Vec<Vec<i64>>, CircuitShape) {
     let graph = import_onnx(model).unwrap();
     let settings = Settings { lookup_range, ..settings_for(&graph) };
     let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
     let inputs = quantized.quantize_inputs(&load_input(input, &quantized.input_shapes()).unwrap());
-    let k = choose_shape(&quantized, None, 8).unwrap().k;
-    (quantized, inputs, k)
+    let shape = choose_shape(&quantized, None, 8, LinearGate::Auto, None).unwrap();
+    (quantized, inputs, shape)
 }
 
 fn check_with(model: &std::path::Path, input: &std::path::Path, lookup_range: Option<[f64; 2]>) {
-    let (quantized, inputs, k) = prepare(model, input, lookup_range);
-    let reference = quantized.execute(&inputs).unwrap();
-    let laid = build_circuit(&quantized, &inputs, Stage::Mock { k }).unwrap();
+    let (quantized, inputs, shape) = prepare(model, input, lookup_range);
+    check_shape(&quantized, &inputs, &shape);
+    // The linear layers through the linear-layer gate too, whatever compile would choose.
+    let gated = choose_shape(&quantized, None, 8, LinearGate::Geometry(GATE), None).unwrap();
+    if gated.linear.is_some() {
+        check_shape(&quantized, &inputs, &gated);
+    }
+}
+
+/// A geometry whose runs do not divide most layers evenly.
+const GATE: LinearGeometry = LinearGeometry { inputs: 3, outputs: 2 };
+
+/// The circuit of `shape` computes the integer reference, and its MockProver accepts the honest
+/// witness and refuses a wrong claimed output.
+fn check_shape(quantized: &QuantizedModel, inputs: &[Vec<i64>], shape: &CircuitShape) {
+    let k = shape.k;
+    let reference = quantized.execute(inputs).unwrap();
+    let laid = build_circuit(quantized, inputs, Stage::mock(shape)).unwrap();
     assert_eq!(laid.values.len(), reference.len());
     for (node, (circuit, integer)) in quantized.nodes.iter().zip(laid.values.iter().zip(&reference)) {
         let integer: Vec<i128> = integer.iter().map(|&v| v as i128).collect();
@@ -212,8 +228,8 @@ mod random_inputs {
             sizes.iter().map(|&n| input.iter().cycle().take(n).map(|&v| v as f32).collect()).collect();
         let inputs = quantized.quantize_inputs(&inputs);
         let Ok(reference) = quantized.execute(&inputs) else { return Ok(false) }; // refused, not proven
-        let shape = choose_shape(&quantized, None, 8).unwrap();
-        let laid = build_circuit(&quantized, &inputs, Stage::Mock { k: shape.k }).unwrap();
+        let shape = choose_shape(&quantized, None, 8, LinearGate::Auto, None).unwrap();
+        let laid = build_circuit(&quantized, &inputs, Stage::mock(&shape)).unwrap();
         for (node, (circuit, integer)) in quantized.nodes.iter().zip(laid.values.iter().zip(&reference)) {
             let integer: Vec<i128> = integer.iter().map(|&v| v as i128).collect();
             prop_assert_eq!(circuit, &integer, "node {}", node.name);
@@ -297,10 +313,11 @@ fn a_tampered_witness_cell_fails_in_every_op_family() {
         ("integer_ops", None),
     ] {
         let (model, input) = (common::fixture(&format!("{name}.onnx")), common::fixture(&format!("{name}.input.json")));
-        let (quantized, inputs, k) = prepare(&model, &input, range);
-        let cells = build_circuit(&quantized, &inputs, Stage::Mock { k }).unwrap().circuit.base.main(0).advice.len();
+        let (quantized, inputs, shape) = prepare(&model, &input, range);
+        let k = shape.k;
+        let cells = build_circuit(&quantized, &inputs, Stage::mock(&shape)).unwrap().circuit.base.main(0).advice.len();
         for i in [0, cells / 3, cells / 2, 2 * cells / 3, cells - 1] {
-            let mut laid = build_circuit(&quantized, &inputs, Stage::Mock { k }).unwrap();
+            let mut laid = build_circuit(&quantized, &inputs, Stage::mock(&shape)).unwrap();
             let advice = &mut laid.circuit.base.main(0).advice;
             advice[i] = Assigned::Trivial(advice[i].evaluate() + Fr::from(1u64));
             let prover = MockProver::run(k, &laid.circuit, vec![laid.instances.clone()]).unwrap();

@@ -276,8 +276,7 @@ fn keygen_circuit(
         num_instances: circuit.builder.assigned_instances[0].len(),
         advice_cells: stats.gate.total_advice_per_phase.iter().sum(),
         lookup_cells: stats.total_lookup_advice_per_phase.iter().sum(),
-        lookup_sets: 0,
-        table_rows: 0,
+        ..CircuitShape::default()
     };
     (circuit, shape)
 }
@@ -435,7 +434,15 @@ fn public_outputs(layout: &[InstanceSpan], instances: &[Fr], path: &Path) -> Res
 /// The aggregation circuit as the model circuit wraps it: no function tables, and the key
 /// binding in its own fixed column.
 fn with_binding(circuit: AggregationCircuit, binding: Fr) -> ModelCircuit {
-    ModelCircuit { base: circuit.builder, lookup_sets: 0, tables: Vec::new(), lookups: Vec::new(), binding }
+    ModelCircuit {
+        base: circuit.builder,
+        lookup_sets: 0,
+        tables: Vec::new(),
+        lookups: Vec::new(),
+        binding,
+        linear: None,
+        linear_copies: Default::default(),
+    }
 }
 
 /// What an aggregation's keys record besides its geometry.

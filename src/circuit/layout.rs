@@ -11,6 +11,7 @@ use super::commit::layout_hash;
 use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
 use super::linear::ParamCells;
+use super::linear_gate::{LinearGeometry, LinearRegion};
 use super::lookup::{ModelCircuit, ModelCircuitParams};
 use super::nonlinear::Lookups;
 use crate::error::LayoutError;
@@ -27,7 +28,7 @@ pub const MIN_K: u32 = 10;
 pub const MAX_K: u32 = 26;
 
 /// Everything about the circuit's geometry that keygen and proving must agree on.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CircuitShape {
     /// The circuit has 2^k rows.
     pub k: u32,
@@ -47,14 +48,141 @@ pub struct CircuitShape {
     /// Rows the function tables take.
     #[serde(default)]
     pub table_rows: usize,
+    /// The linear-layer gate's row shape, when the circuit has that gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear: Option<LinearGeometry>,
+    /// Rows the linear-layer gate's region takes.
+    #[serde(default)]
+    pub linear_rows: usize,
+    /// Multiply-accumulates laid out in the linear-layer gate.
+    #[serde(default)]
+    pub linear_macs: usize,
+    /// Why `compile` chose this geometry, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// The direct EVM verifier's runtime bytes, as `compile` estimated them.
+    #[serde(default)]
+    pub verifier_bytes: usize,
+    /// One verification's gas on the EVM, as `compile` estimated it.
+    #[serde(default)]
+    pub verifier_gas: u64,
+}
+
+impl Stage<'_> {
+    /// The MockProver stage of a compiled shape.
+    pub fn mock(shape: &CircuitShape) -> Stage<'static> {
+        Stage::Mock { k: shape.k, linear: shape.linear }
+    }
+
+    /// The key-generation stage of a compiled shape.
+    pub fn keygen(shape: &CircuitShape) -> Stage<'static> {
+        Stage::Keygen { k: shape.k, linear: shape.linear }
+    }
+
+    fn linear(&self) -> Option<LinearGeometry> {
+        match self {
+            Stage::Mock { linear, .. } | Stage::Keygen { linear, .. } => *linear,
+            Stage::Prove(shape, _) => shape.linear,
+        }
+    }
 }
 
 impl CircuitShape {
     /// The circuit's params, as keys are read with.
     pub fn params(&self) -> ModelCircuitParams {
-        ModelCircuitParams { base: self.config.clone(), lookup_sets: self.lookup_sets }
+        ModelCircuitParams { base: self.config.clone(), lookup_sets: self.lookup_sets, linear: self.linear }
+    }
+
+    /// Advice cells in the linear-layer gate's region.
+    pub fn linear_cells(&self) -> usize {
+        self.linear.map_or(0, |g| self.linear_rows * g.advice_columns())
+    }
+
+    /// Advice columns of every kind: halo2-base's, the range lookup's, the function lookups'
+    /// and the linear-layer gate's.
+    pub fn advice_columns(&self) -> usize {
+        self.config.num_advice_per_phase.iter().sum::<usize>()
+            + self.config.num_lookup_advice_per_phase.iter().sum::<usize>()
+            + 2 * self.lookup_sets
+            + self.linear.map_or(0, |g| g.advice_columns())
+    }
+
+    /// Fixed columns of every kind (selectors included: key generation makes each a column).
+    pub fn fixed_columns(&self) -> usize {
+        let base = self.config.num_fixed + self.config.num_advice_per_phase.iter().sum::<usize>();
+        let range = usize::from(self.config.num_lookup_advice_per_phase.iter().sum::<usize>() > 0) * 2;
+        let lookups = if self.lookup_sets > 0 { 3 + self.lookup_sets } else { 0 };
+        base + range + lookups + self.linear.map_or(0, |g| g.fixed_columns()) + 1
+    }
+
+    /// A proving-cost estimate (arbitrary units): every column costs FFTs over 2^k rows, an
+    /// advice column also a commitment, each lookup argument its permuted columns and product.
+    pub fn cost(&self) -> f64 {
+        let lookups = self.config.num_lookup_advice_per_phase.iter().sum::<usize>() + self.lookup_sets;
+        let columns = self.advice_columns() as f64 + 0.3 * self.fixed_columns() as f64 + 3.0 * lookups as f64;
+        columns * (1u64 << self.k) as f64
     }
 }
+
+/// Whether and how the circuit lays out linear layers in a gate of its own (`settings.json`'s
+/// `linear_gate`): `"auto"` lets `compile` choose the geometry that proves fastest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinearGate {
+    /// `compile` chooses (no gate for circuits of one column at small k, where gas matters more).
+    #[default]
+    Auto,
+    /// Every product in halo2-base's gate.
+    Off,
+    /// This geometry.
+    Geometry(LinearGeometry),
+}
+
+impl std::fmt::Display for LinearGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinearGate::Auto => f.write_str("auto"),
+            LinearGate::Off => f.write_str("off"),
+            LinearGate::Geometry(g) => write!(f, "{g}"),
+        }
+    }
+}
+
+impl std::str::FromStr for LinearGate {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(LinearGate::Auto),
+            "off" => Ok(LinearGate::Off),
+            other => {
+                other.parse().map(LinearGate::Geometry).map_err(|e| format!("linear_gate: {e}, or `auto`, or `off`"))
+            }
+        }
+    }
+}
+
+impl Serialize for LinearGate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LinearGate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The geometries `auto` tries: from the fewest columns (the least verifier gas) to the fewest
+/// cells per multiply-accumulate (`1/C + 1/K`: 1.5, 1.25, 1.0, 0.75, 0.5).
+pub const AUTO_GEOMETRIES: [LinearGeometry; 5] = [
+    LinearGeometry { inputs: 2, outputs: 1 },
+    LinearGeometry { inputs: 4, outputs: 1 },
+    LinearGeometry { inputs: 2, outputs: 2 },
+    LinearGeometry { inputs: 4, outputs: 2 },
+    LinearGeometry { inputs: 4, outputs: 4 },
+];
 
 /// How to build the circuit.
 #[derive(Clone, Debug)]
@@ -63,11 +191,15 @@ pub enum Stage<'a> {
     Mock {
         /// log2 rows.
         k: u32,
+        /// The linear-layer gate's geometry.
+        linear: Option<LinearGeometry>,
     },
     /// For key generation, at the given k.
     Keygen {
         /// log2 rows.
         k: u32,
+        /// The linear-layer gate's geometry.
+        linear: Option<LinearGeometry>,
     },
     /// For proving, with the geometry fixed at compile time and the break points found at keygen.
     Prove(&'a CircuitShape, &'a [Vec<usize>]),
@@ -208,7 +340,7 @@ pub fn build_circuit_for(
     submitter: Fr,
 ) -> Result<LaidOut> {
     let mut builder = match &stage {
-        Stage::Mock { k } | Stage::Keygen { k } => {
+        Stage::Mock { k, .. } | Stage::Keygen { k, .. } => {
             let s = if matches!(stage, Stage::Mock { .. }) {
                 CircuitBuilderStage::Mock
             } else {
@@ -237,6 +369,7 @@ pub fn build_circuit_for(
     let mut cells: Vec<Vec<AssignedValue<Fr>>> = Vec::with_capacity(model.nodes.len());
     let mut shifted_inputs = Vec::new();
     let mut lookups = Lookups::default();
+    let mut linear = stage.linear().map(LinearRegion::new);
     for (at, node) in model.nodes.iter().enumerate() {
         // The node's param tensors (they come in node order), loaded or fixed.
         let first = params.partition_point(|t| t.node < at);
@@ -254,6 +387,7 @@ pub fn build_circuit_for(
             shapes: node.inputs.iter().map(|&i| &model.nodes[i].shape[..]).collect(),
             params: node_params,
             lookups: &mut lookups,
+            linear: &mut linear,
             scales,
             inputs,
             laid_inputs: &mut shifted_inputs,
@@ -344,7 +478,7 @@ pub fn build_circuit_for(
     builder.assigned_instances[0] = exposer.cells;
     let lookup_sets = match stage {
         Stage::Prove(shape, _) => shape.lookup_sets,
-        Stage::Mock { k } | Stage::Keygen { k } => {
+        Stage::Mock { k, .. } | Stage::Keygen { k, .. } => {
             builder.calculate_params(Some(BLINDING_ROWS));
             lookups.lookups.len().div_ceil(usable_rows(k))
         }
@@ -355,6 +489,8 @@ pub fn build_circuit_for(
         tables: lookups.tables,
         lookups: lookups.lookups,
         binding: Fr::zero(),
+        linear,
+        linear_copies: Default::default(),
     };
     Ok(LaidOut { circuit, values, instances, layout: exposer.layout, salts: exposer.salts })
 }
@@ -370,18 +506,22 @@ pub fn zero_inputs(model: &QuantizedModel) -> Vec<Vec<i64>> {
 }
 
 /// Lays the model out at `k` in the keygen stage and reads off its geometry; fails when the
-/// function tables do not fit 2^k rows.
-pub fn shape_at(model: &QuantizedModel, k: u32) -> Result<CircuitShape> {
-    let shape = layout_shape(model, k)?;
+/// function tables or the linear-layer region do not fit 2^k rows.
+pub fn shape_at(model: &QuantizedModel, k: u32, linear: Option<LinearGeometry>) -> Result<CircuitShape> {
+    let shape = layout_shape(model, k, linear)?;
     if shape.table_rows > usable_rows(k) {
         return Err(LayoutError::TablesTooLarge { rows: shape.table_rows, usable: usable_rows(k), k }.into());
+    }
+    if shape.linear_rows > usable_rows(k) {
+        return Err(LayoutError::LinearTooLarge { rows: shape.linear_rows, usable: usable_rows(k), k }.into());
     }
     Ok(shape)
 }
 
-fn layout_shape(model: &QuantizedModel, k: u32) -> Result<CircuitShape> {
-    let laid = build_circuit(model, &zero_inputs(model), Stage::Keygen { k })?;
+fn layout_shape(model: &QuantizedModel, k: u32, linear: Option<LinearGeometry>) -> Result<CircuitShape> {
+    let laid = build_circuit(model, &zero_inputs(model), Stage::Keygen { k, linear })?;
     let stats = laid.circuit.base.statistics();
+    let region = laid.circuit.linear.as_ref();
     Ok(CircuitShape {
         k,
         lookup_bits: lookup_bits_for(k),
@@ -391,6 +531,11 @@ fn layout_shape(model: &QuantizedModel, k: u32) -> Result<CircuitShape> {
         lookup_cells: stats.total_lookup_advice_per_phase.iter().sum(),
         lookup_sets: laid.circuit.lookup_sets,
         table_rows: laid.circuit.table_rows(),
+        // A region no layer chose is no gate at all.
+        linear: region.filter(|r| r.rows() > 0).map(LinearRegion::geometry),
+        linear_rows: region.map_or(0, LinearRegion::rows),
+        linear_macs: region.map_or(0, LinearRegion::macs),
+        ..CircuitShape::default()
     })
 }
 
@@ -408,21 +553,135 @@ pub fn rows_k(advice_cells: usize, columns: usize) -> u32 {
     usize::BITS - (rows_needed - 1).leading_zeros()
 }
 
-/// Chooses k: the given one; else, starting from the smallest k that holds the function tables,
-/// one advice column at the smallest k that holds it when that k is at most
-/// [`SINGLE_COLUMN_MAX_K`]; else the smallest k at which the circuit needs at most
-/// `max_advice_columns` advice columns.
-pub fn choose_shape(model: &QuantizedModel, k: Option<u32>, max_advice_columns: usize) -> Result<CircuitShape> {
+/// How much more verification gas than the circuit without the linear-layer gate `auto`
+/// accepts for a faster proof (`settings.json`'s `max_verifier_gas` overrides it).
+pub const AUTO_GAS_ALLOWANCE: f64 = 1.10;
+/// The share of EIP-170's limit an estimated verifier may take (the estimate's margin).
+const SIZE_MARGIN: f64 = 0.99;
+
+/// Chooses the circuit's geometry: the linear-layer gate as `gate` says, then k as
+/// [`choose_k`] does. For `auto`: no gate when the circuit without one fits one advice column at
+/// [`SINGLE_COLUMN_MAX_K`] or below (it proves in about a second, and fewer columns mean less
+/// gas); else the lowest [`CircuitShape::cost`] among no gate and [`AUTO_GEOMETRIES`] whose
+/// direct EVM verifier (estimated, see [`crate::evm::estimate`]) fits EIP-170 and costs at most
+/// `max_gas` (default: [`AUTO_GAS_ALLOWANCE`] times the verifier without the gate).
+pub fn choose_shape(
+    model: &QuantizedModel,
+    k: Option<u32>,
+    max_advice_columns: usize,
+    gate: LinearGate,
+    max_gas: Option<u64>,
+) -> Result<CircuitShape> {
+    let estimate = |s: &CircuitShape| crate::evm::estimate::estimate_verifier(&s.params(), s.k, s.num_instances);
+    let label = |s: &CircuitShape| s.linear.map_or("no linear gate".to_string(), |g| format!("linear gate {g}"));
+    let mut plain = choose_k(model, k, max_advice_columns, None)?;
+    let geometries: Vec<LinearGeometry> = match gate {
+        LinearGate::Off => {
+            // No estimate: calibration ranks candidates this way, many times.
+            plain.reason = "linear_gate = off in the settings".into();
+            return Ok(plain);
+        }
+        LinearGate::Geometry(g) => {
+            let shape = choose_k(model, k, max_advice_columns, Some(g))?;
+            return Ok(with_estimate(shape, estimate, format!("linear_gate = {g} in the settings")));
+        }
+        LinearGate::Auto => AUTO_GEOMETRIES.to_vec(),
+    };
+    let single = plain.config.num_advice_per_phase.iter().sum::<usize>() <= 1 && plain.k <= SINGLE_COLUMN_MAX_K;
+    if single {
+        let reason = format!(
+            "no linear gate: the circuit fits one advice column at k = {} (at most {SINGLE_COLUMN_MAX_K}), where \
+             it proves in about a second and fewer columns cost less gas",
+            plain.k
+        );
+        return Ok(with_estimate(plain, estimate, reason));
+    }
+    let base = estimate(&plain);
+    plain.verifier_bytes = base.runtime_bytes;
+    plain.verifier_gas = base.gas;
+    let budget = max_gas.unwrap_or((base.gas as f64 * AUTO_GAS_ALLOWANCE) as u64);
+    let fits = |e: &crate::evm::estimate::VerifierEstimate| {
+        (e.runtime_bytes as f64) <= crate::evm::solidity::MAX_RUNTIME_BYTES as f64 * SIZE_MARGIN && e.gas <= budget
+    };
+    let mut tried = vec![format!(
+        "no linear gate: k = {}, cost {:.2e}, verifier ~{} B, ~{} gas",
+        plain.k,
+        plain.cost(),
+        base.runtime_bytes,
+        base.gas
+    )];
+    let mut best = plain;
+    for g in geometries {
+        let mut shape = choose_k(model, k, max_advice_columns, Some(g))?;
+        if shape.linear.is_none() {
+            continue; // no layer is cheaper in the gate
+        }
+        let e = estimate(&shape);
+        shape.verifier_bytes = e.runtime_bytes;
+        shape.verifier_gas = e.gas;
+        let verdict = if !fits(&e) {
+            "over the verifier budget"
+        } else if shape.cost() < best.cost() {
+            "faster"
+        } else {
+            "slower"
+        };
+        tried.push(format!(
+            "{}: k = {}, cost {:.2e}, verifier ~{} B, ~{} gas ({verdict})",
+            label(&shape),
+            shape.k,
+            shape.cost(),
+            e.runtime_bytes,
+            e.gas
+        ));
+        if verdict == "faster" {
+            best = shape;
+        }
+    }
+    tracing::info!("geometries: {}", tried.join("; "));
+    best.reason = format!(
+        "{}, the lowest estimated proving cost whose verifier fits EIP-170 and {budget} gas ({})",
+        label(&best),
+        tried.join("; ")
+    );
+    Ok(best)
+}
+
+/// `shape` with its verifier estimate and `reason`.
+fn with_estimate(
+    mut shape: CircuitShape,
+    estimate: impl Fn(&CircuitShape) -> crate::evm::estimate::VerifierEstimate,
+    reason: String,
+) -> CircuitShape {
+    let e = estimate(&shape);
+    shape.verifier_bytes = e.runtime_bytes;
+    shape.verifier_gas = e.gas;
+    shape.reason = reason;
+    shape
+}
+
+/// Chooses k for one linear-gate geometry: the given one; else, starting from the smallest k
+/// that holds the function tables and the linear region, one advice column at the smallest k
+/// that holds it when that k is at most [`SINGLE_COLUMN_MAX_K`]; else the smallest k at which
+/// the circuit needs at most `max_advice_columns` of halo2-base's advice columns.
+pub fn choose_k(
+    model: &QuantizedModel,
+    k: Option<u32>,
+    max_advice_columns: usize,
+    linear: Option<LinearGeometry>,
+) -> Result<CircuitShape> {
     if let Some(k) = k {
-        return shape_at(model, k);
+        return shape_at(model, k, linear);
     }
-    let first = layout_shape(model, MIN_K)?;
-    let table_k = rows_k(first.table_rows, 1);
-    if table_k > MAX_K {
-        return shape_at(model, MAX_K);
+    let first = layout_shape(model, MIN_K, linear)?;
+    let floor_k = rows_k(first.table_rows, 1).max(rows_k(first.linear_rows, 1));
+    if floor_k > MAX_K {
+        return shape_at(model, MAX_K, linear);
     }
-    let mut shape = if table_k > MIN_K { shape_at(model, table_k)? } else { first };
-    let columns = if rows_k(shape.advice_cells, 1) <= SINGLE_COLUMN_MAX_K { 1 } else { max_advice_columns.max(1) };
+    let mut shape = if floor_k > MIN_K { shape_at(model, floor_k, linear)? } else { first };
+    // One column for a small circuit without the gate; with it, the gate's rows set k.
+    let single = linear.is_none() && rows_k(shape.advice_cells, 1) <= SINGLE_COLUMN_MAX_K;
+    let columns = if single { 1 } else { max_advice_columns.max(1) };
     loop {
         let advice: usize = shape.config.num_advice_per_phase.iter().sum();
         if advice <= columns || shape.k == MAX_K {
@@ -430,6 +689,6 @@ pub fn choose_shape(model: &QuantizedModel, k: Option<u32>, max_advice_columns: 
         }
         // Jump close to the k the cell count asks for, then step.
         let k = (shape.k + 1).max(rows_k(shape.advice_cells, columns).saturating_sub(1)).min(MAX_K);
-        shape = shape_at(model, k)?;
+        shape = shape_at(model, k, linear)?;
     }
 }

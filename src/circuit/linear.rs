@@ -6,6 +6,7 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
 use super::field::{fe, to_i128};
+use super::linear_gate::{Block, LinearRegion};
 use super::mutation::keep;
 
 /// The private witness of a rescale: `shifted = quotient · 2^shift + remainder`.
@@ -173,6 +174,83 @@ pub fn layout_affine(
             layout_honest_rescale(ctx, range, shifted, shift, bits)
         })
         .collect()
+}
+
+/// Advice cells [`layout_affine`] spends on `outputs` with fixed `weight`: three per non-zero
+/// term (the input copied in, the weight, the running sum) and two for the start and the sum.
+pub fn affine_base_cells(outputs: &[AffineOutput], weight: &[i64]) -> usize {
+    outputs.iter().map(|o| 3 * o.terms.iter().filter(|&&(_, j)| weight[j] != 0).count() + 2).sum()
+}
+
+/// One run of the linear region: the input positions with a non-zero weight in some lane, and
+/// each lane's weight for each of them.
+struct GateRun {
+    inputs: Vec<usize>,
+    weights: Vec<Vec<i64>>,
+}
+
+/// The runs of the linear region for `outputs` grouped into `lanes` (each group's outputs read
+/// the same inputs in the same order); `None` for a group whose lanes read different inputs.
+fn gate_runs(outputs: &[AffineOutput], lanes: &[Vec<usize>], weight: &[i64]) -> Vec<Option<GateRun>> {
+    lanes
+        .iter()
+        .map(|group| {
+            let first = &outputs[group[0]].terms;
+            let same = group.iter().all(|&o| {
+                let t = &outputs[o].terms;
+                t.len() == first.len() && t.iter().zip(first).all(|(a, b)| a.0 == b.0)
+            });
+            if !same {
+                return None;
+            }
+            let used: Vec<usize> =
+                (0..first.len()).filter(|&i| group.iter().any(|&o| weight[outputs[o].terms[i].1] != 0)).collect();
+            let inputs = used.iter().map(|&i| first[i].0).collect();
+            let weights =
+                group.iter().map(|&o| used.iter().map(|&i| weight[outputs[o].terms[i].1]).collect()).collect();
+            Some(GateRun { inputs, weights })
+        })
+        .collect()
+}
+
+/// Advice cells the linear region would spend on `outputs` grouped into `lanes` (`None` when a
+/// group cannot go there).
+pub fn affine_gate_cells(
+    region: &LinearRegion,
+    outputs: &[AffineOutput],
+    lanes: &[Vec<usize>],
+    weight: &[i64],
+) -> Option<usize> {
+    let g = region.geometry();
+    gate_runs(outputs, lanes, weight)
+        .iter()
+        .map(|run| run.as_ref().map(|run| g.rows(run.inputs.len()) * g.advice_columns()))
+        .sum()
+}
+
+/// [`layout_affine`] for fixed params through the linear region: each group of `lanes` is one
+/// run (its outputs' sums, with the bias and the rescale's offset, computed by the region's
+/// gate), then each sum is rescaled in halo2-base as before.
+pub fn layout_affine_gate(
+    (ctx, range, region): (&mut Context<Fr>, &RangeChip<Fr>, &mut LinearRegion),
+    x: &[AssignedValue<Fr>],
+    (weight, bias, shift): (&[i64], &[i64], u32),
+    outputs: &[AffineOutput],
+    lanes: &[Vec<usize>],
+    bits: u32,
+) -> Vec<AssignedValue<Fr>> {
+    let offset = rescale_offset(shift, bits);
+    let mut cells = vec![None; outputs.len()];
+    for (group, run) in lanes.iter().zip(gate_runs(outputs, lanes, weight)) {
+        let run = run.expect("the lanes of a run read the same inputs");
+        let inputs: Vec<_> = run.inputs.iter().map(|&i| x[i]).collect();
+        let bias: Vec<i128> = group.iter().map(|&o| i128::from(bias[outputs[o].bias]) + offset).collect();
+        let sums = region.push_block(ctx, Block { inputs: &inputs, weights: &run.weights, bias: &bias });
+        for (&o, shifted) in group.iter().zip(sums) {
+            cells[o] = Some(layout_honest_rescale(ctx, range, shifted, shift, bits));
+        }
+    }
+    cells.into_iter().map(|c| c.expect("every output is in one run")).collect()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use halo2_base::AssignedValue;
 use serde::{Deserialize, Serialize};
 
 use super::field::fe;
+use super::linear_gate::{LinearConfig, LinearGeometry, LinearRegion};
 
 /// One table: the output of every input `lo + i · step` for `i` in `0..outputs.len()` (a
 /// function's table steps by 1; an embedding's column by the fixed-point one).
@@ -85,6 +86,9 @@ pub struct ModelCircuitParams {
     pub base: BaseCircuitParams,
     /// Sets of function-lookup columns (0: none, and no lookup argument).
     pub lookup_sets: usize,
+    /// The linear-layer gate's row shape (none: no such gate, every product in halo2-base's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear: Option<LinearGeometry>,
 }
 
 /// The columns of the model circuit.
@@ -92,6 +96,7 @@ pub struct ModelCircuitParams {
 pub struct ModelConfig {
     base: BaseConfig<Fr>,
     lookup: Option<FunctionLookupConfig>,
+    linear: Option<LinearConfig>,
     /// The key binding (see `prove::binding`): one fixed column, no gate reads it
     /// ([`ModelCircuit::binding_column`] finds its commitment in a verifying key).
     binding: Column<Fixed>,
@@ -110,6 +115,11 @@ pub struct ModelCircuit {
     /// The key binding, at row 0 of its column (only key generation reads it; a prover's value
     /// is ignored, the proving key holds the fixed columns).
     pub binding: Fr,
+    /// The linear layers laid out in the linear-layer gate, when the circuit has one.
+    pub linear: Option<LinearRegion>,
+    /// Whether the linear region's copy constraints were handed to halo2-base's manager (key
+    /// generation synthesizes twice; the manager keeps them for the second pass).
+    pub linear_copies: std::sync::atomic::AtomicBool,
 }
 
 impl ModelCircuit {
@@ -177,7 +187,12 @@ impl Circuit<Fr> for ModelCircuit {
     type Params = ModelCircuitParams;
 
     fn params(&self) -> Self::Params {
-        ModelCircuitParams { base: self.base.config_params.clone(), lookup_sets: self.lookup_sets }
+        ModelCircuitParams {
+            base: self.base.config_params.clone(),
+            lookup_sets: self.lookup_sets,
+            // A region no layer chose is no gate.
+            linear: self.linear.as_ref().filter(|r| r.rows() > 0).map(LinearRegion::geometry),
+        }
     }
 
     fn without_witnesses(&self) -> Self {
@@ -187,13 +202,13 @@ impl Circuit<Fr> for ModelCircuit {
     fn configure_with_params(meta: &mut ConstraintSystem<Fr>, params: Self::Params) -> Self::Config {
         let k = params.base.k;
         let mut base = BaseConfig::configure(meta, params.base);
-        let lookup = (params.lookup_sets > 0).then(|| {
-            let lookup = FunctionLookupConfig::configure(meta, params.lookup_sets);
+        let lookup = (params.lookup_sets > 0).then(|| FunctionLookupConfig::configure(meta, params.lookup_sets));
+        let linear = params.linear.map(|g| LinearConfig::configure(meta, g));
+        if lookup.is_some() || linear.is_some() {
             base.set_usable_rows((1 << k) - meta.minimum_rows());
-            lookup
-        });
+        }
         let binding = meta.fixed_column();
-        ModelConfig { base, lookup, binding }
+        ModelConfig { base, lookup, linear, binding }
     }
 
     fn configure(_: &mut ConstraintSystem<Fr>) -> Self::Config {
@@ -201,6 +216,15 @@ impl Circuit<Fr> for ModelCircuit {
     }
 
     fn synthesize(&self, config: Self::Config, mut layouter: impl Layouter<Fr>) -> Result<(), Error> {
+        // The linear region first: halo2-base's manager resolves the copies of its input slots
+        // (recorded as equalities with external cells) and of its outputs (virtual cells mapped
+        // here) when it assigns its own region, after this.
+        if let (Some(config), Some(region)) = (&config.linear, self.linear.as_ref().filter(|r| r.rows() > 0)) {
+            let keygen = !self.base.witness_gen_only();
+            let record = keygen && !self.linear_copies.swap(true, std::sync::atomic::Ordering::SeqCst);
+            let copies = record.then(|| self.base.core().copy_manager.clone());
+            region.assign(config, &mut layouter, copies.as_ref(), keygen)?;
+        }
         Circuit::synthesize(&self.base, config.base, layouter.namespace(|| "model"))?;
         if let Some(lookup) = &config.lookup {
             self.assign_tables(lookup, &mut layouter)?;
@@ -254,6 +278,8 @@ mod tests {
             tables: lookups.tables,
             lookups: lookups.lookups,
             binding: Fr::zero(),
+            linear: None,
+            linear_copies: Default::default(),
         };
         MockProver::run(K, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
     }

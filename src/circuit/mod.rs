@@ -6,6 +6,7 @@ pub mod field;
 pub mod instances;
 pub mod layout;
 pub mod linear;
+pub mod linear_gate;
 pub mod lookup;
 mod mutation;
 pub mod nonlinear;

@@ -3,6 +3,7 @@
 pub mod anvil;
 pub mod chain;
 pub mod deployment;
+pub mod estimate;
 pub mod registry;
 pub mod solidity;
 pub mod toolchain;

@@ -10,7 +10,10 @@ use tract_onnx::pb;
 
 use super::{arith, movement};
 use super::{ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
-use crate::circuit::linear::{layout_affine, layout_inner_product, AffineOutput, AffineParams};
+use crate::circuit::linear::{
+    affine_base_cells, affine_gate_cells, layout_affine, layout_affine_gate, layout_inner_product, AffineOutput,
+    AffineParams, ParamCells,
+};
 use crate::error::Result;
 use crate::model::graph::{broadcast_indices, broadcast_shape, Op, Tensor, Window};
 use crate::model::onnx::{attr, attr_float, attr_int, transpose, Importer, Value};
@@ -150,6 +153,10 @@ trait AffineTerms {
     /// The (input position, weight position) pairs of output `o`.
     fn terms(&self, o: usize) -> impl Iterator<Item = (usize, usize)> + '_;
 
+    /// The outputs in groups of at most `k` that read the same inputs in the same order (the
+    /// runs of the linear-layer gate), every output in one group.
+    fn lanes(&self, k: usize) -> Vec<Vec<usize>>;
+
     /// Every output's terms, in output order.
     fn affine_outputs(&self) -> Vec<AffineOutput> {
         (0..self.outputs()).map(|o| AffineOutput { terms: self.terms(o).collect(), bias: self.bias(o) }).collect()
@@ -176,6 +183,15 @@ impl AffineTerms for DenseTerms {
     fn terms(&self, o: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         let (m, j) = (o / self.n, o % self.n);
         (0..self.k).map(move |i| (dense_index(self.transposed, self.rows, self.k, m, i), i * self.n + j))
+    }
+
+    fn lanes(&self, k: usize) -> Vec<Vec<usize>> {
+        // The outputs of one input row, `k` columns at a time.
+        (0..self.rows)
+            .flat_map(|m| {
+                (0..self.n).step_by(k.max(1)).map(move |j| (j..(j + k).min(self.n)).map(|j| m * self.n + j).collect())
+            })
+            .collect()
     }
 }
 
@@ -218,6 +234,23 @@ impl AffineTerms for ConvTerms {
             position.iter().map(move |&(tap, at)| (x_base + at, w_base + tap))
         })
     }
+
+    fn lanes(&self, k: usize) -> Vec<Vec<usize>> {
+        // Output channels of one group at one (batch, position), `k` at a time.
+        let positions = self.taps.len();
+        let mut groups = Vec::new();
+        for b in 0..self.batch {
+            for first in (0..self.m).step_by(self.per_group_out.max(1)) {
+                let end = first + self.per_group_out;
+                for oc in (first..end).step_by(k.max(1)) {
+                    for p in 0..positions {
+                        groups.push((oc..(oc + k).min(end)).map(|oc| (b * self.m + oc) * positions + p).collect());
+                    }
+                }
+            }
+        }
+        groups
+    }
 }
 
 impl QConv {
@@ -253,9 +286,23 @@ fn execute_affine(cx: &ExecCx<'_>, geometry: &impl AffineTerms, weight: &[i64], 
         .collect()
 }
 
-fn layout_linear(cx: &mut LayoutCx<'_, '_>, outputs: &[AffineOutput]) -> Vec<AssignedValue<Fr>> {
+/// Lays out a linear layer: through the linear-layer gate when the circuit has one, the params
+/// are fixed and the gate spends fewer cells; else with halo2-base's inner products.
+fn layout_linear(cx: &mut LayoutCx<'_, '_>, geometry: &impl AffineTerms) -> Vec<AssignedValue<Fr>> {
+    let outputs = geometry.affine_outputs();
+    let bits = cx.bits();
+    if let (Some(region), ParamCells::Fixed(weight), ParamCells::Fixed(bias)) =
+        (cx.linear.as_mut(), cx.params[0], cx.params[1])
+    {
+        let lanes = geometry.lanes(region.geometry().outputs);
+        let gate = affine_gate_cells(region, &outputs, &lanes, weight);
+        if gate.is_some_and(|cells| cells < affine_base_cells(&outputs, weight)) {
+            let params = (weight, bias, cx.scales.param);
+            return layout_affine_gate((cx.ctx, cx.range, region), cx.args[0], params, &outputs, &lanes, bits);
+        }
+    }
     let params = AffineParams { weight: cx.params[0], bias: cx.params[1], shift: cx.scales.param };
-    layout_affine(cx.ctx, cx.range, cx.args[0], params, outputs, cx.bits())
+    layout_affine(cx.ctx, cx.range, cx.args[0], params, &outputs, bits)
 }
 
 impl Kernel for QDense {
@@ -271,8 +318,8 @@ impl Kernel for QDense {
     }
 
     fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
-        let outputs = self.geometry(cx.shapes[0]).affine_outputs();
-        Ok(layout_linear(cx, &outputs))
+        let geometry = self.geometry(cx.shapes[0]);
+        Ok(layout_linear(cx, &geometry))
     }
 }
 
@@ -294,8 +341,8 @@ impl Kernel for QConv {
     }
 
     fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
-        let outputs = self.geometry(cx.shapes[0]).affine_outputs();
-        Ok(layout_linear(cx, &outputs))
+        let geometry = self.geometry(cx.shapes[0]);
+        Ok(layout_linear(cx, &geometry))
     }
 }
 

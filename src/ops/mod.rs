@@ -14,6 +14,7 @@ use halo2_base::{AssignedValue, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::circuit::linear::ParamCells;
+use crate::circuit::linear_gate::LinearRegion;
 use crate::circuit::nonlinear::Lookups;
 use crate::error::Result;
 use crate::model::graph::{broadcast_indices, Node};
@@ -270,6 +271,8 @@ pub struct LayoutCx<'a, 'p> {
     pub params: Vec<ParamCells<'p>>,
     /// The function tables and lookups gathered so far.
     pub lookups: &'a mut Lookups,
+    /// The linear-layer gate's region, when the circuit has one.
+    pub linear: &'a mut Option<LinearRegion>,
     /// The model's scales.
     pub scales: Scales,
     /// The model's inputs (for [`QOp::Input`]).

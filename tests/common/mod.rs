@@ -206,6 +206,8 @@ pub fn test_settings(graph: &zkinfer::model::Graph, lookup_range: Option<[f64; 2
         visibility: Default::default(),
         k: None,
         max_advice_columns: 8,
+        linear_gate: Default::default(),
+        max_verifier_gas: None,
         lookup_range,
         input_shapes: graph.input_shapes(),
         output_shapes: graph.output_shapes(),
