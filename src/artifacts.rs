@@ -118,10 +118,25 @@ pub struct Report {
     pub model: String,
     /// log2 rows of the circuit.
     pub k: u32,
-    /// Advice columns.
+    /// halo2-base's advice columns.
     pub advice_columns: usize,
-    /// Advice cells used.
+    /// Advice cells used in halo2-base's columns.
     pub advice_cells: usize,
+    /// The linear-layer gate's geometry (`CxK`), when the circuit has the gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_gate: Option<String>,
+    /// Multiply-accumulates laid out in the linear-layer gate.
+    #[serde(default)]
+    pub linear_macs: usize,
+    /// Advice cells of the linear-layer gate's region.
+    #[serde(default)]
+    pub linear_cells: usize,
+    /// Advice columns of every kind (halo2-base's, the lookups', the linear gate's).
+    #[serde(default)]
+    pub total_advice_columns: usize,
+    /// Fixed columns of every kind (selectors included).
+    #[serde(default)]
+    pub fixed_columns: usize,
     /// Public instances.
     pub num_instances: usize,
     /// Seconds to generate the keys.

@@ -729,9 +729,17 @@ fn print_submission(chain: &zkinfer::evm::Chain, s: &Submission, out: &Path) {
 }
 
 fn print_summary(r: &zkinfer::artifacts::Report, dir: &Path) {
+    let gate = match &r.linear_gate {
+        Some(g) => format!(
+            ", linear gate {g} ({} multiply-accumulates at {:.2} advice cells each)",
+            r.linear_macs,
+            r.linear_cells as f64 / r.linear_macs.max(1) as f64
+        ),
+        None => String::new(),
+    };
     println!(
-        "circuit:        k = {}, {} advice column(s), {} public instances",
-        r.k, r.advice_columns, r.num_instances
+        "circuit:        k = {}, {} advice and {} fixed column(s){gate}, {} public instances",
+        r.k, r.total_advice_columns, r.fixed_columns, r.num_instances
     );
     println!(
         "setup:          {:.2} s{}",

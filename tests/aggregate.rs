@@ -208,7 +208,10 @@ fn an_aggregation_proof_aggregates_again() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let a = prove_for_aggregation(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"));
+    // The inner circuit with the linear-layer gate: snark-verifier compiles its gate from the key.
+    let gate = ["--linear-gate", "2x1"];
+    let a = prove_for_aggregation_with(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"), &gate);
+    assert!(read(&dir.join("a/model.compiled"))["shape"]["linear"].is_object(), "the inner circuit has the gate");
 
     // Layer 1, for a next layer: Poseidon transcript, its protocol in the proof file.
     ok(dir, &["aggregate", "-P", a.to_str().unwrap(), "--vk", "a/vk.bin", "-O", "layer1", "--for-aggregation"]);

@@ -41,6 +41,14 @@ fn check_example_with(model: &Path, input: &Path, error_bound: f64, options: &[&
     assert_eq!(report["evm_verified"], true, "{report}");
     assert!(report["evm_gas"].as_u64().unwrap() > 100_000, "{report}");
     assert!(report["k"].as_u64().unwrap() >= 10);
+    // compile's estimate of the verifier (it chooses the geometry by it) is close to the real one.
+    let shape = &json(&work.join("model.compiled"))["shape"];
+    let close = |estimate: &serde_json::Value, real: &serde_json::Value, tolerance: f64| {
+        let (estimate, real) = (estimate.as_f64().unwrap(), real.as_f64().unwrap());
+        (estimate - real).abs() <= tolerance * real
+    };
+    assert!(close(&shape["verifier_bytes"], &report["verifier_runtime_bytes"], 0.015), "size: {shape} {report}");
+    assert!(close(&shape["verifier_gas"], &report["evm_gas"], 0.05), "gas: {shape} {report}");
     assert!(report["proof_bytes"].as_u64().unwrap() > 0);
     if report["reference_outputs"].is_null() {
         // tract cannot run the model: the report says why, and the caller compares the outputs
@@ -300,6 +308,22 @@ fn transposed_convolutions_and_instance_normalization_prove_and_verify() {
 #[test]
 fn small_cnn_proves_and_verifies() {
     check_example(&example("cnn_small").join("network.onnx"), &example("cnn_small").join("input.json"), 0.03);
+}
+
+#[test]
+fn a_linear_gate_of_two_sums_per_row_proves_and_verifies_natively_and_on_the_evm() {
+    // compile keeps this small CNN in one column without the gate; asked for a 2x2 gate, its
+    // convolution and Gemm go through the gate (two running sums per row), and the proof is checked
+    // natively and on anvil, tampered proofs and instances rejected.
+    let report = check_example_with(
+        &example("cnn_small").join("network.onnx"),
+        &example("cnn_small").join("input.json"),
+        0.03,
+        &["--linear-gate", "2x2"],
+    );
+    assert_eq!(report["linear_gate"], "2x2", "{report}");
+    let (cells, macs) = (report["linear_cells"].as_f64().unwrap(), report["linear_macs"].as_f64().unwrap());
+    assert!(macs > 1000.0 && cells / macs <= 1.25, "{report}");
 }
 
 #[test]

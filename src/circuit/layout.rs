@@ -600,8 +600,12 @@ pub fn choose_shape(
     plain.verifier_bytes = base.runtime_bytes;
     plain.verifier_gas = base.gas;
     let budget = max_gas.unwrap_or((base.gas as f64 * AUTO_GAS_ALLOWANCE) as u64);
+    let size_limit = crate::evm::solidity::MAX_RUNTIME_BYTES as f64 * SIZE_MARGIN;
+    // A circuit whose direct verifier is too large without the gate is verified through
+    // aggregation (whose verifier does not grow with it): only proving cost counts then.
+    let direct = base.runtime_bytes <= crate::evm::solidity::MAX_RUNTIME_BYTES;
     let fits = |e: &crate::evm::estimate::VerifierEstimate| {
-        (e.runtime_bytes as f64) <= crate::evm::solidity::MAX_RUNTIME_BYTES as f64 * SIZE_MARGIN && e.gas <= budget
+        !direct || (e.runtime_bytes as f64 <= size_limit && e.gas <= budget)
     };
     let mut tried = vec![format!(
         "no linear gate: k = {}, cost {:.2e}, verifier ~{} B, ~{} gas",
@@ -639,11 +643,12 @@ pub fn choose_shape(
         }
     }
     tracing::info!("geometries: {}", tried.join("; "));
-    best.reason = format!(
-        "{}, the lowest estimated proving cost whose verifier fits EIP-170 and {budget} gas ({})",
-        label(&best),
-        tried.join("; ")
-    );
+    let rule = if direct {
+        format!("whose direct verifier fits EIP-170 and {budget} gas")
+    } else {
+        "(the direct verifier is over EIP-170 even without the gate: verify through `zkinfer aggregate`)".into()
+    };
+    best.reason = format!("{}, the lowest estimated proving cost {rule} ({})", label(&best), tried.join("; "));
     Ok(best)
 }
 
