@@ -574,16 +574,15 @@ pub fn choose_shape(
 ) -> Result<CircuitShape> {
     let estimate = |s: &CircuitShape| crate::evm::estimate::estimate_verifier(&s.params(), s.k, s.num_instances);
     let label = |s: &CircuitShape| s.linear.map_or("no linear gate".to_string(), |g| format!("linear gate {g}"));
-    let mut plain = choose_k(model, k, max_advice_columns, None)?;
+    let plain = choose_k(model, k, max_advice_columns, None)?;
     let geometries: Vec<LinearGeometry> = match gate {
         LinearGate::Off => {
             // No estimate: calibration ranks candidates this way, many times.
-            plain.reason = "linear_gate = off in the settings".into();
-            return Ok(plain);
+            return Ok(CircuitShape { reason: "linear_gate = off in the settings".into(), ..plain });
         }
         LinearGate::Geometry(g) => {
             let shape = choose_k(model, k, max_advice_columns, Some(g))?;
-            return Ok(with_estimate(shape, estimate, format!("linear_gate = {g} in the settings")));
+            return Ok(with_estimate(shape, &estimate, format!("linear_gate = {g} in the settings")));
         }
         LinearGate::Auto => AUTO_GEOMETRIES.to_vec(),
     };
@@ -594,60 +593,61 @@ pub fn choose_shape(
              it proves in about a second and fewer columns cost less gas",
             plain.k
         );
-        return Ok(with_estimate(plain, estimate, reason));
+        return Ok(with_estimate(plain, &estimate, reason));
     }
-    let base = estimate(&plain);
-    plain.verifier_bytes = base.runtime_bytes;
-    plain.verifier_gas = base.gas;
-    let budget = max_gas.unwrap_or((base.gas as f64 * AUTO_GAS_ALLOWANCE) as u64);
-    let size_limit = crate::evm::solidity::MAX_RUNTIME_BYTES as f64 * SIZE_MARGIN;
-    // A circuit whose direct verifier is too large without the gate is verified through
-    // aggregation (whose verifier does not grow with it): only proving cost counts then.
-    let direct = base.runtime_bytes <= crate::evm::solidity::MAX_RUNTIME_BYTES;
-    let fits = |e: &crate::evm::estimate::VerifierEstimate| {
-        !direct || (e.runtime_bytes as f64 <= size_limit && e.gas <= budget)
-    };
-    let mut tried = vec![format!(
-        "no linear gate: k = {}, cost {:.2e}, verifier ~{} B, ~{} gas",
-        plain.k,
-        plain.cost(),
-        base.runtime_bytes,
-        base.gas
-    )];
-    let mut best = plain;
+    let mut candidates = vec![with_estimate(plain, &estimate, String::new())];
     for g in geometries {
-        let mut shape = choose_k(model, k, max_advice_columns, Some(g))?;
-        if shape.linear.is_none() {
-            continue; // no layer is cheaper in the gate
-        }
-        let e = estimate(&shape);
-        shape.verifier_bytes = e.runtime_bytes;
-        shape.verifier_gas = e.gas;
-        let verdict = if !fits(&e) {
-            "over the verifier budget"
-        } else if shape.cost() < best.cost() {
-            "faster"
-        } else {
-            "slower"
-        };
-        tried.push(format!(
-            "{}: k = {}, cost {:.2e}, verifier ~{} B, ~{} gas ({verdict})",
-            label(&shape),
-            shape.k,
-            shape.cost(),
-            e.runtime_bytes,
-            e.gas
-        ));
-        if verdict == "faster" {
-            best = shape;
+        let shape = choose_k(model, k, max_advice_columns, Some(g))?;
+        if shape.linear.is_some() {
+            // (None: no layer is cheaper in the gate.)
+            candidates.push(with_estimate(shape, &estimate, String::new()));
         }
     }
-    tracing::info!("geometries: {}", tried.join("; "));
-    let rule = if direct {
-        format!("whose direct verifier fits EIP-170 and {budget} gas")
-    } else {
-        "(the direct verifier is over EIP-170 even without the gate: verify through `zkinfer aggregate`)".into()
+    // The direct verifier must fit EIP-170 (a gated candidate's estimate with a margin); when no
+    // candidate's does, the circuit is verified through aggregation, whose verifier does not grow
+    // with it, and only proving cost counts.
+    let size_limit = |s: &CircuitShape| {
+        let limit = crate::evm::solidity::MAX_RUNTIME_BYTES as f64;
+        s.verifier_bytes as f64 <= if s.linear.is_none() { limit } else { limit * SIZE_MARGIN }
     };
+    let direct = candidates.iter().any(size_limit);
+    let reference = candidates.iter().filter(|s| size_limit(s)).map(|s| s.verifier_gas);
+    // The gas reference: the verifier without the gate, or the cheapest that fits.
+    let reference = if size_limit(&candidates[0]) { Some(candidates[0].verifier_gas) } else { reference.min() };
+    let budget = max_gas.or(reference.map(|gas| (gas as f64 * AUTO_GAS_ALLOWANCE) as u64));
+    let eligible = |s: &CircuitShape| !direct || (size_limit(s) && budget.is_none_or(|b| s.verifier_gas <= b));
+    let best = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| eligible(s))
+        .min_by(|(_, a), (_, b)| a.cost().total_cmp(&b.cost()))
+        .map_or(0, |(i, _)| i);
+    let tried: Vec<String> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let verdict = match () {
+                _ if i == best => "chosen",
+                _ if !eligible(s) => "over the verifier budget",
+                _ => "slower",
+            };
+            format!(
+                "{}: k = {}, cost {:.2e}, verifier ~{} B, ~{} gas ({verdict})",
+                label(s),
+                s.k,
+                s.cost(),
+                s.verifier_bytes,
+                s.verifier_gas
+            )
+        })
+        .collect();
+    tracing::info!("geometries: {}", tried.join("; "));
+    let rule = match budget {
+        Some(budget) if direct => format!("whose direct verifier fits EIP-170 and {budget} gas"),
+        _ if direct => "whose direct verifier fits EIP-170".to_string(),
+        _ => "(no direct verifier fits EIP-170: verify through `zkinfer aggregate`)".to_string(),
+    };
+    let mut best = candidates.swap_remove(best);
     best.reason = format!("{}, the lowest estimated proving cost {rule} ({})", label(&best), tried.join("; "));
     Ok(best)
 }
@@ -655,7 +655,7 @@ pub fn choose_shape(
 /// `shape` with its verifier estimate and `reason`.
 fn with_estimate(
     mut shape: CircuitShape,
-    estimate: impl Fn(&CircuitShape) -> crate::evm::estimate::VerifierEstimate,
+    estimate: &impl Fn(&CircuitShape) -> crate::evm::estimate::VerifierEstimate,
     reason: String,
 ) -> CircuitShape {
     let e = estimate(&shape);
