@@ -131,6 +131,9 @@ pub struct Report {
     /// Advice cells of the linear-layer gate's region.
     #[serde(default)]
     pub linear_cells: usize,
+    /// Permutations hashed in the Poseidon gate (0: no such gate).
+    #[serde(default)]
+    pub poseidon_permutations: usize,
     /// Advice columns of every kind (halo2-base's, the lookups', the linear gate's).
     #[serde(default)]
     pub total_advice_columns: usize,

@@ -336,10 +336,16 @@ fn cheapest(graph: &Graph, base: &Settings, candidates: &mut [Candidate], tolera
             Entry::Vacant(slot) => {
                 let settings = with_scales(base, c.input_scale, c.param_scale, c.activation_bits);
                 let quantized = QuantizedModel::quantize(graph, &settings)?;
-                // Without the linear gate: the sizes only rank candidates, and each geometry
-                // would lay the model out once more.
-                let gate = crate::circuit::layout::LinearGate::Off;
-                let shape = choose_shape(&quantized, base.k, base.max_advice_columns, gate, None)?;
+                // Without our gates: the sizes only rank candidates, and each geometry would lay
+                // the model out once more.
+                use crate::circuit::layout::{LinearGate, PoseidonGate, ShapeOptions};
+                let options = ShapeOptions {
+                    linear_gate: LinearGate::Off,
+                    poseidon_gate: PoseidonGate::Off,
+                    max_gas: None,
+                    ..ShapeOptions::from(base)
+                };
+                let shape = choose_shape(&quantized, &options)?;
                 *slot.insert((shape.k, shape.advice_cells))
             }
         };

@@ -167,6 +167,18 @@ pub enum LayoutError {
         /// The circuit's k.
         k: u32,
     },
+    /// The Poseidon gate's region needs more rows than the circuit has.
+    #[error("the commitments take {rows} rows of the Poseidon gate ({permutations} permutations), more than the {usable} a circuit of k = {k} holds; leave k to compile (null in settings.json), or hash in halo2-base's gate (poseidon_gate \"off\")")]
+    PoseidonTooLarge {
+        /// Rows the region takes.
+        rows: usize,
+        /// Permutations in the region.
+        permutations: usize,
+        /// Rows a circuit of `k` can use.
+        usable: usize,
+        /// The circuit's k.
+        k: u32,
+    },
     /// A constant of the circuit does not fit its range.
     #[error("node '{node}': its constant {value} (at the input scale) does not fit the circuit's {bits}-bit range; raise activation_bits or lower input_scale in settings.json")]
     ConstantTooLarge {

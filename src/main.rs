@@ -446,8 +446,15 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 ),
                 None => String::new(),
             };
+            let hashes = match c.shape.poseidon {
+                true => format!(
+                    ", Poseidon gate: {} rows, {} permutations",
+                    c.shape.poseidon_rows, c.shape.poseidon_permutations
+                ),
+                false => String::new(),
+            };
             println!(
-                "wrote {}: k = {}, {} advice cells in {columns} column(s){gate}, {} public instances{tables}",
+                "wrote {}: k = {}, {} advice cells in {columns} column(s){gate}{hashes}, {} public instances{tables}",
                 compiled.display(),
                 c.shape.k,
                 c.shape.advice_cells,
@@ -737,8 +744,12 @@ fn print_summary(r: &zkinfer::artifacts::Report, dir: &Path) {
         ),
         None => String::new(),
     };
+    let hashes = match r.poseidon_permutations {
+        0 => String::new(),
+        n => format!(", Poseidon gate ({n} permutations)"),
+    };
     println!(
-        "circuit:        k = {}, {} advice and {} fixed column(s){gate}, {} public instances",
+        "circuit:        k = {}, {} advice and {} fixed column(s){gate}{hashes}, {} public instances",
         r.k, r.total_advice_columns, r.fixed_columns, r.num_instances
     );
     println!(

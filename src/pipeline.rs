@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::artifacts::{file_digest, output_errors, CompiledModel, Report, Witness};
 use crate::circuit::commit::{commit_params, commit_values, commit_values_salted};
-use crate::circuit::layout::{build_circuit, choose_shape, Stage};
+use crate::circuit::layout::{build_circuit, choose_shape, ShapeOptions, Stage};
 use crate::error::{read_file, read_json, write_file, write_json, Error, Result};
 use crate::error::{ImportError, ProveError};
 use crate::evm::{self, CompiledContract, EvmVerification};
@@ -52,10 +52,7 @@ pub fn compile(model: &Path, settings_path: &Path, out: &Path) -> Result<Compile
     }
     let graph = import_onnx_with_shapes(model, Some(&settings.input_shapes))?;
     let quantized = QuantizedModel::quantize(&graph, &settings)?;
-    let (shape, _) = timed("laying out the circuit", || {
-        let (gate, gas) = (settings.linear_gate, settings.max_verifier_gas);
-        choose_shape(&quantized, settings.k, settings.max_advice_columns, gate, gas)
-    });
+    let (shape, _) = timed("laying out the circuit", || choose_shape(&quantized, &ShapeOptions::from(&settings)));
     let compiled = CompiledModel::new(settings, quantized, shape?);
     write_json(out, &compiled)?;
     Ok(compiled)
@@ -532,6 +529,7 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
         linear_gate: compiled.shape.linear.map(|g| g.to_string()),
         linear_macs: compiled.shape.linear_macs,
         linear_cells: compiled.shape.linear_cells(),
+        poseidon_permutations: if compiled.shape.poseidon { compiled.shape.poseidon_permutations } else { 0 },
         total_advice_columns: compiled.shape.advice_columns(),
         fixed_columns: compiled.shape.fixed_columns(),
         num_instances: compiled.shape.num_instances,

@@ -93,6 +93,11 @@ pub struct Settings {
     /// (e.g. `"4x4"`) asks for C inputs and K sums per row.
     #[serde(default)]
     pub linear_gate: crate::circuit::layout::LinearGate,
+    /// The Poseidon gate, which hashes the commitments (hashed input, params or output) at 58
+    /// rows of five columns per permutation instead of ~4,400 cells of halo2-base's gate:
+    /// `"auto"` lets `compile` choose as for `linear_gate`, `"on"` or `"off"` fix it.
+    #[serde(default)]
+    pub poseidon_gate: crate::circuit::layout::PoseidonGate,
     /// Most verification gas `auto` accepts for a faster geometry (`null`: 10% more than the
     /// circuit without the linear-layer gate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,6 +189,9 @@ pub struct SettingsOptions {
     /// (e.g. 4x4).
     #[arg(long, value_name = "auto|off|CxK")]
     pub linear_gate: Option<crate::circuit::layout::LinearGate>,
+    /// The Poseidon gate for the commitments: auto (compile chooses), on or off.
+    #[arg(long, value_enum)]
+    pub poseidon_gate: Option<crate::circuit::layout::PoseidonGate>,
     /// Visibility of the input.
     #[arg(long, value_enum)]
     pub input_visibility: Option<Visibility>,
@@ -232,6 +240,7 @@ pub fn gen_settings_for(graph: &crate::model::Graph, model_digest: &str, options
         k: options.k,
         max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
         linear_gate: options.linear_gate.unwrap_or_default(),
+        poseidon_gate: options.poseidon_gate.unwrap_or_default(),
         max_verifier_gas: None,
         lookup_range: options.lookup_range,
         input_shapes: graph.input_shapes(),

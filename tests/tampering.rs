@@ -10,7 +10,7 @@ use common::fixture;
 use halo2_base::halo2_proofs::dev::MockProver;
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::halo2_proofs::plonk::Assigned;
-use zkinfer::circuit::layout::{build_circuit, choose_shape, LinearGate, Stage};
+use zkinfer::circuit::layout::{build_circuit, choose_shape, ShapeOptions, Stage};
 use zkinfer::model::{import_onnx, load_input, QuantizedModel};
 
 /// Lays `name` out on its input and alters `samples` cells, one at a time, spread evenly over
@@ -21,7 +21,7 @@ fn every_sampled_cell_is_bound(name: &str, lookup_range: Option<[f64; 2]>, sampl
     let model = QuantizedModel::quantize(&graph, &settings).unwrap();
     let input = fixture(&format!("{name}.input.json"));
     let inputs = model.quantize_inputs(&load_input(&input, &model.input_shapes()).unwrap());
-    let shape = choose_shape(&model, None, 8, LinearGate::Auto, None).unwrap();
+    let shape = choose_shape(&model, &ShapeOptions { max_advice_columns: 8, ..Default::default() }).unwrap();
     let k = shape.k;
     let mut laid = build_circuit(&model, &inputs, Stage::mock(&shape)).unwrap();
     let instances = laid.instances.clone();

@@ -4,7 +4,7 @@
 mod common;
 
 use halo2_base::halo2_proofs::dev::MockProver;
-use zkinfer::circuit::layout::{build_circuit, choose_shape, CircuitShape, LinearGate, Stage};
+use zkinfer::circuit::layout::{build_circuit, choose_shape, CircuitShape, LinearGate, ShapeOptions, Stage};
 use zkinfer::circuit::linear_gate::LinearGeometry;
 use zkinfer::model::{import_onnx, load_input, QuantizedModel};
 use zkinfer::settings::Settings;
@@ -33,7 +33,7 @@ fn prepare(
     let settings = Settings { lookup_range, ..settings_for(&graph) };
     let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
     let inputs = quantized.quantize_inputs(&load_input(input, &quantized.input_shapes()).unwrap());
-    let shape = choose_shape(&quantized, None, 8, LinearGate::Auto, None).unwrap();
+    let shape = choose_shape(&quantized, &ShapeOptions { max_advice_columns: 8, ..Default::default() }).unwrap();
     (quantized, inputs, shape)
 }
 
@@ -41,7 +41,11 @@ fn check_with(model: &std::path::Path, input: &std::path::Path, lookup_range: Op
     let (quantized, inputs, shape) = prepare(model, input, lookup_range);
     check_shape(&quantized, &inputs, &shape);
     // The linear layers through the linear-layer gate too, whatever compile would choose.
-    let gated = choose_shape(&quantized, None, 8, LinearGate::Geometry(GATE), None).unwrap();
+    let gated = choose_shape(
+        &quantized,
+        &ShapeOptions { max_advice_columns: 8, linear_gate: LinearGate::Geometry(GATE), ..Default::default() },
+    )
+    .unwrap();
     if gated.linear.is_some() {
         check_shape(&quantized, &inputs, &gated);
     }
@@ -228,7 +232,7 @@ mod random_inputs {
             sizes.iter().map(|&n| input.iter().cycle().take(n).map(|&v| v as f32).collect()).collect();
         let inputs = quantized.quantize_inputs(&inputs);
         let Ok(reference) = quantized.execute(&inputs) else { return Ok(false) }; // refused, not proven
-        let shape = choose_shape(&quantized, None, 8, LinearGate::Auto, None).unwrap();
+        let shape = choose_shape(&quantized, &ShapeOptions { max_advice_columns: 8, ..Default::default() }).unwrap();
         let laid = build_circuit(&quantized, &inputs, Stage::mock(&shape)).unwrap();
         for (node, (circuit, integer)) in quantized.nodes.iter().zip(laid.values.iter().zip(&reference)) {
             let integer: Vec<i128> = integer.iter().map(|&v| v as i128).collect();

@@ -434,15 +434,7 @@ fn public_outputs(layout: &[InstanceSpan], instances: &[Fr], path: &Path) -> Res
 /// The aggregation circuit as the model circuit wraps it: no function tables, and the key
 /// binding in its own fixed column.
 fn with_binding(circuit: AggregationCircuit, binding: Fr) -> ModelCircuit {
-    ModelCircuit {
-        base: circuit.builder,
-        lookup_sets: 0,
-        tables: Vec::new(),
-        lookups: Vec::new(),
-        binding,
-        linear: None,
-        linear_copies: Default::default(),
-    }
+    ModelCircuit { binding, ..ModelCircuit::from_base(circuit.builder) }
 }
 
 /// What an aggregation's keys record besides its geometry.

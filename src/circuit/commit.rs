@@ -95,32 +95,13 @@ pub fn commit_params(model: &QuantizedModel) -> Fr {
 mod tests {
     use super::*;
     use crate::circuit::field::fe;
+    use crate::circuit::poseidon_gate::CommitmentSpec;
     use crate::circuit::soundness::{assert_outputs_bound, mock_run};
     use crate::prove::proof::fr_to_hex;
 
-    /// Poseidon over BN254 with t = 5, R_F = 8, R_P = 60, x^5 and the Grain LFSR's constants: the
-    /// parameters of the reference implementation's `poseidonperm_x5_254_5`.
-    #[derive(Debug)]
-    struct ReferenceT5;
-
-    impl poseidon_primitives::poseidon::primitives::Spec<Fr, 5, 4> for ReferenceT5 {
-        fn full_rounds() -> usize {
-            POSEIDON_R_F
-        }
-        fn partial_rounds() -> usize {
-            POSEIDON_R_P
-        }
-        fn sbox(val: Fr) -> Fr {
-            val.square().square() * val
-        }
-        fn secure_mds() -> usize {
-            0
-        }
-    }
-
     fn reference_permute(state: &mut [Fr; 5]) {
         use poseidon_primitives::poseidon::primitives::{ConstantLength, Hash};
-        Hash::<Fr, ReferenceT5, ConstantLength<4>, 5, 4>::init().permute(state);
+        Hash::<Fr, CommitmentSpec, ConstantLength<4>, 5, 4>::init().permute(state);
     }
 
     /// The sponge the commitments are documented to be, on the reference permutation: capacity

@@ -14,6 +14,7 @@ use super::linear::ParamCells;
 use super::linear_gate::{LinearGeometry, LinearRegion};
 use super::lookup::{ModelCircuit, ModelCircuitParams};
 use super::nonlinear::Lookups;
+use super::poseidon_gate::{self, PoseidonRegion};
 use crate::error::LayoutError;
 use crate::error::Result;
 use crate::model::quantize::QuantizedModel;
@@ -57,6 +58,15 @@ pub struct CircuitShape {
     /// Multiply-accumulates laid out in the linear-layer gate.
     #[serde(default)]
     pub linear_macs: usize,
+    /// Whether the circuit hashes in the Poseidon gate (false: in halo2-base's gate).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub poseidon: bool,
+    /// Rows the Poseidon gate's region takes.
+    #[serde(default)]
+    pub poseidon_rows: usize,
+    /// Permutations laid out in the Poseidon gate.
+    #[serde(default)]
+    pub poseidon_permutations: usize,
     /// Why `compile` chose this geometry, in words.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
@@ -68,21 +78,30 @@ pub struct CircuitShape {
     pub verifier_gas: u64,
 }
 
+/// The gates of ours a circuit has beside halo2-base's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gates {
+    /// The linear-layer gate's geometry (none: every product in halo2-base's gate).
+    pub linear: Option<LinearGeometry>,
+    /// The Poseidon gate (false: every hash in halo2-base's gate).
+    pub poseidon: bool,
+}
+
 impl Stage<'_> {
     /// The MockProver stage of a compiled shape.
     pub fn mock(shape: &CircuitShape) -> Stage<'static> {
-        Stage::Mock { k: shape.k, linear: shape.linear }
+        Stage::Mock { k: shape.k, gates: shape.gates() }
     }
 
     /// The key-generation stage of a compiled shape.
     pub fn keygen(shape: &CircuitShape) -> Stage<'static> {
-        Stage::Keygen { k: shape.k, linear: shape.linear }
+        Stage::Keygen { k: shape.k, gates: shape.gates() }
     }
 
-    fn linear(&self) -> Option<LinearGeometry> {
+    fn gates(&self) -> Gates {
         match self {
-            Stage::Mock { linear, .. } | Stage::Keygen { linear, .. } => *linear,
-            Stage::Prove(shape, _) => shape.linear,
+            Stage::Mock { gates, .. } | Stage::Keygen { gates, .. } => *gates,
+            Stage::Prove(shape, _) => shape.gates(),
         }
     }
 }
@@ -90,7 +109,17 @@ impl Stage<'_> {
 impl CircuitShape {
     /// The circuit's params, as keys are read with.
     pub fn params(&self) -> ModelCircuitParams {
-        ModelCircuitParams { base: self.config.clone(), lookup_sets: self.lookup_sets, linear: self.linear }
+        ModelCircuitParams {
+            base: self.config.clone(),
+            lookup_sets: self.lookup_sets,
+            linear: self.linear,
+            poseidon: self.poseidon,
+        }
+    }
+
+    /// The gates of ours the circuit has.
+    pub fn gates(&self) -> Gates {
+        Gates { linear: self.linear, poseidon: self.poseidon }
     }
 
     /// Advice cells in the linear-layer gate's region.
@@ -99,12 +128,13 @@ impl CircuitShape {
     }
 
     /// Advice columns of every kind: halo2-base's, the range lookup's, the function lookups'
-    /// and the linear-layer gate's.
+    /// and our gates'.
     pub fn advice_columns(&self) -> usize {
         self.config.num_advice_per_phase.iter().sum::<usize>()
             + self.config.num_lookup_advice_per_phase.iter().sum::<usize>()
             + 2 * self.lookup_sets
             + self.linear.map_or(0, |g| g.advice_columns())
+            + usize::from(self.poseidon) * poseidon_gate::ADVICE_COLUMNS
     }
 
     /// Fixed columns of every kind (selectors included: key generation makes each a column).
@@ -112,7 +142,8 @@ impl CircuitShape {
         let base = self.config.num_fixed + self.config.num_advice_per_phase.iter().sum::<usize>();
         let range = usize::from(self.config.num_lookup_advice_per_phase.iter().sum::<usize>() > 0) * 2;
         let lookups = if self.lookup_sets > 0 { 3 + self.lookup_sets } else { 0 };
-        base + range + lookups + self.linear.map_or(0, |g| g.fixed_columns()) + 1
+        let poseidon = usize::from(self.poseidon) * poseidon_gate::FIXED_COLUMNS;
+        base + range + lookups + self.linear.map_or(0, |g| g.fixed_columns()) + poseidon + 1
     }
 
     /// A proving-cost estimate (arbitrary units): every column costs FFTs over 2^k rows, an
@@ -174,6 +205,69 @@ impl<'de> Deserialize<'de> for LinearGate {
     }
 }
 
+/// Whether the circuit hashes its commitments in the Poseidon gate of its own
+/// (`settings.json`'s `poseidon_gate`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PoseidonGate {
+    /// `compile` chooses, by the rule it chooses the linear-layer gate with.
+    #[default]
+    Auto,
+    /// Every hash in the Poseidon gate (a circuit that hashes nothing has none).
+    On,
+    /// Every hash in halo2-base's gate.
+    Off,
+}
+
+impl std::fmt::Display for PoseidonGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PoseidonGate::Auto => "auto",
+            PoseidonGate::On => "on",
+            PoseidonGate::Off => "off",
+        })
+    }
+}
+
+/// What `compile` chooses the circuit's geometry within (from `settings.json`).
+#[derive(Clone, Copy, Debug)]
+pub struct ShapeOptions {
+    /// log2 rows; `None` lets [`choose_k`] choose.
+    pub k: Option<u32>,
+    /// Most of halo2-base's advice columns before k grows.
+    pub max_advice_columns: usize,
+    /// The linear-layer gate.
+    pub linear_gate: LinearGate,
+    /// The Poseidon gate.
+    pub poseidon_gate: PoseidonGate,
+    /// Most verification gas `auto` accepts (default: see [`AUTO_GAS_ALLOWANCE`]).
+    pub max_gas: Option<u64>,
+}
+
+impl Default for ShapeOptions {
+    fn default() -> Self {
+        ShapeOptions {
+            k: None,
+            max_advice_columns: crate::settings::DEFAULT_MAX_ADVICE_COLUMNS,
+            linear_gate: LinearGate::Auto,
+            poseidon_gate: PoseidonGate::Auto,
+            max_gas: None,
+        }
+    }
+}
+
+impl From<&crate::settings::Settings> for ShapeOptions {
+    fn from(s: &crate::settings::Settings) -> Self {
+        ShapeOptions {
+            k: s.k,
+            max_advice_columns: s.max_advice_columns,
+            linear_gate: s.linear_gate,
+            poseidon_gate: s.poseidon_gate,
+            max_gas: s.max_verifier_gas,
+        }
+    }
+}
+
 /// The geometries `auto` tries: from the fewest columns (the least verifier gas) to the fewest
 /// cells per multiply-accumulate (`1/C + 1/K`: 1.5, 1.25, 1.0, 0.75, 0.5).
 pub const AUTO_GEOMETRIES: [LinearGeometry; 5] = [
@@ -191,15 +285,15 @@ pub enum Stage<'a> {
     Mock {
         /// log2 rows.
         k: u32,
-        /// The linear-layer gate's geometry.
-        linear: Option<LinearGeometry>,
+        /// Our gates.
+        gates: Gates,
     },
     /// For key generation, at the given k.
     Keygen {
         /// log2 rows.
         k: u32,
-        /// The linear-layer gate's geometry.
-        linear: Option<LinearGeometry>,
+        /// Our gates.
+        gates: Gates,
     },
     /// For proving, with the geometry fixed at compile time and the break points found at keygen.
     Prove(&'a CircuitShape, &'a [Vec<usize>]),
@@ -234,6 +328,8 @@ struct Exposer {
     random_salts: bool,
     /// The salts drawn, in layout order.
     salts: Vec<Fr>,
+    /// The Poseidon gate's region, when the circuit hashes there.
+    poseidon: Option<PoseidonRegion>,
 }
 
 /// A tensor about to be exposed (packed or committed).
@@ -268,6 +364,14 @@ impl Exposer {
         }
     }
 
+    /// The commitment to `words`: in the Poseidon gate when the circuit has it.
+    fn hash(&mut self, ctx: &mut Context<Fr>, range: &RangeChip<Fr>, words: &[AssignedValue<Fr>]) -> AssignedValue<Fr> {
+        match self.poseidon.as_mut() {
+            Some(region) => region.push_hash(ctx, words),
+            None => layout_hash(ctx, range.gate(), words),
+        }
+    }
+
     /// Exposes the tensor as public values (`Public`) or as its commitment (`Hashed`).
     fn expose(&mut self, ctx: &mut Context<Fr>, range: &RangeChip<Fr>, t: Exposed<'_>, visibility: Visibility) {
         let words = layout_pack(ctx, range, t.shifted, t.bits);
@@ -289,7 +393,8 @@ impl Exposer {
                 }
                 absorbed.extend(words);
                 self.layout.push(span);
-                self.cells.push(layout_hash(ctx, range.gate(), &absorbed));
+                let hash = self.hash(ctx, range, &absorbed);
+                self.cells.push(hash);
             }
             Visibility::Private | Visibility::Fixed => {}
         }
@@ -321,7 +426,8 @@ impl Exposer {
             salted: false,
             proof: Vec::new(),
         });
-        self.cells.push(layout_hash(ctx, range.gate(), &words));
+        let hash = self.hash(ctx, range, &words);
+        self.cells.push(hash);
     }
 }
 
@@ -369,7 +475,8 @@ pub fn build_circuit_for(
     let mut cells: Vec<Vec<AssignedValue<Fr>>> = Vec::with_capacity(model.nodes.len());
     let mut shifted_inputs = Vec::new();
     let mut lookups = Lookups::default();
-    let mut linear = stage.linear().map(LinearRegion::new);
+    let gates = stage.gates();
+    let mut linear = gates.linear.map(LinearRegion::new);
     for (at, node) in model.nodes.iter().enumerate() {
         // The node's param tensors (they come in node order), loaded or fixed.
         let first = params.partition_point(|t| t.node < at);
@@ -403,6 +510,7 @@ pub fn build_circuit_for(
         salted: visibility.salt,
         random_salts: matches!(stage, Stage::Prove(..)),
         salts: Vec::new(),
+        poseidon: gates.poseidon.then(PoseidonRegion::default),
     };
     shifted_inputs.sort_by_key(|(i, ..)| *i);
     for (index, name, shape, shifted) in &shifted_inputs {
@@ -484,13 +592,12 @@ pub fn build_circuit_for(
         }
     };
     let circuit = ModelCircuit {
-        base: builder,
         lookup_sets,
         tables: lookups.tables,
         lookups: lookups.lookups,
-        binding: Fr::zero(),
         linear,
-        linear_copies: Default::default(),
+        poseidon: exposer.poseidon,
+        ..ModelCircuit::from_base(builder)
     };
     Ok(LaidOut { circuit, values, instances, layout: exposer.layout, salts: exposer.salts })
 }
@@ -506,22 +613,27 @@ pub fn zero_inputs(model: &QuantizedModel) -> Vec<Vec<i64>> {
 }
 
 /// Lays the model out at `k` in the keygen stage and reads off its geometry; fails when the
-/// function tables or the linear-layer region do not fit 2^k rows.
-pub fn shape_at(model: &QuantizedModel, k: u32, linear: Option<LinearGeometry>) -> Result<CircuitShape> {
-    let shape = layout_shape(model, k, linear)?;
+/// function tables or the region of one of our gates do not fit 2^k rows.
+pub fn shape_at(model: &QuantizedModel, k: u32, gates: Gates) -> Result<CircuitShape> {
+    let shape = layout_shape(model, k, gates)?;
     if shape.table_rows > usable_rows(k) {
         return Err(LayoutError::TablesTooLarge { rows: shape.table_rows, usable: usable_rows(k), k }.into());
     }
     if shape.linear_rows > usable_rows(k) {
         return Err(LayoutError::LinearTooLarge { rows: shape.linear_rows, usable: usable_rows(k), k }.into());
     }
+    if shape.poseidon_rows > usable_rows(k) {
+        let (rows, permutations) = (shape.poseidon_rows, shape.poseidon_permutations);
+        return Err(LayoutError::PoseidonTooLarge { rows, permutations, usable: usable_rows(k), k }.into());
+    }
     Ok(shape)
 }
 
-fn layout_shape(model: &QuantizedModel, k: u32, linear: Option<LinearGeometry>) -> Result<CircuitShape> {
-    let laid = build_circuit(model, &zero_inputs(model), Stage::Keygen { k, linear })?;
+fn layout_shape(model: &QuantizedModel, k: u32, gates: Gates) -> Result<CircuitShape> {
+    let laid = build_circuit(model, &zero_inputs(model), Stage::Keygen { k, gates })?;
     let stats = laid.circuit.base.statistics();
     let region = laid.circuit.linear.as_ref();
+    let hashes = laid.circuit.poseidon.as_ref();
     Ok(CircuitShape {
         k,
         lookup_bits: lookup_bits_for(k),
@@ -535,6 +647,10 @@ fn layout_shape(model: &QuantizedModel, k: u32, linear: Option<LinearGeometry>) 
         linear: region.filter(|r| r.rows() > 0).map(LinearRegion::geometry),
         linear_rows: region.map_or(0, LinearRegion::rows),
         linear_macs: region.map_or(0, LinearRegion::macs),
+        // As for the linear gate: a circuit that hashes nothing has no Poseidon gate.
+        poseidon: hashes.is_some_and(|r| r.rows() > 0),
+        poseidon_rows: hashes.map_or(0, PoseidonRegion::rows),
+        poseidon_permutations: hashes.map_or(0, PoseidonRegion::permutations),
         ..CircuitShape::default()
     })
 }
@@ -559,35 +675,49 @@ pub const AUTO_GAS_ALLOWANCE: f64 = 1.10;
 /// The share of EIP-170's limit an estimated verifier may take (the estimate's margin).
 const SIZE_MARGIN: f64 = 0.99;
 
-/// Chooses the circuit's geometry: the linear-layer gate as `gate` says, then k as
-/// [`choose_k`] does. For `auto`: no gate when the circuit without one fits one advice column at
+/// Chooses the circuit's geometry: our gates as `options` say, then k as [`choose_k`] does.
+/// For `auto`: no gate when the circuit without one fits one advice column at
 /// [`SINGLE_COLUMN_MAX_K`] or below (it proves in about a second, and fewer columns mean less
-/// gas); else the lowest [`CircuitShape::cost`] among no gate and [`AUTO_GEOMETRIES`] whose
+/// gas); else the lowest [`CircuitShape::cost`] among the combinations of no linear gate and
+/// [`AUTO_GEOMETRIES`] with the Poseidon gate and without it (when the circuit hashes) whose
 /// direct EVM verifier (estimated, see [`crate::evm::estimate`]) fits EIP-170 and costs at most
-/// `max_gas` (default: [`AUTO_GAS_ALLOWANCE`] times the verifier without the gate).
-pub fn choose_shape(
-    model: &QuantizedModel,
-    k: Option<u32>,
-    max_advice_columns: usize,
-    gate: LinearGate,
-    max_gas: Option<u64>,
-) -> Result<CircuitShape> {
+/// `max_gas` (default: [`AUTO_GAS_ALLOWANCE`] times the verifier without the gates).
+pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<CircuitShape> {
     let estimate = |s: &CircuitShape| crate::evm::estimate::estimate_verifier(&s.params(), s.k, s.num_instances);
-    let label = |s: &CircuitShape| s.linear.map_or("no linear gate".to_string(), |g| format!("linear gate {g}"));
-    let plain = choose_k(model, k, max_advice_columns, None)?;
-    let geometries: Vec<LinearGeometry> = match gate {
-        LinearGate::Off => {
-            // No estimate: calibration ranks candidates this way, many times.
-            return Ok(CircuitShape { reason: "linear_gate = off in the settings".into(), ..plain });
+    let label = |s: &CircuitShape| {
+        let linear = s.linear.map_or("no linear gate".to_string(), |g| format!("linear gate {g}"));
+        if s.poseidon {
+            format!("{linear} and the Poseidon gate")
+        } else {
+            linear
         }
-        LinearGate::Geometry(g) => {
-            let shape = choose_k(model, k, max_advice_columns, Some(g))?;
-            return Ok(with_estimate(shape, &estimate, format!("linear_gate = {g} in the settings")));
-        }
-        LinearGate::Auto => AUTO_GEOMETRIES.to_vec(),
     };
+    let v = &model.visibility;
+    let hashes = [v.input, v.params, v.output].contains(&Visibility::Hashed);
+    let poseidon = match options.poseidon_gate {
+        PoseidonGate::Off => vec![false],
+        PoseidonGate::On => vec![true],
+        PoseidonGate::Auto if hashes => vec![false, true],
+        PoseidonGate::Auto => vec![false],
+    };
+    let linear = match options.linear_gate {
+        LinearGate::Off => vec![None],
+        LinearGate::Geometry(g) => vec![Some(g)],
+        LinearGate::Auto => std::iter::once(None).chain(AUTO_GEOMETRIES.map(Some)).collect(),
+    };
+    let shape_for = |gates: Gates| choose_k(model, options.k, options.max_advice_columns, gates);
+    let plain = shape_for(Gates { linear: linear[0], poseidon: poseidon[0] })?;
+    if linear.len() == 1 && poseidon.len() == 1 {
+        let reason =
+            format!("linear_gate = {}, poseidon_gate = {} in the settings", options.linear_gate, options.poseidon_gate);
+        if options.linear_gate == LinearGate::Off && options.poseidon_gate == PoseidonGate::Off {
+            // No estimate: calibration ranks candidates this way, many times.
+            return Ok(CircuitShape { reason, ..plain });
+        }
+        return Ok(with_estimate(plain, &estimate, reason));
+    }
     let single = plain.config.num_advice_per_phase.iter().sum::<usize>() <= 1 && plain.k <= SINGLE_COLUMN_MAX_K;
-    if single {
+    if single && plain.linear.is_none() && !plain.poseidon {
         let reason = format!(
             "no linear gate: the circuit fits one advice column at k = {} (at most {SINGLE_COLUMN_MAX_K}), where \
              it proves in about a second and fewer columns cost less gas",
@@ -596,11 +726,16 @@ pub fn choose_shape(
         return Ok(with_estimate(plain, &estimate, reason));
     }
     let mut candidates = vec![with_estimate(plain, &estimate, String::new())];
-    for g in geometries {
-        let shape = choose_k(model, k, max_advice_columns, Some(g))?;
-        if shape.linear.is_some() {
-            // (None: no layer is cheaper in the gate.)
-            candidates.push(with_estimate(shape, &estimate, String::new()));
+    for &p in &poseidon {
+        for &g in &linear {
+            if (g, p) == (linear[0], poseidon[0]) {
+                continue;
+            }
+            let shape = shape_for(Gates { linear: g, poseidon: p })?;
+            // A gate no layer (or hash) is cheaper in is no gate: that candidate is known.
+            if shape.linear == g && shape.poseidon == p {
+                candidates.push(with_estimate(shape, &estimate, String::new()));
+            }
         }
     }
     // The direct verifier must fit EIP-170 (a gated candidate's estimate with a margin); when no
@@ -608,13 +743,14 @@ pub fn choose_shape(
     // with it, and only proving cost counts.
     let size_limit = |s: &CircuitShape| {
         let limit = crate::evm::solidity::MAX_RUNTIME_BYTES as f64;
-        s.verifier_bytes as f64 <= if s.linear.is_none() { limit } else { limit * SIZE_MARGIN }
+        let exact = s.linear.is_none() && !s.poseidon;
+        s.verifier_bytes as f64 <= if exact { limit } else { limit * SIZE_MARGIN }
     };
     let direct = candidates.iter().any(size_limit);
     let reference = candidates.iter().filter(|s| size_limit(s)).map(|s| s.verifier_gas);
-    // The gas reference: the verifier without the gate, or the cheapest that fits.
+    // The gas reference: the verifier without the gates, or the cheapest that fits.
     let reference = if size_limit(&candidates[0]) { Some(candidates[0].verifier_gas) } else { reference.min() };
-    let budget = max_gas.or(reference.map(|gas| (gas as f64 * AUTO_GAS_ALLOWANCE) as u64));
+    let budget = options.max_gas.or(reference.map(|gas| (gas as f64 * AUTO_GAS_ALLOWANCE) as u64));
     let eligible = |s: &CircuitShape| !direct || (size_limit(s) && budget.is_none_or(|b| s.verifier_gas <= b));
     let best = candidates
         .iter()
@@ -673,19 +809,20 @@ pub fn choose_k(
     model: &QuantizedModel,
     k: Option<u32>,
     max_advice_columns: usize,
-    linear: Option<LinearGeometry>,
+    gates: Gates,
 ) -> Result<CircuitShape> {
     if let Some(k) = k {
-        return shape_at(model, k, linear);
+        return shape_at(model, k, gates);
     }
-    let first = layout_shape(model, MIN_K, linear)?;
-    let floor_k = rows_k(first.table_rows, 1).max(rows_k(first.linear_rows, 1));
+    let first = layout_shape(model, MIN_K, gates)?;
+    let floor_k = [first.table_rows, first.linear_rows, first.poseidon_rows].into_iter().map(|r| rows_k(r, 1)).max();
+    let floor_k = floor_k.unwrap_or(MIN_K);
     if floor_k > MAX_K {
-        return shape_at(model, MAX_K, linear);
+        return shape_at(model, MAX_K, gates);
     }
-    let mut shape = if floor_k > MIN_K { shape_at(model, floor_k, linear)? } else { first };
-    // One column for a small circuit without the gate; with it, the gate's rows set k.
-    let single = linear.is_none() && rows_k(shape.advice_cells, 1) <= SINGLE_COLUMN_MAX_K;
+    let mut shape = if floor_k > MIN_K { shape_at(model, floor_k, gates)? } else { first };
+    // One column for a small circuit without the linear gate; with it, the gate's rows set k.
+    let single = gates.linear.is_none() && rows_k(shape.advice_cells, 1) <= SINGLE_COLUMN_MAX_K;
     let columns = if single { 1 } else { max_advice_columns.max(1) };
     loop {
         let advice: usize = shape.config.num_advice_per_phase.iter().sum();
@@ -694,6 +831,6 @@ pub fn choose_k(
         }
         // Jump close to the k the cell count asks for, then step.
         let k = (shape.k + 1).max(rows_k(shape.advice_cells, columns).saturating_sub(1)).min(MAX_K);
-        shape = shape_at(model, k, linear)?;
+        shape = shape_at(model, k, gates)?;
     }
 }

@@ -458,15 +458,7 @@ mod tests {
         let instances = public.iter().map(|c| *c.value()).collect();
         base.assigned_instances[0] = public;
         base.calculate_params(Some(20));
-        let circuit = ModelCircuit {
-            base,
-            lookup_sets: 0,
-            tables: Vec::new(),
-            lookups: Vec::new(),
-            binding: Fr::zero(),
-            linear: Some(region),
-            linear_copies: Default::default(),
-        };
+        let circuit = ModelCircuit { linear: Some(region), ..ModelCircuit::from_base(base) };
         MockProver::run(K, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
     }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::field::fe;
 use super::linear_gate::{LinearConfig, LinearGeometry, LinearRegion};
+use super::poseidon_gate::{PoseidonConfig, PoseidonRegion};
 
 /// One table: the output of every input `lo + i · step` for `i` in `0..outputs.len()` (a
 /// function's table steps by 1; an embedding's column by the fixed-point one).
@@ -89,6 +90,9 @@ pub struct ModelCircuitParams {
     /// The linear-layer gate's row shape (none: no such gate, every product in halo2-base's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linear: Option<LinearGeometry>,
+    /// Whether the circuit has the Poseidon gate (false: hashes in halo2-base's gate).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub poseidon: bool,
 }
 
 /// The columns of the model circuit.
@@ -97,6 +101,7 @@ pub struct ModelConfig {
     base: BaseConfig<Fr>,
     lookup: Option<FunctionLookupConfig>,
     linear: Option<LinearConfig>,
+    poseidon: Option<PoseidonConfig>,
     /// The key binding (see `prove::binding`): one fixed column, no gate reads it
     /// ([`ModelCircuit::binding_column`] finds its commitment in a verifying key).
     binding: Column<Fixed>,
@@ -120,9 +125,34 @@ pub struct ModelCircuit {
     /// Whether the linear region's copy constraints were handed to halo2-base's manager (key
     /// generation synthesizes twice; the manager keeps them for the second pass).
     pub linear_copies: std::sync::atomic::AtomicBool,
+    /// The hashes laid out in the Poseidon gate, when the circuit has one.
+    pub poseidon: Option<PoseidonRegion>,
+    /// As `linear_copies`, for the Poseidon region.
+    pub poseidon_copies: std::sync::atomic::AtomicBool,
 }
 
 impl ModelCircuit {
+    /// halo2-base's circuit alone: no tables, no lookups, no gates of ours, a zero binding.
+    pub fn from_base(base: BaseCircuitBuilder<Fr>) -> Self {
+        ModelCircuit {
+            base,
+            lookup_sets: 0,
+            tables: Vec::new(),
+            lookups: Vec::new(),
+            binding: Fr::zero(),
+            linear: None,
+            linear_copies: Default::default(),
+            poseidon: None,
+            poseidon_copies: Default::default(),
+        }
+    }
+
+    /// Whether this synthesis is the first of key generation, the one whose copy constraints
+    /// go to halo2-base's manager (which keeps them for the second pass); `None` when proving.
+    fn record_copies(&self, recorded: &std::sync::atomic::AtomicBool) -> Option<bool> {
+        (!self.base.witness_gen_only()).then(|| !recorded.swap(true, std::sync::atomic::Ordering::SeqCst))
+    }
+
     /// Rows the tables take.
     pub fn table_rows(&self) -> usize {
         self.tables.iter().map(|t| t.outputs.len()).sum()
@@ -192,6 +222,7 @@ impl Circuit<Fr> for ModelCircuit {
             lookup_sets: self.lookup_sets,
             // A region no layer chose is no gate.
             linear: self.linear.as_ref().filter(|r| r.rows() > 0).map(LinearRegion::geometry),
+            poseidon: self.poseidon.as_ref().is_some_and(|r| r.rows() > 0),
         }
     }
 
@@ -204,11 +235,12 @@ impl Circuit<Fr> for ModelCircuit {
         let mut base = BaseConfig::configure(meta, params.base);
         let lookup = (params.lookup_sets > 0).then(|| FunctionLookupConfig::configure(meta, params.lookup_sets));
         let linear = params.linear.map(|g| LinearConfig::configure(meta, g));
-        if lookup.is_some() || linear.is_some() {
+        let poseidon = params.poseidon.then(|| PoseidonConfig::configure(meta));
+        if lookup.is_some() || linear.is_some() || poseidon.is_some() {
             base.set_usable_rows((1 << k) - meta.minimum_rows());
         }
         let binding = meta.fixed_column();
-        ModelConfig { base, lookup, linear, binding }
+        ModelConfig { base, lookup, linear, poseidon, binding }
     }
 
     fn configure(_: &mut ConstraintSystem<Fr>) -> Self::Config {
@@ -216,14 +248,19 @@ impl Circuit<Fr> for ModelCircuit {
     }
 
     fn synthesize(&self, config: Self::Config, mut layouter: impl Layouter<Fr>) -> Result<(), Error> {
-        // The linear region first: halo2-base's manager resolves the copies of its input slots
-        // (recorded as equalities with external cells) and of its outputs (virtual cells mapped
-        // here) when it assigns its own region, after this.
+        // Our regions first: halo2-base's manager resolves the copies of their input cells
+        // (recorded as equalities with external cells) and of their outputs (virtual cells
+        // mapped here) when it assigns its own region, after this.
+        let manager = || self.base.core().copy_manager.clone();
         if let (Some(config), Some(region)) = (&config.linear, self.linear.as_ref().filter(|r| r.rows() > 0)) {
-            let keygen = !self.base.witness_gen_only();
-            let record = keygen && !self.linear_copies.swap(true, std::sync::atomic::Ordering::SeqCst);
-            let copies = record.then(|| self.base.core().copy_manager.clone());
-            region.assign(config, &mut layouter, copies.as_ref(), keygen)?;
+            let record = self.record_copies(&self.linear_copies);
+            let copies = (record == Some(true)).then(manager);
+            region.assign(config, &mut layouter, copies.as_ref(), record.is_some())?;
+        }
+        if let (Some(config), Some(region)) = (&config.poseidon, self.poseidon.as_ref().filter(|r| r.rows() > 0)) {
+            let record = self.record_copies(&self.poseidon_copies);
+            let copies = (record == Some(true)).then(manager);
+            region.assign(config, &mut layouter, copies.as_ref(), record.is_some())?;
         }
         Circuit::synthesize(&self.base, config.base, layouter.namespace(|| "model"))?;
         if let Some(lookup) = &config.lookup {
@@ -273,13 +310,10 @@ mod tests {
         base.assigned_instances[0] = outputs;
         base.calculate_params(Some(20));
         let circuit = ModelCircuit {
-            base,
             lookup_sets: 1,
             tables: lookups.tables,
             lookups: lookups.lookups,
-            binding: Fr::zero(),
-            linear: None,
-            linear_copies: Default::default(),
+            ..ModelCircuit::from_base(base)
         };
         MockProver::run(K, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
     }

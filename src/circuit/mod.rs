@@ -11,6 +11,7 @@ pub mod lookup;
 mod mutation;
 pub mod nonlinear;
 pub mod pool;
+pub mod poseidon_gate;
 pub mod shape;
 
 #[cfg(test)]

@@ -207,6 +207,7 @@ pub fn test_settings(graph: &zkinfer::model::Graph, lookup_range: Option<[f64; 2
         k: None,
         max_advice_columns: 8,
         linear_gate: Default::default(),
+        poseidon_gate: Default::default(),
         max_verifier_gas: None,
         lookup_range,
         input_shapes: graph.input_shapes(),
