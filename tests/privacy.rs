@@ -11,11 +11,17 @@ use serde_json::Value;
 
 /// Runs the whole pipeline on the 16→32→8 MLP with the given visibilities; returns the folder.
 fn run_with(input: &str, params: &str, output: &str) -> tempfile::TempDir {
+    run_with_options(input, params, output, &[])
+}
+
+/// [`run_with`] with more options of `zkinfer run`.
+fn run_with_options(input: &str, params: &str, output: &str, options: &[&str]) -> tempfile::TempDir {
     let dir = mlp_small_workdir();
     let w = dir.path();
     let flags = ["--input-visibility", input, "--param-visibility", params, "--output-visibility", output];
     let mut args = vec!["run", "-M", "network.onnx", "-D", "input.json", "--dir", "."];
     args.extend(flags);
+    args.extend(options);
     ok(w, &args);
     dir
 }
@@ -102,6 +108,54 @@ fn each_visibility_combination_proves_and_verifies_natively_and_on_the_evm() {
                 assert_rejected(w, &tamper_instance(&proof, at), None, &format!("commitment #{i}"));
             }
         }
+    }
+}
+
+#[test]
+fn the_poseidon_gate_commits_as_halo2_base_does_and_its_proofs_verify_natively_and_on_the_evm() {
+    use zkinfer::circuit::commit::commit_values_salted;
+    use zkinfer::prove::proof::{fr_from_hex, fr_to_hex};
+
+    // compile keeps this small MLP in one column of halo2-base's gate; asked for the Poseidon
+    // gate, its three commitments (salted input and output, the weights) are hashed there.
+    let dir = run_with_options("hashed", "hashed", "hashed", &["--poseidon-gate", "on"]);
+    let w = dir.path();
+    let report = json(&w.join("report.json"));
+    assert_eq!(report["evm_verified"], true, "{report}");
+    // The weights' words, then the input's and the output's with their salts: one permutation
+    // per four words and one more where a hash's words fill its last chunk.
+    assert!(report["poseidon_permutations"].as_u64().unwrap() >= 3, "{report}");
+    let shape = &json(&w.join("model.compiled"))["shape"];
+    assert_eq!(shape["poseidon"], true, "{shape}");
+    let reason = shape["reason"].as_str().unwrap();
+    assert!(reason.starts_with("no linear gate and the Poseidon gate") && reason.contains("fits EIP-170"), "{shape}");
+
+    // The commitments are the ones computed off the circuit.
+    let proof = json(&w.join("proof.json"));
+    let instances = proof["instances"][0].as_array().unwrap();
+    let at = |kind: &str| span_of(&proof, kind)["first_instance"].as_u64().unwrap() as usize;
+    let c = commitments(w);
+    assert_eq!(instances[at("input")], c["inputs"][0]);
+    assert_eq!(instances[at("params")], c["model"]);
+    let witness = json(&w.join("witness.json"));
+    let bits = json(&w.join("settings.json"))["activation_bits"].as_u64().unwrap() as u32;
+    let outputs: Vec<i64> = witness["outputs"][0].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    let salt = witness["salts"].as_array().unwrap().iter().find(|s| s["kind"] == "output").unwrap()["salt"].clone();
+    let expected = commit_values_salted(&outputs, bits, fr_from_hex(salt.as_str().unwrap()).unwrap());
+    assert_eq!(instances[at("output")], fr_to_hex(&expected));
+    ok(w, &["verify", "--model-commitment", c["model"].as_str().unwrap()]);
+
+    // Every commitment changed, and the proof's bytes, are rejected natively, on revm and on
+    // anvil.
+    let anvil = zkinfer::evm::anvil::spawn_anvil().expect("anvil starts");
+    let url = anvil.endpoint();
+    let on_anvil = ok(w, &["verify-evm", "--rpc-url", &url]);
+    assert!(on_anvil.contains("verified on"), "{on_anvil}");
+    for kind in ["input", "params", "output"] {
+        assert_rejected(w, &tamper_instance(&proof, at(kind)), Some(&url), &format!("{kind} commitment"));
+    }
+    for position in [0.0, 0.3, 0.77, 1.0] {
+        assert_rejected(w, &tamper_proof_bytes(&proof, position), Some(&url), &format!("proof byte at {position}"));
     }
 }
 

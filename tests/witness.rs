@@ -332,3 +332,30 @@ fn a_tampered_witness_cell_fails_in_every_op_family() {
         }
     }
 }
+
+#[test]
+fn commitments_hashed_in_the_poseidon_gate_equal_halo2_bases_and_bind_the_witness() {
+    use zkinfer::circuit::layout::PoseidonGate;
+    use zkinfer::settings::Visibility;
+
+    let (model, input) = (common::fixture("matmul_add.onnx"), common::fixture("matmul_add.input.json"));
+    let graph = import_onnx(&model).unwrap();
+    let mut settings = settings_for(&graph);
+    settings.visibility.input = Visibility::Hashed;
+    settings.visibility.params = Visibility::Hashed;
+    settings.visibility.output = Visibility::Hashed;
+    let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+    let inputs = quantized.quantize_inputs(&load_input(&input, &quantized.input_shapes()).unwrap());
+    let mut commitments = Vec::new();
+    for gate in [PoseidonGate::On, PoseidonGate::Off] {
+        let options = ShapeOptions { max_advice_columns: 8, poseidon_gate: gate, ..Default::default() };
+        let shape = choose_shape(&quantized, &options).unwrap();
+        assert_eq!(shape.poseidon, gate == PoseidonGate::On, "{gate}: {}", shape.reason);
+        // The honest witness passes; a wrong output commitment (the last instance) fails.
+        check_shape(&quantized, &inputs, &shape);
+        commitments.push(build_circuit(&quantized, &inputs, Stage::mock(&shape)).unwrap().instances);
+    }
+    // Input, model and output commitments (salts are zero outside proving): the same in both.
+    assert_eq!(commitments[0].len(), 3);
+    assert_eq!(commitments[0], commitments[1]);
+}

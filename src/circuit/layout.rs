@@ -672,8 +672,12 @@ pub fn rows_k(advice_cells: usize, columns: usize) -> u32 {
 /// How much more verification gas than the circuit without the linear-layer gate `auto`
 /// accepts for a faster proof (`settings.json`'s `max_verifier_gas` overrides it).
 pub const AUTO_GAS_ALLOWANCE: f64 = 1.10;
-/// The share of EIP-170's limit an estimated verifier may take (the estimate's margin).
+/// The share of EIP-170's limit an estimated verifier may take (the estimate's margin): the fit
+/// is within 0.75% on the verifiers it was made from; it underestimates those with the Poseidon
+/// gate (its round constants are literals the fit saw few of) by 1.4% to 2.2% (measured: 36,043
+/// for 36,552 bytes, 23,891 for 24,433).
 const SIZE_MARGIN: f64 = 0.99;
+const POSEIDON_SIZE_MARGIN: f64 = 0.975;
 
 /// Chooses the circuit's geometry: our gates as `options` say, then k as [`choose_k`] does.
 /// For `auto`: no gate when the circuit without one fits one advice column at
@@ -743,8 +747,12 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
     // with it, and only proving cost counts.
     let size_limit = |s: &CircuitShape| {
         let limit = crate::evm::solidity::MAX_RUNTIME_BYTES as f64;
-        let exact = s.linear.is_none() && !s.poseidon;
-        s.verifier_bytes as f64 <= if exact { limit } else { limit * SIZE_MARGIN }
+        let margin = match (s.linear, s.poseidon) {
+            (_, true) => POSEIDON_SIZE_MARGIN,
+            (Some(_), false) => SIZE_MARGIN,
+            (None, false) => 1.0,
+        };
+        s.verifier_bytes as f64 <= limit * margin
     };
     let direct = candidates.iter().any(size_limit);
     let reference = candidates.iter().filter(|s| size_limit(s)).map(|s| s.verifier_gas);

@@ -17,8 +17,10 @@
 //!                next_i = a · x_i + w_i + p_i     (w_0 = 0)
 //! ```
 //!
-//! `M` is the MDS matrix; `c`, `e`, `d`, `a` and `p` are fixed columns (five, read on both rows
-//! of a step). Three partial rounds fold into one step because only one word of the state goes
+//! `M` is the MDS matrix; `c`, `e`, `a` and `p` are fixed columns (five, read on both rows of a
+//! step), and so are the constant terms `d` turns into when the gate checks the rounds
+//! backwards, through `M⁻¹`, which keeps every check to one S-box product and a short sum (the
+//! EVM verifier evaluates each term). Three partial rounds fold into one step because only one word of the state goes
 //! through the S-box in each: the round constants of the four others pass through `M` linearly
 //! and are folded into `e2`, `e3` and `d` off-circuit. In an absorb step `a` is 0 for a hash's
 //! first chunk (its capacity starts at `p_0 = 2^64`) and 1 after, and `p` adds the sponge's
@@ -77,11 +79,28 @@ impl Spec<Fr, T, RATE> for CommitmentSpec {
 
 type Mds = [[Fr; T]; T];
 
+/// Checks of a partial step besides its three squares: `W_0 = v3`, `P_0 = v2`, `Q_0 = v1`
+/// and `Q_i = x_i` (see [`partial_checks`]).
+const CHECKS: usize = PARTIAL_PER_STEP + T - 1;
+/// Atoms of a partial step's checks: the next state's five words, then `z1` and `z2`.
+const ATOMS: usize = T + 2;
+
 /// One step of a permutation, with the constants its rows hold.
+// 28 of them, built once: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug)]
 enum Step {
-    Full { c: [Fr; T] },
-    Partial { e: [Fr; PARTIAL_PER_STEP], d: [Fr; T] },
+    Full {
+        c: [Fr; T],
+    },
+    Partial {
+        /// The S-box inputs' constants.
+        e: [Fr; PARTIAL_PER_STEP],
+        /// The constant part of the step's output.
+        d: [Fr; T],
+        /// The checks' constant terms.
+        k: [Fr; CHECKS],
+    },
 }
 
 impl Step {
@@ -89,58 +108,65 @@ impl Step {
     fn fixed(&self) -> ([Fr; T], [Fr; T]) {
         match *self {
             Step::Full { c } => (c, [Fr::zero(); T]),
-            Step::Partial { e, d } => ([e[0], e[1], e[2], d[0], d[1]], [d[2], d[3], d[4], Fr::zero(), Fr::zero()]),
+            Step::Partial { e, k, .. } => ([e[0], e[1], e[2], k[0], k[1]], [k[2], k[3], k[4], k[5], k[6]]),
         }
     }
 }
 
-/// Atoms of a partial step's linear forms: `v1, x1, x2, x3, x4, v2, v3` (`v_i` the S-box
-/// outputs).
-const ATOMS: usize = 7;
-type Form = [Fr; ATOMS];
+/// An affine form `Σ c_a · atom_a + k` in a partial step's atoms.
+#[derive(Clone, Copy, Debug)]
+struct Affine {
+    c: [Fr; ATOMS],
+    k: Fr,
+}
 
-/// A partial step's words after each S-box, as linear forms in its atoms: the gate writes each
-/// constraint as one short sum instead of nesting three matrix products (which would grow the
-/// verifier's code a hundredfold).
-struct PartialForms {
-    z1: Form,
-    z2: Form,
-    out: [Form; T],
+impl Affine {
+    fn atom(a: usize) -> Self {
+        Affine { c: std::array::from_fn(|i| if i == a { Fr::one() } else { Fr::zero() }), k: Fr::zero() }
+    }
+}
+
+/// `M⁻¹ · v` for a vector of forms.
+fn unmix(inverse: &Mds, v: &[Affine; T]) -> [Affine; T] {
+    std::array::from_fn(|i| {
+        let mut out = Affine { c: [Fr::zero(); ATOMS], k: Fr::zero() };
+        for (m, form) in inverse[i].iter().zip(v) {
+            for (o, c) in out.c.iter_mut().zip(&form.c) {
+                *o += *m * c;
+            }
+            out.k += *m * form.k;
+        }
+        out
+    })
+}
+
+/// A partial step's checks as forms in its atoms, its S-box outputs and its state words on the
+/// other side. Run backwards from the step's output, through `M⁻¹`, each check holds one S-box
+/// output and at most seven advice words, instead of the three nested matrix products of the
+/// forward equations (which the EVM verifier would evaluate term by term): `W = M⁻¹ (next -
+/// d)` is `(v3, L2_1..L2_4)`, so `L2 = (z2, W_1..W_4)` and `P = M⁻¹ L2` is `(v2, L1_1..L1_4)`,
+/// so `L1 = (z1, P_1..P_4)` and `Q = M⁻¹ L1` is `(v1, x1..x4)`. `M` is invertible, so these
+/// checks hold exactly when the forward equations do.
+fn partial_checks(inverse: &Mds, d: &[Fr; T]) -> [Affine; CHECKS] {
+    let after = std::array::from_fn(|i| Affine { k: -d[i], ..Affine::atom(i) });
+    let w = unmix(inverse, &after);
+    let p = unmix(inverse, &[Affine::atom(T + 1), w[1], w[2], w[3], w[4]]);
+    let q = unmix(inverse, &[Affine::atom(T), p[1], p[2], p[3], p[4]]);
+    [w[0], p[0], q[0], q[1], q[2], q[3], q[4]]
 }
 
 struct Constants {
     mds: Mds,
+    inverse: Mds,
     steps: Vec<Step>,
-    partial: PartialForms,
+    /// The coefficients of the partial checks (the same in every step; their constant terms
+    /// are the step's `k`).
+    partial: [[Fr; ATOMS]; CHECKS],
 }
 
-/// `M · (atom, rest[1..])` as forms: the S-box output `atom` in word 0, the other words as they
-/// were.
-fn mix(mds: &Mds, atom: usize, rest: &[Form; T]) -> [Form; T] {
-    std::array::from_fn(|i| {
-        let mut form = [Fr::zero(); ATOMS];
-        form[atom] = mds[i][0];
-        for j in 1..T {
-            for (f, r) in form.iter_mut().zip(&rest[j]) {
-                *f += mds[i][j] * r;
-            }
-        }
-        form
-    })
-}
-
-fn partial_forms(mds: &Mds) -> PartialForms {
-    let unit = |a: usize| -> Form { std::array::from_fn(|i| if i == a { Fr::one() } else { Fr::zero() }) };
-    let x: [Form; T] = std::array::from_fn(|j| if j == 0 { [Fr::zero(); ATOMS] } else { unit(j) });
-    let l1 = mix(mds, 0, &x);
-    let l2 = mix(mds, 5, &l1);
-    let out = mix(mds, 6, &l2);
-    PartialForms { z1: l1[0], z2: l2[0], out }
-}
-
-/// `Σ form_a · atoms_a` over the non-zero coefficients.
-fn dot<V: Val>(form: &Form, atoms: &[V; ATOMS]) -> V {
-    let mut terms = form.iter().zip(atoms).filter(|(f, _)| **f != Fr::zero());
+/// `Σ c_a · atoms_a` over the non-zero coefficients.
+fn dot<V: Val>(c: &[Fr; ATOMS], atoms: &[V; ATOMS]) -> V {
+    let mut terms = c.iter().zip(atoms).filter(|(f, _)| **f != Fr::zero());
     let (f, a) = terms.next().expect("a form with a term");
     terms.fold(V::constant(*f) * a.clone(), |sum, (f, a)| sum + V::constant(*f) * a.clone())
 }
@@ -148,29 +174,31 @@ fn dot<V: Val>(form: &Form, atoms: &[V; ATOMS]) -> V {
 fn constants() -> &'static Constants {
     static CONSTANTS: OnceLock<Constants> = OnceLock::new();
     CONSTANTS.get_or_init(|| {
-        let (rc, mds, _) = CommitmentSpec::constants();
+        let (rc, mds, inverse) = CommitmentSpec::constants();
         let half = POSEIDON_R_F / 2;
         let full = |r: usize| Step::Full { c: rc[r] };
         let mut steps: Vec<Step> = (0..half).map(full).collect();
+        let mut partial = [[Fr::zero(); ATOMS]; CHECKS];
         for first in (half..half + POSEIDON_R_P).step_by(PARTIAL_PER_STEP) {
-            // The constants of words 1..4 go through M linearly: carry them as `k` (the part of
+            // The constants of words 1..4 go through M linearly: carry them as `d` (the part of
             // the state that is constant) into the next S-box input and the step's output.
-            let mut k = [Fr::zero(); T];
+            let mut d = [Fr::zero(); T];
             let mut e = [Fr::zero(); PARTIAL_PER_STEP];
             for (i, e) in e.iter_mut().enumerate() {
                 let c = rc[first + i];
-                *e = k[0] + c[0];
+                *e = d[0] + c[0];
                 let mut linear = [Fr::zero(); T];
                 for j in 1..T {
-                    linear[j] = k[j] + c[j];
+                    linear[j] = d[j] + c[j];
                 }
-                k = apply(&mds, &linear);
+                d = apply(&mds, &linear);
             }
-            steps.push(Step::Partial { e, d: k });
+            let checks = partial_checks(&inverse, &d);
+            partial = checks.map(|f| f.c);
+            steps.push(Step::Partial { e, d, k: checks.map(|f| f.k) });
         }
         steps.extend((half + POSEIDON_R_P..POSEIDON_R_F + POSEIDON_R_P).map(full));
-        let partial = partial_forms(&mds);
-        Constants { mds, steps, partial }
+        Constants { mds, inverse, steps, partial }
     })
 }
 
@@ -204,39 +232,50 @@ fn fifth<V: Val>(y: &V, u: &V) -> V {
 }
 
 /// The constraints of a step (zero on an honest witness), from its rows `A` (`x`), `B` (`b`) and
-/// the next state, with the constants of both rows.
+/// the next state, with the constants of both rows. A full round is checked backwards too:
+/// `(M⁻¹ next)_j = y_j² · (x_j + c_j)`, one product per check.
 fn step_constraints<V: Val>(step: Step, x: &[V; T], b: &[V; T], next: &[V; T], fa: &[V; T], fb: &[V; T]) -> Vec<V> {
-    let Constants { mds, partial: forms, .. } = constants();
+    let Constants { inverse, partial: forms, .. } = constants();
     match step {
         Step::Full { .. } => {
             let u: [V; T] = std::array::from_fn(|j| x[j].clone() + fa[j].clone());
-            let out = apply(mds, &std::array::from_fn(|j| fifth(&b[j], &u[j])));
+            let before = apply(inverse, next);
             let squares = (0..T).map(|j| b[j].clone() - u[j].clone() * u[j].clone());
-            squares.chain((0..T).map(|i| next[i].clone() - out[i].clone())).collect()
+            squares.chain((0..T).map(|j| before[j].clone() - fifth(&b[j], &u[j]))).collect()
         }
         Step::Partial { .. } => {
             let (y0, z1, y1, z2, y2) = (&b[0], &b[1], &b[2], &b[3], &b[4]);
             let u1 = x[0].clone() + fa[0].clone();
             let u2 = z1.clone() + fa[1].clone();
             let u3 = z2.clone() + fa[2].clone();
-            let atoms = [
+            let atoms: [V; ATOMS] = std::array::from_fn(|a| match a {
+                a if a < T => next[a].clone(),
+                a if a == T => z1.clone(),
+                _ => z2.clone(),
+            });
+            let k = [
+                fa[3].clone(),
+                fa[4].clone(),
+                fb[0].clone(),
+                fb[1].clone(),
+                fb[2].clone(),
+                fb[3].clone(),
+                fb[4].clone(),
+            ];
+            let sides = [
+                fifth(y2, &u3),
+                fifth(y1, &u2),
                 fifth(y0, &u1),
                 x[1].clone(),
                 x[2].clone(),
                 x[3].clone(),
                 x[4].clone(),
-                fifth(y1, &u2),
-                fifth(y2, &u3),
             ];
-            let d = [fa[3].clone(), fa[4].clone(), fb[0].clone(), fb[1].clone(), fb[2].clone()];
-            let mut constraints = vec![
-                y0.clone() - u1.clone() * u1,
-                z1.clone() - dot(&forms.z1, &atoms),
-                y1.clone() - u2.clone() * u2,
-                z2.clone() - dot(&forms.z2, &atoms),
-                y2.clone() - u3.clone() * u3,
-            ];
-            constraints.extend((0..T).map(|i| next[i].clone() - dot(&forms.out[i], &atoms) - d[i].clone()));
+            let mut constraints =
+                vec![y0.clone() - u1.clone() * u1, y1.clone() - u2.clone() * u2, y2.clone() - u3.clone() * u3];
+            for ((form, k), side) in forms.iter().zip(k).zip(sides) {
+                constraints.push(dot(form, &atoms) + k - side);
+            }
             constraints
         }
     }
@@ -262,7 +301,7 @@ fn step_witness(step: Step, x: &[Fr; T]) -> ([Fr; T], [Fr; T]) {
             let b = u.map(|u| u.square());
             (b, apply(mds, &std::array::from_fn(|j| fifth(&b[j], &u[j]))))
         }
-        Step::Partial { e, d } => {
+        Step::Partial { e, d, .. } => {
             let u1 = x[0] + e[0];
             let y0 = u1.square();
             let l1 = apply(mds, &[fifth(&y0, &u1), x[1], x[2], x[3], x[4]]);
@@ -502,9 +541,9 @@ impl PoseidonRegion {
                         c[2] += Fr::one();
                         Step::Full { c }
                     }
-                    Step::Partial { mut e, d } => {
+                    Step::Partial { mut e, d, k } => {
                         e[1] += Fr::one();
-                        Step::Partial { e, d }
+                        Step::Partial { e, d, k }
                     }
                 };
                 (*b, *next) = step_witness(wrong, x);
