@@ -189,12 +189,14 @@ struct GateRun {
     weights: Vec<Vec<i64>>,
 }
 
-/// The runs of the linear region for `outputs` grouped into `lanes` (each group's outputs read
-/// the same inputs in the same order); `None` for a group whose lanes read different inputs.
-fn gate_runs(outputs: &[AffineOutput], lanes: &[Vec<usize>], weight: &[i64]) -> Vec<Option<GateRun>> {
-    lanes
-        .iter()
-        .map(|group| {
+/// The runs of the linear region for a layer's outputs grouped into lanes, one per group.
+pub struct GatePlan(Vec<GateRun>);
+
+impl GatePlan {
+    /// The runs for `outputs` grouped into `lanes` (each group's outputs read the same inputs
+    /// in the same order); `None` when a group's lanes read different inputs.
+    pub fn new(outputs: &[AffineOutput], lanes: &[Vec<usize>], weight: &[i64]) -> Option<Self> {
+        let runs = lanes.iter().map(|group| {
             let first = &outputs[group[0]].terms;
             let same = group.iter().all(|&o| {
                 let t = &outputs[o].terms;
@@ -209,40 +211,30 @@ fn gate_runs(outputs: &[AffineOutput], lanes: &[Vec<usize>], weight: &[i64]) -> 
             let weights =
                 group.iter().map(|&o| used.iter().map(|&i| weight[outputs[o].terms[i].1]).collect()).collect();
             Some(GateRun { inputs, weights })
-        })
-        .collect()
-}
+        });
+        runs.collect::<Option<Vec<_>>>().map(GatePlan)
+    }
 
-/// Advice cells the linear region would spend on `outputs` grouped into `lanes` (`None` when a
-/// group cannot go there).
-pub fn affine_gate_cells(
-    region: &LinearRegion,
-    outputs: &[AffineOutput],
-    lanes: &[Vec<usize>],
-    weight: &[i64],
-) -> Option<usize> {
-    let g = region.geometry();
-    gate_runs(outputs, lanes, weight)
-        .iter()
-        .map(|run| run.as_ref().map(|run| g.rows(run.inputs.len()) * g.advice_columns()))
-        .sum()
+    /// Advice cells the runs take in `region`.
+    pub fn cells(&self, region: &LinearRegion) -> usize {
+        let g = region.geometry();
+        self.0.iter().map(|run| g.rows(run.inputs.len()) * g.advice_columns()).sum()
+    }
 }
 
 /// [`layout_affine`] for fixed params through the linear region: each group of `lanes` is one
-/// run (its outputs' sums, with the bias and the rescale's offset, computed by the region's
-/// gate), then each sum is rescaled in halo2-base as before.
+/// run of `plan` (its outputs' sums, with the bias and the rescale's offset, computed by the
+/// region's gate), then each sum is rescaled in halo2-base as before.
 pub fn layout_affine_gate(
     (ctx, range, region): (&mut Context<Fr>, &RangeChip<Fr>, &mut LinearRegion),
     x: &[AssignedValue<Fr>],
-    (weight, bias, shift): (&[i64], &[i64], u32),
-    outputs: &[AffineOutput],
-    lanes: &[Vec<usize>],
+    (bias, shift): (&[i64], u32),
+    (outputs, lanes, plan): (&[AffineOutput], &[Vec<usize>], GatePlan),
     bits: u32,
 ) -> Vec<AssignedValue<Fr>> {
     let offset = rescale_offset(shift, bits);
     let mut cells = vec![None; outputs.len()];
-    for (group, run) in lanes.iter().zip(gate_runs(outputs, lanes, weight)) {
-        let run = run.expect("the lanes of a run read the same inputs");
+    for (group, run) in lanes.iter().zip(plan.0) {
         let inputs: Vec<_> = run.inputs.iter().map(|&i| x[i]).collect();
         let bias: Vec<i128> = group.iter().map(|&o| i128::from(bias[outputs[o].bias]) + offset).collect();
         let sums = region.push_block(ctx, Block { inputs: &inputs, weights: &run.weights, bias: &bias });

@@ -196,11 +196,6 @@ impl LinearRegion {
         }
     }
 
-    /// Advice cells the region spends.
-    pub fn advice_cells(&self) -> usize {
-        self.rows() * self.geometry.advice_columns()
-    }
-
     /// Appends a run computing `Σ_i weights[k][i] · inputs[i] + bias[k]` for each output `k`, and
     /// returns the outputs as virtual cells that the region's copy constraints bind.
     pub fn push_block(&mut self, ctx: &mut Context<Fr>, block: Block<'_>) -> Vec<AssignedValue<Fr>> {

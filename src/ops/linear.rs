@@ -11,8 +11,8 @@ use tract_onnx::pb;
 use super::{arith, movement};
 use super::{ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
 use crate::circuit::linear::{
-    affine_base_cells, affine_gate_cells, layout_affine, layout_affine_gate, layout_inner_product, AffineOutput,
-    AffineParams, ParamCells,
+    affine_base_cells, layout_affine, layout_affine_gate, layout_inner_product, AffineOutput, AffineParams, GatePlan,
+    ParamCells,
 };
 use crate::error::Result;
 use crate::model::graph::{broadcast_indices, broadcast_shape, Op, Tensor, Window};
@@ -295,10 +295,10 @@ fn layout_linear(cx: &mut LayoutCx<'_, '_>, geometry: &impl AffineTerms) -> Vec<
         (cx.linear.as_mut(), cx.params[0], cx.params[1])
     {
         let lanes = geometry.lanes(region.geometry().outputs);
-        let gate = affine_gate_cells(region, &outputs, &lanes, weight);
-        if gate.is_some_and(|cells| cells < affine_base_cells(&outputs, weight)) {
-            let params = (weight, bias, cx.scales.param);
-            return layout_affine_gate((cx.ctx, cx.range, region), cx.args[0], params, &outputs, &lanes, bits);
+        let plan = GatePlan::new(&outputs, &lanes, weight);
+        if let Some(plan) = plan.filter(|p| p.cells(region) < affine_base_cells(&outputs, weight)) {
+            let layer = (&outputs[..], &lanes[..], plan);
+            return layout_affine_gate((cx.ctx, cx.range, region), cx.args[0], (bias, cx.scales.param), layer, bits);
         }
     }
     let params = AffineParams { weight: cx.params[0], bias: cx.params[1], shift: cx.scales.param };
