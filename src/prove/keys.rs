@@ -157,6 +157,17 @@ pub fn read_vk(path: &Path) -> Result<(KeyHeader, VerifyingKey<G1Affine>)> {
     let vk = read_halo2(path, "verifying key", || {
         VerifyingKey::read::<_, ModelCircuit>(&mut body, SerdeFormat::RawBytes, params)
     })?;
+    // The header's k chooses the SRS: it must be the key's own.
+    let k = vk.get_domain().k();
+    if k != header.shape.k {
+        return Err(Error::artifact(
+            path,
+            format!(
+                "its header says k = {} but the key is of k = {k}: the file is damaged; run `zkinfer setup` again",
+                header.shape.k
+            ),
+        ));
+    }
     Ok((header, vk))
 }
 

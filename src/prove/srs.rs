@@ -67,6 +67,7 @@ pub fn g2_digest(params: &ParamsKZG<Bn256>) -> String {
 /// Loads an SRS for circuits of 2^k rows: the user's file when given, else the cached
 /// development SRS (generated on first use and labelled insecure).
 pub fn load_srs(k: u32, file: Option<&Path>) -> Result<Srs> {
+    check_k(k)?;
     match file {
         Some(path) => load_ceremony_file(k, path),
         None => load_dev_srs(k),
@@ -94,12 +95,19 @@ pub fn srs_for_key(k: u32, recorded: &SrsInfo, srs_file: Option<&Path>) -> Resul
     Ok(srs)
 }
 
-/// The development SRS for k (from the cache, or generated and cached), optionally also written
-/// to `copy_to`.
-pub fn dev_srs(k: u32, copy_to: Option<&Path>) -> Result<Srs> {
+/// A k an SRS can have (the field's two-adicity bounds it; a key or a file saying otherwise is
+/// damaged).
+fn check_k(k: u32) -> Result<()> {
     if !(1..=28).contains(&k) {
         return Err(SrsError::Unusable(format!("k = {k} is out of the supported range 1..=28")).into());
     }
+    Ok(())
+}
+
+/// The development SRS for k (from the cache, or generated and cached), optionally also written
+/// to `copy_to`.
+pub fn dev_srs(k: u32, copy_to: Option<&Path>) -> Result<Srs> {
+    check_k(k)?;
     let srs = load_dev_srs(k)?;
     if let Some(path) = copy_to {
         write_atomically(path, &srs.params)?;
