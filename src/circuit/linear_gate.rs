@@ -25,12 +25,24 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::halo2_proofs::plonk::{Advice, Column, ConstraintSystem, Error, Expression, Fixed};
 use halo2_base::halo2_proofs::poly::Rotation;
 use halo2_base::utils::halo2::{constrain_virtual_equals_external, raw_assign_advice, raw_assign_fixed};
-use halo2_base::virtual_region::copy_constraints::SharedCopyConstraintManager;
+use halo2_base::virtual_region::copy_constraints::{CopyConstraintManager, SharedCopyConstraintManager};
 use halo2_base::{AssignedValue, Context};
 use serde::{Deserialize, Serialize};
 
 use super::field::fe;
 use super::mutation::keep;
+
+/// Copy-constrains `cell`, a raw cell of one of our regions, to `source`, a cell of halo2-base's
+/// layout: an equality with an external cell, which halo2-base's manager resolves when it assigns
+/// its own region (after ours).
+pub(crate) fn copy_into_region(
+    copies: &mut CopyConstraintManager<Fr>,
+    source: AssignedValue<Fr>,
+    cell: halo2_base::halo2_proofs::circuit::Cell,
+) {
+    let external = copies.load_external_cell(cell);
+    copies.advice_equalities.push((source.cell.expect("a keygen cell"), external));
+}
 
 /// The shape of a row of the linear region: `inputs` slots and `outputs` running sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -306,8 +318,7 @@ impl LinearRegion {
                         let raw = raw_assign_advice(&mut region, config.x[slot], row, Value::known(value));
                         if let (Some(copies), Some(source)) = (copies.as_mut(), source) {
                             if keep("linear: input copy") {
-                                let external = copies.load_external_cell(raw.cell());
-                                copies.advice_equalities.push((source.cell.expect("a keygen cell"), external));
+                                copy_into_region(copies, source, raw.cell());
                             }
                         }
                     }

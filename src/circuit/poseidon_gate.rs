@@ -44,6 +44,7 @@ use poseidon_primitives::poseidon::primitives::Spec;
 
 use super::commit::{POSEIDON_RATE, POSEIDON_R_F, POSEIDON_R_P, POSEIDON_T};
 use super::field::fe;
+use super::linear_gate::copy_into_region;
 use super::mutation::keep;
 
 const T: usize = POSEIDON_T;
@@ -512,8 +513,7 @@ impl PoseidonRegion {
                     let mut copies = copies.lock().expect("copy manager lock");
                     if keep("poseidon: word copy") {
                         for &(r, j, source) in &self.words {
-                            let external = copies.load_external_cell(cells[r][j]);
-                            copies.advice_equalities.push((source.cell.expect("a keygen cell"), external));
+                            copy_into_region(&mut copies, source, cells[r][j]);
                         }
                     }
                     for &(r, cell) in &self.outputs {
