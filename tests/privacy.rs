@@ -160,6 +160,48 @@ fn the_poseidon_gate_commits_as_halo2_base_does_and_its_proofs_verify_natively_a
 }
 
 #[test]
+fn weights_checked_by_their_range_table_commit_as_zkinfer_commit_does_and_verify_on_the_evm() {
+    // The sigmoid MLP has a lookup argument already (its sigmoid table), so its 7-bit weights
+    // are range-checked and packed by a table of their width: more table rows than with private
+    // params, the same commitment as `zkinfer commit`, the same public words.
+    let rows = |w: &Path| json(&w.join("model.compiled"))["shape"]["table_rows"].as_u64().unwrap();
+    let workdir = || {
+        let model = example("sigmoid_mlp").join("network.onnx");
+        let input = example("sigmoid_mlp").join("input.json");
+        work_with(&[(&model, "network.onnx"), (&input, "input.json")])
+    };
+    let private = workdir();
+    ok(private.path(), &["gen-settings", "--param-visibility", "private"]);
+    ok(private.path(), &["compile"]);
+    for params in ["hashed", "public"] {
+        let dir = workdir();
+        let w = dir.path();
+        ok(w, &["run", "-M", "network.onnx", "-D", "input.json", "--dir", ".", "--param-visibility", params]);
+        assert!(rows(w) > rows(private.path()), "{params}: no range table ({} rows)", rows(w));
+        let report = json(&w.join("report.json"));
+        assert_eq!(report["evm_verified"], true, "{params}: {report}");
+        let proof = json(&w.join("proof.json"));
+        let instances = proof["instances"][0].as_array().unwrap();
+        let layout = proof["instance_layout"].as_array().unwrap();
+        if params == "hashed" {
+            let at = span_of(&proof, "params")["first_instance"].as_u64().unwrap() as usize;
+            let model = commitments(w)["model"].clone();
+            assert_eq!(instances[at], model);
+            ok(w, &["verify", "--model-commitment", model.as_str().unwrap()]);
+        } else {
+            // `verify` compares the public params with the compiled model's.
+            assert!(layout.iter().any(|s| s["kind"] == "param"), "{layout:?}");
+            assert!(ok(w, &["verify"]).contains("verified"));
+        }
+        // Every params instance changed is rejected natively and on revm.
+        for span in layout.iter().filter(|s| s["kind"] == "params" || s["kind"] == "param") {
+            let at = span["first_instance"].as_u64().unwrap() as usize;
+            assert_rejected(w, &tamper_instance(&proof, at), None, &format!("{params} params instance {at}"));
+        }
+    }
+}
+
+#[test]
 fn hashed_everything_verifies_on_anvil() {
     let dir = run_with("hashed", "hashed", "hashed");
     let out = ok(dir.path(), &["verify-evm", "--anvil"]);

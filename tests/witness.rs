@@ -359,3 +359,26 @@ fn commitments_hashed_in_the_poseidon_gate_equal_halo2_bases_and_bind_the_witnes
     assert_eq!(commitments[0].len(), 3);
     assert_eq!(commitments[0], commitments[1]);
 }
+
+#[test]
+fn many_narrow_weights_are_range_checked_and_packed_by_a_table_and_commit_as_off_the_circuit() {
+    use zkinfer::circuit::commit::commit_params;
+    use zkinfer::settings::Visibility;
+
+    // The MNIST MLP's 101,770 params: its weights, narrow and many, go through a table of their
+    // width; the model commitment is the off-circuit one, and a wrong one fails.
+    let example = common::example("mlp_mnist");
+    let graph = import_onnx(&example.join("network.onnx")).unwrap();
+    let mut settings = settings_for(&graph);
+    settings.visibility.input = Visibility::Private;
+    settings.visibility.params = Visibility::Hashed;
+    settings.visibility.output = Visibility::Private;
+    let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+    let inputs =
+        quantized.quantize_inputs(&load_input(&example.join("input.json"), &quantized.input_shapes()).unwrap());
+    let shape = choose_shape(&quantized, &ShapeOptions::default()).unwrap();
+    assert!(shape.table_rows > 0 && shape.lookup_sets > 0, "no range table: {shape:?}");
+    check_shape(&quantized, &inputs, &shape);
+    let laid = build_circuit(&quantized, &inputs, Stage::mock(&shape)).unwrap();
+    assert_eq!(laid.instances, vec![commit_params(&quantized)]);
+}

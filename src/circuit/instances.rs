@@ -11,8 +11,10 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 use serde::{Deserialize, Serialize};
 
-use super::field::fe;
+use super::field::{fe, to_i128};
+use super::lookup::Lookup;
 use super::mutation::keep;
+use super::nonlinear::Lookups;
 
 /// How a run of public instances encodes its values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,17 +100,16 @@ pub fn layout_pack(
     bits: u32,
 ) -> Vec<AssignedValue<Fr>> {
     let gate = range.gate();
-    let base = fe(1i128 << bits);
     shifted
         .chunks(values_per_word(bits))
-        .map(|chunk| {
-            let powers: Vec<QuantumCell<Fr>> = std::iter::successors(Some(fe(1)), |p| Some(*p * base))
-                .take(chunk.len())
-                .map(QuantumCell::Constant)
-                .collect();
-            gate.inner_product(ctx, chunk.iter().copied(), powers)
-        })
+        .map(|chunk| gate.inner_product(ctx, chunk.iter().copied(), word_powers(chunk.len(), bits)))
         .collect()
+}
+
+/// The weights of a word's values: `2^(bits·j)` for value `j` of `len`.
+fn word_powers(len: usize, bits: u32) -> Vec<QuantumCell<Fr>> {
+    let base = fe(1i128 << bits);
+    std::iter::successors(Some(fe(1)), |p| Some(*p * base)).take(len).map(QuantumCell::Constant).collect()
 }
 
 /// Range-checks values of `bits` signed bits and returns them in offset form.
@@ -129,6 +130,75 @@ pub fn layout_offset(
             shifted
         })
         .collect()
+}
+
+/// The widest values range-checked by a table of their own (2^12 rows).
+pub const RANGE_TABLE_MAX_BITS: u32 = 12;
+
+/// Values of one width, below this many in all, add no lookup argument to a circuit that has
+/// none: a small circuit's proving time is not worth the verifier's extra columns and gas.
+pub const RANGE_TABLE_MIN_VALUES: usize = 4096;
+
+/// The widths of `tensors` (each `(bits, values)`) whose values [`layout_pack_lookup`] checks
+/// and packs instead of [`layout_offset`] and [`layout_pack`]: a table of 2^bits rows pays when at most `RANGE_TABLE_MAX_BITS`
+/// wide and a quarter as long as the values it checks, and, where the circuit has no lookup
+/// argument yet (`has_lookups` false), when enough values would use it.
+pub fn range_table_widths(tensors: impl IntoIterator<Item = (u32, usize)>, has_lookups: bool) -> Vec<u32> {
+    let mut counts = std::collections::BTreeMap::<u32, usize>::new();
+    for (bits, values) in tensors {
+        *counts.entry(bits).or_default() += values;
+    }
+    let pays = |(&bits, &count): (&u32, &usize)| {
+        bits <= RANGE_TABLE_MAX_BITS
+            && count.saturating_mul(4) >= 1usize << bits
+            && (has_lookups || count >= RANGE_TABLE_MIN_VALUES)
+    };
+    counts.iter().filter(|&e| pays(e)).map(|(&bits, _)| bits).collect()
+}
+
+/// [`layout_offset`] and [`layout_pack`] by table: each value `v` and its offset form
+/// `v + 2^(bits-1)` are looked up together in the table of every `bits`-bit value beside its
+/// offset form, which checks the range and the offset at once, and the offset forms are laid
+/// out where the packing's inner products read them (no cell of their own). Returns the offset
+/// forms and the packed words (a few cells per value instead of a dozen).
+pub fn layout_pack_lookup(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    lookups: &mut Lookups,
+    values: &[AssignedValue<Fr>],
+    bits: u32,
+) -> (Vec<AssignedValue<Fr>>, Vec<AssignedValue<Fr>>) {
+    // A value out of range (never from an honest witness) has no row: any hint fails.
+    let half = 1i128 << (bits - 1);
+    let honest = |v: &AssignedValue<Fr>| fe(to_i128(v.value()).map_or(0, |v| v + half));
+    pack_lookup_hinted(ctx, range, lookups, values, bits, &honest)
+}
+
+/// [`layout_pack_lookup`] with the offset forms `hint` gives (another than the honest one in
+/// tests).
+pub(crate) fn pack_lookup_hinted(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    lookups: &mut Lookups,
+    values: &[AssignedValue<Fr>],
+    bits: u32,
+    hint: &dyn Fn(&AssignedValue<Fr>) -> Fr,
+) -> (Vec<AssignedValue<Fr>>, Vec<AssignedValue<Fr>>) {
+    let tag = lookups.range_tag(bits);
+    let mut shifted = Vec::with_capacity(values.len());
+    let words = values
+        .chunks(values_per_word(bits))
+        .map(|chunk| {
+            let hints = chunk.iter().map(|v| QuantumCell::Witness(hint(v)));
+            let (word, cells) = range.gate().inner_product_left(ctx, hints, word_powers(chunk.len(), bits));
+            if keep("instances: range lookup") {
+                lookups.lookups.extend(chunk.iter().zip(&cells).map(|(&x, &y)| Lookup { tag, x, y }));
+            }
+            shifted.extend(cells);
+            word
+        })
+        .collect();
+    (shifted, words)
 }
 
 /// Packs signed integers as the circuit does.

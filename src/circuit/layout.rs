@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::commit::layout_hash;
 use super::field::{fe, to_i128};
-use super::instances::{layout_offset, layout_pack, values_per_word, CommittedPart, Encoding, InstanceSpan};
+use super::instances::{
+    layout_offset, layout_pack, layout_pack_lookup, range_table_widths, values_per_word, CommittedPart, Encoding,
+    InstanceSpan,
+};
 use super::linear::ParamCells;
 use super::linear_gate::{LinearGeometry, LinearRegion};
 use super::lookup::{ModelCircuit, ModelCircuitParams};
@@ -340,8 +343,20 @@ struct Exposed<'a> {
     shape: Vec<usize>,
     /// Values in offset form, range-checked to `bits`.
     shifted: &'a [AssignedValue<Fr>],
+    /// Their packed words, when laid out with them (see [`layout_pack_lookup`]).
+    words: Option<&'a [AssignedValue<Fr>]>,
     bits: u32,
     scale: u32,
+}
+
+impl Exposed<'_> {
+    /// The packed words: laid out already, or now.
+    fn words(&self, ctx: &mut Context<Fr>, range: &RangeChip<Fr>) -> Vec<AssignedValue<Fr>> {
+        match self.words {
+            Some(words) => words.to_vec(),
+            None => layout_pack(ctx, range, self.shifted, self.bits),
+        }
+    }
 }
 
 impl Exposer {
@@ -374,7 +389,7 @@ impl Exposer {
 
     /// Exposes the tensor as public values (`Public`) or as its commitment (`Hashed`).
     fn expose(&mut self, ctx: &mut Context<Fr>, range: &RangeChip<Fr>, t: Exposed<'_>, visibility: Visibility) {
-        let words = layout_pack(ctx, range, t.shifted, t.bits);
+        let words = t.words(ctx, range);
         match visibility {
             Visibility::Public => {
                 let span = self.span(&t, words.len(), Encoding::Packed);
@@ -404,7 +419,7 @@ impl Exposer {
     fn expose_commitment(&mut self, ctx: &mut Context<Fr>, range: &RangeChip<Fr>, parts: Vec<Exposed<'_>>) {
         let mut words = Vec::new();
         for t in &parts {
-            words.extend(layout_pack(ctx, range, t.shifted, t.bits));
+            words.extend(t.words(ctx, range));
         }
         let values = parts.iter().map(|t| t.shifted.len()).sum();
         self.layout.push(InstanceSpan {
@@ -521,18 +536,33 @@ pub fn build_circuit_for(
             shape: shape.clone(),
             shifted,
             bits,
+            words: None,
             scale: model.input_scale,
         };
         exposer.expose(ctx, &range, t, visibility.input);
     }
     if matches!(visibility.params, Visibility::Public | Visibility::Hashed) {
-        let shifted: Vec<_> = params.iter().zip(&loaded).map(|(t, c)| layout_offset(ctx, &range, c, t.bits)).collect();
-        let parts = params.iter().zip(&shifted).enumerate().map(|(i, (t, s))| Exposed {
+        // Wide or few values by range checks in halo2-base; the many narrow ones (weights) by
+        // a table of their width, with their packing.
+        let tabled = range_table_widths(params.iter().map(|t| (t.bits, t.values.len())), !lookups.tables.is_empty());
+        let laid: Vec<(Vec<_>, Option<Vec<_>>)> = params
+            .iter()
+            .zip(&loaded)
+            .map(|(t, c)| match tabled.contains(&t.bits) {
+                true => {
+                    let (shifted, words) = layout_pack_lookup(ctx, &range, &mut lookups, c, t.bits);
+                    (shifted, Some(words))
+                }
+                false => (layout_offset(ctx, &range, c, t.bits), None),
+            })
+            .collect();
+        let parts = params.iter().zip(&laid).enumerate().map(|(i, (t, (s, w)))| Exposed {
             kind: "param",
             index: i,
             name: t.name.clone(),
             shape: t.shape.clone(),
             shifted: s,
+            words: w.as_deref(),
             bits: t.bits,
             scale: t.scale,
         });
@@ -554,6 +584,7 @@ pub fn build_circuit_for(
                 name: node.name.clone(),
                 shape: node.shape.clone(),
                 shifted: &shifted,
+                words: None,
                 bits,
                 scale: model.input_scale,
             };

@@ -279,9 +279,6 @@ impl Circuit<Fr> for ModelCircuit {
 
 #[cfg(test)]
 mod tests {
-    use halo2_base::gates::circuit::CircuitBuilderStage;
-    use halo2_base::halo2_proofs::dev::MockProver;
-
     use super::*;
     use crate::circuit::nonlinear::{layout_lookup, Lookups};
     use crate::model::function::{domain, Domain, Function};
@@ -299,23 +296,7 @@ mod tests {
             &mut Lookups,
         ) -> Vec<AssignedValue<Fr>>,
     ) -> bool {
-        let mut base = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
-            .use_k(K as usize)
-            .use_lookup_bits(K as usize - 1)
-            .use_instance_columns(1);
-        let range = base.range_chip();
-        let mut lookups = Lookups::default();
-        let outputs = cells(base.main(0), &range, &mut lookups);
-        let instances = outputs.iter().map(|c| *c.value()).collect();
-        base.assigned_instances[0] = outputs;
-        base.calculate_params(Some(20));
-        let circuit = ModelCircuit {
-            lookup_sets: 1,
-            tables: lookups.tables,
-            lookups: lookups.lookups,
-            ..ModelCircuit::from_base(base)
-        };
-        MockProver::run(K, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
+        crate::circuit::soundness::mock_run_with_lookups(K as usize, cells)
     }
 
     /// Looks up `f(x)` for each `(f, domain, x, hint)`; whether the MockProver accepts.

@@ -51,4 +51,5 @@ pub(crate) const CHECKS: &[&str] = &[
     "mean: remainder below the divisor",
     "mean: recomposition",
     "instances: packed value range",
+    "instances: range lookup",
 ];

@@ -16,7 +16,12 @@ use crate::model::function::{Domain, Function};
 #[derive(Clone, Debug, PartialEq)]
 enum TableKey {
     Function(Function, Domain),
-    Rows { value: String, column: usize },
+    Rows {
+        value: String,
+        column: usize,
+    },
+    /// Every signed value of a width, each beside its offset form.
+    Range(u32),
 }
 
 /// The tables of a circuit, one per distinct (function, domain) or embedding column, and the
@@ -45,6 +50,15 @@ impl Lookups {
     /// `value` (unique in a graph, where node names need not be), made by `make` on first use.
     pub fn rows_tag(&mut self, value: &str, column: usize, make: impl FnOnce() -> Table) -> u64 {
         self.tag_of(TableKey::Rows { value: value.into(), column }, make)
+    }
+
+    /// The tag of the table of every signed value `v` of `bits` bits beside its offset form
+    /// `v + 2^(bits-1)` (see [`super::instances::layout_offset_lookup`]), made on first use.
+    pub fn range_tag(&mut self, bits: u32) -> u64 {
+        self.tag_of(TableKey::Range(bits), || {
+            let half = 1i64 << (bits - 1);
+            Table { lo: -half, step: 1, outputs: (0..2 * half).collect() }
+        })
     }
 
     fn tag_of(&mut self, key: TableKey, make: impl FnOnce() -> Table) -> u64 {

@@ -7,6 +7,9 @@ use halo2_base::halo2_proofs::dev::MockProver;
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context};
 
+use super::lookup::ModelCircuit;
+use super::nonlinear::Lookups;
+
 const K: usize = 12;
 
 /// A gadget under test: lays out cells and returns those exposed as public outputs.
@@ -34,6 +37,32 @@ pub(crate) fn mock_run_at(k: usize, gadget: &(dyn GadgetFn + '_), instances: Opt
     let instances = instances.unwrap_or_else(|| values.clone());
     let ok = MockProver::run(k as u32, &builder, vec![instances]).expect("mock prover runs").verify().is_ok();
     (ok, values)
+}
+
+/// Whether a gadget that records function or range lookups in the `Lookups` it is given, with
+/// its own outputs public, satisfies the MockProver in a model circuit of 2^k rows (one set of
+/// lookup columns).
+pub(crate) fn mock_run_with_lookups(
+    k: usize,
+    gadget: impl FnOnce(&mut Context<Fr>, &RangeChip<Fr>, &mut Lookups) -> Vec<AssignedValue<Fr>>,
+) -> bool {
+    let mut builder = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
+        .use_k(k)
+        .use_lookup_bits(k - 1)
+        .use_instance_columns(1);
+    let range = builder.range_chip();
+    let mut lookups = Lookups::default();
+    let outputs = gadget(builder.main(0), &range, &mut lookups);
+    let instances = outputs.iter().map(|c| *c.value()).collect();
+    builder.assigned_instances[0] = outputs;
+    builder.calculate_params(Some(20));
+    let circuit = ModelCircuit {
+        lookup_sets: 1,
+        tables: lookups.tables,
+        lookups: lookups.lookups,
+        ..ModelCircuit::from_base(builder)
+    };
+    MockProver::run(k as u32, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
 }
 
 /// The honest gadget is satisfied; every tampered one is not, even with its own outputs public.

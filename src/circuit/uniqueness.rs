@@ -18,12 +18,12 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context};
 
 use super::field::{fe, to_i128};
-use super::instances::{layout_offset, layout_pack};
+use super::instances::{layout_offset, layout_pack, pack_lookup_hinted};
 use super::linear::{layout_rescale, rescale_hint, RescaleHint};
 use super::mutation::{without, CHECKS};
 use super::nonlinear::{layout_less, layout_relu};
 use super::pool::{layout_div, layout_max, layout_mean, DivisionHint};
-use super::soundness::mock_run_at;
+use super::soundness::{mock_run_at, mock_run_with_lookups};
 
 /// Rows of the small circuits: range checks of up to `K - 1` bits are one lookup.
 const K: usize = 9;
@@ -291,11 +291,32 @@ fn check_packing() -> Checked {
     Ok(())
 }
 
+/// Values packed by table: for every value in range exactly the honest offset form passes, for
+/// a value outside it none (with the word public, as a public param's).
+fn check_range_lookup() -> Checked {
+    let half = 1i128 << (BITS - 1);
+    let accepts = |v: i128, shifted: i128| {
+        mock_run_with_lookups(K, |ctx, range, lookups| {
+            let cell = ctx.load_witness(fe(v));
+            pack_lookup_hinted(ctx, range, lookups, &[cell], BITS, &|_| fe(shifted)).1
+        })
+    };
+    let hints = alternatives(0, 2 * half);
+    for v in -half - 3..half + 3 {
+        if (-half..half).contains(&v) {
+            only_honest(&format!("the offset form of {v}"), v + half, &hints, |h| accepts(v, h))?;
+        } else if let Some(h) = hints.iter().find(|&&h| accepts(v, h)) {
+            return Err(format!("{v} is outside {BITS} bits, yet the offset form {h} passes"));
+        }
+    }
+    Ok(())
+}
+
 /// A gadget's name (as its constraints' names start) and its check.
 type NamedCheck = (&'static str, fn() -> Checked);
 
 /// Every check of this file, by name.
-fn all_checks() -> [NamedCheck; 7] {
+fn all_checks() -> [NamedCheck; 8] {
     [
         ("rescale", check_rescale),
         ("relu", check_relu),
@@ -304,6 +325,7 @@ fn all_checks() -> [NamedCheck; 7] {
         ("division", check_division),
         ("mean", check_mean),
         ("instances", check_packing),
+        ("instances", check_range_lookup),
     ]
 }
 
@@ -340,6 +362,11 @@ fn a_mean_accepts_one_quotient_for_every_sum_and_count() {
 #[test]
 fn public_instances_pack_every_value_in_range_and_none_outside() {
     check_packing().unwrap();
+}
+
+#[test]
+fn a_range_lookup_accepts_one_offset_form_for_every_value_and_none_outside() {
+    check_range_lookup().unwrap();
 }
 
 #[test]
