@@ -365,20 +365,31 @@ fn many_narrow_weights_are_range_checked_and_packed_by_a_table_and_commit_as_off
     use zkinfer::circuit::commit::commit_params;
     use zkinfer::settings::Visibility;
 
-    // The MNIST MLP's 101,770 params: its weights, narrow and many, go through a table of their
-    // width; the model commitment is the off-circuit one, and a wrong one fails.
+    // The MNIST MLP's 101,770 params, hashed, with public input and output (too many instances
+    // for a direct verifier): its weights, narrow and many, go through a table of their width;
+    // the model commitment is the off-circuit one, and a wrong one fails.
     let example = common::example("mlp_mnist");
     let graph = import_onnx(&example.join("network.onnx")).unwrap();
     let mut settings = settings_for(&graph);
-    settings.visibility.input = Visibility::Private;
+    settings.visibility.input = Visibility::Public;
     settings.visibility.params = Visibility::Hashed;
-    settings.visibility.output = Visibility::Private;
+    settings.visibility.output = Visibility::Public;
     let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
     let inputs =
         quantized.quantize_inputs(&load_input(&example.join("input.json"), &quantized.input_shapes()).unwrap());
     let shape = choose_shape(&quantized, &ShapeOptions::default()).unwrap();
     assert!(shape.table_rows > 0 && shape.lookup_sets > 0, "no range table: {shape:?}");
+    // No direct verifier fits this circuit, so compile weighs smaller k with more columns too
+    // (the narrow geometry takes at most the default four of halo2-base's columns).
+    assert!(shape.reason.contains("verify through `zkinfer aggregate`"), "{}", shape.reason);
+    let columns: usize = shape.config.num_advice_per_phase.iter().sum();
+    assert!(columns > zkinfer::settings::DEFAULT_MAX_ADVICE_COLUMNS, "{columns} columns at k = {}", shape.k);
     check_shape(&quantized, &inputs, &shape);
     let laid = build_circuit(&quantized, &inputs, Stage::mock(&shape)).unwrap();
-    assert_eq!(laid.instances, vec![commit_params(&quantized)]);
+    let span = laid.layout.iter().find(|s| s.kind == "params").unwrap();
+    assert_eq!(laid.instances[span.first_instance], commit_params(&quantized));
+    // A wrong model commitment fails.
+    let mut wrong = laid.instances.clone();
+    wrong[span.first_instance] += halo2_base::halo2_proofs::halo2curves::bn256::Fr::from(1u64);
+    assert!(MockProver::run(shape.k, &laid.circuit, vec![wrong]).unwrap().verify().is_err());
 }

@@ -708,6 +708,13 @@ pub const AUTO_GAS_ALLOWANCE: f64 = 1.10;
 /// gate (its round constants are literals the fit saw few of) by 1.4% to 2.2% (measured: 36,043
 /// for 36,552 bytes, 23,891 for 24,433).
 const SIZE_MARGIN: f64 = 0.99;
+/// Where no direct verifier fits, how many k below the narrow geometry's [`choose_shape`] tries
+/// (each k less about doubles halo2-base's columns and halves the rows: measured on the MNIST
+/// MLP with hashed params, k = 17 with six columns proves in 29 s against 52 s at k = 18 with
+/// three) ...
+const WIDE_STEPS: u32 = 2;
+/// ... and the most of halo2-base's advice columns such a geometry may have.
+const WIDE_MAX_ADVICE_COLUMNS: usize = 16;
 const POSEIDON_SIZE_MARGIN: f64 = 0.975;
 
 /// Chooses the circuit's geometry: our gates as `options` say, then k as [`choose_k`] does.
@@ -716,7 +723,10 @@ const POSEIDON_SIZE_MARGIN: f64 = 0.975;
 /// gas); else the lowest [`CircuitShape::cost`] among the combinations of no linear gate and
 /// [`AUTO_GEOMETRIES`] with the Poseidon gate and without it (when the circuit hashes) whose
 /// direct EVM verifier (estimated, see [`crate::evm::estimate`]) fits EIP-170 and costs at most
-/// `max_gas` (default: [`AUTO_GAS_ALLOWANCE`] times the verifier without the gates).
+/// `max_gas` (default: [`AUTO_GAS_ALLOWANCE`] times the verifier without the gates). When no
+/// candidate's direct verifier fits, the circuit is verified through aggregation and proving
+/// cost alone counts: the two cheapest are then tried at up to [`WIDE_STEPS`] smaller k too,
+/// with more columns (at most [`WIDE_MAX_ADVICE_COLUMNS`] of halo2-base's).
 pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<CircuitShape> {
     let estimate = |s: &CircuitShape| crate::evm::estimate::estimate_verifier(&s.params(), s.k, s.num_instances);
     let label = |s: &CircuitShape| {
@@ -786,6 +796,23 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
         s.verifier_bytes as f64 <= limit * margin
     };
     let direct = candidates.iter().any(size_limit);
+    if !direct && options.k.is_none() {
+        // Through aggregation the verifier's size no longer counts against columns: the two
+        // cheapest geometries are tried at smaller k with more columns too.
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.sort_by(|&a, &b| candidates[a].cost().total_cmp(&candidates[b].cost()));
+        for at in order.into_iter().take(2) {
+            let (k, gates) = (candidates[at].k, candidates[at].gates());
+            for wider in (1..=WIDE_STEPS).filter_map(|step| k.checked_sub(step)).filter(|&k| k >= MIN_K) {
+                // A k whose tables or regions do not fit is no candidate.
+                let Ok(shape) = shape_at(model, wider, gates) else { break };
+                if shape.config.num_advice_per_phase.iter().sum::<usize>() > WIDE_MAX_ADVICE_COLUMNS {
+                    break;
+                }
+                candidates.push(with_estimate(shape, &estimate, String::new()));
+            }
+        }
+    }
     let reference = candidates.iter().filter(|s| size_limit(s)).map(|s| s.verifier_gas);
     // The gas reference: the verifier without the gates, or the cheapest that fits.
     let reference = if size_limit(&candidates[0]) { Some(candidates[0].verifier_gas) } else { reference.min() };
