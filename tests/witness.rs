@@ -52,7 +52,7 @@ fn check_with(model: &std::path::Path, input: &std::path::Path, lookup_range: Op
 }
 
 /// A geometry whose runs do not divide most layers evenly.
-const GATE: LinearGeometry = LinearGeometry { inputs: 3, outputs: 2 };
+const GATE: LinearGeometry = LinearGeometry::new(3, 2);
 
 /// The circuit of `shape` computes the integer reference, and its MockProver accepts the honest
 /// witness and refuses a wrong claimed output.

@@ -274,11 +274,11 @@ impl From<&crate::settings::Settings> for ShapeOptions {
 /// The geometries `auto` tries: from the fewest columns (the least verifier gas) to the fewest
 /// cells per multiply-accumulate (`1/C + 1/K`: 1.5, 1.25, 1.0, 0.75, 0.5).
 pub const AUTO_GEOMETRIES: [LinearGeometry; 5] = [
-    LinearGeometry { inputs: 2, outputs: 1 },
-    LinearGeometry { inputs: 4, outputs: 1 },
-    LinearGeometry { inputs: 2, outputs: 2 },
-    LinearGeometry { inputs: 4, outputs: 2 },
-    LinearGeometry { inputs: 4, outputs: 4 },
+    LinearGeometry::new(2, 1),
+    LinearGeometry::new(4, 1),
+    LinearGeometry::new(2, 2),
+    LinearGeometry::new(4, 2),
+    LinearGeometry::new(4, 4),
 ];
 
 /// How to build the circuit.
@@ -745,10 +745,14 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
         PoseidonGate::Auto if hashes => vec![false, true],
         PoseidonGate::Auto => vec![false],
     };
+    // Params that are cells (private, public or hashed) go into the gate's advice weights.
+    let advice = v.params != Visibility::Fixed;
     let linear = match options.linear_gate {
         LinearGate::Off => vec![None],
-        LinearGate::Geometry(g) => vec![Some(g)],
-        LinearGate::Auto => std::iter::once(None).chain(AUTO_GEOMETRIES.map(Some)).collect(),
+        LinearGate::Geometry(g) => vec![Some(g.with_advice_weights(advice))],
+        LinearGate::Auto => {
+            std::iter::once(None).chain(AUTO_GEOMETRIES.map(|g| Some(g.with_advice_weights(advice)))).collect()
+        }
     };
     let shape_for = |gates: Gates| choose_k(model, options.k, options.max_advice_columns, gates);
     let plain = shape_for(Gates { linear: linear[0], poseidon: poseidon[0] })?;

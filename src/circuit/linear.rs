@@ -6,7 +6,7 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
 use super::field::{fe, to_i128};
-use super::linear_gate::{Block, LinearRegion};
+use super::linear_gate::{Block, CellBlock, LinearRegion};
 use super::mutation::keep;
 
 /// The private witness of a rescale: `shifted = quotient · 2^shift + remainder`.
@@ -182,11 +182,11 @@ pub fn affine_base_cells(outputs: &[AffineOutput], weight: &[i64]) -> usize {
     outputs.iter().map(|o| 3 * o.terms.iter().filter(|&&(_, j)| weight[j] != 0).count() + 2).sum()
 }
 
-/// One run of the linear region: the input positions with a non-zero weight in some lane, and
-/// each lane's weight for each of them.
+/// One run of the linear region: the input positions with a non-zero weight in some lane (all
+/// of them when the weights are cells), and each lane's weight position for each of them.
 struct GateRun {
     inputs: Vec<usize>,
-    weights: Vec<Vec<i64>>,
+    weights: Vec<Vec<usize>>,
 }
 
 /// The runs of the linear region for a layer's outputs grouped into lanes, one per group.
@@ -194,8 +194,9 @@ pub struct GatePlan(Vec<GateRun>);
 
 impl GatePlan {
     /// The runs for `outputs` grouped into `lanes` (each group's outputs read the same inputs
-    /// in the same order); `None` when a group's lanes read different inputs.
-    pub fn new(outputs: &[AffineOutput], lanes: &[Vec<usize>], weight: &[i64]) -> Option<Self> {
+    /// in the same order); `None` when a group's lanes read different inputs. Fixed zero
+    /// weights (`weight` given) are left out.
+    pub fn new(outputs: &[AffineOutput], lanes: &[Vec<usize>], weight: Option<&[i64]>) -> Option<Self> {
         let runs = lanes.iter().map(|group| {
             let first = &outputs[group[0]].terms;
             let same = group.iter().all(|&o| {
@@ -205,11 +206,10 @@ impl GatePlan {
             if !same {
                 return None;
             }
-            let used: Vec<usize> =
-                (0..first.len()).filter(|&i| group.iter().any(|&o| weight[outputs[o].terms[i].1] != 0)).collect();
+            let nonzero = |i: usize| weight.is_none_or(|w| group.iter().any(|&o| w[outputs[o].terms[i].1] != 0));
+            let used: Vec<usize> = (0..first.len()).filter(|&i| nonzero(i)).collect();
             let inputs = used.iter().map(|&i| first[i].0).collect();
-            let weights =
-                group.iter().map(|&o| used.iter().map(|&i| weight[outputs[o].terms[i].1]).collect()).collect();
+            let weights = group.iter().map(|&o| used.iter().map(|&i| outputs[o].terms[i].1).collect()).collect();
             Some(GateRun { inputs, weights })
         });
         runs.collect::<Option<Vec<_>>>().map(GatePlan)
@@ -222,22 +222,44 @@ impl GatePlan {
     }
 }
 
-/// [`layout_affine`] for fixed params through the linear region: each group of `lanes` is one
-/// run of `plan` (its outputs' sums, with the bias and the rescale's offset, computed by the
-/// region's gate), then each sum is rescaled in halo2-base as before.
+/// [`layout_affine`] through the linear region: each group of `lanes` is one run of `plan` (its
+/// outputs' sums, with the bias and the rescale's offset, computed by the region's gate), then
+/// each sum is rescaled in halo2-base as before. Fixed params weigh the region's fixed columns;
+/// params that are cells are copied into its weight columns, each bias once plus the offset.
 pub fn layout_affine_gate(
     (ctx, range, region): (&mut Context<Fr>, &RangeChip<Fr>, &mut LinearRegion),
     x: &[AssignedValue<Fr>],
-    (bias, shift): (&[i64], u32),
+    params: AffineParams<'_>,
     (outputs, lanes, plan): (&[AffineOutput], &[Vec<usize>], GatePlan),
     bits: u32,
 ) -> Vec<AssignedValue<Fr>> {
+    let AffineParams { weight, bias, shift } = params;
     let offset = rescale_offset(shift, bits);
     let mut cells = vec![None; outputs.len()];
+    let mut biased = std::collections::HashMap::new();
     for (group, run) in lanes.iter().zip(plan.0) {
         let inputs: Vec<_> = run.inputs.iter().map(|&i| x[i]).collect();
-        let bias: Vec<i128> = group.iter().map(|&o| i128::from(bias[outputs[o].bias]) + offset).collect();
-        let sums = region.push_block(ctx, Block { inputs: &inputs, weights: &run.weights, bias: &bias });
+        let sums = match (weight, bias) {
+            (ParamCells::Fixed(weight), ParamCells::Fixed(bias)) => {
+                let weights: Vec<Vec<i64>> = run.weights.iter().map(|l| l.iter().map(|&j| weight[j]).collect()).collect();
+                let bias: Vec<i128> = group.iter().map(|&o| i128::from(bias[outputs[o].bias]) + offset).collect();
+                region.push_block(ctx, Block { inputs: &inputs, weights: &weights, bias: &bias })
+            }
+            (ParamCells::Loaded(weight), ParamCells::Loaded(bias)) => {
+                let weights: Vec<Vec<_>> = run.weights.iter().map(|l| l.iter().map(|&j| weight[j]).collect()).collect();
+                let bias: Vec<_> = group
+                    .iter()
+                    .map(|&o| {
+                        let b = outputs[o].bias;
+                        *biased.entry(b).or_insert_with(|| {
+                            range.gate().add(ctx, bias[b], QuantumCell::Constant(fe(offset)))
+                        })
+                    })
+                    .collect();
+                region.push_cell_block(ctx, CellBlock { inputs: &inputs, weights: &weights, bias: &bias })
+            }
+            _ => unreachable!("a layer's weight and bias are both fixed or both cells"),
+        };
         for (&o, shifted) in group.iter().zip(sums) {
             cells[o] = Some(layout_honest_rescale(ctx, range, shifted, shift, bits));
         }

@@ -44,24 +44,46 @@ pub(crate) fn copy_into_region(
     copies.advice_equalities.push((source.cell.expect("a keygen cell"), external));
 }
 
-/// The shape of a row of the linear region: `inputs` slots and `outputs` running sums.
+/// The shape of a row of the linear region: `inputs` slots and `outputs` running sums, and
+/// where the weights are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LinearGeometry {
     /// Input slots per row (`C`).
     pub inputs: usize,
     /// Running sums per row (`K`), each with its own weight for every input slot.
     pub outputs: usize,
+    /// Whether the weights are advice cells copied in (params that are not fixed: private,
+    /// public or hashed) instead of fixed columns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub advice_weights: bool,
 }
 
 impl LinearGeometry {
-    /// Advice columns the region adds (all with equality).
-    pub fn advice_columns(&self) -> usize {
-        self.inputs + self.outputs
+    /// A geometry with fixed weights.
+    pub const fn new(inputs: usize, outputs: usize) -> Self {
+        LinearGeometry { inputs, outputs, advice_weights: false }
     }
 
-    /// Fixed columns the region adds: `t` and the weights.
+    /// This geometry with its weights in advice (`advice` true) or fixed columns.
+    pub const fn with_advice_weights(self, advice: bool) -> Self {
+        LinearGeometry { advice_weights: advice, ..self }
+    }
+
+    /// Advice columns the region adds (all with equality): the inputs, the sums and, with
+    /// advice weights, one column per weight of a row.
+    pub fn advice_columns(&self) -> usize {
+        let weights = if self.advice_weights { self.inputs * self.outputs } else { 0 };
+        self.inputs + self.outputs + weights
+    }
+
+    /// Fixed columns the region adds: `t` and the weights, or, with advice weights, the two
+    /// selectors.
     pub fn fixed_columns(&self) -> usize {
-        1 + self.inputs * self.outputs
+        if self.advice_weights {
+            2
+        } else {
+            1 + self.inputs * self.outputs
+        }
     }
 
     /// Rows a run of `terms` inputs takes (its constant slot included).
@@ -72,7 +94,11 @@ impl LinearGeometry {
 
 impl std::fmt::Display for LinearGeometry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}", self.inputs, self.outputs)
+        write!(f, "{}x{}", self.inputs, self.outputs)?;
+        if self.advice_weights {
+            write!(f, " (weights in advice)")?;
+        }
+        Ok(())
     }
 }
 
@@ -87,7 +113,7 @@ impl std::str::FromStr for LinearGeometry {
         if !(1..=16).contains(&inputs) || !(1..=16).contains(&outputs) {
             return Err(bad());
         }
-        Ok(LinearGeometry { inputs, outputs })
+        Ok(LinearGeometry::new(inputs, outputs))
     }
 }
 
@@ -97,16 +123,23 @@ pub struct LinearConfig {
     geometry: LinearGeometry,
     x: Vec<Column<Advice>>,
     acc: Vec<Column<Advice>>,
-    /// `w[c * K + k]`: the weight of slot `c` in sum `k`.
-    w: Vec<Column<Fixed>>,
-    /// 0 off the region, 1 on a run's first row, 2 on its other rows.
-    t: Column<Fixed>,
+    weights: WeightColumns,
+}
+
+/// Where a row's weights are, `[c * K + k]` the weight of slot `c` in sum `k`.
+#[derive(Clone, Debug)]
+enum WeightColumns {
+    /// Fixed columns, with `t`: 0 off the region, 1 on a run's first row, 2 on its other rows.
+    Fixed { w: Vec<Column<Fixed>>, t: Column<Fixed> },
+    /// Advice columns (with equality: each weight is copied from its param's cell), with two
+    /// fixed selectors: `q` 1 on a run's rows, `s` 1 on the rows that continue a run.
+    Advice { w: Vec<Column<Advice>>, q: Column<Fixed>, s: Column<Fixed> },
 }
 
 impl LinearConfig {
     /// Configures the columns and the gate.
     pub fn configure(meta: &mut ConstraintSystem<Fr>, geometry: LinearGeometry) -> Self {
-        let LinearGeometry { inputs, outputs } = geometry;
+        let LinearGeometry { inputs, outputs, advice_weights } = geometry;
         let equality = |meta: &mut ConstraintSystem<Fr>| {
             let c = meta.advice_column();
             meta.enable_equality(c);
@@ -114,27 +147,45 @@ impl LinearConfig {
         };
         let x: Vec<_> = (0..inputs).map(|_| equality(meta)).collect();
         let acc: Vec<_> = (0..outputs).map(|_| equality(meta)).collect();
-        let w: Vec<_> = (0..inputs * outputs).map(|_| meta.fixed_column()).collect();
-        let t = meta.fixed_column();
+        let weights = if advice_weights {
+            let w: Vec<_> = (0..inputs * outputs).map(|_| equality(meta)).collect();
+            WeightColumns::Advice { w, q: meta.fixed_column(), s: meta.fixed_column() }
+        } else {
+            let w: Vec<_> = (0..inputs * outputs).map(|_| meta.fixed_column()).collect();
+            WeightColumns::Fixed { w, t: meta.fixed_column() }
+        };
         meta.create_gate("linear layer", |m| {
-            // Twice the constraint: 2q = t(3 - t), 2s = t(t - 1).
-            let t = m.query_fixed(t, Rotation::cur());
             let constant = |v: u64| Expression::Constant(Fr::from(v));
-            let q2 = t.clone() * (constant(3) - t.clone());
-            let s2 = t.clone() * (t - constant(1));
             let xs: Vec<_> = x.iter().map(|&c| m.query_advice(c, Rotation::cur())).collect();
+            let weight = |m: &mut halo2_base::halo2_proofs::plonk::VirtualCells<'_, Fr>, i: usize| match &weights {
+                WeightColumns::Fixed { w, .. } => m.query_fixed(w[i], Rotation::cur()),
+                WeightColumns::Advice { w, .. } => m.query_advice(w[i], Rotation::cur()),
+            };
+            // `q · acc' - s · acc - scale · Σ w · x` per lane: with fixed weights (zero off the
+            // region) twice the constraint, 2q = t(3 - t), 2s = t(t - 1) and scale 2; with advice
+            // weights the selectors themselves and scale q (degree 3 either way).
+            let (q, s, scale) = match &weights {
+                WeightColumns::Fixed { t, .. } => {
+                    let t = m.query_fixed(*t, Rotation::cur());
+                    (t.clone() * (constant(3) - t.clone()), t.clone() * (t - constant(1)), constant(2))
+                }
+                WeightColumns::Advice { q, s, .. } => {
+                    let q = m.query_fixed(*q, Rotation::cur());
+                    (q.clone(), m.query_fixed(*s, Rotation::cur()), q)
+                }
+            };
             (0..outputs)
                 .map(|k| {
                     let dot = xs.iter().enumerate().fold(Expression::Constant(Fr::zero()), |e, (c, xc)| {
-                        e + m.query_fixed(w[c * outputs + k], Rotation::cur()) * xc.clone()
+                        e + weight(m, c * outputs + k) * xc.clone()
                     });
                     let next = m.query_advice(acc[k], Rotation::next());
                     let cur = m.query_advice(acc[k], Rotation::cur());
-                    q2.clone() * next - s2.clone() * cur - constant(2) * dot
+                    q.clone() * next - s.clone() * cur - scale.clone() * dot
                 })
                 .collect::<Vec<_>>()
         });
-        LinearConfig { geometry, x, acc, w, t }
+        LinearConfig { geometry, x, acc, weights }
     }
 }
 
@@ -147,7 +198,9 @@ pub struct LinearRegion {
     x: Vec<Option<AssignedValue<Fr>>>,
     /// `rows · C · K` weights, slot-major within a row (a run's first slot weighs its biases,
     /// which may exceed 64 bits with the rescale's offset).
-    w: Vec<i128>,
+    w: Vec<Fr>,
+    /// With advice weights, the cell each weight is copied from (`None`: a zero of padding).
+    w_cells: Vec<Option<AssignedValue<Fr>>>,
     /// The constant 1 every run's first slot copies (laid out on the first run).
     one: Option<AssignedValue<Fr>>,
     /// Whether each row starts a run.
@@ -162,7 +215,7 @@ pub struct LinearRegion {
     tamper: Option<Tamper>,
 }
 
-/// One run of the region: `K` (or fewer) outputs over the same inputs.
+/// One run of the region with fixed weights: `K` (or fewer) outputs over the same inputs.
 pub struct Block<'a> {
     /// The inputs, in term order.
     pub inputs: &'a [AssignedValue<Fr>],
@@ -172,6 +225,19 @@ pub struct Block<'a> {
     pub bias: &'a [i128],
 }
 
+/// One run of the region with advice weights: `K` (or fewer) outputs over the same inputs.
+pub struct CellBlock<'a> {
+    /// The inputs, in term order.
+    pub inputs: &'a [AssignedValue<Fr>],
+    /// For each output, the cell of its weight for each input.
+    pub weights: &'a [Vec<AssignedValue<Fr>>],
+    /// For each output, the cell of the constant added (bias and the rescale's offset).
+    pub bias: &'a [AssignedValue<Fr>],
+}
+
+/// A weight slot of a run: its value and, with advice weights, the cell it copies.
+type Slot = (Fr, Option<AssignedValue<Fr>>);
+
 impl LinearRegion {
     /// An empty region of `geometry`.
     pub fn new(geometry: LinearGeometry) -> Self {
@@ -179,6 +245,7 @@ impl LinearRegion {
             geometry,
             x: Vec::new(),
             w: Vec::new(),
+            w_cells: Vec::new(),
             one: None,
             start: Vec::new(),
             acc: vec![Fr::zero(); geometry.outputs],
@@ -211,22 +278,49 @@ impl LinearRegion {
     /// Appends a run computing `Σ_i weights[k][i] · inputs[i] + bias[k]` for each output `k`, and
     /// returns the outputs as virtual cells that the region's copy constraints bind.
     pub fn push_block(&mut self, ctx: &mut Context<Fr>, block: Block<'_>) -> Vec<AssignedValue<Fr>> {
-        let LinearGeometry { inputs: c, outputs: k } = self.geometry;
-        let lanes = block.weights.len();
-        assert!(lanes <= k && block.bias.len() == lanes, "a run has at most one output per sum");
+        assert!(!self.geometry.advice_weights, "a region with advice weights takes cell blocks");
+        assert!(block.bias.len() == block.weights.len(), "a run has one bias per output");
         assert!(block.weights.iter().all(|w| w.len() == block.inputs.len()), "one weight per input");
+        let weight = |lane: usize, i: usize| -> Slot {
+            match i {
+                0 => (fe(block.bias[lane]), None),
+                _ => (fe(i128::from(block.weights[lane][i - 1])), None),
+            }
+        };
+        self.push_run(ctx, block.inputs, block.weights.len(), &weight)
+    }
+
+    /// [`Self::push_block`] with the weights and biases as cells, each copied into the row that
+    /// weighs it (a region with advice weights).
+    pub fn push_cell_block(&mut self, ctx: &mut Context<Fr>, block: CellBlock<'_>) -> Vec<AssignedValue<Fr>> {
+        assert!(self.geometry.advice_weights, "a region with fixed weights takes constant blocks");
+        assert!(block.bias.len() == block.weights.len(), "a run has one bias per output");
+        assert!(block.weights.iter().all(|w| w.len() == block.inputs.len()), "one weight per input");
+        let weight = |lane: usize, i: usize| -> Slot {
+            let cell = if i == 0 { block.bias[lane] } else { block.weights[lane][i - 1] };
+            (*cell.value(), Some(cell))
+        };
+        self.push_run(ctx, block.inputs, block.weights.len(), &weight)
+    }
+
+    /// Appends a run of `lanes` outputs over `inputs`, `weight(lane, i)` weighing term `i`
+    /// (term 0 the constant 1, term `i` input `i - 1`).
+    fn push_run(
+        &mut self,
+        ctx: &mut Context<Fr>,
+        inputs: &[AssignedValue<Fr>],
+        lanes: usize,
+        weight: &dyn Fn(usize, usize) -> Slot,
+    ) -> Vec<AssignedValue<Fr>> {
+        let LinearGeometry { inputs: c, outputs: k, advice_weights } = self.geometry;
+        assert!(lanes <= k, "a run has at most one output per sum");
         let one = *self.one.get_or_insert_with(|| ctx.load_constant(Fr::one()));
         // Slot 0 of the run is the constant, weighted by the biases.
-        let terms = block.inputs.len() + 1;
-        let input = |i: usize| if i == 0 { Some(one) } else { block.inputs.get(i - 1).copied() };
-        let weight = |lane: usize, i: usize| match i {
-            _ if lane >= lanes || i >= terms => 0,
-            0 => block.bias[lane],
-            _ => i128::from(block.weights[lane][i - 1]),
-        };
+        let terms = inputs.len() + 1;
+        let input = |i: usize| if i == 0 { Some(one) } else { inputs.get(i - 1).copied() };
         let first = self.start.len();
-        let rows = self.geometry.rows(block.inputs.len());
-        self.macs += lanes * block.inputs.len();
+        let rows = self.geometry.rows(inputs.len());
+        self.macs += lanes * inputs.len();
         for r in 0..rows {
             let row = first + r;
             self.start.push(r == 0);
@@ -248,7 +342,20 @@ impl LinearRegion {
             }
             self.x.extend(slots);
             for slot in 0..c {
-                self.w.extend((0..k).map(|lane| weight(lane, r * c + slot)));
+                for lane in 0..k {
+                    let i = r * c + slot;
+                    #[allow(unused_mut)]
+                    let (mut value, cell) =
+                        if lane < lanes && i < terms { weight(lane, i) } else { (Fr::zero(), None) };
+                    #[cfg(test)]
+                    if self.tamper == Some(Tamper::WrongWeight { row, slot }) && lane == 0 && advice_weights {
+                        value += Fr::one();
+                    }
+                    self.w.push(value);
+                    if advice_weights {
+                        self.w_cells.push(cell);
+                    }
+                }
             }
             for lane in 0..k {
                 let sum = self.row_sum(row, lane);
@@ -274,7 +381,7 @@ impl LinearRegion {
 
     /// The running sum of `lane` after `row`, as the honest prover (or a test's tamper) computes it.
     fn row_sum(&self, row: usize, lane: usize) -> Fr {
-        let LinearGeometry { inputs: c, outputs: k } = self.geometry;
+        let LinearGeometry { inputs: c, outputs: k, .. } = self.geometry;
         #[allow(unused_mut)]
         let (mut carry, mut weight_row) = (!self.start[row], row);
         #[cfg(test)]
@@ -286,7 +393,7 @@ impl LinearRegion {
         let carried = if carry { self.acc[row * k + lane] } else { Fr::zero() };
         #[allow(unused_mut)]
         let mut sum = (0..c).fold(carried, |sum, slot| match self.x[row * c + slot] {
-            Some(x) => sum + *x.value() * fe(self.w[(weight_row * c + slot) * k + lane]),
+            Some(x) => sum + *x.value() * self.w[(weight_row * c + slot) * k + lane],
             None => sum,
         });
         #[cfg(test)]
@@ -305,7 +412,7 @@ impl LinearRegion {
         copies: Option<&SharedCopyConstraintManager<Fr>>,
         fixed: bool,
     ) -> Result<(), Error> {
-        let LinearGeometry { inputs: c, outputs: k } = self.geometry;
+        let LinearGeometry { inputs: c, outputs: k, .. } = self.geometry;
         assert_eq!(config.geometry, self.geometry, "the region was laid out for the configured geometry");
         layouter.assign_region(
             || "linear layers",
@@ -322,13 +429,32 @@ impl LinearRegion {
                             }
                         }
                     }
-                    if fixed {
-                        let t = if self.start[row] { 1u64 } else { 2 };
-                        raw_assign_fixed(&mut region, config.t, row, Fr::from(t));
-                        for i in 0..c * k {
-                            let w = self.w[row * c * k + i];
-                            if w != 0 {
-                                raw_assign_fixed(&mut region, config.w[i], row, fe(w));
+                    let weights = (row * c * k..(row + 1) * c * k).enumerate();
+                    match &config.weights {
+                        WeightColumns::Fixed { w, t } if fixed => {
+                            let t_value = if self.start[row] { 1u64 } else { 2 };
+                            raw_assign_fixed(&mut region, *t, row, Fr::from(t_value));
+                            for (i, at) in weights {
+                                if self.w[at] != Fr::zero() {
+                                    raw_assign_fixed(&mut region, w[i], row, self.w[at]);
+                                }
+                            }
+                        }
+                        WeightColumns::Fixed { .. } => {}
+                        WeightColumns::Advice { w, q, s } => {
+                            if fixed {
+                                raw_assign_fixed(&mut region, *q, row, Fr::one());
+                                if !self.start[row] {
+                                    raw_assign_fixed(&mut region, *s, row, Fr::one());
+                                }
+                            }
+                            for (i, at) in weights {
+                                let raw = raw_assign_advice(&mut region, w[i], row, Value::known(self.w[at]));
+                                if let (Some(copies), Some(source)) = (copies.as_mut(), self.w_cells[at]) {
+                                    if keep("linear: weight copy") {
+                                        copy_into_region(copies, source, raw.cell());
+                                    }
+                                }
                             }
                         }
                     }
@@ -395,6 +521,14 @@ pub enum Tamper {
     },
     /// The outputs handed downstream one more than the region's sums.
     WrongOutput,
+    /// With advice weights, the first lane's weight in `slot` of `row` one more than the cell it
+    /// copies (the sums follow it).
+    WrongWeight {
+        /// The row.
+        row: usize,
+        /// The slot.
+        slot: usize,
+    },
 }
 
 #[cfg(test)]
@@ -440,18 +574,27 @@ mod tests {
             region.set_tamper(t);
         }
         let mut sums = Vec::new();
+        let mut push = |ctx: &mut Context<Fr>, inputs: &[AssignedValue<Fr>], w: &[Vec<i64>], b: &[i128]| {
+            if geometry.advice_weights {
+                let w: Vec<Vec<_>> = w.iter().map(|w| w.iter().map(|&v| ctx.load_witness(fe(v.into()))).collect()).collect();
+                let b: Vec<_> = b.iter().map(|&v| ctx.load_witness(fe(v))).collect();
+                region.push_cell_block(ctx, CellBlock { inputs, weights: &w, bias: &b })
+            } else {
+                region.push_block(ctx, Block { inputs, weights: w, bias: b })
+            }
+        };
         let w1: Vec<Vec<i64>> = W1.iter().map(|w| w.to_vec()).collect();
         for lanes in (0..3).collect::<Vec<_>>().chunks(geometry.outputs) {
             let weights: Vec<_> = lanes.iter().map(|&l| w1[l].clone()).collect();
             let bias: Vec<_> = lanes.iter().map(|&l| B1[l]).collect();
-            sums.extend(region.push_block(ctx, Block { inputs: &x, weights: &weights, bias: &bias }));
+            sums.extend(push(ctx, &x, &weights, &bias));
         }
         let inputs2 = [x[6], x[0], x[6], x[2]];
         let w2: Vec<Vec<i64>> = W2.iter().map(|w| w.to_vec()).collect();
         for lanes in [0, 1].chunks(geometry.outputs) {
             let weights: Vec<_> = lanes.iter().map(|&l| w2[l].clone()).collect();
             let bias: Vec<_> = lanes.iter().map(|&l| B2[l]).collect();
-            sums.extend(region.push_block(ctx, Block { inputs: &inputs2, weights: &weights, bias: &bias }));
+            sums.extend(push(ctx, &inputs2, &weights, &bias));
         }
         if tamper.is_none() && !shift {
             let values: Vec<_> = sums.iter().map(|s| to_i128(s.value()).unwrap()).collect();
@@ -468,11 +611,14 @@ mod tests {
         MockProver::run(K, &circuit, vec![instances]).expect("mock prover runs").verify().is_ok()
     }
 
-    const GEOMETRIES: [LinearGeometry; 4] = [
-        LinearGeometry { inputs: 4, outputs: 1 },
-        LinearGeometry { inputs: 2, outputs: 2 },
-        LinearGeometry { inputs: 3, outputs: 2 },
-        LinearGeometry { inputs: 4, outputs: 4 },
+    const GEOMETRIES: [LinearGeometry; 7] = [
+        LinearGeometry::new(4, 1),
+        LinearGeometry::new(2, 2),
+        LinearGeometry::new(3, 2),
+        LinearGeometry::new(4, 4),
+        LinearGeometry::new(2, 1).with_advice_weights(true),
+        LinearGeometry::new(2, 2).with_advice_weights(true),
+        LinearGeometry::new(3, 2).with_advice_weights(true),
     ];
 
     #[test]
@@ -495,7 +641,9 @@ mod tests {
                 Tamper::WrongInput { row: 1, slot: g.inputs - 1 },
                 Tamper::WrongOutput,
             ];
-            for t in tampers {
+            let weights = [Tamper::WrongWeight { row: 0, slot: 1 }, Tamper::WrongWeight { row: 1, slot: 0 }];
+            let tampers = tampers.iter().chain(g.advice_weights.then_some(&weights[..]).unwrap_or(&[]));
+            for &t in tampers {
                 assert!(!accepted(g, Some(t), false), "{g}: {t:?} must be rejected");
             }
             assert!(!accepted(g, None, true), "{g}: sums one row down must be rejected");
@@ -505,17 +653,28 @@ mod tests {
     #[test]
     fn a_dropped_input_copy_lets_a_wrong_input_pass() {
         // The copy constraints carry the wiring: without them the gate alone accepts any input.
-        let g = LinearGeometry { inputs: 2, outputs: 2 };
+        let g = LinearGeometry::new(2, 2);
         let wrong = Tamper::WrongInput { row: 0, slot: 0 };
         assert!(crate::circuit::mutation::without("linear: input copy", || accepted(g, Some(wrong), false)));
     }
 
     #[test]
+    fn a_dropped_weight_copy_lets_a_wrong_weight_pass() {
+        // With advice weights the copies also carry the weights: without them the gate takes
+        // any weight the prover writes.
+        let g = LinearGeometry::new(2, 2).with_advice_weights(true);
+        let wrong = Tamper::WrongWeight { row: 1, slot: 0 };
+        assert!(crate::circuit::mutation::without("linear: weight copy", || accepted(g, Some(wrong), false)));
+    }
+
+    #[test]
     fn geometries_parse_and_print() {
         let g: LinearGeometry = "4x2".parse().unwrap();
-        assert_eq!(g, LinearGeometry { inputs: 4, outputs: 2 });
+        assert_eq!(g, LinearGeometry::new(4, 2));
         assert_eq!(g.to_string(), "4x2");
         assert_eq!((g.advice_columns(), g.fixed_columns(), g.rows(9), g.rows(0)), (6, 9, 3, 1));
+        let a = g.with_advice_weights(true);
+        assert_eq!((a.advice_columns(), a.fixed_columns(), a.to_string()), (14, 2, "4x2 (weights in advice)".into()));
         for bad in ["4", "0x2", "4x17", "axb", ""] {
             assert!(bad.parse::<LinearGeometry>().is_err(), "{bad}");
         }

@@ -286,22 +286,32 @@ fn execute_affine(cx: &ExecCx<'_>, geometry: &impl AffineTerms, weight: &[i64], 
         .collect()
 }
 
-/// Lays out a linear layer: through the linear-layer gate when the circuit has one, the params
-/// are fixed and the gate spends fewer cells; else with halo2-base's inner products.
+/// Lays out a linear layer: through the linear-layer gate when the circuit has one for params
+/// like this layer's (fixed, or cells) and the gate spends fewer cells; else with halo2-base's
+/// inner products.
 fn layout_linear(cx: &mut LayoutCx<'_, '_>, geometry: &impl AffineTerms) -> Vec<AssignedValue<Fr>> {
     let outputs = geometry.affine_outputs();
     let bits = cx.bits();
-    if let (Some(region), ParamCells::Fixed(weight), ParamCells::Fixed(bias)) =
-        (cx.linear.as_mut(), cx.params[0], cx.params[1])
-    {
-        let lanes = geometry.lanes(region.geometry().outputs);
-        let plan = GatePlan::new(&outputs, &lanes, weight);
-        if let Some(plan) = plan.filter(|p| p.cells(region) < affine_base_cells(&outputs, weight)) {
-            let layer = (&outputs[..], &lanes[..], plan);
-            return layout_affine_gate((cx.ctx, cx.range, region), cx.args[0], (bias, cx.scales.param), layer, bits);
+    let params = AffineParams { weight: cx.params[0], bias: cx.params[1], shift: cx.scales.param };
+    if let Some(region) = cx.linear.as_mut() {
+        let (fixed, base_cells) = match (params.weight, params.bias) {
+            (ParamCells::Fixed(weight), ParamCells::Fixed(_)) => (Some(weight), affine_base_cells(&outputs, weight)),
+            // An input copied in, the weight's cell copied in and the sum per term, the bias
+            // term and the start per output.
+            (ParamCells::Loaded(_), ParamCells::Loaded(_)) => {
+                (None, outputs.iter().map(|o| 3 * o.terms.len() + 5).sum())
+            }
+            _ => return layout_affine(cx.ctx, cx.range, cx.args[0], params, &outputs, bits),
+        };
+        if region.geometry().advice_weights == fixed.is_none() {
+            let lanes = geometry.lanes(region.geometry().outputs);
+            let plan = GatePlan::new(&outputs, &lanes, fixed);
+            if let Some(plan) = plan.filter(|p| p.cells(region) < base_cells) {
+                let layer = (&outputs[..], &lanes[..], plan);
+                return layout_affine_gate((cx.ctx, cx.range, region), cx.args[0], params, layer, bits);
+            }
         }
     }
-    let params = AffineParams { weight: cx.params[0], bias: cx.params[1], shift: cx.scales.param };
     layout_affine(cx.ctx, cx.range, cx.args[0], params, &outputs, bits)
 }
 
