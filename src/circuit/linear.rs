@@ -241,7 +241,8 @@ pub fn layout_affine_gate(
         let inputs: Vec<_> = run.inputs.iter().map(|&i| x[i]).collect();
         let sums = match (weight, bias) {
             (ParamCells::Fixed(weight), ParamCells::Fixed(bias)) => {
-                let weights: Vec<Vec<i64>> = run.weights.iter().map(|l| l.iter().map(|&j| weight[j]).collect()).collect();
+                let weights: Vec<Vec<i64>> =
+                    run.weights.iter().map(|l| l.iter().map(|&j| weight[j]).collect()).collect();
                 let bias: Vec<i128> = group.iter().map(|&o| i128::from(bias[outputs[o].bias]) + offset).collect();
                 region.push_block(ctx, Block { inputs: &inputs, weights: &weights, bias: &bias })
             }
@@ -251,9 +252,9 @@ pub fn layout_affine_gate(
                     .iter()
                     .map(|&o| {
                         let b = outputs[o].bias;
-                        *biased.entry(b).or_insert_with(|| {
-                            range.gate().add(ctx, bias[b], QuantumCell::Constant(fe(offset)))
-                        })
+                        *biased
+                            .entry(b)
+                            .or_insert_with(|| range.gate().add(ctx, bias[b], QuantumCell::Constant(fe(offset))))
                     })
                     .collect();
                 region.push_cell_block(ctx, CellBlock { inputs: &inputs, weights: &weights, bias: &bias })

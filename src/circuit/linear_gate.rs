@@ -576,7 +576,8 @@ mod tests {
         let mut sums = Vec::new();
         let mut push = |ctx: &mut Context<Fr>, inputs: &[AssignedValue<Fr>], w: &[Vec<i64>], b: &[i128]| {
             if geometry.advice_weights {
-                let w: Vec<Vec<_>> = w.iter().map(|w| w.iter().map(|&v| ctx.load_witness(fe(v.into()))).collect()).collect();
+                let w: Vec<Vec<_>> =
+                    w.iter().map(|w| w.iter().map(|&v| ctx.load_witness(fe(v.into()))).collect()).collect();
                 let b: Vec<_> = b.iter().map(|&v| ctx.load_witness(fe(v))).collect();
                 region.push_cell_block(ctx, CellBlock { inputs, weights: &w, bias: &b })
             } else {
@@ -642,7 +643,8 @@ mod tests {
                 Tamper::WrongOutput,
             ];
             let weights = [Tamper::WrongWeight { row: 0, slot: 1 }, Tamper::WrongWeight { row: 1, slot: 0 }];
-            let tampers = tampers.iter().chain(g.advice_weights.then_some(&weights[..]).unwrap_or(&[]));
+            let extra: &[Tamper] = if g.advice_weights { &weights } else { &[] };
+            let tampers = tampers.iter().chain(extra);
             for &t in tampers {
                 assert!(!accepted(g, Some(t), false), "{g}: {t:?} must be rejected");
             }
