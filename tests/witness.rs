@@ -7,7 +7,7 @@ use halo2_base::halo2_proofs::dev::MockProver;
 use zkinfer::circuit::layout::{build_circuit, choose_shape, CircuitShape, LinearGate, ShapeOptions, Stage};
 use zkinfer::circuit::linear_gate::LinearGeometry;
 use zkinfer::model::{import_onnx, load_input, QuantizedModel};
-use zkinfer::settings::Settings;
+use zkinfer::settings::{Settings, Visibility};
 
 fn settings_for(graph: &zkinfer::model::Graph) -> Settings {
     common::test_settings(graph, None)
@@ -48,6 +48,16 @@ fn check_with(model: &std::path::Path, input: &std::path::Path, lookup_range: Op
     .unwrap();
     if gated.linear.is_some() {
         check_shape(&quantized, &inputs, &gated);
+    }
+    // And with params that are cells (private), whose weights the gate copies into its advice
+    // weight columns.
+    let mut private = quantized.clone();
+    private.visibility.params = Visibility::Private;
+    let options = ShapeOptions { max_advice_columns: 8, linear_gate: LinearGate::Geometry(GATE), ..Default::default() };
+    let gated = choose_shape(&private, &options).unwrap();
+    if let Some(g) = gated.linear {
+        assert!(g.advice_weights, "private params take the gate's advice weights");
+        check_shape(&private, &inputs, &gated);
     }
 }
 
