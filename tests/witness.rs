@@ -115,6 +115,27 @@ fn transposed_convolution_and_instance_norm_witness_equals_integer_reference() {
 }
 
 #[test]
+fn transposed_convolutions_skip_the_products_of_their_spread_zeros() {
+    // decoder_ops: ConvTranspose 2→3 (3x3, stride 2, pads 1, output padding 1) on 3x3, an
+    // InstanceNormalization (its per-channel scale: one product per element, 3 · 6² = 108), a
+    // grouped (3 groups) ConvTranspose 3→3 (2x2, dilation 2) on 6x6, Pad to 300 values, Gemm
+    // 300→4. Counted in the scatter form, each input element times each tap that lands in the
+    // output: 8 of the 9 (input, tap) pairs per axis land in the first's 6x6 output, so
+    // 8² · 2 · 3 = 384; every pair lands in the second's 8x8, 6² · 2² · 3 = 432; the Gemm reads
+    // 192 computed inputs, 192 · 4 = 768. As convolutions over the spread inputs (zeros between and around
+    // the elements) they would be 1,944, 768 and 1,200. With params that are cells, every
+    // product of a computed input goes through the gate (one sum per row: the grouped layer's
+    // runs have one output), whatever its weight.
+    let (mut quantized, inputs, _) =
+        prepare(&common::fixture("decoder_ops.onnx"), &common::fixture("decoder_ops.input.json"), Some([-16.0, 16.0]));
+    quantized.visibility.params = Visibility::Private;
+    let gate = LinearGate::Geometry(LinearGeometry::new(3, 1));
+    let gated = choose_shape(&quantized, &ShapeOptions { linear_gate: gate, ..Default::default() }).unwrap();
+    assert_eq!(gated.linear_macs, 384 + 108 + 432 + 768);
+    check_shape(&quantized, &inputs, &gated);
+}
+
+#[test]
 fn new_activations_witness_equals_integer_reference() {
     // HardSigmoid, HardSwish, Celu, Mish, ThresholdedRelu, the trigonometric and hyperbolic
     // functions and their inverses, Round, Floor, Ceil and Sign, each through its table.

@@ -492,6 +492,7 @@ pub fn build_circuit_for(
     let mut lookups = Lookups::default();
     let gates = stage.gates();
     let mut linear = gates.linear.map(LinearRegion::new);
+    let mut zeros: Vec<Option<Vec<bool>>> = Vec::with_capacity(model.nodes.len());
     for (at, node) in model.nodes.iter().enumerate() {
         // The node's param tensors (they come in node order), loaded or fixed.
         let first = params.partition_point(|t| t.node < at);
@@ -513,9 +514,12 @@ pub fn build_circuit_for(
             scales,
             inputs,
             laid_inputs: &mut shifted_inputs,
+            zeros: node.inputs.iter().map(|&i| zeros[i].as_deref()).collect(),
         };
         let out = node.op.kernel().layout(&mut cx)?;
+        let known = node.op.kernel().zeros(&cx.zeros);
         cells.push(out);
+        zeros.push(known);
     }
 
     // Inputs (in input order), params, then outputs; each tensor starts a new word.

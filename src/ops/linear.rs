@@ -290,7 +290,14 @@ fn execute_affine(cx: &ExecCx<'_>, geometry: &impl AffineTerms, weight: &[i64], 
 /// like this layer's (fixed, or cells) and the gate spends fewer cells; else with halo2-base's
 /// inner products.
 fn layout_linear(cx: &mut LayoutCx<'_, '_>, geometry: &impl AffineTerms) -> Vec<AssignedValue<Fr>> {
-    let outputs = geometry.affine_outputs();
+    let mut outputs = geometry.affine_outputs();
+    // Inputs that are the constant zero (ConvTranspose's spread, padding) add nothing: the
+    // outputs of a run read the same inputs, so they lose the same terms.
+    if let Some(zero) = cx.zeros[0] {
+        for o in &mut outputs {
+            o.terms.retain(|&(i, _)| !zero[i]);
+        }
+    }
     let bits = cx.bits();
     let params = AffineParams { weight: cx.params[0], bias: cx.params[1], shift: cx.scales.param };
     if let Some(region) = cx.linear.as_mut() {

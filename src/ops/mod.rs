@@ -279,6 +279,8 @@ pub struct LayoutCx<'a, 'p> {
     pub inputs: &'a [Vec<i64>],
     /// Inputs laid out so far, to be exposed after the nodes.
     pub laid_inputs: &'a mut Vec<LaidInput>,
+    /// For each input, its positions that are the constant zero (see [`Kernel::zeros`]).
+    pub zeros: Vec<Option<&'a [bool]>>,
 }
 
 impl LayoutCx<'_, '_> {
@@ -306,6 +308,14 @@ pub trait Kernel {
 
     /// Lays the node out and returns its output cells.
     fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>>;
+
+    /// The output positions that are the constant zero whatever the inputs, from the same of
+    /// its inputs (`None`: none known): padding, ConvTranspose's spread input. A linear layer
+    /// skips the products of such inputs (they add nothing). Structural, never read off cells,
+    /// so key generation and proving lay out the same rows.
+    fn zeros(&self, _inputs: &[Option<&[bool]>]) -> Option<Vec<bool>> {
+        None
+    }
 }
 
 /// For each input (of `shapes`), the position in it of every element of the output's `shape`

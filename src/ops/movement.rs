@@ -557,9 +557,23 @@ impl Kernel for QSelect {
             .iter()
             .map(|s| match *s {
                 QSource::Input { input, index } => cx.args[input][index],
+                // One cell for every zero (padding is mostly zeros).
+                QSource::Const(0) => cx.ctx.load_zero(),
                 QSource::Const(c) => cx.ctx.load_constant(fe(c as i128)),
             })
             .collect())
+    }
+
+    fn zeros(&self, inputs: &[Option<&[bool]>]) -> Option<Vec<bool>> {
+        let zeros: Vec<bool> = self
+            .sources
+            .iter()
+            .map(|s| match *s {
+                QSource::Input { input, index } => inputs[input].is_some_and(|z| z[index]),
+                QSource::Const(c) => c == 0,
+            })
+            .collect();
+        zeros.contains(&true).then_some(zeros)
     }
 }
 
@@ -575,6 +589,10 @@ impl Kernel for Reshape {
 
     fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
         Ok(cx.args[0].to_vec())
+    }
+
+    fn zeros(&self, inputs: &[Option<&[bool]>]) -> Option<Vec<bool>> {
+        inputs[0].map(<[bool]>::to_vec)
     }
 }
 
