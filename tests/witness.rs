@@ -122,10 +122,10 @@ fn transposed_convolutions_skip_the_products_of_their_spread_zeros() {
     // 300→4. Counted in the scatter form, each input element times each tap that lands in the
     // output: 8 of the 9 (input, tap) pairs per axis land in the first's 6x6 output, so
     // 8² · 2 · 3 = 384; every pair lands in the second's 8x8, 6² · 2² · 3 = 432; the Gemm reads
-    // 192 computed inputs, 192 · 4 = 768. As convolutions over the spread inputs (zeros between and around
-    // the elements) they would be 1,944, 768 and 1,200. With params that are cells, every
-    // product of a computed input goes through the gate (one sum per row: the grouped layer's
-    // runs have one output), whatever its weight.
+    // 192 computed inputs, 192 · 4 = 768. As convolutions over the spread inputs (zeros between
+    // and around the elements) they would be 1,944, 768 and 1,200. With params that are cells,
+    // every product of a computed input goes through the gate (one sum per row: the grouped
+    // layer's runs have one output), whatever its weight.
     let (mut quantized, inputs, _) =
         prepare(&common::fixture("decoder_ops.onnx"), &common::fixture("decoder_ops.input.json"), Some([-16.0, 16.0]));
     quantized.visibility.params = Visibility::Private;
