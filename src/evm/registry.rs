@@ -9,7 +9,7 @@ use alloy::sol;
 use alloy::sol_types::{SolInterface, SolValue};
 use serde::{Deserialize, Serialize};
 
-use super::solidity::{compile_sources, CompiledContract};
+use super::solidity::{compile_sources, CompiledContract, Optimizer};
 use crate::error::{Error, Result};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 
@@ -146,6 +146,7 @@ pub fn compile_registry(solc: &Path) -> Result<RegistryContracts> {
         solc,
         &sources,
         &[("InferenceRegistry.sol", "InferenceRegistry"), ("IInferenceVerifier.sol", "Halo2VerifierAdapter")],
+        Optimizer::Full,
     )?;
     let adapter = compiled.pop().expect("two contracts asked for");
     let registry = compiled.pop().expect("two contracts asked for");

@@ -108,13 +108,38 @@ fn require_canonical_scalars(code: &str) -> String {
     out
 }
 
+/// How solc optimizes a contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    /// Everything off: snark-verifier's verifiers, which fail with "stack too deep" otherwise.
+    Off,
+    /// The bytecode optimizer (peephole, common subexpressions, constants, deduplicated code)
+    /// without the Yul optimizer's steps: for our generated verifiers, whose assembly is
+    /// already straight-line and which the Yul optimizer's hoisting of repeated expressions
+    /// into variables runs out of stack.
+    Bytecode,
+    /// Solc's whole optimizer: hand-written contracts (the registry, the adapters).
+    Full,
+}
+
+impl Optimizer {
+    fn settings(self) -> Value {
+        match self {
+            Optimizer::Off => json!({ "enabled": false }),
+            Optimizer::Bytecode => json!({ "enabled": true, "runs": 200, "details": { "yul": false } }),
+            Optimizer::Full => json!({ "enabled": true, "runs": 200 }),
+        }
+    }
+}
+
 /// Compiles Solidity `sources` (file name, text; imports resolve among them) with the solc at
-/// `solc` and returns the `contracts` asked for (file name, contract name), in order. The
-/// optimizer is off and via-IR is not used: the generated verifier needs both.
+/// `solc` and returns the `contracts` asked for (file name, contract name), in order, on the
+/// legacy pipeline (not via-IR) with the optimizer `optimizer`.
 pub fn compile_sources(
     solc: &Path,
     sources: &[(&str, &str)],
     contracts: &[(&str, &str)],
+    optimizer: Optimizer,
 ) -> Result<Vec<CompiledContract>> {
     let compiler = foundry_compilers::solc::Solc::new(solc)
         .map_err(|e| EvmError::Solc(format!("cannot run {} --version: {e}", solc.display())))?;
@@ -124,7 +149,7 @@ pub fn compile_sources(
         "language": "Solidity",
         "sources": sources,
         "settings": {
-            "optimizer": { "enabled": false },
+            "optimizer": optimizer.settings(),
             "viaIR": false,
             "outputSelection": { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } }
         }
@@ -166,9 +191,10 @@ pub fn compile_sources(
 
 /// Compiles the generated verifier and checks that it fits EIP-170.
 pub fn compile_verifier(solc: &Path, source: &str) -> Result<CompiledContract> {
-    let compiled = compile_sources(solc, &[("Verifier.sol", source)], &[("Verifier.sol", VERIFIER_CONTRACT)])?
-        .pop()
-        .expect("one contract asked for");
+    let compiled =
+        compile_sources(solc, &[("Verifier.sol", source)], &[("Verifier.sol", VERIFIER_CONTRACT)], Optimizer::Off)?
+            .pop()
+            .expect("one contract asked for");
     if compiled.runtime.len() > MAX_RUNTIME_BYTES {
         return Err(EvmError::ContractTooLarge { size: compiled.runtime.len() }.into());
     }

@@ -1,0 +1,244 @@
+//! Solidity from a traced verifier ([`Program`]): the direct verifier, one contract whose inline
+//! assembly runs the program's steps in order, each commented with what it does.
+//!
+//! Calling convention (the same as snark-verifier's contracts, so that every caller keeps
+//! working): no selector; the calldata is the public instances as 32-byte big-endian words, then
+//! the proof, and exactly that many bytes. The contract returns nothing when the proof is valid
+//! and reverts otherwise.
+
+use std::fmt::Write;
+
+use alloy::primitives::U256;
+
+use super::program::{base_modulus, scalar_modulus, Layout, Op, Program, Word};
+
+/// Where the program's variables start in memory (after Solidity's scratch space and free
+/// memory pointer, which the assembly does not use).
+const VARS: u64 = 0x80;
+
+/// What a rendered verifier says about itself in its header.
+#[derive(Clone, Debug, Default)]
+pub struct Header {
+    /// What the key verifies (a model, an aggregation), one line.
+    pub title: String,
+    /// The digest of the circuit the key was made for.
+    pub circuit_digest: String,
+}
+
+fn hex(value: U256) -> String {
+    format!("{value:#x}")
+}
+
+struct Renderer<'a> {
+    program: &'a Program,
+    layout: Layout,
+    scratch: u64,
+    out: String,
+}
+
+impl Renderer<'_> {
+    fn var(&self, v: u32) -> u64 {
+        VARS + 0x20 * self.layout.word[v as usize] as u64
+    }
+
+    /// The expression reading word `i` of an operand: a literal for a constant.
+    fn read(&self, word: Word, i: u32) -> String {
+        match word {
+            Word::Const(c) => hex(self.program.constants[(c + i) as usize]),
+            Word::Var(v) => format!("mload({:#x})", self.var(v + i)),
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        self.out.push_str("            ");
+        self.out.push_str(text);
+        self.out.push('\n');
+    }
+
+    /// Copies words into the scratch buffer, from its start.
+    fn stage(&mut self, words: &[(Word, u32)]) {
+        for (i, (word, j)) in words.iter().enumerate() {
+            let value = self.read(*word, *j);
+            let at = self.scratch + 0x20 * i as u64;
+            self.line(&format!("mstore({at:#x}, {value})"));
+        }
+    }
+
+    fn call(&mut self, precompile: u8, input_words: u64, out: u64, out_len: u64) {
+        let (at, len) = (self.scratch, 0x20 * input_words);
+        self.line(&format!(
+            "if iszero(staticcall(gas(), {precompile:#x}, {at:#x}, {len:#x}, {out:#x}, {out_len:#x})) {{ fail() }}"
+        ));
+    }
+
+    fn op(&mut self, op: &Op) {
+        match op {
+            Op::LoadScalar { dst, offset } => {
+                let d = self.var(*dst);
+                self.line(&format!(
+                    "{{ let w := calldataload({offset:#x}) if iszero(lt(w, R)) {{ fail() }} mstore({d:#x}, w) }}"
+                ));
+            }
+            Op::LoadPoint { dst, offset } => {
+                let (d, y) = (self.var(*dst), offset + 0x20);
+                self.line(&format!(
+                    "{{ let x := calldataload({offset:#x}) let y := calldataload({y:#x}) if iszero(on_curve(x, y)) {{ fail() }} mstore({d:#x}, x) mstore({:#x}, y) }}",
+                    d + 0x20
+                ));
+            }
+            Op::PointFromLimbs { dst, limbs, bits } => {
+                let half = limbs.len() / 2;
+                let d = self.var(*dst);
+                let mut code = String::from("{ ");
+                for (name, part) in [("x", &limbs[..half]), ("y", &limbs[half..])] {
+                    let _ = write!(code, "let {name} := 0 ");
+                    for (i, limb) in part.iter().enumerate() {
+                        let shift = i as u32 * bits;
+                        let width = (*bits).min(256u32.saturating_sub(shift));
+                        let _ = write!(
+                            code,
+                            "{{ let l := {} if iszero(lt(l, shl({width}, 1))) {{ fail() }} {name} := add({name}, shl({shift}, l)) }} ",
+                            self.read(*limb, 0)
+                        );
+                    }
+                }
+                let _ = write!(
+                    code,
+                    "if iszero(on_curve(x, y)) {{ fail() }} mstore({d:#x}, x) mstore({:#x}, y) }}",
+                    d + 0x20
+                );
+                self.line(&code);
+            }
+            Op::Copy { dst, src } => {
+                let (d, s) = (self.var(*dst), self.read(*src, 0));
+                self.line(&format!("mstore({d:#x}, {s})"));
+            }
+            Op::Add { dst, a, b } => {
+                let (d, a, b) = (self.var(*dst), self.read(*a, 0), self.read(*b, 0));
+                self.line(&format!("mstore({d:#x}, addmod({a}, {b}, R))"));
+            }
+            Op::Sub { dst, a, b } => {
+                let (d, a, b) = (self.var(*dst), self.read(*a, 0), self.read(*b, 0));
+                self.line(&format!("mstore({d:#x}, addmod({a}, sub(R, {b}), R))"));
+            }
+            Op::Mul { dst, a, b } => {
+                let (d, a, b) = (self.var(*dst), self.read(*a, 0), self.read(*b, 0));
+                self.line(&format!("mstore({d:#x}, mulmod({a}, {b}, R))"));
+            }
+            Op::Pow { dst, base, exp } => {
+                self.line("// base^exp mod r (modexp precompile)");
+                let at = self.scratch;
+                for i in 0..3 {
+                    self.line(&format!("mstore({:#x}, 0x20)", at + 0x20 * i));
+                }
+                let (b, e) = (self.read(*base, 0), self.read(*exp, 0));
+                self.line(&format!("mstore({:#x}, {b})", at + 0x60));
+                self.line(&format!("mstore({:#x}, {e})", at + 0x80));
+                self.line(&format!("mstore({:#x}, R)", at + 0xa0));
+                let d = self.var(*dst);
+                self.call(0x05, 6, d, 0x20);
+            }
+            Op::Squeeze { dst, hash, start, len } => {
+                let (d, h, s) = (self.var(*dst), self.var(*hash), self.var(*start));
+                self.line(&format!("// challenge: keccak256 of the {len} transcript words since the last one"));
+                if *len == 1 {
+                    let at = self.scratch;
+                    self.line(&format!(
+                        "{{ mstore({at:#x}, mload({s:#x})) mstore8({:#x}, 1) let h := keccak256({at:#x}, 0x21) mstore({h:#x}, h) mstore({d:#x}, mod(h, R)) }}",
+                        at + 0x20
+                    ));
+                } else {
+                    self.line(&format!(
+                        "{{ let h := keccak256({s:#x}, {:#x}) mstore({h:#x}, h) mstore({d:#x}, mod(h, R)) }}",
+                        0x20 * *len as u64
+                    ));
+                }
+            }
+            Op::EcAdd { dst, a, b } => {
+                self.stage(&[(*a, 0), (*a, 1), (*b, 0), (*b, 1)]);
+                let d = self.var(*dst);
+                self.call(0x06, 4, d, 0x40);
+            }
+            Op::EcMul { dst, point, scalar } => {
+                self.stage(&[(*point, 0), (*point, 1), (*scalar, 0)]);
+                let d = self.var(*dst);
+                self.call(0x07, 3, d, 0x40);
+            }
+            Op::Pairing { lhs, rhs, g2 } => {
+                self.line("// the pairing check e(lhs, G2) * e(rhs, -s*G2) == 1 decides the KZG openings");
+                let words: Vec<(Word, u32)> = [(*lhs, 0), (*lhs, 1)]
+                    .into_iter()
+                    .chain((0..4).map(|i| (*g2, i)))
+                    .chain([(*rhs, 0), (*rhs, 1)])
+                    .chain((4..8).map(|i| (*g2, i)))
+                    .collect();
+                self.stage(&words);
+                let at = self.scratch;
+                self.call(0x08, 12, at, 0x20);
+                self.line(&format!("if iszero(mload({at:#x})) {{ fail() }}"));
+            }
+            Op::AssertEq { a, b, words } => {
+                for i in 0..*words {
+                    let (a, b) = (self.read(*a, i), self.read(*b, i));
+                    self.line(&format!("if iszero(eq({a}, {b})) {{ fail() }}"));
+                }
+            }
+        }
+    }
+}
+
+/// The direct verifier's Solidity source.
+pub fn render_direct(program: &Program, header: &Header) -> String {
+    let layout = program.layout();
+    let scratch = VARS + 0x20 * layout.words as u64;
+    let mut r = Renderer { program, layout, scratch, out: String::new() };
+    for (i, op) in program.ops.iter().enumerate() {
+        if let Some((_, phase)) = program.phases.iter().find(|(at, _)| *at == i) {
+            r.line("");
+            r.line(&format!("// ---- {phase}"));
+        }
+        r.op(op);
+    }
+    let body = r.out;
+    let (title, digest) = (&header.title, &header.circuit_digest);
+    let (n, len) = (program.num_instances, program.calldata_len);
+    let proof_len = len - 0x20 * n;
+    let (rm, qm) = (hex(scalar_modulus()), hex(base_modulus()));
+    format!(
+        r#"// SPDX-License-Identifier: MIT
+// Generated by zkinfer from a verifying key; regenerate it, do not edit it.
+pragma solidity ^0.8.19;
+
+/// @title {title}
+/// @notice Verifies a Halo2 proof (KZG on BN254, SHPLONK openings, Keccak transcript) of the
+/// circuit {digest}.
+/// Calldata, with no selector: {n} public instances as 32-byte big-endian words, each below
+/// the scalar field's modulus, then the {proof_len}-byte proof; {len} bytes in all, no more, no
+/// less. Returns nothing when the proof is valid for the instances; reverts otherwise.
+contract Halo2Verifier {{
+    fallback() external {{
+        assembly {{
+            // BN254's scalar field modulus r: every instance, evaluation and challenge is below it.
+            let R := {rm}
+
+            // A point read from calldata must be on the curve y^2 = x^3 + 3, its coordinates below
+            // the base field's modulus q.
+            function on_curve(x, y) -> ok {{
+                let q := {qm}
+                ok := and(and(lt(x, q), lt(y, q)), eq(mulmod(y, y, q), addmod(mulmod(mulmod(x, x, q), x, q), 3, q)))
+            }}
+
+            // Any failed check reverts at once.
+            function fail() {{
+                revert(0, 0)
+            }}
+
+            if iszero(eq(calldatasize(), {len:#x})) {{ fail() }}
+{body}
+            return(0, 0)
+        }}
+    }}
+}}
+"#
+    )
+}
