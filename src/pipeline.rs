@@ -399,9 +399,24 @@ pub fn create_evm_verifier(
     let solc = evm::toolchain::resolve_solc(solc)?;
     let (header, vk, srs) = prove::keys::read_vk_checked(vk_path, srs_file)?;
     warn_if_insecure(&srs.info);
-    let source = evm::generate_verifier(&srs.params, &vk, header.shape.num_instances, header.aggregation.is_some());
+    let title = match &header.aggregation {
+        Some(_) => "zkinfer verifier of an aggregated proof".to_string(),
+        None => "zkinfer verifier of a model's inference".to_string(),
+    };
+    let verifier_header = evm::yul::Header { title, circuit_digest: header.circuit_digest.clone() };
+    let source = timed("generating the verifier", || {
+        evm::generate_verifier(
+            &srs.params,
+            &vk,
+            header.shape.num_instances,
+            header.aggregation.is_some(),
+            &verifier_header,
+        )
+    })
+    .0?;
     write_file(sol_out, &source)?;
-    let (compiled, _) = timed("compiling the verifier", || evm::compile_verifier(&solc, &source));
+    let (compiled, _) =
+        timed("compiling the verifier", || evm::compile_verifier(&solc, &source, evm::solidity::Optimizer::Bytecode));
     let compiled = CompiledContract {
         insecure_srs: Some(srs.info.insecure),
         circuit_digest: Some(header.circuit_digest.clone()),

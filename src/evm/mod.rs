@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod estimate;
 pub mod program;
 pub mod registry;
+pub mod reusable;
 pub mod solidity;
 pub mod toolchain;
 pub mod yul;

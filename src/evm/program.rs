@@ -475,14 +475,14 @@ impl ScalarLoader<Fr> for Tracer {
         let mut products = Vec::with_capacity(values.len());
         let mut product = tracer.load_one();
         for value in values.iter() {
-            product = product * &**value;
+            product *= &**value;
             products.push(product.clone());
         }
         let mut inverse = tracer.invert(&product.value);
         for i in (0..values.len()).rev() {
             let before = if i == 0 { tracer.load_one() } else { products[i - 1].clone() };
             let inverted = before * &inverse;
-            inverse = inverse * &*values[i];
+            inverse *= &*values[i];
             *values[i] = inverted;
         }
     }
@@ -638,7 +638,7 @@ pub fn trace_verifier(
     }
     let KzgAccumulator { lhs, rhs } = fold(&tracer, accumulators);
     tracer.phase("the final pairing check");
-    let [g2, minus_s_g2] = [params.g2(), -params.s_g2()].map(|p| g2_words(&p.into()));
+    let [g2, minus_s_g2] = [params.g2(), -params.s_g2()].map(|p| g2_words(&p));
     let g2 = tracer.constant(&[g2, minus_s_g2].concat());
     let (lhs, rhs) = (tracer.point_word(&lhs.value), tracer.point_word(&rhs.value));
     tracer.push(Op::Pairing { lhs, rhs, g2 });

@@ -1,5 +1,7 @@
-//! The Solidity verifier: generated from the verifying key with snark-verifier's EVM loader,
-//! compiled with solc (through foundry-compilers) on the legacy pipeline with the optimizer off.
+//! The Solidity verifier: generated from the verifying key by our generator (snark-verifier's
+//! verification traced into a program, rendered as Solidity), compiled with solc (through
+//! foundry-compilers); snark-verifier's own generated verifier is kept as the reference the
+//! differential tests compare ours with.
 
 use std::path::Path;
 
@@ -17,7 +19,7 @@ use crate::error::Result;
 
 /// EIP-170: the most runtime bytecode a contract may have.
 pub const MAX_RUNTIME_BYTES: usize = 24_576;
-/// The contract snark-verifier generates.
+/// The verifier contract's name (ours and snark-verifier's).
 pub const VERIFIER_CONTRACT: &str = "Halo2Verifier";
 
 /// A compiled contract.
@@ -58,10 +60,24 @@ mod hex_bytes {
     }
 }
 
-/// Generates the Solidity verifier of a circuit with one instance column of `num_instances`;
-/// for an aggregation circuit (`aggregation`), the verifier also decides the accumulator its
-/// first instances carry. The pragma is relaxed from snark-verifier's exact `0.8.19` to `^0.8.19`.
+/// Generates the direct Solidity verifier (our generator, see [`super::program`] and
+/// [`super::yul`]) of a circuit with one instance column of `num_instances`; for an aggregation
+/// circuit (`aggregation`), the verifier also decides the accumulator its first instances carry.
 pub fn generate_verifier(
+    params: &ParamsKZG<Bn256>,
+    vk: &VerifyingKey<G1Affine>,
+    num_instances: usize,
+    aggregation: bool,
+    header: &super::yul::Header,
+) -> Result<String> {
+    let program = super::program::trace_verifier(params, vk, num_instances, aggregation)?;
+    Ok(super::yul::render_direct(&program, header))
+}
+
+/// snark-verifier's own generated verifier for the same key, the reference the differential
+/// tests hold ours to. The pragma is relaxed from its exact `0.8.19` to `^0.8.19`; compile it
+/// with [`Optimizer::Off`].
+pub fn snark_verifier_source(
     params: &ParamsKZG<Bn256>,
     vk: &VerifyingKey<G1Affine>,
     num_instances: usize,
@@ -189,10 +205,11 @@ pub fn compile_sources(
         .collect()
 }
 
-/// Compiles the generated verifier and checks that it fits EIP-170.
-pub fn compile_verifier(solc: &Path, source: &str) -> Result<CompiledContract> {
+/// Compiles a generated verifier (ours, with [`Optimizer::Bytecode`]; snark-verifier's with
+/// [`Optimizer::Off`]) and checks that it fits EIP-170.
+pub fn compile_verifier(solc: &Path, source: &str, optimizer: Optimizer) -> Result<CompiledContract> {
     let compiled =
-        compile_sources(solc, &[("Verifier.sol", source)], &[("Verifier.sol", VERIFIER_CONTRACT)], Optimizer::Off)?
+        compile_sources(solc, &[("Verifier.sol", source)], &[("Verifier.sol", VERIFIER_CONTRACT)], optimizer)?
             .pop()
             .expect("one contract asked for");
     if compiled.runtime.len() > MAX_RUNTIME_BYTES {
