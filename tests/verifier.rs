@@ -300,3 +300,30 @@ fn the_shared_verifier_decides_as_the_direct_one() {
     assert_eq!(shared.verify(vk, &other.instances, &other.proof), None, "model B's proof against model A's key");
     assert_eq!(shared.verify(other_vk, &case.instances, &case.proof), None, "model A's proof against model B's key");
 }
+
+#[test]
+#[ignore]
+fn print_the_program_s_operations() {
+    let case = mlp_small();
+    let mut counts = std::collections::BTreeMap::new();
+    for op in &case.program.ops {
+        let name = format!("{op:?}");
+        let name = name.split(|c: char| !c.is_alphanumeric()).next().unwrap().to_string();
+        *counts.entry(name).or_insert(0usize) += 1;
+    }
+    println!(
+        "{counts:?}; {} constants, {} vars, layout {} words",
+        case.program.constants.len(),
+        case.program.vars,
+        case.program.layout().words
+    );
+    // Adjacent pairs: which fusions would pay.
+    let mut pairs = std::collections::BTreeMap::new();
+    for w in case.program.ops.windows(2) {
+        let n = |op: &zkinfer::evm::program::Op| {
+            format!("{op:?}").split(|c: char| !c.is_alphanumeric()).next().unwrap().to_string()
+        };
+        *pairs.entry(format!("{}->{}", n(&w[0]), n(&w[1]))).or_insert(0usize) += 1;
+    }
+    println!("{pairs:?}");
+}
