@@ -327,3 +327,49 @@ fn print_the_program_s_operations() {
     }
     println!("{pairs:?}");
 }
+
+#[test]
+fn create_evm_verifier_writes_the_reusable_verifier_and_verify_evm_uses_it() {
+    let case = mlp_small();
+    let out = case._work.path().join("out");
+    let printed = common::ok(&out, &["create-evm-verifier", "--reusable"]);
+    assert!(printed.contains("SharedVerifier.json") && printed.contains("VerifyingKey.json"), "{printed}");
+    let key = common::json(&out.join("VerifyingKey.json"));
+    assert_eq!(key["name"], "VerifyingKey");
+    assert_eq!(key["insecure_srs"], true, "the development SRS is flagged");
+    let verified =
+        common::ok(&out, &["verify-evm", "--verifier", "SharedVerifier.json", "--key-contract", "VerifyingKey.json"]);
+    assert!(verified.contains("verified on"), "{verified}");
+    // Same key, same bytes: generation is deterministic.
+    common::ok(&out, &["create-evm-verifier", "--reusable", "--key-out", "again.json"]);
+    assert_eq!(common::json(&out.join("again.json"))["runtime"], key["runtime"]);
+    // A tampered proof is refused with the verifier's reason; the shared verifier alone is not
+    // enough to verify anything.
+    let proof = common::json(&out.join("proof.json"));
+    common::write_json(&out.join("bad.json"), &common::tamper_proof_bytes(&proof, 0.5));
+    let refused = common::fails(
+        &out,
+        &[
+            "verify-evm",
+            "--proof",
+            "bad.json",
+            "--verifier",
+            "SharedVerifier.json",
+            "--key-contract",
+            "VerifyingKey.json",
+        ],
+    );
+    assert!(refused.contains("rejected") && refused.contains("returned false"), "{refused}");
+    let no_key = common::fails(&out, &["verify-evm", "--verifier", "SharedVerifier.json"]);
+    assert!(no_key.contains("--key-contract"), "{no_key}");
+    // The calldata for callers who build transactions themselves.
+    let direct = common::ok(&out, &["encode-evm-calldata"]);
+    assert_eq!(direct.trim(), format!("0x{}", hex::encode(calldata(&case.instances, &case.proof))));
+    let key_address = "0x00000000000000000000000000000000000000aa";
+    let shared = common::ok(&out, &["encode-evm-calldata", "--key-address", key_address]);
+    let expected =
+        zkinfer::evm::reusable::encode_verify_call(key_address.parse().unwrap(), &case.instances, &case.proof);
+    assert_eq!(shared.trim(), format!("0x{}", hex::encode(expected)));
+    let bad_address = common::fails(&out, &["encode-evm-calldata", "--key-address", "0x12"]);
+    assert!(bad_address.contains("not an address"), "{bad_address}");
+}

@@ -3,13 +3,29 @@
 //! its program in a compact encoding (see the contract's header for the layout). The program is
 //! the one the direct verifier of the key runs ([`super::program`]), so both decide alike.
 
+use std::path::Path;
+
+use alloy::primitives::{Address, U256};
+use alloy::sol_types::SolCall;
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::halo2_proofs::halo2curves::ff::PrimeField;
+
+use super::chain::{no_custom_errors, Chain, EvmVerification};
 use super::program::{Layout, Op, Program, Word};
-use crate::error::{EvmError, Result};
+use super::solidity::{compile_sources, CompiledContract, Optimizer};
+use crate::error::{Error, EvmError, Result};
+
+alloy::sol! {
+    /// The shared verifier's entry point.
+    function verifyProof(address vk, uint256[] instances, bytes proof) external view returns (bool);
+}
 
 /// The shared verifier's source.
 pub const SHARED_VERIFIER_SOURCE: &str = include_str!("../../contracts/Halo2SharedVerifier.sol");
 /// Its contract name.
 pub const SHARED_VERIFIER_CONTRACT: &str = "Halo2SharedVerifier";
+/// The name `create-evm-verifier --reusable` gives a key's data contract in its artifact.
+pub const KEY_CONTRACT: &str = "VerifyingKey";
 /// The first bytes of a key's data.
 pub const MAGIC: &[u8; 4] = b"ZKV1";
 /// Bytes of the data's header (magic, counts) after the leading STOP byte.
@@ -17,19 +33,19 @@ const HEADER: usize = 18;
 
 /// Operation codes, as the shared verifier dispatches them.
 mod code {
-    pub const MUL: u8 = 1;
-    pub const ADD: u8 = 2;
-    pub const SUB: u8 = 3;
-    pub const COPY: u8 = 4;
-    pub const EC_ADD: u8 = 5;
-    pub const EC_MUL: u8 = 6;
-    pub const SCALARS: u8 = 7;
-    pub const POINTS: u8 = 8;
-    pub const SQUEEZE: u8 = 9;
-    pub const POW: u8 = 10;
-    pub const LIMBS: u8 = 11;
-    pub const PAIRING: u8 = 12;
-    pub const ASSERT_EQ: u8 = 13;
+    pub(super) const MUL: u8 = 1;
+    pub(super) const ADD: u8 = 2;
+    pub(super) const SUB: u8 = 3;
+    pub(super) const COPY: u8 = 4;
+    pub(super) const EC_ADD: u8 = 5;
+    pub(super) const EC_MUL: u8 = 6;
+    pub(super) const SCALARS: u8 = 7;
+    pub(super) const POINTS: u8 = 8;
+    pub(super) const SQUEEZE: u8 = 9;
+    pub(super) const POW: u8 = 10;
+    pub(super) const LIMBS: u8 = 11;
+    pub(super) const PAIRING: u8 = 12;
+    pub(super) const ASSERT_EQ: u8 = 13;
 }
 
 struct Encoder<'a> {
@@ -180,4 +196,46 @@ pub fn data_contract_creation_code(runtime: &[u8]) -> Result<Vec<u8>> {
     let mut code = vec![0x61, hi, lo, 0x80, 0x60, 0x0c, 0x60, 0x00, 0x39, 0x60, 0x00, 0xf3];
     code.extend_from_slice(runtime);
     Ok(code)
+}
+
+/// Compiles the shared verifier (solc's whole optimizer).
+pub fn compile_shared_verifier(solc: &Path) -> Result<CompiledContract> {
+    let file = "Halo2SharedVerifier.sol";
+    let mut compiled =
+        compile_sources(solc, &[(file, SHARED_VERIFIER_SOURCE)], &[(file, SHARED_VERIFIER_CONTRACT)], Optimizer::Full)?;
+    Ok(compiled.pop().expect("one contract asked for"))
+}
+
+/// `verifyProof(key, instances, proof)`, ABI-encoded with its selector.
+pub fn encode_verify_call(key: Address, instances: &[Fr], proof: &[u8]) -> Vec<u8> {
+    let instances = instances.iter().map(|i| U256::from_le_bytes(i.to_repr())).collect();
+    verifyProofCall { vk: key, instances, proof: proof.to_vec().into() }.abi_encode()
+}
+
+/// Calls the shared verifier at `verifier` with `calldata` (from [`encode_verify_call`]): it
+/// answers false for an invalid proof, and then nothing is sent; a valid one is sent as a
+/// transaction, whose gas is reported.
+pub fn verify_with(chain: &mut Chain, verifier: Address, calldata: Vec<u8>) -> Result<EvmVerification> {
+    let rejected = |reason: String| EvmVerification { verified: false, gas_used: None, reason: Some(reason) };
+    let answer = match chain.call(verifier, calldata.clone())? {
+        Ok(answer) => answer,
+        Err(revert) => {
+            return Ok(rejected(format!("the shared verifier reverted ({})", revert.describe(no_custom_errors))))
+        }
+    };
+    match verifyProofCall::abi_decode_returns(&answer) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Ok(rejected(
+                "the shared verifier returned false: the proof, its public instances or the key are invalid".into(),
+            ))
+        }
+        Err(_) => {
+            return Err(Error::Evm(EvmError::Execution(format!(
+                "the contract at {verifier} did not answer as the shared verifier does; is it one?"
+            ))))
+        }
+    }
+    let mined = chain.send("verification", verifier, calldata, no_custom_errors, |_| Ok(()))?;
+    Ok(EvmVerification { verified: true, gas_used: Some(mined.gas_used), reason: None })
 }
