@@ -379,13 +379,14 @@ fn the_shared_verifier_is_deployed_once_and_each_model_registers_its_key() {
     for contract in ["verifier", "key", "adapter", "registry"] {
         assert!(first[contract]["gas_used"].as_u64().unwrap() > 0, "{contract}: {first}");
     }
-    // Submissions go through the model's adapter to the shared verifier with its key.
-    let submitted = ok(w, &["submit", "--model", "mlp", "--rpc-url", url.as_str()]);
-    assert_eq!(read(&w.join("submission.json"))["status"], "verified", "{submitted}");
+    // Submissions go through the model's adapter to the shared verifier with its key (the
+    // rejections first: a statement already recorded is not sent again).
     let e = fails(w, &["submit", "--model", "mlp", "-P", "bad-proof.json", "--rpc-url", url.as_str()]);
     assert!(e.contains("ProofRejected"), "{e}");
     let e = fails(w, &["submit", "--model", "mlp", "-P", "other-model.json", "--rpc-url", url.as_str()]);
     assert!(e.contains("OtherWeights"), "{e}");
+    let submitted = ok(w, &["submit", "--model", "mlp", "--rpc-url", url.as_str()]);
+    assert_eq!(read(&w.join("submission.json"))["status"], "verified", "{submitted}");
 
     // One more model in the same registry: the shared verifier is used again (from
     // deployment.json), only its key, adapter and registration are paid for.
