@@ -501,6 +501,8 @@ pub fn verify_evm(
     key_path: Option<&Path>,
     rpc_url: Option<&str>,
 ) -> Result<EvmOutcome> {
+    // The proof first: one made for aggregation (Poseidon transcript) is refused as such.
+    ProofFile::load_for_evm(proof_path)?;
     let verifier: CompiledContract = read_json(verifier_path)?;
     // One EVM path: the in-process chain (revm) when no node is named, else the node.
     let connect = evm::Connect { rpc_url: rpc_url.map(str::to_string), ..Default::default() };
