@@ -261,6 +261,9 @@ pub enum EvmError {
     /// Solidity compilation failed.
     #[error("solidity compilation failed: {0}")]
     Solc(String),
+    /// The verifier could not be generated from the verifying key.
+    #[error("cannot generate the verifier: {0}; the verifying key may be corrupt (regenerate it with zkinfer setup)")]
+    Generate(String),
     /// The verifier contract is too large to deploy.
     #[error("verifier runtime bytecode is {size} bytes, over the EIP-170 limit of 24576 bytes; reduce the public instances or aggregate the proof (zkinfer aggregate) to get a small verifier")]
     ContractTooLarge {

@@ -248,11 +248,34 @@ enum Command {
         #[arg(long)]
         srs: Option<PathBuf>,
         /// Where to write the Solidity source (the compiled contract goes beside it, .json).
-        #[arg(long, default_value = "Verifier.sol")]
-        sol: PathBuf,
+        /// Default: Verifier.sol, or SharedVerifier.sol with --reusable.
+        #[arg(long)]
+        sol: Option<PathBuf>,
         /// The solc to use (default: $SOLC, solc on PATH, or the pinned solc-js).
         #[arg(long)]
         solc: Option<PathBuf>,
+        /// Write the reusable verifier instead of a direct one: the shared verifier (deployed
+        /// once per chain, it verifies the proofs of any zkinfer key) and this model's key as a
+        /// data contract (--key-out).
+        #[arg(long)]
+        reusable: bool,
+        /// With --reusable: where to write the key's data contract.
+        #[arg(long, default_value = "VerifyingKey.json", requires = "reusable")]
+        key_out: PathBuf,
+    },
+    /// Print the calldata a verifier reads for a proof, for callers that build transactions
+    /// themselves: the direct verifier's (instances then proof, no selector), or with
+    /// --key-address the shared verifier's verifyProof(key, instances, proof).
+    EncodeEvmCalldata {
+        /// The proof.
+        #[arg(long, default_value = "proof.json")]
+        proof: PathBuf,
+        /// The address of the model's key (data contract) for the shared verifier.
+        #[arg(long)]
+        key_address: Option<String>,
+        /// Write the calldata (0x-prefixed hex) to this file instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Deploy the verifier and verify a proof on an EVM (in-process revm, or --rpc-url).
     VerifyEvm {
@@ -262,6 +285,9 @@ enum Command {
         /// The compiled verifier (written by create-evm-verifier).
         #[arg(long, default_value = "Verifier.json")]
         verifier: PathBuf,
+        /// For the shared verifier (create-evm-verifier --reusable): the model's key contract.
+        #[arg(long)]
+        key_contract: Option<PathBuf>,
         /// A JSON-RPC node; without it, an in-process EVM is used.
         #[arg(long, conflicts_with = "anvil")]
         rpc_url: Option<String>,
@@ -277,6 +303,14 @@ enum Command {
         /// The compiled verifier (written by create-evm-verifier).
         #[arg(long, default_value = "Verifier.json")]
         verifier: PathBuf,
+        /// With the shared verifier (SharedVerifier.json): the model's key contract
+        /// (VerifyingKey.json), deployed with an adapter that the model is registered with.
+        #[arg(long)]
+        key_contract: Option<PathBuf>,
+        /// With the shared verifier: the address of one already on this chain, used instead of
+        /// deploying another (default: the one in the previous deployment file of this chain).
+        #[arg(long, requires = "key_contract")]
+        shared_verifier: Option<String>,
         /// Also deploy an InferenceRegistry (owned by the deploying account) and the verifier's
         /// adapter.
         #[arg(long, conflicts_with = "registry_address")]
@@ -324,6 +358,9 @@ enum Command {
         /// The compiled verifier (in-process EVM only).
         #[arg(long, default_value = "Verifier.json")]
         verifier: PathBuf,
+        /// With the shared verifier (in-process EVM only): the model's key contract.
+        #[arg(long)]
+        key_contract: Option<PathBuf>,
         /// Gas one verification may use inside the adapter (in-process EVM only).
         #[arg(long, default_value_t = zkinfer::evm::registry::DEFAULT_GAS_CAP)]
         gas_cap: u64,
@@ -553,7 +590,8 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let c = pipeline::commit(source, data.as_deref(), &salts)?;
             println!("{}", serde_json::to_string_pretty(&c).expect("serializable"));
         }
-        Command::CreateEvmVerifier { vk, srs, sol, solc } => {
+        Command::CreateEvmVerifier { vk, srs, sol, solc, reusable: false, .. } => {
+            let sol = sol.unwrap_or_else(|| PathBuf::from("Verifier.sol"));
             let c = pipeline::create_evm_verifier(&vk, srs.as_deref(), &sol, solc.as_deref())?;
             println!(
                 "wrote {} and {} (runtime bytecode {} bytes, solc {})",
@@ -563,16 +601,42 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 c.solc_version
             );
         }
-        Command::VerifyEvm { proof, verifier, rpc_url, anvil } => {
+        Command::CreateEvmVerifier { vk, srs, sol, solc, reusable: true, key_out } => {
+            let sol = sol.unwrap_or_else(|| PathBuf::from("SharedVerifier.sol"));
+            let r = pipeline::create_reusable_verifier(&vk, srs.as_deref(), &sol, &key_out, solc.as_deref())?;
+            println!(
+                "wrote {} and {} (the shared verifier, runtime bytecode {} bytes, solc {}) and {} (this model's key, {} bytes of data)",
+                sol.display(),
+                pipeline::verifier_artifact_path(&sol).display(),
+                r.verifier.runtime.len(),
+                r.verifier.solc_version,
+                key_out.display(),
+                r.key.runtime.len()
+            );
+        }
+        Command::EncodeEvmCalldata { proof, key_address, out } => {
+            let key = key_address.as_deref().map(|a| parse_address(a, "--key-address")).transpose()?;
+            let calldata = format!("0x{}", hex::encode(pipeline::evm_calldata(&proof, key)?));
+            match out {
+                Some(path) => {
+                    zkinfer::error::write_file(&path, &calldata)?;
+                    println!("wrote {} ({} bytes of calldata)", path.display(), calldata.len() / 2 - 1);
+                }
+                None => println!("{calldata}"),
+            }
+        }
+        Command::VerifyEvm { proof, verifier, key_contract, rpc_url, anvil } => {
             let node = if anvil { Some(zkinfer::evm::anvil::spawn_anvil()?) } else { None };
             let rpc_url = node.as_ref().map(|n| n.endpoint()).or(rpc_url);
-            let out = pipeline::verify_evm(&proof, &verifier, rpc_url.as_deref())?;
+            let out = pipeline::verify_evm(&proof, &verifier, key_contract.as_deref(), rpc_url.as_deref())?;
             let place = rpc_url.as_deref().unwrap_or("in-process EVM");
             println!("verified on {place}: gas used {}", out.verification.gas_used.unwrap_or_default());
         }
         Command::Deploy {
             chain,
             verifier,
+            key_contract,
+            shared_verifier,
             registry,
             registry_address,
             model,
@@ -588,8 +652,11 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 (false, None) => RegistryTarget::None,
             };
             let mut chain = zkinfer::evm::Chain::open(&(&chain).into())?;
+            let shared_verifier = shared_verifier.map(|a| parse_address(&a, "--shared-verifier")).transpose()?;
             let options = DeployOptions {
                 verifier,
+                key: key_contract,
+                shared_verifier,
                 registry,
                 model,
                 vk: key.vk,
@@ -603,7 +670,19 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             let file = onchain::deploy(&mut chain, &options)?;
             print_deployment(&chain, &file, Some(&out));
         }
-        Command::Submit { chain, proof, key, model, registry, deployment, verifier, gas_cap, solc, out } => {
+        Command::Submit {
+            chain,
+            proof,
+            key,
+            model,
+            registry,
+            deployment,
+            verifier,
+            key_contract,
+            gas_cap,
+            solc,
+            out,
+        } => {
             let registry = registry.map(|a| parse_address(&a, "--registry")).transpose()?;
             let mut chain = zkinfer::evm::Chain::open(&(&chain).into())?;
             let options = SubmitOptions {
@@ -615,6 +694,7 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 registry,
                 deployment,
                 verifier,
+                key: key_contract,
                 out,
                 solc,
                 gas_cap,

@@ -39,8 +39,13 @@ pub enum RegistryTarget {
 /// What `deploy` does.
 #[derive(Clone, Debug)]
 pub struct DeployOptions {
-    /// The compiled verifier (`Verifier.json`).
+    /// The compiled verifier (`Verifier.json`), or the shared verifier (`SharedVerifier.json`).
     pub verifier: PathBuf,
+    /// With the shared verifier: the model's key (`VerifyingKey.json`).
+    pub key: Option<PathBuf>,
+    /// With the shared verifier: one already deployed on this chain, used instead of deploying
+    /// it again (else the one in the previous `deployment.json` of this chain, if any).
+    pub shared_verifier: Option<Address>,
     /// The registry.
     pub registry: RegistryTarget,
     /// Register the model under this name (needs a registry).
@@ -78,11 +83,11 @@ fn check_srs(chain: &Chain, verifier: &CompiledContract, allow: bool) -> Result<
 
 /// The registration of the model the verifying key is for, checked against the verifier it is
 /// registered with and refused, unless asked for, when the proofs are not tied to the weights.
-fn registration_for(verifier: &CompiledContract, options: &DeployOptions) -> Result<Registration> {
+fn registration_for(verifier: &CompiledContract, path: &Path, options: &DeployOptions) -> Result<Registration> {
     let (header, _, _) = crate::prove::keys::read_vk_checked(&options.vk, options.srs.as_deref())?;
     if let Some(digest) = verifier.circuit_digest.as_ref().filter(|d| **d != header.circuit_digest) {
         return Err(Error::artifact(
-            &options.verifier,
+            path,
             format!(
                 "this verifier was generated for circuit {digest}, the verifying key {} is for circuit {}: \
                  run `zkinfer create-evm-verifier --vk {}` first",
@@ -109,7 +114,29 @@ fn registration_for(verifier: &CompiledContract, options: &DeployOptions) -> Res
 /// registration; `deployment.json` is written after each step.
 pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFile> {
     let verifier: CompiledContract = read_json(&options.verifier)?;
-    check_srs(chain, &verifier, options.allow_insecure_srs)?;
+    // The shared verifier verifies for a key: the key then says which circuit (and SRS) it is.
+    let shared = verifier.name == crate::evm::reusable::SHARED_VERIFIER_CONTRACT;
+    let key = match (&options.key, shared) {
+        (Some(path), true) => Some((read_json::<CompiledContract>(path)?, path.clone())),
+        (None, true) => {
+            return Err(Error::Usage(format!(
+                "{} is the shared verifier: give the model's key contract too (--key-contract VerifyingKey.json, written by \
+                 create-evm-verifier --reusable)",
+                options.verifier.display()
+            )))
+        }
+        (Some(path), false) => {
+            return Err(Error::Usage(format!(
+                "--key-contract {} is for the shared verifier, and {} is a direct one: leave --key-contract out, or give \
+                 SharedVerifier.json (create-evm-verifier --reusable)",
+                path.display(),
+                options.verifier.display()
+            )))
+        }
+        (None, false) => None,
+    };
+    let (keyed, keyed_path) = key.as_ref().map_or((&verifier, &options.verifier), |(k, p)| (k, p));
+    check_srs(chain, keyed, options.allow_insecure_srs)?;
     if options.model.is_some() && options.registry == RegistryTarget::None {
         return Err(Error::Usage(
             "registering a model needs a registry: add --registry (or --registry-address)".into(),
@@ -118,12 +145,20 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
     // Everything that can fail without the chain is checked before paying for anything.
     let registration = match &options.model {
         None => None,
-        Some(_) => Some(registration_for(&verifier, options)?),
+        Some(_) => Some(registration_for(keyed, keyed_path, options)?),
     };
     let contracts = match options.registry {
         RegistryTarget::None => None,
         _ => Some(registry::compile_registry(&crate::evm::toolchain::resolve_solc(options.solc.as_deref())?)?),
     };
+    // A shared verifier already on this chain is used again: given, or in the previous file.
+    let previous = options.out.as_ref().filter(|out| out.exists()).and_then(|out| DeploymentFile::load(out).ok());
+    let existing_shared = options.shared_verifier.or_else(|| {
+        previous
+            .as_ref()
+            .filter(|p| shared && p.chain_id == chain.chain_id() && p.shared_verifier.is_some())
+            .and_then(|p| p.verifier.as_ref().map(|v| v.address))
+    });
     if let Some(out) = options.out.as_ref().filter(|out| out.exists()) {
         let backup = out.with_extension("json.bak");
         std::fs::rename(out, &backup).map_err(|e| Error::io("rename", out, e))?;
@@ -132,15 +167,33 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
     let save = |file: &DeploymentFile| options.out.as_ref().map_or(Ok(()), |out| write_json(out, file));
 
     let mut file = DeploymentFile::new(chain);
-    file.insecure_srs = verifier.insecure_srs;
-    let deployed_verifier = chain.deploy("verifier deployment", verifier.bytecode.clone(), decode_error)?;
+    file.insecure_srs = keyed.insecure_srs;
+    let deployed_verifier = match existing_shared {
+        Some(address) => Deployed { address, tx_hash: None, gas_used: 0 },
+        None => chain.deploy("verifier deployment", verifier.bytecode.clone(), decode_error)?,
+    };
     let verifier_address = deployed_verifier.address;
     file.verifier = Some(deployed_verifier);
     file.verifier_runtime_bytes = Some(verifier.runtime.len());
+    file.shared_verifier = shared.then_some(true);
+    let key_address = match &key {
+        Some((key, _)) => {
+            let deployed = chain.deploy("key deployment", key.bytecode.clone(), decode_error)?;
+            let address = deployed.address;
+            file.key = Some(deployed);
+            Some(address)
+        }
+        None => None,
+    };
     save(&file)?;
     let Some(contracts) = contracts else { return Ok(file) };
 
-    let code = adapter_creation_code(&contracts.adapter, verifier_address, options.gas_cap);
+    let code = match key_address {
+        Some(key) => {
+            registry::shared_adapter_creation_code(&contracts.shared_adapter, verifier_address, key, options.gas_cap)
+        }
+        None => adapter_creation_code(&contracts.adapter, verifier_address, options.gas_cap),
+    };
     let adapter = chain.deploy("adapter deployment", code, decode_error)?;
     file.adapter = Some(adapter.clone());
     save(&file)?;
@@ -194,8 +247,10 @@ pub struct SubmitOptions {
     pub registry: Option<Address>,
     /// `deployment.json` of the chain.
     pub deployment: PathBuf,
-    /// In the in-process EVM, which has no registry yet: the verifier to deploy first.
+    /// In the in-process EVM, which has no registry yet: the verifier to deploy first...
     pub verifier: PathBuf,
+    /// ... and, for the shared verifier, the model's key.
+    pub key: Option<PathBuf>,
     /// Where to write `submission.json`.
     pub out: PathBuf,
     /// The solc for the registry (in-process EVM only).
@@ -282,6 +337,8 @@ pub fn submit_in_process(chain: &mut Chain, options: &SubmitOptions) -> Result<(
         chain,
         &DeployOptions {
             verifier: options.verifier.clone(),
+            key: options.key.clone(),
+            shared_verifier: None,
             registry: RegistryTarget::New,
             model: Some(options.model.clone()),
             vk: options.vk.clone(),

@@ -399,9 +399,24 @@ pub fn create_evm_verifier(
     let solc = evm::toolchain::resolve_solc(solc)?;
     let (header, vk, srs) = prove::keys::read_vk_checked(vk_path, srs_file)?;
     warn_if_insecure(&srs.info);
-    let source = evm::generate_verifier(&srs.params, &vk, header.shape.num_instances, header.aggregation.is_some());
+    let title = match &header.aggregation {
+        Some(_) => "zkinfer verifier of an aggregated proof".to_string(),
+        None => "zkinfer verifier of a model's inference".to_string(),
+    };
+    let verifier_header = evm::yul::Header { title, circuit_digest: header.circuit_digest.clone() };
+    let source = timed("generating the verifier", || {
+        evm::generate_verifier(
+            &srs.params,
+            &vk,
+            header.shape.num_instances,
+            header.aggregation.is_some(),
+            &verifier_header,
+        )
+    })
+    .0?;
     write_file(sol_out, &source)?;
-    let (compiled, _) = timed("compiling the verifier", || evm::compile_verifier(&solc, &source));
+    let (compiled, _) =
+        timed("compiling the verifier", || evm::compile_verifier(&solc, &source, evm::solidity::Optimizer::Bytecode));
     let compiled = CompiledContract {
         insecure_srs: Some(srs.info.insecure),
         circuit_digest: Some(header.circuit_digest.clone()),
@@ -409,6 +424,48 @@ pub fn create_evm_verifier(
     };
     write_json(&verifier_artifact_path(sol_out), &compiled)?;
     Ok(compiled)
+}
+
+/// What `create-evm-verifier --reusable` wrote.
+#[derive(Clone, Debug)]
+pub struct ReusableVerifier {
+    /// The shared verifier, compiled (deployed once per chain).
+    pub verifier: CompiledContract,
+    /// The key's data contract: its creation code and its code (the data).
+    pub key: CompiledContract,
+}
+
+/// `create-evm-verifier --reusable`: writes the shared verifier's source (`sol_out`) and, once
+/// compiled, its artifact beside it (.json), and the key's data contract to `key_out`: one
+/// shared verifier serves every model, each model's key is data.
+pub fn create_reusable_verifier(
+    vk_path: &Path,
+    srs_file: Option<&Path>,
+    sol_out: &Path,
+    key_out: &Path,
+    solc: Option<&Path>,
+) -> Result<ReusableVerifier> {
+    let solc = evm::toolchain::resolve_solc(solc)?;
+    let (header, vk, srs) = prove::keys::read_vk_checked(vk_path, srs_file)?;
+    warn_if_insecure(&srs.info);
+    let (program, _) = timed("generating the verifier's program", || {
+        evm::program::trace_verifier(&srs.params, &vk, header.shape.num_instances, header.aggregation.is_some())
+    });
+    let data = evm::reusable::encode_key(&program?)?;
+    let key = CompiledContract {
+        name: evm::reusable::KEY_CONTRACT.to_string(),
+        bytecode: evm::reusable::data_contract_creation_code(&data)?,
+        runtime: data,
+        abi: serde_json::json!([]),
+        solc_version: String::new(),
+        insecure_srs: Some(srs.info.insecure),
+        circuit_digest: Some(header.circuit_digest.clone()),
+    };
+    write_file(sol_out, evm::reusable::SHARED_VERIFIER_SOURCE)?;
+    let (verifier, _) = timed("compiling the shared verifier", || evm::reusable::compile_shared_verifier(&solc));
+    write_json(&verifier_artifact_path(sol_out), &verifier?)?;
+    write_json(key_out, &key)?;
+    Ok(ReusableVerifier { verifier: read_json(&verifier_artifact_path(sol_out))?, key })
 }
 
 /// Where `verify-evm` ran and what it found.
@@ -420,21 +477,62 @@ pub struct EvmOutcome {
     pub deployment: Option<crate::evm::DeploymentFile>,
 }
 
+/// The calldata a verifier reads for `proof.json`: for the direct verifier, the instances and
+/// the proof (no selector); for the shared verifier (`key` names the key's data contract),
+/// `verifyProof(key, instances, proof)` ABI-encoded.
+pub fn evm_calldata(proof_path: &Path, key: Option<alloy::primitives::Address>) -> Result<Vec<u8>> {
+    let proof = ProofFile::load_for_evm(proof_path)?;
+    let instances = proof.instance_values(proof_path)?;
+    let instances = instances.first().map(Vec::as_slice).unwrap_or(&[]);
+    let bytes = proof.proof_bytes(proof_path)?;
+    Ok(match key {
+        None => evm::encode_calldata(instances, &bytes),
+        Some(key) => evm::reusable::encode_verify_call(key, instances, &bytes),
+    })
+}
+
 /// `verify-evm`: deploys the verifier (in-process revm, or the node at `rpc_url`) and calls it
 /// with the proof; a rejection is an error ([`ProveError::Rejected`]) with the verifier's reason.
-pub fn verify_evm(proof_path: &Path, verifier_path: &Path, rpc_url: Option<&str>) -> Result<EvmOutcome> {
-    let proof = ProofFile::load_for_evm(proof_path)?;
+/// A shared verifier (`create-evm-verifier --reusable`) needs the key's data contract (`key`),
+/// deployed with it.
+pub fn verify_evm(
+    proof_path: &Path,
+    verifier_path: &Path,
+    key_path: Option<&Path>,
+    rpc_url: Option<&str>,
+) -> Result<EvmOutcome> {
+    // The proof first: one made for aggregation (Poseidon transcript) is refused as such.
+    ProofFile::load_for_evm(proof_path)?;
     let verifier: CompiledContract = read_json(verifier_path)?;
-    let instances = proof.instance_values(proof_path)?;
-    let calldata =
-        evm::encode_calldata(instances.first().map(Vec::as_slice).unwrap_or(&[]), &proof.proof_bytes(proof_path)?);
     // One EVM path: the in-process chain (revm) when no node is named, else the node.
     let connect = evm::Connect { rpc_url: rpc_url.map(str::to_string), ..Default::default() };
-    let (verification, chain, deployed) = evm::verify_on_chain(&connect, &verifier.bytecode, &calldata)?;
+    let (verification, chain, deployed, key) = if verifier.name == evm::reusable::SHARED_VERIFIER_CONTRACT {
+        let key_path = key_path.ok_or_else(|| {
+            Error::Usage(format!(
+                "{} is the shared verifier: give the model's key contract too (--key-contract VerifyingKey.json, written by \
+                 create-evm-verifier --reusable)",
+                verifier_path.display()
+            ))
+        })?;
+        let key: CompiledContract = read_json(key_path)?;
+        let mut chain = evm::Chain::open(&connect)?;
+        let deployed =
+            chain.deploy("shared verifier deployment", verifier.bytecode.clone(), evm::chain::no_custom_errors)?;
+        let key_deployed = chain.deploy("key deployment", key.bytecode.clone(), evm::chain::no_custom_errors)?;
+        let calldata = evm_calldata(proof_path, Some(key_deployed.address))?;
+        let verification = evm::reusable::verify_with(&mut chain, deployed.address, calldata)?;
+        (verification, chain, deployed, Some((key, key_deployed)))
+    } else {
+        let calldata = evm_calldata(proof_path, None)?;
+        let (verification, chain, deployed) = evm::verify_on_chain(&connect, &verifier.bytecode, &calldata)?;
+        (verification, chain, deployed, None)
+    };
     let deployment = rpc_url.map(|_| crate::evm::DeploymentFile {
-        insecure_srs: verifier.insecure_srs,
+        insecure_srs: verifier.insecure_srs.or(key.as_ref().and_then(|(k, _)| k.insecure_srs)),
         verifier: Some(deployed),
         verifier_runtime_bytes: Some(verifier.runtime.len()),
+        shared_verifier: key.is_some().then_some(true),
+        key: key.map(|(_, deployed)| deployed),
         ..crate::evm::DeploymentFile::new(&chain)
     });
     let outcome = EvmOutcome { verification, deployment };
@@ -503,7 +601,7 @@ pub fn run(model: &Path, input: &Path, dir: &Path, options: &RunOptions) -> Resu
     )?;
     let verify_seconds = verify(&w.file("vk.bin"), &w.file("proof.json"), srs, &Expected::default())?.seconds;
     let verifier = create_evm_verifier(&w.file("vk.bin"), srs, &w.file("Verifier.sol"), options.solc.as_deref())?;
-    let evm = verify_evm(&w.file("proof.json"), &w.file("Verifier.json"), options.rpc_url.as_deref())?;
+    let evm = verify_evm(&w.file("proof.json"), &w.file("Verifier.json"), None, options.rpc_url.as_deref())?;
     if let Some(deployment) = &evm.deployment {
         write_json(&w.file("deployment.json"), deployment)?;
     }

@@ -70,6 +70,46 @@ fn rejected_everywhere(dir: &Path, agg: &str, proof: &str) {
     assert!(native.contains("rejected") || native.contains("does not verify"), "{native}");
     let evm = fails(dir, &["verify-evm", "--proof", proof, "--verifier", &format!("{agg}/Verifier.json")]);
     assert!(evm.contains("reject") || evm.contains("revert"), "{evm}");
+    let key = format!("{agg}/VerifyingKey.json");
+    if dir.join(&key).is_file() {
+        let shared = format!("{agg}/SharedVerifier.json");
+        let evm = fails(dir, &["verify-evm", "--proof", proof, "--verifier", &shared, "--key-contract", &key]);
+        assert!(evm.contains("returned false"), "the shared verifier: {evm}");
+    }
+}
+
+/// Our generator's program for an aggregation key against snark-verifier's native verifier (which
+/// also decides the accumulator): both accept the proof, and both refuse it with any of a sweep
+/// of its bytes flipped or of its instances changed.
+fn the_traced_verifier_decides_as_snark_verifier(vk: &Path, proof: &Path) {
+    use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+    let (header, vk, srs) = zkinfer::prove::keys::read_vk_checked(vk, None).unwrap();
+    let n = header.shape.num_instances;
+    let program = zkinfer::evm::program::trace_verifier(&srs.params, &vk, n, true).unwrap();
+    let protocol = zkinfer::prove::snark::protocol_of(&srs.params, &vk, n, true);
+    let dk = zkinfer::prove::snark::deciding_key(&srs.params);
+    let file = zkinfer::prove::ProofFile::load_for_evm(proof).unwrap();
+    let instances = file.instance_values(proof).unwrap().remove(0);
+    let bytes = file.proof_bytes(proof).unwrap();
+    let decide = |instances: &[Fr], bytes: &[u8]| {
+        let native =
+            zkinfer::prove::snark::verify(&dk, &protocol, instances, bytes, zkinfer::prove::TranscriptKind::Keccak)
+                .is_ok();
+        let ours = program.accepts(&zkinfer::evm::encode_calldata(instances, bytes));
+        assert_eq!(native, ours, "snark-verifier and our program disagree");
+        ours
+    };
+    assert!(decide(&instances, &bytes), "the aggregated proof verifies");
+    for i in (0..bytes.len()).step_by(bytes.len() / 40) {
+        let mut bad = bytes.clone();
+        bad[i] ^= 1;
+        assert!(!decide(&instances, &bad), "byte {i} flipped");
+    }
+    for i in [0, 3, 11, 12, instances.len() - 1] {
+        let mut bad = instances.clone();
+        bad[i] += Fr::from(1);
+        assert!(!decide(&bad, &bytes), "instance {i} changed");
+    }
 }
 
 #[test]
@@ -131,8 +171,15 @@ fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
     assert!(on_evm.contains("verified on in-process EVM"), "{on_evm}");
     let on_anvil = ok(dir, &["verify-evm", "--proof", "agg/proof.json", "--verifier", "agg/Verifier.json", "--anvil"]);
     assert!(on_anvil.contains("verified on http://127.0.0.1"), "{on_anvil}");
+    // The reusable verifier decides the aggregated proof too (its accumulator folded in).
+    let reusable = ["--sol", "agg/SharedVerifier.sol", "--key-out", "agg/VerifyingKey.json"];
+    ok(dir, &[&["create-evm-verifier", "--reusable", "--vk", "agg/vk.bin"], &reusable[..]].concat());
+    let shared = ["--verifier", "agg/SharedVerifier.json", "--key-contract", "agg/VerifyingKey.json"];
+    let on_shared = ok(dir, &[&["verify-evm", "--proof", "agg/proof.json"], &shared[..]].concat());
+    eprintln!("aggregated proof: direct {on_evm}; shared {on_shared}");
 
     let agg_proof = dir.join("agg/proof.json");
+    the_traced_verifier_decides_as_snark_verifier(&dir.join("agg/vk.bin"), &agg_proof);
     rejected_everywhere(dir, "agg", &tampered(dir, "flipped.json", &agg_proof, flip_proof_byte));
     rejected_everywhere(dir, "agg", &tampered(dir, "accumulator.json", &agg_proof, bump_instance(0)));
     rejected_everywhere(dir, "agg", &tampered(dir, "output.json", &agg_proof, bump_instance(words.len() - 1)));

@@ -364,3 +364,56 @@ fn a_proof_bound_to_its_submitter_cannot_be_front_run_or_replayed_elsewhere() {
     assert!(printed.contains("verified on chain 31337"), "{printed}");
     assert_eq!(read(&w.join("submission.json"))["submitter"], first_account);
 }
+
+#[test]
+fn the_shared_verifier_is_deployed_once_and_each_model_registers_its_key() {
+    let work = workdir();
+    let w = work.path();
+    ok(w, &["create-evm-verifier", "--reusable"]);
+    let anvil = spawn_anvil().expect("anvil starts");
+    let url = anvil.endpoint();
+    let shared = ["--verifier", "SharedVerifier.json", "--key-contract", "VerifyingKey.json"];
+    ok(w, &[&["deploy", "--rpc-url", url.as_str(), "--registry", "--model", "mlp"], &shared[..]].concat());
+    let first = read(&w.join("deployment.json"));
+    assert_eq!(first["shared_verifier"], true, "{first}");
+    for contract in ["verifier", "key", "adapter", "registry"] {
+        assert!(first[contract]["gas_used"].as_u64().unwrap() > 0, "{contract}: {first}");
+    }
+    // Submissions go through the model's adapter to the shared verifier with its key (the
+    // rejections first: a statement already recorded is not sent again).
+    let e = fails(w, &["submit", "--model", "mlp", "-P", "bad-proof.json", "--rpc-url", url.as_str()]);
+    assert!(e.contains("ProofRejected"), "{e}");
+    let e = fails(w, &["submit", "--model", "mlp", "-P", "other-model.json", "--rpc-url", url.as_str()]);
+    assert!(e.contains("OtherWeights"), "{e}");
+    let submitted = ok(w, &["submit", "--model", "mlp", "--rpc-url", url.as_str()]);
+    assert_eq!(read(&w.join("submission.json"))["status"], "verified", "{submitted}");
+
+    // One more model in the same registry: the shared verifier is used again (from
+    // deployment.json), only its key, adapter and registration are paid for.
+    let registry = first["registry"]["address"].as_str().unwrap().to_string();
+    ok(
+        w,
+        &[&["deploy", "--rpc-url", url.as_str(), "--registry-address", &registry, "--model", "mlp-again"], &shared[..]]
+            .concat(),
+    );
+    let second = read(&w.join("deployment.json"));
+    assert_eq!(second["verifier"]["address"], first["verifier"]["address"], "{second}");
+    assert!(second["verifier"]["tx_hash"].is_null(), "not deployed again: {second}");
+    let gas = |d: &Value, what: &str| d[what]["gas_used"].as_u64().unwrap();
+    let one_more = gas(&second, "key") + gas(&second, "adapter") + second["models"][0]["gas_used"].as_u64().unwrap();
+    eprintln!(
+        "shared verifier {} gas once; one more model: key {} + adapter {} + registration {} = {one_more} gas",
+        gas(&first, "verifier"),
+        gas(&second, "key"),
+        gas(&second, "adapter"),
+        second["models"][0]["gas_used"]
+    );
+    ok(w, &["submit", "--model", "mlp-again", "--rpc-url", url.as_str()]);
+    assert_eq!(read(&w.join("submission.json"))["status"], "verified");
+    // A direct verifier with a key contract, or the shared one without, is refused before
+    // anything is sent.
+    let e = fails(w, &["deploy", "--rpc-url", url.as_str(), "--key-contract", "VerifyingKey.json"]);
+    assert!(e.contains("direct one"), "{e}");
+    let e = fails(w, &["deploy", "--rpc-url", url.as_str(), "--verifier", "SharedVerifier.json"]);
+    assert!(e.contains("--key-contract"), "{e}");
+}

@@ -34,6 +34,13 @@ pub struct DeploymentFile {
     /// Its runtime bytecode size (bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verifier_runtime_bytes: Option<usize>,
+    /// Whether `verifier` is the shared verifier (`create-evm-verifier --reusable`), which the
+    /// next `deploy` on this chain uses again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_verifier: Option<bool>,
+    /// With the shared verifier: the model's key (a data contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Deployed>,
     /// The `Halo2VerifierAdapter` giving the verifier the registry's interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<Deployed>,
@@ -77,6 +84,8 @@ impl DeploymentFile {
             insecure_srs: None,
             verifier: None,
             verifier_runtime_bytes: None,
+            shared_verifier: None,
+            key: None,
             adapter: None,
             registry: None,
             models: Vec::new(),

@@ -1,9 +1,9 @@
 //! What a circuit's direct EVM verifier will cost, known at compile time, before any key exists:
 //! the verifier's code depends on the circuit's columns, gates, lookups, k and instance count,
 //! not on its commitments, so a verifying key with placeholder commitments generates the same
-//! code (other constants) as the real one. Its size and gas are then read off the code, which is
-//! straight-line (snark-verifier unrolls every step): bytes in proportion to its statements, gas
-//! as its precompile calls, its calldata and its statements.
+//! program and code (other constants) as the real one. Its gas is read off the program (its
+//! precompile calls, its calldata, its operations) and its size off the code, which is
+//! straight-line: bytes in proportion to its literals and statements.
 
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, Fr, G1Affine, G2Affine, G1};
 use halo2_base::halo2_proofs::halo2curves::group::Curve;
@@ -11,39 +11,23 @@ use halo2_base::halo2_proofs::plonk::{Circuit, ConstraintSystem, VerifyingKey};
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use halo2_base::halo2_proofs::SerdeFormat;
 
-use super::solidity::generate_verifier;
+use super::program::{trace_verifier, Op, Program};
+use super::yul::{render_direct, Header};
 use crate::circuit::lookup::{ModelCircuit, ModelCircuitParams};
 
-/// Runtime bytes of the generated verifier, compiled without the optimizer: a constant, per hex
-/// literal, per byte of hex literals and per call of an EVM builtin. Fitted to eight verifiers
-/// measured here (10,882 to 36,435 bytes: the 16→32→8 and 784→128→10 MLPs, a lookup-heavy model,
-/// the small CNN, LeNet-like, the 784→128→10 MLP with 2x1, 2x2 and 4x4 linear gates), each
-/// within 0.75%.
-const BYTES_BASE: f64 = 618.2;
-const BYTES_PER_LITERAL: f64 = -18.36;
-const BYTES_PER_LITERAL_BYTE: f64 = 3.028;
-const BYTES_PER_CALL: f64 = 13.53;
-/// The builtins whose calls the size estimate counts.
-const BUILTINS: &[&str] = &[
-    "mulmod",
-    "addmod",
-    "mstore",
-    "mload",
-    "calldataload",
-    "staticcall",
-    "add",
-    "sub",
-    "mul",
-    "lt",
-    "and",
-    "eq",
-    "gt",
-    "iszero",
-    "mod",
-];
-/// Gas per line besides precompiles and calldata (memory, arithmetic): 22.3 on the 784→128→10
-/// MLP without the gate (411,875 gas in all); the estimates land within 1.5% of the measured gas.
-const GAS_PER_LINE: u64 = 23;
+/// Runtime bytes of our direct verifier, compiled with the bytecode optimizer: a constant, per
+/// hex literal, per byte of hex literals and per failure branch. Fitted (least squares) to the
+/// placeholder verifiers of 24 geometries measured here (9.8 to 36.9 KB: five models without a
+/// linear gate and with the 2x1 and 4x4 gates, and four of them with every commitment hashed in
+/// the Poseidon gate, without and with the 2x1 gate; `fit_the_size_estimate` in
+/// `tests/verifier.rs` prints the data), each within 0.25%.
+const BYTES_BASE: f64 = 150.6;
+const BYTES_PER_LITERAL: f64 = 2.553;
+const BYTES_PER_LITERAL_BYTE: f64 = 1.0055;
+const BYTES_PER_FAIL: f64 = 4.568;
+/// Gas per operation besides precompiles and calldata (memory, arithmetic, the calldata's zero
+/// bytes counted at 16): 46 on the 16→32→8 MLP (301,077 gas in all, 487 operations).
+const GAS_PER_OP: u64 = 46;
 
 /// A verifier's estimated cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +42,7 @@ pub struct VerifierEstimate {
 
 /// A verifying key of the model circuit with `params` at `k` whose commitments are all the
 /// small multiples of the generator (not a key anything verifies against: its shape only).
-fn placeholder_vk(params: &ModelCircuitParams, k: u32) -> VerifyingKey<G1Affine> {
+pub fn placeholder_vk(params: &ModelCircuitParams, k: u32) -> VerifyingKey<G1Affine> {
     let mut cs = ConstraintSystem::<Fr>::default();
     let _ = ModelCircuit::configure_with_params(&mut cs, params.clone());
     // Key generation turns every selector into a fixed column.
@@ -80,38 +64,25 @@ fn placeholder_vk(params: &ModelCircuitParams, k: u32) -> VerifyingKey<G1Affine>
         .expect("a key of the circuit's own shape reads")
 }
 
-/// The direct verifier's source for the model circuit with `params` at `k` and `num_instances`
-/// public instances, with placeholder constants.
-pub fn placeholder_verifier(params: &ModelCircuitParams, k: u32, num_instances: usize) -> String {
+/// The direct verifier's program for the model circuit with `params` at `k` and
+/// `num_instances` public instances, with placeholder constants.
+pub fn placeholder_program(params: &ModelCircuitParams, k: u32, num_instances: usize) -> Program {
     let vk = placeholder_vk(params, k);
-    // The verifier reads k, the first SRS point and the G2 points from the SRS: any will do.
-    let g = G1Affine::generator();
-    let tiny = ParamsKZG::<Bn256>::setup(1, rand::rngs::OsRng);
-    let srs = tiny.from_parts(k, vec![g], Some(vec![g]), G2Affine::generator(), tiny.s_g2());
-    generate_verifier(&srs, &vk, num_instances, false)
+    trace_verifier(&placeholder_srs(k), &vk, num_instances, false).expect("a key of the circuit's own shape traces")
 }
 
-/// Estimates a verifier's runtime size and verification gas from its source.
-pub fn estimate_source(source: &str) -> VerifierEstimate {
-    let lines = source.lines().count();
-    let calls = |precompile: &str| source.matches(&format!("staticcall(gas(), {precompile},")).count() as u64;
-    // Calldata: the selector-free payload snark-verifier reads, up to its last word.
-    let calldata = source
-        .match_indices("calldataload(0x")
-        .filter_map(|(at, m)| {
-            let hex: String = source[at + m.len()..].chars().take_while(char::is_ascii_hexdigit).collect();
-            u64::from_str_radix(&hex, 16).ok()
-        })
-        .max()
-        .map_or(0, |last| last + 32);
-    let gas = 21_000
-        + 16 * calldata
-        + 6_000 * calls("0x7")
-        + 150 * calls("0x6")
-        + 113_000 * calls("0x8")
-        + 1_400 * calls("0x5")
-        + GAS_PER_LINE * lines as u64;
-    let (mut literals, mut literal_bytes, mut builtins) = (0usize, 0usize, 0usize);
+/// An SRS of `k` for placeholder verifiers: the verifier reads k, the first SRS point and the G2
+/// points from it, and any will do.
+pub fn placeholder_srs(k: u32) -> ParamsKZG<Bn256> {
+    let g = G1Affine::generator();
+    let tiny = ParamsKZG::<Bn256>::setup(1, rand::rngs::OsRng);
+    tiny.from_parts(k, vec![g], Some(vec![g]), G2Affine::generator(), tiny.s_g2())
+}
+
+/// What the size estimate counts in a verifier's source: hex literals, their bytes, failure
+/// branches.
+pub fn source_features(source: &str) -> [usize; 3] {
+    let (mut literals, mut literal_bytes) = (0usize, 0usize);
     let bytes = source.as_bytes();
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let mut at = 0;
@@ -126,22 +97,33 @@ pub fn estimate_source(source: &str) -> VerifierEstimate {
             token.strip_prefix("0x").filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             literals += 1;
-            literal_bytes += hex.len().div_ceil(2);
-        } else if bytes.get(end) == Some(&b'(') && BUILTINS.contains(&token) {
-            builtins += 1;
+            literal_bytes += hex.trim_start_matches('0').len().div_ceil(2);
         }
         at = end;
     }
-    let runtime_bytes = BYTES_BASE
-        + BYTES_PER_LITERAL * literals as f64
-        + BYTES_PER_LITERAL_BYTE * literal_bytes as f64
-        + BYTES_PER_CALL * builtins as f64;
-    let runtime_bytes = runtime_bytes.max(0.0) as usize;
-    VerifierEstimate { lines, runtime_bytes, gas }
+    [literals, literal_bytes, source.matches("fail()").count()]
+}
+
+/// Estimates a verifier's runtime size and verification gas from its program.
+pub fn estimate_program(program: &Program) -> VerifierEstimate {
+    let source = render_direct(program, &Header::default());
+    let lines = source.lines().count();
+    let count = |kind: fn(&Op) -> bool| program.count(kind) as u64;
+    let gas = 21_000
+        + 16 * program.calldata_len as u64
+        + 6_000 * count(|op| matches!(op, Op::EcMul { .. }))
+        + 150 * count(|op| matches!(op, Op::EcAdd { .. }))
+        + 113_000 * count(|op| matches!(op, Op::Pairing { .. }))
+        + 1_400 * count(|op| matches!(op, Op::Pow { .. }))
+        + GAS_PER_OP * program.ops.len() as u64;
+    let [literals, literal_bytes, fails] = source_features(&source).map(|f| f as f64);
+    let runtime_bytes =
+        BYTES_BASE + BYTES_PER_LITERAL * literals + BYTES_PER_LITERAL_BYTE * literal_bytes + BYTES_PER_FAIL * fails;
+    VerifierEstimate { lines, runtime_bytes: runtime_bytes.max(0.0) as usize, gas }
 }
 
 /// Estimates the direct verifier of the model circuit with `params` at `k` and `num_instances`
 /// public instances.
 pub fn estimate_verifier(params: &ModelCircuitParams, k: u32, num_instances: usize) -> VerifierEstimate {
-    estimate_source(&placeholder_verifier(params, k, num_instances))
+    estimate_program(&placeholder_program(params, k, num_instances))
 }

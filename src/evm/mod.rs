@@ -4,9 +4,12 @@ pub mod anvil;
 pub mod chain;
 pub mod deployment;
 pub mod estimate;
+pub mod program;
 pub mod registry;
+pub mod reusable;
 pub mod solidity;
 pub mod toolchain;
+pub mod yul;
 
 pub use chain::{verify_on_chain, Chain, Connect, Deployed, EvmVerification};
 pub use deployment::DeploymentFile;

@@ -9,7 +9,7 @@ use alloy::sol;
 use alloy::sol_types::{SolInterface, SolValue};
 use serde::{Deserialize, Serialize};
 
-use super::solidity::{compile_sources, CompiledContract};
+use super::solidity::{compile_sources, CompiledContract, Optimizer};
 use crate::error::{Error, Result};
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 
@@ -137,6 +137,8 @@ pub struct RegistryContracts {
     pub registry: CompiledContract,
     /// `Halo2VerifierAdapter`.
     pub adapter: CompiledContract,
+    /// `Halo2SharedVerifierAdapter`.
+    pub shared_adapter: CompiledContract,
 }
 
 /// Compiles the embedded registry and adapter sources with `solc`.
@@ -145,11 +147,17 @@ pub fn compile_registry(solc: &Path) -> Result<RegistryContracts> {
     let mut compiled = compile_sources(
         solc,
         &sources,
-        &[("InferenceRegistry.sol", "InferenceRegistry"), ("IInferenceVerifier.sol", "Halo2VerifierAdapter")],
+        &[
+            ("InferenceRegistry.sol", "InferenceRegistry"),
+            ("IInferenceVerifier.sol", "Halo2VerifierAdapter"),
+            ("IInferenceVerifier.sol", "Halo2SharedVerifierAdapter"),
+        ],
+        Optimizer::Full,
     )?;
-    let adapter = compiled.pop().expect("two contracts asked for");
-    let registry = compiled.pop().expect("two contracts asked for");
-    Ok(RegistryContracts { registry, adapter })
+    let shared_adapter = compiled.pop().expect("three contracts asked for");
+    let adapter = compiled.pop().expect("three contracts asked for");
+    let registry = compiled.pop().expect("three contracts asked for");
+    Ok(RegistryContracts { registry, adapter, shared_adapter })
 }
 
 /// The adapter's creation code for `verifier` with a gas cap per verification.
@@ -160,6 +168,18 @@ pub fn adapter_creation_code(
 ) -> Vec<u8> {
     let mut code = adapter.bytecode.clone();
     code.extend_from_slice(&(verifier, U256::from(gas_cap)).abi_encode_params());
+    code
+}
+
+/// The shared verifier's adapter's creation code for one model's `key` on `verifier`.
+pub fn shared_adapter_creation_code(
+    adapter: &CompiledContract,
+    verifier: alloy::primitives::Address,
+    key: alloy::primitives::Address,
+    gas_cap: u64,
+) -> Vec<u8> {
+    let mut code = adapter.bytecode.clone();
+    code.extend_from_slice(&(verifier, key, U256::from(gas_cap)).abi_encode_params());
     code
 }
 

@@ -1,5 +1,7 @@
-//! The Solidity verifier: generated from the verifying key with snark-verifier's EVM loader,
-//! compiled with solc (through foundry-compilers) on the legacy pipeline with the optimizer off.
+//! The Solidity verifier: generated from the verifying key by our generator (snark-verifier's
+//! verification traced into a program, rendered as Solidity), compiled with solc (through
+//! foundry-compilers); snark-verifier's own generated verifier is kept as the reference the
+//! differential tests compare ours with.
 
 use std::path::Path;
 
@@ -17,7 +19,7 @@ use crate::error::Result;
 
 /// EIP-170: the most runtime bytecode a contract may have.
 pub const MAX_RUNTIME_BYTES: usize = 24_576;
-/// The contract snark-verifier generates.
+/// The verifier contract's name (ours and snark-verifier's).
 pub const VERIFIER_CONTRACT: &str = "Halo2Verifier";
 
 /// A compiled contract.
@@ -58,10 +60,24 @@ mod hex_bytes {
     }
 }
 
-/// Generates the Solidity verifier of a circuit with one instance column of `num_instances`;
-/// for an aggregation circuit (`aggregation`), the verifier also decides the accumulator its
-/// first instances carry. The pragma is relaxed from snark-verifier's exact `0.8.19` to `^0.8.19`.
+/// Generates the direct Solidity verifier (our generator, see [`super::program`] and
+/// [`super::yul`]) of a circuit with one instance column of `num_instances`; for an aggregation
+/// circuit (`aggregation`), the verifier also decides the accumulator its first instances carry.
 pub fn generate_verifier(
+    params: &ParamsKZG<Bn256>,
+    vk: &VerifyingKey<G1Affine>,
+    num_instances: usize,
+    aggregation: bool,
+    header: &super::yul::Header,
+) -> Result<String> {
+    let program = super::program::trace_verifier(params, vk, num_instances, aggregation)?;
+    Ok(super::yul::render_direct(&program, header))
+}
+
+/// snark-verifier's own generated verifier for the same key, the reference the differential
+/// tests hold ours to. The pragma is relaxed from its exact `0.8.19` to `^0.8.19`; compile it
+/// with [`Optimizer::Off`].
+pub fn snark_verifier_source(
     params: &ParamsKZG<Bn256>,
     vk: &VerifyingKey<G1Affine>,
     num_instances: usize,
@@ -108,13 +124,38 @@ fn require_canonical_scalars(code: &str) -> String {
     out
 }
 
+/// How solc optimizes a contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    /// Everything off: snark-verifier's verifiers, which fail with "stack too deep" otherwise.
+    Off,
+    /// The bytecode optimizer (peephole, common subexpressions, constants, deduplicated code)
+    /// without the Yul optimizer's steps: for our generated verifiers, whose assembly is
+    /// already straight-line and which the Yul optimizer's hoisting of repeated expressions
+    /// into variables runs out of stack.
+    Bytecode,
+    /// Solc's whole optimizer: hand-written contracts (the registry, the adapters).
+    Full,
+}
+
+impl Optimizer {
+    fn settings(self) -> Value {
+        match self {
+            Optimizer::Off => json!({ "enabled": false }),
+            Optimizer::Bytecode => json!({ "enabled": true, "runs": 200, "details": { "yul": false } }),
+            Optimizer::Full => json!({ "enabled": true, "runs": 200 }),
+        }
+    }
+}
+
 /// Compiles Solidity `sources` (file name, text; imports resolve among them) with the solc at
-/// `solc` and returns the `contracts` asked for (file name, contract name), in order. The
-/// optimizer is off and via-IR is not used: the generated verifier needs both.
+/// `solc` and returns the `contracts` asked for (file name, contract name), in order, on the
+/// legacy pipeline (not via-IR) with the optimizer `optimizer`.
 pub fn compile_sources(
     solc: &Path,
     sources: &[(&str, &str)],
     contracts: &[(&str, &str)],
+    optimizer: Optimizer,
 ) -> Result<Vec<CompiledContract>> {
     let compiler = foundry_compilers::solc::Solc::new(solc)
         .map_err(|e| EvmError::Solc(format!("cannot run {} --version: {e}", solc.display())))?;
@@ -124,7 +165,7 @@ pub fn compile_sources(
         "language": "Solidity",
         "sources": sources,
         "settings": {
-            "optimizer": { "enabled": false },
+            "optimizer": optimizer.settings(),
             "viaIR": false,
             "outputSelection": { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } }
         }
@@ -164,11 +205,13 @@ pub fn compile_sources(
         .collect()
 }
 
-/// Compiles the generated verifier and checks that it fits EIP-170.
-pub fn compile_verifier(solc: &Path, source: &str) -> Result<CompiledContract> {
-    let compiled = compile_sources(solc, &[("Verifier.sol", source)], &[("Verifier.sol", VERIFIER_CONTRACT)])?
-        .pop()
-        .expect("one contract asked for");
+/// Compiles a generated verifier (ours, with [`Optimizer::Bytecode`]; snark-verifier's with
+/// [`Optimizer::Off`]) and checks that it fits EIP-170.
+pub fn compile_verifier(solc: &Path, source: &str, optimizer: Optimizer) -> Result<CompiledContract> {
+    let compiled =
+        compile_sources(solc, &[("Verifier.sol", source)], &[("Verifier.sol", VERIFIER_CONTRACT)], optimizer)?
+            .pop()
+            .expect("one contract asked for");
     if compiled.runtime.len() > MAX_RUNTIME_BYTES {
         return Err(EvmError::ContractTooLarge { size: compiled.runtime.len() }.into());
     }

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.19;
+
+/// @title zkinfer's reusable Halo2 verifier
+/// @notice One contract per chain verifies the proofs of every zkinfer circuit (KZG on BN254,
+/// SHPLONK openings, Keccak transcript). What a circuit's proofs must satisfy is its verifying
+/// key: a data contract (`zkinfer create-evm-verifier --reusable` writes it) holding the key's
+/// constants (commitments, gate coefficients, the SRS's G2 points) and its verification program,
+/// the same steps the direct verifier of that key runs, encoded one operation after another.
+/// This contract runs that program over the instances and the proof.
+///
+/// Key data layout (big-endian; the data contract's code starts with one STOP byte so that
+/// calling it does nothing): "ZKV1", instances (2 bytes), proof bytes (4), memory words (2),
+/// constants (2), program bytes (4), then the constants (32 bytes each), then the program.
+/// Memory while verifying: the constants and the program's variables (word offsets from 0, as
+/// the program's operands name them), a scratch area for the precompiles, the instances and the
+/// proof, the program.
+contract Halo2SharedVerifier {
+    /// BN254's scalar field modulus r.
+    uint256 internal constant R = 0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001;
+
+    /// @notice Whether `proof` is a valid proof for `instances` of the circuit whose verifying
+    /// key is the data contract at `vk`. Never reverts on a bad proof: it returns false.
+    function verifyProof(address vk, uint256[] calldata instances, bytes calldata proof)
+        external
+        view
+        returns (bool)
+    {
+        assembly {
+            // A point must be on the curve y^2 = x^3 + 3, its coordinates below q.
+            function on_curve(x, y) -> ok {
+                let q := 0x30644e72e131a029b85045b68181585d97816a916871ca8d3c208c16d87cfd47
+                ok := and(and(lt(x, q), lt(y, q)), eq(mulmod(y, y, q), addmod(mulmod(mulmod(x, x, q), x, q), 3, q)))
+            }
+
+            function fail() {
+                mstore(0, 0)
+                return(0, 0x20)
+            }
+
+            // G1 point at `to` from limbs: bits (1 byte), limbs per coordinate n (1 byte), then
+            // the 2n limbs' offsets (x's, then y's, lowest first); returns the next operation.
+            function from_limbs(ip, w, to) -> next {
+                let bits := and(shr(224, w), 0xff)
+                let n := and(shr(216, w), 0xff)
+                let limbs := add(ip, 5)
+                let x := 0
+                let y := 0
+                for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                    let shift := mul(i, bits)
+                    let width := bits
+                    if gt(add(shift, bits), 256) { width := sub(256, shift) }
+                    let lx := mload(and(shr(240, mload(add(limbs, shl(1, i)))), 0xffff))
+                    let ly := mload(and(shr(240, mload(add(limbs, shl(1, add(i, n))))), 0xffff))
+                    if iszero(and(lt(lx, shl(width, 1)), lt(ly, shl(width, 1)))) { fail() }
+                    x := add(x, shl(shift, lx))
+                    y := add(y, shl(shift, ly))
+                }
+                if iszero(on_curve(x, y)) { fail() }
+                mstore(to, x)
+                mstore(add(to, 0x20), y)
+                next := add(limbs, shl(2, n))
+            }
+
+            function mcopy_words(to, from, n) {
+                for { let i := 0 } lt(i, shl(5, n)) { i := add(i, 0x20) } { mstore(add(to, i), mload(add(from, i))) }
+            }
+
+            // Reads the key's header and lays out memory: the constants and the variables from 0,
+            // a scratch area for the precompiles, the instances and the proof, the program.
+            function setup(key, instancesAt, numInstances, proofAt, proofLen) -> scratch, input, ip, end {
+                if lt(extcodesize(key), 0x13) { fail() }
+                extcodecopy(key, 0, 1, 0x12)
+                let header := mload(0)
+                if iszero(eq(shr(224, header), 0x5a4b5631)) { fail() } // "ZKV1"
+                if iszero(eq(numInstances, and(shr(208, header), 0xffff))) { fail() }
+                if iszero(eq(proofLen, and(shr(176, header), 0xffffffff))) { fail() }
+                scratch := shl(5, and(shr(160, header), 0xffff))
+                input := add(scratch, 0x180)
+                calldatacopy(input, instancesAt, shl(5, numInstances))
+                calldatacopy(add(input, shl(5, numInstances)), proofAt, proofLen)
+                ip := add(input, add(shl(5, numInstances), proofLen))
+                let constantBytes := shl(5, and(shr(144, header), 0xffff))
+                let programLen := and(shr(112, header), 0xffffffff)
+                if iszero(eq(extcodesize(key), add(add(0x13, constantBytes), programLen))) { fail() }
+                end := add(ip, programLen)
+                extcodecopy(key, ip, add(0x13, constantBytes), programLen)
+                // Last: the constants overwrite the header.
+                extcodecopy(key, 0, 0x13, constantBytes)
+            }
+
+            let scratch, input, ip, end := setup(vk, instances.offset, instances.length, proof.offset, proof.length)
+
+            // The program: one byte of operation, then its operands a, b, c, (d): 2-byte memory
+            // offsets unless said otherwise.
+            for {} lt(ip, end) {} {
+                let w := mload(ip)
+                switch shr(248, w)
+                // a := b * c mod r
+                case 1 {
+                    mstore(and(shr(232, w), 0xffff), mulmod(mload(and(shr(216, w), 0xffff)), mload(and(shr(200, w), 0xffff)), R))
+                    ip := add(ip, 7)
+                }
+                // a := b + c mod r
+                case 2 {
+                    mstore(and(shr(232, w), 0xffff), addmod(mload(and(shr(216, w), 0xffff)), mload(and(shr(200, w), 0xffff)), R))
+                    ip := add(ip, 7)
+                }
+                // a := b - c mod r
+                case 3 {
+                    mstore(and(shr(232, w), 0xffff), addmod(mload(and(shr(216, w), 0xffff)), sub(R, mload(and(shr(200, w), 0xffff))), R))
+                    ip := add(ip, 7)
+                }
+                // a := b
+                case 4 {
+                    mstore(and(shr(232, w), 0xffff), mload(and(shr(216, w), 0xffff)))
+                    ip := add(ip, 5)
+                }
+                // a := G1 point b + point c (ecAdd)
+                case 5 {
+                    mstore(scratch, mload(and(shr(216, w), 0xffff)))
+                    mstore(add(scratch, 0x20), mload(add(and(shr(216, w), 0xffff), 0x20)))
+                    mstore(add(scratch, 0x40), mload(and(shr(200, w), 0xffff)))
+                    mstore(add(scratch, 0x60), mload(add(and(shr(200, w), 0xffff), 0x20)))
+                    if iszero(staticcall(gas(), 0x06, scratch, 0x80, and(shr(232, w), 0xffff), 0x40)) { fail() }
+                    ip := add(ip, 7)
+                }
+                // a := scalar c * G1 point b (ecMul)
+                case 6 {
+                    mstore(scratch, mload(and(shr(216, w), 0xffff)))
+                    mstore(add(scratch, 0x20), mload(add(and(shr(216, w), 0xffff), 0x20)))
+                    mstore(add(scratch, 0x40), mload(and(shr(200, w), 0xffff)))
+                    if iszero(staticcall(gas(), 0x07, scratch, 0x60, and(shr(232, w), 0xffff), 0x40)) { fail() }
+                    ip := add(ip, 7)
+                }
+                // c scalars from input offset b into a.., each below r
+                case 7 {
+                    let from := add(input, and(shr(216, w), 0xffff))
+                    for { let i := 0 } lt(i, shl(5, and(shr(200, w), 0xffff))) { i := add(i, 0x20) } {
+                        let v := mload(add(from, i))
+                        if iszero(lt(v, R)) { fail() }
+                        mstore(add(and(shr(232, w), 0xffff), i), v)
+                    }
+                    ip := add(ip, 7)
+                }
+                // c points from input offset b into a.., each on the curve
+                case 8 {
+                    let from := add(input, and(shr(216, w), 0xffff))
+                    for { let i := 0 } lt(i, shl(6, and(shr(200, w), 0xffff))) { i := add(i, 0x40) } {
+                        let x := mload(add(from, i))
+                        let y := mload(add(from, add(i, 0x20)))
+                        if iszero(on_curve(x, y)) { fail() }
+                        mstore(add(and(shr(232, w), 0xffff), i), x)
+                        mstore(add(and(shr(232, w), 0xffff), add(i, 0x20)), y)
+                    }
+                    ip := add(ip, 7)
+                }
+                // challenge: a := keccak256(words c at b ..) mod r, the whole hash to the word
+                // after the operands (d); one word is hashed with a 0x01 byte after it
+                case 9 {
+                    let d := and(shr(184, w), 0xffff)
+                    let h
+                    switch and(shr(200, w), 0xffff)
+                    case 1 {
+                        mstore(scratch, mload(and(shr(216, w), 0xffff)))
+                        mstore8(add(scratch, 0x20), 1)
+                        h := keccak256(scratch, 0x21)
+                    }
+                    default { h := keccak256(and(shr(216, w), 0xffff), shl(5, and(shr(200, w), 0xffff))) }
+                    mstore(d, h)
+                    mstore(and(shr(232, w), 0xffff), mod(h, R))
+                    ip := add(ip, 9)
+                }
+                // a := b^c mod r (modexp)
+                case 10 {
+                    mstore(scratch, 0x20)
+                    mstore(add(scratch, 0x20), 0x20)
+                    mstore(add(scratch, 0x40), 0x20)
+                    mstore(add(scratch, 0x60), mload(and(shr(216, w), 0xffff)))
+                    mstore(add(scratch, 0x80), mload(and(shr(200, w), 0xffff)))
+                    mstore(add(scratch, 0xa0), R)
+                    if iszero(staticcall(gas(), 0x05, scratch, 0xc0, and(shr(232, w), 0xffff), 0x20)) { fail() }
+                    ip := add(ip, 7)
+                }
+                // G1 point a from limbs: bits (1 byte), limbs per coordinate n (1 byte), then
+                // the 2n limbs' offsets (x's, then y's, lowest first)
+                case 11 {
+                    ip := from_limbs(ip, w, and(shr(232, w), 0xffff))
+                }
+                // the pairing check e(a, G2) * e(b, -s G2) == 1, G2 and -s G2 at c (8 words)
+                case 12 {
+                    mstore(scratch, mload(and(shr(232, w), 0xffff)))
+                    mstore(add(scratch, 0x20), mload(add(and(shr(232, w), 0xffff), 0x20)))
+                    mcopy_words(add(scratch, 0x40), and(shr(200, w), 0xffff), 4)
+                    mstore(add(scratch, 0xc0), mload(and(shr(216, w), 0xffff)))
+                    mstore(add(scratch, 0xe0), mload(add(and(shr(216, w), 0xffff), 0x20)))
+                    mcopy_words(add(scratch, 0x100), add(and(shr(200, w), 0xffff), 0x80), 4)
+                    if iszero(staticcall(gas(), 0x08, scratch, 0x180, scratch, 0x20)) { fail() }
+                    if iszero(mload(scratch)) { fail() }
+                    ip := add(ip, 7)
+                }
+                // words (c, 1 byte) at a and b are equal
+                case 13 {
+                    let n := and(shr(208, w), 0xff)
+                    for { let i := 0 } lt(i, shl(5, n)) { i := add(i, 0x20) } {
+                        if iszero(eq(mload(add(and(shr(232, w), 0xffff), i)), mload(add(and(shr(216, w), 0xffff), i)))) { fail() }
+                    }
+                    ip := add(ip, 6)
+                }
+                default { fail() }
+            }
+
+            mstore(0, 1)
+            return(0, 0x20)
+        }
+    }
+}

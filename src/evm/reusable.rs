@@ -1,0 +1,241 @@
+//! The reusable verifier: one contract per chain (`contracts/Halo2SharedVerifier.sol`) runs the
+//! verification program of any key, and each key is a data contract holding its constants and
+//! its program in a compact encoding (see the contract's header for the layout). The program is
+//! the one the direct verifier of the key runs ([`super::program`]), so both decide alike.
+
+use std::path::Path;
+
+use alloy::primitives::{Address, U256};
+use alloy::sol_types::SolCall;
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::halo2_proofs::halo2curves::ff::PrimeField;
+
+use super::chain::{no_custom_errors, Chain, EvmVerification};
+use super::program::{Layout, Op, Program, Word};
+use super::solidity::{compile_sources, CompiledContract, Optimizer};
+use crate::error::{Error, EvmError, Result};
+
+alloy::sol! {
+    /// The shared verifier's entry point.
+    function verifyProof(address vk, uint256[] instances, bytes proof) external view returns (bool);
+}
+
+/// The shared verifier's source.
+pub const SHARED_VERIFIER_SOURCE: &str = include_str!("../../contracts/Halo2SharedVerifier.sol");
+/// Its contract name.
+pub const SHARED_VERIFIER_CONTRACT: &str = "Halo2SharedVerifier";
+/// The name `create-evm-verifier --reusable` gives a key's data contract in its artifact.
+pub const KEY_CONTRACT: &str = "VerifyingKey";
+/// The first bytes of a key's data.
+pub const MAGIC: &[u8; 4] = b"ZKV1";
+/// Bytes of the data's header (magic, counts) after the leading STOP byte.
+const HEADER: usize = 18;
+
+/// Operation codes, as the shared verifier dispatches them.
+mod code {
+    pub(super) const MUL: u8 = 1;
+    pub(super) const ADD: u8 = 2;
+    pub(super) const SUB: u8 = 3;
+    pub(super) const COPY: u8 = 4;
+    pub(super) const EC_ADD: u8 = 5;
+    pub(super) const EC_MUL: u8 = 6;
+    pub(super) const SCALARS: u8 = 7;
+    pub(super) const POINTS: u8 = 8;
+    pub(super) const SQUEEZE: u8 = 9;
+    pub(super) const POW: u8 = 10;
+    pub(super) const LIMBS: u8 = 11;
+    pub(super) const PAIRING: u8 = 12;
+    pub(super) const ASSERT_EQ: u8 = 13;
+}
+
+struct Encoder<'a> {
+    program: &'a Program,
+    layout: Layout,
+    out: Vec<u8>,
+}
+
+impl Encoder<'_> {
+    /// The memory offset of a word: constants from 0, the variables after them.
+    fn offset(&self, word: Word) -> Result<u16> {
+        let index = match word {
+            Word::Const(c) => c as usize,
+            Word::Var(v) => self.program.constants.len() + self.layout.word[v as usize] as usize,
+        };
+        u16::try_from(index * 32).map_err(|_| too_large("its memory is over 64 KiB"))
+    }
+
+    fn var(&self, v: u32) -> Result<u16> {
+        self.offset(Word::Var(v))
+    }
+
+    fn emit(&mut self, code: u8, operands: &[u16]) {
+        self.out.push(code);
+        for o in operands {
+            self.out.extend(o.to_be_bytes());
+        }
+    }
+
+    fn input(offset: u32) -> Result<u16> {
+        u16::try_from(offset).map_err(|_| too_large("its instances and proof are over 64 KiB"))
+    }
+
+    /// Encodes the calldata reads from op `i` on as one operation: a run of scalars (or
+    /// points) read from consecutive input into consecutive memory. Returns how many it covered.
+    fn reads(&mut self, i: usize) -> Result<Option<usize>> {
+        let ops = &self.program.ops;
+        let read = |op: &Op| match op {
+            Op::LoadScalar { dst, offset } => Some((*dst, *offset, 0x20u32, code::SCALARS)),
+            Op::LoadPoint { dst, offset } => Some((*dst, *offset, 0x40u32, code::POINTS)),
+            _ => None,
+        };
+        let Some((dst, offset, size, op)) = read(&ops[i]) else { return Ok(None) };
+        let start = self.var(dst)? as u32;
+        let mut n = 1;
+        while let Some((d, o, s, _)) = ops.get(i + n).and_then(read) {
+            let next = n as u32 * size;
+            if s != size || o != offset + next || self.var(d)? as u32 != start + next || n == u16::MAX as usize {
+                break;
+            }
+            n += 1;
+        }
+        self.emit(op, &[start as u16, Self::input(offset)?, n as u16]);
+        Ok(Some(n))
+    }
+
+    fn op(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::LoadScalar { .. } | Op::LoadPoint { .. } => unreachable!("encoded as runs"),
+            Op::Mul { dst, a, b } => self.emit(code::MUL, &[self.var(*dst)?, self.offset(*a)?, self.offset(*b)?]),
+            Op::Add { dst, a, b } => self.emit(code::ADD, &[self.var(*dst)?, self.offset(*a)?, self.offset(*b)?]),
+            Op::Sub { dst, a, b } => self.emit(code::SUB, &[self.var(*dst)?, self.offset(*a)?, self.offset(*b)?]),
+            Op::Copy { dst, src } => self.emit(code::COPY, &[self.var(*dst)?, self.offset(*src)?]),
+            Op::EcAdd { dst, a, b } => self.emit(code::EC_ADD, &[self.var(*dst)?, self.offset(*a)?, self.offset(*b)?]),
+            Op::EcMul { dst, point, scalar } => {
+                self.emit(code::EC_MUL, &[self.var(*dst)?, self.offset(*point)?, self.offset(*scalar)?])
+            }
+            Op::Pow { dst, base, exp } => {
+                self.emit(code::POW, &[self.var(*dst)?, self.offset(*base)?, self.offset(*exp)?])
+            }
+            Op::Squeeze { dst, hash, start, len } => {
+                let len = u16::try_from(*len).map_err(|_| too_large("a challenge hashes over 65,535 words"))?;
+                self.emit(code::SQUEEZE, &[self.var(*dst)?, self.var(*start)?, len, self.var(*hash)?])
+            }
+            Op::PointFromLimbs { dst, limbs, bits } => {
+                let n = limbs.len() / 2;
+                let (bits, n8) = (u8::try_from(*bits), u8::try_from(n));
+                let (Ok(bits), Ok(n8)) = (bits, n8) else { return Err(too_large("an accumulator has too many limbs")) };
+                let dst = self.var(*dst)?;
+                self.out.push(code::LIMBS);
+                self.out.extend(dst.to_be_bytes());
+                self.out.extend([bits, n8]);
+                for limb in limbs {
+                    let o = self.offset(*limb)?;
+                    self.out.extend(o.to_be_bytes());
+                }
+            }
+            Op::Pairing { lhs, rhs, g2 } => {
+                self.emit(code::PAIRING, &[self.offset(*lhs)?, self.offset(*rhs)?, self.offset(*g2)?])
+            }
+            Op::AssertEq { a, b, words } => {
+                let (a, b) = (self.offset(*a)?, self.offset(*b)?);
+                self.emit(code::ASSERT_EQ, &[a, b]);
+                self.out.push(u8::try_from(*words).map_err(|_| too_large("an equality spans over 255 words"))?);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn too_large(why: &str) -> crate::Error {
+    EvmError::Generate(format!("the key is too large for the reusable verifier: {why}")).into()
+}
+
+/// A key's data as the shared verifier reads it: the STOP byte, the header, the constants, the
+/// program.
+pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
+    let layout = program.layout();
+    let words = program.constants.len() + layout.words as usize;
+    let mut encoder = Encoder { program, layout, out: Vec::new() };
+    let mut i = 0;
+    while i < program.ops.len() {
+        match encoder.reads(i)? {
+            Some(n) => i += n,
+            None => {
+                encoder.op(&program.ops[i])?;
+                i += 1;
+            }
+        }
+    }
+    let body = encoder.out;
+    let field = |v: usize, what: &str| u16::try_from(v).map_err(|_| too_large(what));
+    let mut data = vec![0x00];
+    data.extend(MAGIC);
+    data.extend(field(program.num_instances as usize, "over 65,535 instances")?.to_be_bytes());
+    data.extend((program.calldata_len - 32 * program.num_instances).to_be_bytes());
+    // The memory words must stay addressable by 2-byte offsets, the scratch area included.
+    field(words * 32 + 0x180, "its memory is over 64 KiB")?;
+    data.extend(field(words, "its memory is over 64 KiB")?.to_be_bytes());
+    data.extend(field(program.constants.len(), "over 65,535 constants")?.to_be_bytes());
+    data.extend((body.len() as u32).to_be_bytes());
+    debug_assert_eq!(data.len(), 1 + HEADER);
+    for c in &program.constants {
+        data.extend(c.to_be_bytes::<32>());
+    }
+    data.extend(body);
+    Ok(data)
+}
+
+/// Creation code that deploys `runtime` as a contract's code, unchanged.
+pub fn data_contract_creation_code(runtime: &[u8]) -> Result<Vec<u8>> {
+    let len = u16::try_from(runtime.len())
+        .ok()
+        .filter(|&l| l as usize <= super::solidity::MAX_RUNTIME_BYTES)
+        .ok_or(EvmError::ContractTooLarge { size: runtime.len() })?;
+    let [hi, lo] = len.to_be_bytes();
+    // PUSH2 len, DUP1, PUSH1 12, PUSH1 0, CODECOPY, PUSH1 0, RETURN; the runtime follows.
+    let mut code = vec![0x61, hi, lo, 0x80, 0x60, 0x0c, 0x60, 0x00, 0x39, 0x60, 0x00, 0xf3];
+    code.extend_from_slice(runtime);
+    Ok(code)
+}
+
+/// Compiles the shared verifier (solc's whole optimizer).
+pub fn compile_shared_verifier(solc: &Path) -> Result<CompiledContract> {
+    let file = "Halo2SharedVerifier.sol";
+    let mut compiled =
+        compile_sources(solc, &[(file, SHARED_VERIFIER_SOURCE)], &[(file, SHARED_VERIFIER_CONTRACT)], Optimizer::Full)?;
+    Ok(compiled.pop().expect("one contract asked for"))
+}
+
+/// `verifyProof(key, instances, proof)`, ABI-encoded with its selector.
+pub fn encode_verify_call(key: Address, instances: &[Fr], proof: &[u8]) -> Vec<u8> {
+    let instances = instances.iter().map(|i| U256::from_le_bytes(i.to_repr())).collect();
+    verifyProofCall { vk: key, instances, proof: proof.to_vec().into() }.abi_encode()
+}
+
+/// Calls the shared verifier at `verifier` with `calldata` (from [`encode_verify_call`]): it
+/// answers false for an invalid proof, and then nothing is sent; a valid one is sent as a
+/// transaction, whose gas is reported.
+pub fn verify_with(chain: &mut Chain, verifier: Address, calldata: Vec<u8>) -> Result<EvmVerification> {
+    let rejected = |reason: String| EvmVerification { verified: false, gas_used: None, reason: Some(reason) };
+    let answer = match chain.call(verifier, calldata.clone())? {
+        Ok(answer) => answer,
+        Err(revert) => {
+            return Ok(rejected(format!("the shared verifier reverted ({})", revert.describe(no_custom_errors))))
+        }
+    };
+    match verifyProofCall::abi_decode_returns(&answer) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Ok(rejected(
+                "the shared verifier returned false: the proof, its public instances or the key are invalid".into(),
+            ))
+        }
+        Err(_) => {
+            return Err(Error::Evm(EvmError::Execution(format!(
+                "the contract at {verifier} did not answer as the shared verifier does; is it one?"
+            ))))
+        }
+    }
+    let mined = chain.send("verification", verifier, calldata, no_custom_errors, |_| Ok(()))?;
+    Ok(EvmVerification { verified: true, gas_used: Some(mined.gas_used), reason: None })
+}
