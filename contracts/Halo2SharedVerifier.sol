@@ -11,14 +11,12 @@ pragma solidity ^0.8.19;
 ///
 /// Key data layout (big-endian; the data contract's code starts with one STOP byte so that
 /// calling it does nothing): "ZKV1", instances (2 bytes), proof bytes (4), memory words (2),
-/// constants (2), program bytes (4), then the constants (32 bytes each), then the program.
+/// constants (2), program bytes (4), then the constants (32 bytes each), then the program, whose
+/// last byte is operation 0 (the end).
 /// Memory while verifying: the constants and the program's variables (word offsets from 0, as
 /// the program's operands name them), a scratch area for the precompiles, the instances and the
 /// proof, the program.
 contract Halo2SharedVerifier {
-    /// BN254's scalar field modulus r.
-    uint256 internal constant R = 0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001;
-
     /// @notice Whether `proof` is a valid proof for `instances` of the circuit whose verifying
     /// key is the data contract at `vk`. Never reverts on a bad proof: it returns false.
     function verifyProof(address vk, uint256[] calldata instances, bytes calldata proof)
@@ -90,25 +88,30 @@ contract Halo2SharedVerifier {
             }
 
             let scratch, input, ip, end := setup(vk, instances.offset, instances.length, proof.offset, proof.length)
+            // BN254's scalar field modulus r, on the stack (a constant would be copied from code
+            // at each use).
+            let r := 0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001
 
             // The program: one byte of operation, then its operands a, b, c, (d): 2-byte memory
             // offsets unless said otherwise.
-            for {} lt(ip, end) {} {
+            // Until the program's last operation, the end (a check of the whole program's length
+            // at each step would cost more).
+            for {} 1 {} {
                 let w := mload(ip)
                 switch shr(248, w)
                 // a := b * c mod r
                 case 1 {
-                    mstore(and(shr(232, w), 0xffff), mulmod(mload(and(shr(216, w), 0xffff)), mload(and(shr(200, w), 0xffff)), R))
+                    mstore(and(shr(232, w), 0xffff), mulmod(mload(and(shr(216, w), 0xffff)), mload(and(shr(200, w), 0xffff)), r))
                     ip := add(ip, 7)
                 }
                 // a := b + c mod r
                 case 2 {
-                    mstore(and(shr(232, w), 0xffff), addmod(mload(and(shr(216, w), 0xffff)), mload(and(shr(200, w), 0xffff)), R))
+                    mstore(and(shr(232, w), 0xffff), addmod(mload(and(shr(216, w), 0xffff)), mload(and(shr(200, w), 0xffff)), r))
                     ip := add(ip, 7)
                 }
                 // a := b - c mod r
                 case 3 {
-                    mstore(and(shr(232, w), 0xffff), addmod(mload(and(shr(216, w), 0xffff)), sub(R, mload(and(shr(200, w), 0xffff))), R))
+                    mstore(and(shr(232, w), 0xffff), addmod(mload(and(shr(216, w), 0xffff)), sub(r, mload(and(shr(200, w), 0xffff))), r))
                     ip := add(ip, 7)
                 }
                 // a := b
@@ -138,7 +141,7 @@ contract Halo2SharedVerifier {
                     let from := add(input, and(shr(216, w), 0xffff))
                     for { let i := 0 } lt(i, shl(5, and(shr(200, w), 0xffff))) { i := add(i, 0x20) } {
                         let v := mload(add(from, i))
-                        if iszero(lt(v, R)) { fail() }
+                        if iszero(lt(v, r)) { fail() }
                         mstore(add(and(shr(232, w), 0xffff), i), v)
                     }
                     ip := add(ip, 7)
@@ -168,7 +171,7 @@ contract Halo2SharedVerifier {
                     }
                     default { h := keccak256(and(shr(216, w), 0xffff), shl(5, and(shr(200, w), 0xffff))) }
                     mstore(d, h)
-                    mstore(and(shr(232, w), 0xffff), mod(h, R))
+                    mstore(and(shr(232, w), 0xffff), mod(h, r))
                     ip := add(ip, 9)
                 }
                 // a := b^c mod r (modexp)
@@ -178,7 +181,7 @@ contract Halo2SharedVerifier {
                     mstore(add(scratch, 0x40), 0x20)
                     mstore(add(scratch, 0x60), mload(and(shr(216, w), 0xffff)))
                     mstore(add(scratch, 0x80), mload(and(shr(200, w), 0xffff)))
-                    mstore(add(scratch, 0xa0), R)
+                    mstore(add(scratch, 0xa0), r)
                     if iszero(staticcall(gas(), 0x05, scratch, 0xc0, and(shr(232, w), 0xffff), 0x20)) { fail() }
                     ip := add(ip, 7)
                 }
@@ -207,11 +210,14 @@ contract Halo2SharedVerifier {
                     }
                     ip := add(ip, 6)
                 }
+                // the end: every check passed, if this is the program's last byte
+                case 0 {
+                    if iszero(eq(add(ip, 1), end)) { fail() }
+                    mstore(0, 1)
+                    return(0, 0x20)
+                }
                 default { fail() }
             }
-
-            mstore(0, 1)
-            return(0, 0x20)
         }
     }
 }

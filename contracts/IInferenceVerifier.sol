@@ -38,32 +38,3 @@ contract Halo2VerifierAdapter is IInferenceVerifier {
 interface IHalo2SharedVerifier {
     function verifyProof(address vk, uint256[] calldata instances, bytes calldata proof) external view returns (bool);
 }
-
-/// @notice Gives one model's key on the shared verifier (`zkinfer create-evm-verifier --reusable`)
-/// the registry's interface: proofs are verified by `verifier` against the key data contract
-/// `key`, with a gas cap per verification.
-contract Halo2SharedVerifierAdapter is IInferenceVerifier {
-    /// @notice The shared verifier.
-    address public immutable verifier;
-    /// @notice The model's key (a data contract).
-    address public immutable key;
-    /// @notice Gas given to one verification.
-    uint256 public immutable gasCap;
-
-    error NotAContract(address account);
-
-    constructor(address verifier_, address key_, uint256 gasCap_) {
-        if (verifier_.code.length == 0) revert NotAContract(verifier_);
-        if (key_.code.length == 0) revert NotAContract(key_);
-        verifier = verifier_;
-        key = key_;
-        gasCap = gasCap_;
-    }
-
-    function verifyProof(uint256[] calldata instances, bytes calldata proof) external view returns (bool) {
-        (bool ok, bytes memory answer) = verifier.staticcall{gas: gasCap}(
-            abi.encodeCall(IHalo2SharedVerifier.verifyProof, (key, instances, proof))
-        );
-        return ok && answer.length == 32 && abi.decode(answer, (bool));
-    }
-}

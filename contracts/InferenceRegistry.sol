@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.19;
 
-import {IInferenceVerifier} from "./IInferenceVerifier.sol";
+import {IInferenceVerifier, IHalo2SharedVerifier} from "./IInferenceVerifier.sol";
 
 /// @notice A place for dApps to post zkinfer inference proofs and read verified results.
-/// The owner registers models (a verifier, how its proofs are tied to the model's weights, and
-/// the layout of its public instances); anyone submits `(modelId, proof, instances)`; the
+/// The owner registers models (a verifier of their own, or zkinfer's shared verifier with the
+/// model's verifying key; how its proofs are tied to the model's weights; the layout of its
+/// public instances); anyone submits `(modelId, proof, instances)`; the
 /// registry checks that the instances are canonical field elements and carry the model's
 /// weights, calls the model's verifier and, only on success, stores a record and emits
 /// `InferenceVerified`.
@@ -56,12 +57,19 @@ contract InferenceRegistry {
     }
 
     struct Model {
-        IInferenceVerifier verifier;
+        /// The model's verifier (`IInferenceVerifier`), or the shared verifier
+        /// (`IHalo2SharedVerifier`) when `key` is set.
+        address verifier;
         Weights weights;
         /// keccak256 of the bound words a proof of this model carries; zero when none.
         bytes32 binding;
         Layout layout;
         bool registered;
+        /// The model's verifying key, a data contract the shared verifier reads; zero for a
+        /// verifier of its own.
+        address key;
+        /// Gas one verification by the shared verifier may use.
+        uint64 gasCap;
     }
 
     struct Record {
@@ -82,7 +90,7 @@ contract InferenceRegistry {
     uint256 public recordCount;
 
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
-    event ModelRegistered(bytes32 indexed modelId, address verifier, Weights weights, bytes32 binding);
+    event ModelRegistered(bytes32 indexed modelId, address verifier, address key, Weights weights, bytes32 binding);
     event InferenceVerified(
         bytes32 indexed recordId,
         bytes32 indexed modelId,
@@ -93,6 +101,8 @@ contract InferenceRegistry {
 
     error NotOwner(address caller);
     error ZeroAddress();
+    error NotAContract(address account);
+    error ZeroGasCap();
     error ModelExists(bytes32 modelId);
     error UnknownModel(bytes32 modelId);
     error BadLayout(string reason);
@@ -129,11 +139,44 @@ contract InferenceRegistry {
         bytes32 binding,
         Layout calldata layout
     ) external onlyOwner {
-        if (models[modelId].registered) revert ModelExists(modelId);
         if (address(verifier) == address(0)) revert ZeroAddress();
+        register(modelId, address(verifier), address(0), 0, weights, binding, layout);
+    }
+
+    /// @notice Registers a model verified by zkinfer's shared verifier (`Halo2SharedVerifier`,
+    /// deployed once per chain) against the model's verifying key `key` (its data contract),
+    /// with at most `gasCap` gas per verification.
+    function registerModelWithKey(
+        bytes32 modelId,
+        address sharedVerifier,
+        address key,
+        uint64 gasCap,
+        Weights weights,
+        bytes32 binding,
+        Layout calldata layout
+    ) external onlyOwner {
+        if (sharedVerifier == address(0) || key == address(0)) revert ZeroAddress();
+        if (sharedVerifier.code.length == 0) revert NotAContract(sharedVerifier);
+        if (key.code.length == 0) revert NotAContract(key);
+        if (gasCap == 0) revert ZeroGasCap();
+        register(modelId, sharedVerifier, key, gasCap, weights, binding, layout);
+    }
+
+    function register(
+        bytes32 modelId,
+        address verifier,
+        address key,
+        uint64 gasCap,
+        Weights weights,
+        bytes32 binding,
+        Layout calldata layout
+    ) private {
+        if (models[modelId].registered) revert ModelExists(modelId);
         checkLayout(weights, binding, layout);
         Model storage model = models[modelId];
         model.verifier = verifier;
+        model.key = key;
+        model.gasCap = gasCap;
         model.weights = weights;
         model.binding = binding;
         model.layout.numInstances = layout.numInstances;
@@ -144,7 +187,7 @@ contract InferenceRegistry {
         model.layout.outputLength = layout.outputLength;
         model.layout.submitter = layout.submitter;
         model.registered = true;
-        emit ModelRegistered(modelId, address(verifier), weights, binding);
+        emit ModelRegistered(modelId, verifier, key, weights, binding);
     }
 
     function checkLayout(Weights weights, bytes32 binding, Layout calldata layout) private pure {
@@ -220,7 +263,7 @@ contract InferenceRegistry {
         }
         recordId = recordIdOf(modelId, instances);
         if (records[recordId].submitter != address(0)) revert AlreadyVerified(recordId);
-        if (!verifierAccepts(model.verifier, instances, proof)) revert ProofRejected(modelId);
+        if (!verifierAccepts(model, instances, proof)) revert ProofRejected(modelId);
 
         Record storage record = records[recordId];
         record.modelId = modelId;
@@ -237,16 +280,23 @@ contract InferenceRegistry {
         emit InferenceVerified(recordId, modelId, msg.sender, record.inputs, record.outputs);
     }
 
-    function verifierAccepts(IInferenceVerifier verifier, uint256[] calldata instances, bytes calldata proof)
+    function verifierAccepts(Model storage model, uint256[] calldata instances, bytes calldata proof)
         private
         view
         returns (bool)
     {
-        try verifier.verifyProof(instances, proof) returns (bool ok) {
-            return ok;
-        } catch {
-            return false;
+        address key = model.key;
+        if (key == address(0)) {
+            try IInferenceVerifier(model.verifier).verifyProof(instances, proof) returns (bool accepted) {
+                return accepted;
+            } catch {
+                return false;
+            }
         }
+        (bool ok, bytes memory answer) = model.verifier.staticcall{gas: model.gasCap}(
+            abi.encodeCall(IHalo2SharedVerifier.verifyProof, (key, instances, proof))
+        );
+        return ok && answer.length == 32 && uint256(bytes32(answer)) == 1;
     }
 
     function inputOf(uint256 start, uint256 length, uint256[] calldata instances) private pure returns (bytes32) {

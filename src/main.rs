@@ -323,7 +323,8 @@ enum Command {
         model: Option<String>,
         #[command(flatten)]
         key: ModelKeyArgs,
-        /// Gas one verification may use inside the adapter.
+        /// Gas one verification may use (the registry's call of the adapter's verifier, or of
+        /// the shared verifier with the model's key).
         #[arg(long, default_value_t = zkinfer::evm::registry::DEFAULT_GAS_CAP)]
         gas_cap: u64,
         /// Deploy a verifier built on the development SRS to a chain that is not a local one.
@@ -769,6 +770,7 @@ fn print_deployment(chain: &zkinfer::evm::Chain, file: &DeploymentFile, out: Opt
         }
     };
     line("verifier", &file.verifier);
+    line("key", &file.key);
     line("adapter", &file.adapter);
     line("registry", &file.registry);
     for m in &file.models {

@@ -58,7 +58,7 @@ pub struct DeployOptions {
     /// Register a model whose proofs are not tied to its weights (private weights: a record
     /// then says only that some weights of this architecture gave the output).
     pub allow_unbound_weights: bool,
-    /// Gas one verification may use inside the adapter.
+    /// Gas one verification may use (inside the adapter, or the shared verifier's call).
     pub gas_cap: u64,
     /// Deploy a verifier built on the development SRS to a non-local chain anyway.
     pub allow_insecure_srs: bool,
@@ -188,15 +188,18 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
     save(&file)?;
     let Some(contracts) = contracts else { return Ok(file) };
 
-    let code = match key_address {
-        Some(key) => {
-            registry::shared_adapter_creation_code(&contracts.shared_adapter, verifier_address, key, options.gas_cap)
+    // A verifier of its own gets the registry's interface from an adapter; the shared verifier
+    // is registered with the model's key instead.
+    let registered_verifier = match key_address {
+        Some(_) => verifier_address,
+        None => {
+            let code = adapter_creation_code(&contracts.adapter, verifier_address, options.gas_cap);
+            let adapter = chain.deploy("adapter deployment", code, decode_error)?;
+            file.adapter = Some(adapter.clone());
+            save(&file)?;
+            adapter.address
         }
-        None => adapter_creation_code(&contracts.adapter, verifier_address, options.gas_cap),
     };
-    let adapter = chain.deploy("adapter deployment", code, decode_error)?;
-    file.adapter = Some(adapter.clone());
-    save(&file)?;
     let registry = match options.registry {
         // An existing registry: recorded with no deploying transaction of ours.
         RegistryTarget::At(address) => Deployed { address, tx_hash: None, gas_used: 0 },
@@ -207,18 +210,29 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
     save(&file)?;
     if let (Some(name), Some(registration)) = (&options.model, registration) {
         let id = model_id(name);
-        let call = InferenceRegistry::registerModelCall {
-            modelId: id,
-            verifier: adapter.address,
-            weights: registration.weights,
-            binding: registration.binding,
-            layout: registration.layout.clone(),
+        let (weights, binding, layout) = (registration.weights, registration.binding, registration.layout.clone());
+        let verifier = registered_verifier;
+        let call = match key_address {
+            Some(key) => InferenceRegistry::registerModelWithKeyCall {
+                modelId: id,
+                verifier,
+                key,
+                gasCap: options.gas_cap,
+                weights,
+                binding,
+                layout,
+            }
+            .abi_encode(),
+            None => {
+                InferenceRegistry::registerModelCall { modelId: id, verifier, weights, binding, layout }.abi_encode()
+            }
         };
-        let mined = chain.send("model registration", registry_address, call.abi_encode(), decode_error, |_| Ok(()))?;
+        let mined = chain.send("model registration", registry_address, call, decode_error, |_| Ok(()))?;
         file.models.push(RegisteredModel {
             name: name.clone(),
             model_id: id,
-            verifier: adapter.address,
+            verifier: registered_verifier,
+            key: key_address,
             weights: registration.weights,
             binding: registration.binding,
             layout: registration.layout,

@@ -376,11 +376,15 @@ fn the_shared_verifier_is_deployed_once_and_each_model_registers_its_key() {
     ok(w, &[&["deploy", "--rpc-url", url.as_str(), "--registry", "--model", "mlp"], &shared[..]].concat());
     let first = read(&w.join("deployment.json"));
     assert_eq!(first["shared_verifier"], true, "{first}");
-    for contract in ["verifier", "key", "adapter", "registry"] {
+    for contract in ["verifier", "key", "registry"] {
         assert!(first[contract]["gas_used"].as_u64().unwrap() > 0, "{contract}: {first}");
     }
-    // Submissions go through the model's adapter to the shared verifier with its key (the
-    // rejections first: a statement already recorded is not sent again).
+    // The registry holds the shared verifier and the key itself: no adapter.
+    assert!(first["adapter"].is_null(), "{first}");
+    assert_eq!(first["models"][0]["verifier"], first["verifier"]["address"], "{first}");
+    assert_eq!(first["models"][0]["key"], first["key"]["address"], "{first}");
+    // Submissions go to the shared verifier with the model's key (the rejections first: a
+    // statement already recorded is not sent again).
     let e = fails(w, &["submit", "--model", "mlp", "-P", "bad-proof.json", "--rpc-url", url.as_str()]);
     assert!(e.contains("ProofRejected"), "{e}");
     let e = fails(w, &["submit", "--model", "mlp", "-P", "other-model.json", "--rpc-url", url.as_str()]);
@@ -389,7 +393,7 @@ fn the_shared_verifier_is_deployed_once_and_each_model_registers_its_key() {
     assert_eq!(read(&w.join("submission.json"))["status"], "verified", "{submitted}");
 
     // One more model in the same registry: the shared verifier is used again (from
-    // deployment.json), only its key, adapter and registration are paid for.
+    // deployment.json), only its key and registration are paid for.
     let registry = first["registry"]["address"].as_str().unwrap().to_string();
     ok(
         w,
@@ -400,12 +404,11 @@ fn the_shared_verifier_is_deployed_once_and_each_model_registers_its_key() {
     assert_eq!(second["verifier"]["address"], first["verifier"]["address"], "{second}");
     assert!(second["verifier"]["tx_hash"].is_null(), "not deployed again: {second}");
     let gas = |d: &Value, what: &str| d[what]["gas_used"].as_u64().unwrap();
-    let one_more = gas(&second, "key") + gas(&second, "adapter") + second["models"][0]["gas_used"].as_u64().unwrap();
+    let one_more = gas(&second, "key") + second["models"][0]["gas_used"].as_u64().unwrap();
     eprintln!(
-        "shared verifier {} gas once; one more model: key {} + adapter {} + registration {} = {one_more} gas",
+        "shared verifier {} gas once; one more model: key {} + registration {} = {one_more} gas",
         gas(&first, "verifier"),
         gas(&second, "key"),
-        gas(&second, "adapter"),
         second["models"][0]["gas_used"]
     );
     ok(w, &["submit", "--model", "mlp-again", "--rpc-url", url.as_str()]);

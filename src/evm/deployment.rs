@@ -59,8 +59,12 @@ pub struct RegisteredModel {
     pub name: String,
     /// Its id in the registry (keccak256 of the name, unless the name is a 32-byte hex id).
     pub model_id: B256,
-    /// The verifier (adapter) the registry calls.
+    /// The verifier the registry calls: the adapter of a verifier of its own, or the shared
+    /// verifier.
     pub verifier: Address,
+    /// With the shared verifier: the model's key it was registered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Address>,
     /// How its proofs are tied to its weights.
     pub weights: WeightBinding,
     /// keccak256 of the bound instance words proofs must carry (zero when none).

@@ -62,7 +62,7 @@ sol! {
 
     /// The registry's functions, events and errors.
     interface InferenceRegistry {
-        event ModelRegistered(bytes32 indexed modelId, address verifier, WeightBinding weights, bytes32 binding);
+        event ModelRegistered(bytes32 indexed modelId, address verifier, address key, WeightBinding weights, bytes32 binding);
         event InferenceVerified(
             bytes32 indexed recordId, bytes32 indexed modelId, address indexed submitter, bytes32[] inputs, uint256[] outputs
         );
@@ -79,10 +79,14 @@ sol! {
         error ProofRejected(bytes32 modelId);
         error AlreadyVerified(bytes32 recordId);
         error UnknownRecord(bytes32 recordId);
-        error NotAContract(address verifier);
+        error NotAContract(address account);
+        error ZeroGasCap();
 
         function owner() external view returns (address);
         function registerModel(bytes32 modelId, address verifier, WeightBinding weights, bytes32 binding, Layout layout) external;
+        function registerModelWithKey(
+            bytes32 modelId, address verifier, address key, uint64 gasCap, WeightBinding weights, bytes32 binding, Layout layout
+        ) external;
         function recordIdOf(bytes32 modelId, uint256[] instances) external pure returns (bytes32);
         function submit(bytes32 modelId, bytes proof, uint256[] instances) external returns (bytes32 recordId);
         function recordOf(bytes32 recordId) external view returns (Record memory);
@@ -126,7 +130,10 @@ pub fn decode_error(data: &[u8]) -> Option<String> {
         }
         E::AlreadyVerified(e) => format!("AlreadyVerified({}): this inference is already recorded", e.recordId),
         E::UnknownRecord(e) => format!("UnknownRecord({}): no such record", e.recordId),
-        E::NotAContract(e) => format!("NotAContract({}): the verifier address has no code", e.verifier),
+        E::NotAContract(e) => {
+            format!("NotAContract({}): no contract there (a verifier or key not deployed on this chain?)", e.account)
+        }
+        E::ZeroGasCap(_) => "ZeroGasCap: a model's verifications need a gas cap above zero (--gas-cap)".into(),
     };
     Some(text)
 }
@@ -137,8 +144,6 @@ pub struct RegistryContracts {
     pub registry: CompiledContract,
     /// `Halo2VerifierAdapter`.
     pub adapter: CompiledContract,
-    /// `Halo2SharedVerifierAdapter`.
-    pub shared_adapter: CompiledContract,
 }
 
 /// Compiles the embedded registry and adapter sources with `solc`.
@@ -147,17 +152,12 @@ pub fn compile_registry(solc: &Path) -> Result<RegistryContracts> {
     let mut compiled = compile_sources(
         solc,
         &sources,
-        &[
-            ("InferenceRegistry.sol", "InferenceRegistry"),
-            ("IInferenceVerifier.sol", "Halo2VerifierAdapter"),
-            ("IInferenceVerifier.sol", "Halo2SharedVerifierAdapter"),
-        ],
+        &[("InferenceRegistry.sol", "InferenceRegistry"), ("IInferenceVerifier.sol", "Halo2VerifierAdapter")],
         Optimizer::Full,
     )?;
-    let shared_adapter = compiled.pop().expect("three contracts asked for");
-    let adapter = compiled.pop().expect("three contracts asked for");
-    let registry = compiled.pop().expect("three contracts asked for");
-    Ok(RegistryContracts { registry, adapter, shared_adapter })
+    let adapter = compiled.pop().expect("two contracts asked for");
+    let registry = compiled.pop().expect("two contracts asked for");
+    Ok(RegistryContracts { registry, adapter })
 }
 
 /// The adapter's creation code for `verifier` with a gas cap per verification.
@@ -168,18 +168,6 @@ pub fn adapter_creation_code(
 ) -> Vec<u8> {
     let mut code = adapter.bytecode.clone();
     code.extend_from_slice(&(verifier, U256::from(gas_cap)).abi_encode_params());
-    code
-}
-
-/// The shared verifier's adapter's creation code for one model's `key` on `verifier`.
-pub fn shared_adapter_creation_code(
-    adapter: &CompiledContract,
-    verifier: alloy::primitives::Address,
-    key: alloy::primitives::Address,
-    gas_cap: u64,
-) -> Vec<u8> {
-    let mut code = adapter.bytecode.clone();
-    code.extend_from_slice(&(verifier, key, U256::from(gas_cap)).abi_encode_params());
     code
 }
 

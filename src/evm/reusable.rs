@@ -33,6 +33,7 @@ const HEADER: usize = 18;
 
 /// Operation codes, as the shared verifier dispatches them.
 mod code {
+    pub(super) const END: u8 = 0;
     pub(super) const MUL: u8 = 1;
     pub(super) const ADD: u8 = 2;
     pub(super) const SUB: u8 = 3;
@@ -166,6 +167,7 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
             }
         }
     }
+    encoder.out.push(code::END);
     let body = encoder.out;
     let field = |v: usize, what: &str| u16::try_from(v).map_err(|_| too_large(what));
     let mut data = vec![0x00];
