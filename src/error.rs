@@ -49,6 +49,33 @@ pub enum Error {
     /// Solidity, the toolchain and the chains.
     #[error(transparent)]
     Evm(#[from] EvmError),
+    /// The proving service: its database and its server.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// The proving service (`zkinfer serve`, `zkinfer worker`).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The job database could not be opened or answered with an error.
+    #[error("job database {url}: {reason}")]
+    Database {
+        /// The database URL, without its password.
+        url: String,
+        /// What went wrong, and what to do.
+        reason: String,
+        /// sqlx's error.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The HTTP server could not start.
+    #[error("cannot serve on {address}: {reason}")]
+    Listen {
+        /// The address asked for.
+        address: String,
+        /// The operating system's reason.
+        reason: String,
+    },
 }
 
 /// Reading a model and its input: the ONNX file, the ops it uses, the data given for it, and

@@ -12,6 +12,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod progress;
 pub mod prove;
+pub mod service;
 pub mod settings;
 
 pub use error::{Error, Result};

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+mod serve_cli;
 use zkinfer::calibrate::Target;
 use zkinfer::onchain::{
     self, DeployOptions, DeploymentFile, RegistryTarget, Submission, SubmissionStatus, SubmitOptions,
@@ -416,6 +418,12 @@ enum Command {
     /// Install the pinned EVM toolchain (solc-js, anvil, forge) into the per-user cache if it is
     /// not there, and print where each tool is found.
     Toolchain,
+    /// The proving service: an HTTP API (/v1) over a persistent job queue, with workers in this
+    /// process unless --no-workers; `serve keys` manages its API keys.
+    Serve(serve_cli::ServeArgs),
+    /// A worker of the proving service: leases jobs from the service's database (Postgres for
+    /// workers on several machines) and proves them, keeping keys loaded between jobs.
+    Worker(serve_cli::WorkerCommand),
 }
 
 /// The demo's model and input, compiled in.
@@ -746,6 +754,8 @@ fn execute(command: Command) -> zkinfer::Result<()> {
                 }
             }
         }
+        Command::Serve(args) => serve_cli::serve(args)?,
+        Command::Worker(args) => serve_cli::worker(args)?,
         Command::Toolchain => {
             use zkinfer::evm::toolchain;
             println!("toolchain folder: {}", toolchain::toolchain_dir().display());

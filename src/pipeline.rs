@@ -128,23 +128,69 @@ pub struct ProveOutcome {
     pub seconds: f64,
 }
 
-/// `prove`: runs the model on `input.json` and proves it; writes `witness.json` and `proof.json`.
-/// The transcript is Keccak for a proof the EVM verifies, Poseidon for one to aggregate. A model
-/// made with `--bind-submitter` needs the account, chain and registry the proof is for.
-#[allow(clippy::too_many_arguments)]
-pub fn prove(
-    compiled_path: &Path,
-    pk_path: &Path,
-    input_path: &Path,
-    srs_file: Option<&Path>,
-    witness_out: &Path,
-    proof_out: &Path,
-    transcript: TranscriptKind,
-    binding: Option<&evm::registry::SubmitterBinding>,
-) -> Result<ProveOutcome> {
-    let compiled = CompiledModel::load(compiled_path)?;
-    let submitter =
-        match (compiled.model.visibility.submitter, binding) {
+/// Fixed-point values, one flat vector per tensor.
+pub type IntTensors = Vec<Vec<i64>>;
+
+/// A compiled model with its proving key and SRS loaded once: what `prove` uses for one proof
+/// and the proving service keeps warm across many.
+pub struct Prover {
+    /// The compiled model.
+    pub compiled: CompiledModel,
+    header: KeyHeader,
+    pk: halo2_base::halo2_proofs::plonk::ProvingKey<halo2_base::halo2_proofs::halo2curves::bn256::G1Affine>,
+    srs: prove::Srs,
+}
+
+/// One proof made by a [`Prover`], before anything is written.
+#[derive(Clone, Debug)]
+pub struct Proved {
+    /// `proof.json`'s content.
+    pub proof: ProofFile,
+    /// `witness.json`'s content (private values).
+    pub witness: Witness,
+    /// The dequantized outputs (also when the proof keeps them private).
+    pub outputs: Vec<Vec<f64>>,
+    /// Seconds spent proving (witness generation included).
+    pub seconds: f64,
+}
+
+impl Prover {
+    /// Reads the compiled model, its proving key (checked to be the compiled model's) and the
+    /// SRS the key was made with.
+    pub fn load(compiled_path: &Path, pk_path: &Path, srs_file: Option<&Path>) -> Result<Self> {
+        let compiled = CompiledModel::load(compiled_path)?;
+        let (header, pk) = prove::read_pk(pk_path)?;
+        check_digest(pk_path, &header.circuit_digest, &compiled.circuit_digest)?;
+        let srs = srs_for_key(compiled.shape.k, &header.srs, srs_file)?;
+        Ok(Prover { compiled, header, pk, srs })
+    }
+
+    /// The flat float inputs of `input.json`'s content (`{"input_data": [[...]]}`), checked
+    /// against the model's input shapes; `source` names where it came from in errors.
+    pub fn parse_input(&self, json: &serde_json::Value, source: &Path) -> Result<Vec<Vec<f32>>> {
+        crate::model::input::parse_input(json, &self.compiled.model.input_shapes(), source)
+    }
+
+    /// Quantizes `inputs` and runs the integer reference: refuses values the circuit cannot
+    /// hold (out of range anywhere in the model) before any proving starts. Returns the
+    /// quantized inputs and every node's values.
+    pub fn check_inputs(&self, inputs: &[Vec<f32>]) -> Result<(IntTensors, IntTensors)> {
+        let quantized = self.compiled.model.quantize_inputs(inputs);
+        let reference = self.compiled.model.execute(&quantized)?;
+        Ok((quantized, reference))
+    }
+
+    /// Proves the model on `inputs`. The transcript is Keccak for a proof the EVM verifies,
+    /// Poseidon for one to aggregate. A model made with `--bind-submitter` needs the account,
+    /// chain and registry the proof is for.
+    pub fn prove(
+        &self,
+        inputs: &[Vec<f32>],
+        transcript: TranscriptKind,
+        binding: Option<&evm::registry::SubmitterBinding>,
+    ) -> Result<Proved> {
+        let compiled = &self.compiled;
+        let submitter = match (compiled.model.visibility.submitter, binding) {
             (true, Some(binding)) => binding.word(),
             (false, None) => halo2_base::halo2_proofs::halo2curves::bn256::Fr::zero(),
             (true, None) => return Err(Error::Usage(
@@ -160,81 +206,97 @@ pub fn prove(
                 ))
             }
         };
-    let (header, pk) = prove::read_pk(pk_path)?;
-    check_digest(pk_path, &header.circuit_digest, &compiled.circuit_digest)?;
-    let srs = srs_for_key(compiled.shape.k, &header.srs, srs_file)?;
-    warn_if_insecure(&srs.info);
-    let model = &compiled.model;
-    let inputs = load_input(input_path, &model.input_shapes())?;
-    let quantized = model.quantize_inputs(&inputs);
-    // The integer reference catches values the circuit cannot hold before any proving starts.
-    let reference = model.execute(&quantized)?;
+        warn_if_insecure(&self.srs.info);
+        let model = &compiled.model;
+        // The integer reference catches values the circuit cannot hold before any proving starts.
+        let (quantized, reference) = self.check_inputs(inputs)?;
 
-    let (proved, seconds) = timed(&format!("proving (k = {})", compiled.shape.k), || {
-        let stage = Stage::Prove(&compiled.shape, &header.break_points);
-        let laid = crate::circuit::build_circuit_for(model, &quantized, stage, submitter)?;
-        let matches = laid
-            .values
-            .iter()
-            .zip(&reference)
-            .all(|(c, r)| c.len() == r.len() && c.iter().zip(r).all(|(&a, &b)| a == b as i128));
-        if !matches {
-            return Err(ProveError::Proving {
-                stage: "witness generation",
-                reason: "the circuit's values differ from the integer reference (a zkinfer bug: please report it)"
-                    .into(),
-                source: None,
+        let (proved, seconds) = timed(&format!("proving (k = {})", compiled.shape.k), || {
+            let stage = Stage::Prove(&compiled.shape, &self.header.break_points);
+            let laid = crate::circuit::build_circuit_for(model, &quantized, stage, submitter)?;
+            let matches = laid
+                .values
+                .iter()
+                .zip(&reference)
+                .all(|(c, r)| c.len() == r.len() && c.iter().zip(r).all(|(&a, &b)| a == b as i128));
+            if !matches {
+                return Err(ProveError::Proving {
+                    stage: "witness generation",
+                    reason: "the circuit's values differ from the integer reference (a zkinfer bug: please report it)"
+                        .into(),
+                    source: None,
+                }
+                .into());
             }
-            .into());
-        }
-        let (instances, layout, salts) = (laid.instances.clone(), laid.layout.clone(), laid.salts.clone());
-        let proof = prove::snark::prove(&srs.params, &pk, laid.circuit, &instances, transcript)?;
-        Ok::<_, Error>((proof, instances, layout, salts))
-    });
-    let (proof, instances, layout, salts) = proved?;
-    let salts = layout
-        .iter()
-        .filter(|s| s.salted)
-        .zip(&salts)
-        .map(|(span, salt)| crate::artifacts::Salt {
-            kind: span.kind.clone(),
-            index: span.index,
-            salt: fr_to_hex(salt),
-        })
-        .collect();
-
-    let outputs: Vec<Vec<i64>> = model.outputs.iter().map(|&o| reference[o].clone()).collect();
-    let dequantized: Vec<Vec<f64>> = outputs.iter().map(|o| model.dequantize(o)).collect();
-    let witness = Witness {
-        circuit_digest: compiled.circuit_digest.clone(),
-        inputs: quantized,
-        outputs: outputs.clone(),
-        nodes: model.nodes.iter().zip(&reference).map(|(n, v)| (n.name.clone(), v.clone())).collect(),
-        salts,
-    };
-    write_json(witness_out, &witness)?;
-    let proof_file = ProofFile {
-        format_version: PROOF_FORMAT_VERSION,
-        zkinfer_version: env!("CARGO_PKG_VERSION").into(),
-        circuit_digest: compiled.circuit_digest.clone(),
-        transcript,
-        proof: format!("0x{}", hex::encode(&proof)),
-        instances: vec![instances.iter().map(fr_to_hex).collect()],
-        commitment_hash: layout
+            let (instances, layout, salts) = (laid.instances.clone(), laid.layout.clone(), laid.salts.clone());
+            let proof = prove::snark::prove(&self.srs.params, &self.pk, laid.circuit, &instances, transcript)?;
+            Ok::<_, Error>((proof, instances, layout, salts))
+        });
+        let (proof, instances, layout, salts) = proved?;
+        let salts = layout
             .iter()
-            .any(|s| s.encoding == Encoding::Poseidon)
-            .then(|| crate::circuit::commit::POSEIDON_DESCRIPTION.into()),
-        instance_layout: layout,
-        outputs: if model.visibility.output == Visibility::Public { dequantized.clone() } else { Vec::new() },
-        insecure_srs: srs.info.insecure,
-        protocol: (transcript == TranscriptKind::Poseidon).then(|| {
-            let protocol = prove::snark::protocol_of(&srs.params, pk.get_vk(), instances.len(), false);
-            prove::snark::protocol_to_json(&protocol)
-        }),
-        aggregated: Vec::new(),
-    };
-    write_json(proof_out, &proof_file)?;
-    Ok(ProveOutcome { proof: proof_file, outputs: dequantized, seconds })
+            .filter(|s| s.salted)
+            .zip(&salts)
+            .map(|(span, salt)| crate::artifacts::Salt {
+                kind: span.kind.clone(),
+                index: span.index,
+                salt: fr_to_hex(salt),
+            })
+            .collect();
+
+        let outputs: Vec<Vec<i64>> = model.outputs.iter().map(|&o| reference[o].clone()).collect();
+        let dequantized: Vec<Vec<f64>> = outputs.iter().map(|o| model.dequantize(o)).collect();
+        let witness = Witness {
+            circuit_digest: compiled.circuit_digest.clone(),
+            inputs: quantized,
+            outputs: outputs.clone(),
+            nodes: model.nodes.iter().zip(&reference).map(|(n, v)| (n.name.clone(), v.clone())).collect(),
+            salts,
+        };
+        let proof_file = ProofFile {
+            format_version: PROOF_FORMAT_VERSION,
+            zkinfer_version: env!("CARGO_PKG_VERSION").into(),
+            circuit_digest: compiled.circuit_digest.clone(),
+            transcript,
+            proof: format!("0x{}", hex::encode(&proof)),
+            instances: vec![instances.iter().map(fr_to_hex).collect()],
+            commitment_hash: layout
+                .iter()
+                .any(|s| s.encoding == Encoding::Poseidon)
+                .then(|| crate::circuit::commit::POSEIDON_DESCRIPTION.into()),
+            instance_layout: layout,
+            outputs: if model.visibility.output == Visibility::Public { dequantized.clone() } else { Vec::new() },
+            insecure_srs: self.srs.info.insecure,
+            protocol: (transcript == TranscriptKind::Poseidon).then(|| {
+                let protocol = prove::snark::protocol_of(&self.srs.params, self.pk.get_vk(), instances.len(), false);
+                prove::snark::protocol_to_json(&protocol)
+            }),
+            aggregated: Vec::new(),
+        };
+        Ok(Proved { proof: proof_file, witness, outputs: dequantized, seconds })
+    }
+}
+
+/// `prove`: runs the model on `input.json` and proves it; writes `witness.json` and `proof.json`.
+/// The transcript is Keccak for a proof the EVM verifies, Poseidon for one to aggregate. A model
+/// made with `--bind-submitter` needs the account, chain and registry the proof is for.
+#[allow(clippy::too_many_arguments)]
+pub fn prove(
+    compiled_path: &Path,
+    pk_path: &Path,
+    input_path: &Path,
+    srs_file: Option<&Path>,
+    witness_out: &Path,
+    proof_out: &Path,
+    transcript: TranscriptKind,
+    binding: Option<&evm::registry::SubmitterBinding>,
+) -> Result<ProveOutcome> {
+    let prover = Prover::load(compiled_path, pk_path, srs_file)?;
+    let inputs = load_input(input_path, &prover.compiled.model.input_shapes())?;
+    let proved = prover.prove(&inputs, transcript, binding)?;
+    write_json(witness_out, &proved.witness)?;
+    write_json(proof_out, &proved.proof)?;
+    Ok(ProveOutcome { proof: proved.proof, outputs: proved.outputs, seconds: proved.seconds })
 }
 
 /// Commitments a verifier was given and wants the proof bound to (0x-prefixed hex).

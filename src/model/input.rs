@@ -39,10 +39,22 @@ pub fn input_lengths(path: &Path) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// The one sample `input.json`'s content holds, as one flat vector per model input, checked
+/// against the model's input shapes; `source` names where the content came from in errors.
+pub fn parse_input(json: &Value, shapes: &[Vec<usize>], source: &Path) -> Result<Vec<Vec<f32>>> {
+    let mut samples = samples_of(json, shapes, false, source)?;
+    Ok(samples.pop().expect("exactly one sample"))
+}
+
 fn read_samples(path: &Path, shapes: &[Vec<usize>], many: bool) -> Result<Vec<Vec<Vec<f32>>>> {
     let bad = |reason: String| Error::from(ImportError::BadInput { path: path.to_path_buf(), reason });
     let bytes = read_file(path)?;
     let json: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    samples_of(&json, shapes, many, path)
+}
+
+fn samples_of(json: &Value, shapes: &[Vec<usize>], many: bool, path: &Path) -> Result<Vec<Vec<Vec<f32>>>> {
+    let bad = |reason: String| Error::from(ImportError::BadInput { path: path.to_path_buf(), reason });
     let data = json
         .get("input_data")
         .ok_or_else(|| bad("expected an object with an \"input_data\" field: {\"input_data\": [[...]]}".into()))?;
