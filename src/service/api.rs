@@ -359,7 +359,11 @@ async fn job_events(
                     let data = serde_json::to_string(&job).expect("a job serializes");
                     return Some((Ok(Event::default().event(name).data(data)), (state, id, Some(now), end)));
                 }
-                tokio::time::sleep(state.events_poll).await;
+                // This process's workers signal their changes; others' are found by looking again.
+                tokio::select! {
+                    _ = state.store.job_changed() => {}
+                    _ = tokio::time::sleep(state.events_poll) => {}
+                }
             }
         });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

@@ -3,7 +3,10 @@
 //! both through sqlx's `Any` driver; only the lease takes Postgres's `FOR UPDATE SKIP LOCKED`,
 //! so that concurrent workers never take the same job.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -202,6 +205,11 @@ pub struct Store {
     pool: AnyPool,
     postgres: bool,
     url: String,
+    /// Signalled when a job is queued: wakes one idle worker of this process at once (workers
+    /// of other processes find it at their next look).
+    queued: Arc<Notify>,
+    /// Signalled when a job changes: wakes the event streams of this process at once.
+    changed: Arc<Notify>,
 }
 
 const SCHEMA: &[&str] = &[
@@ -264,7 +272,7 @@ impl Store {
             .connect(&connect_url)
             .await
             .map_err(|e| db_error(&shown, "cannot connect (is the server running and the URL right?)", e))?;
-        let store = Store { pool, postgres, url: shown };
+        let store = Store { pool, postgres, url: shown, queued: Arc::default(), changed: Arc::default() };
         if !postgres {
             // Readers never wait for the writer; writers wait for each other instead of failing.
             store.exec("PRAGMA journal_mode=WAL").await?;
@@ -282,6 +290,17 @@ impl Store {
         }
         tx.commit().await.map_err(|e| store.error("cannot make the tables", e))?;
         Ok(store)
+    }
+
+    /// Waits until a job is queued by this process (or returns at once if one was queued since
+    /// the last wait).
+    pub async fn job_queued(&self) {
+        self.queued.notified().await
+    }
+
+    /// Waits until a job changes in this process.
+    pub async fn job_changed(&self) {
+        self.changed.notified().await
     }
 
     /// The database's URL, without its password.
@@ -440,6 +459,7 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(|e| self.error("cannot queue the job", e))?;
+        self.queued.notify_one();
         self.job(&id).await?.ok_or_else(|| self.error("the queued job vanished", sqlx::Error::RowNotFound))
     }
 
@@ -500,6 +520,7 @@ impl Store {
             .map_err(|e| self.error("cannot lease a job", e))?;
         let Some(row) = row else { return Ok(None) };
         let job = job_of(&row).map_err(|e| self.error("cannot read the leased job", e))?;
+        self.changed.notify_waiters();
         Ok(Some(Lease { job, worker: worker.to_string() }))
     }
 
@@ -519,6 +540,7 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(|e| self.error("cannot extend the lease", e))?;
+        self.changed.notify_waiters();
         Ok(done.rows_affected() == 1)
     }
 
@@ -544,6 +566,7 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(|e| self.error("cannot record the job's end", e))?;
+        self.changed.notify_waiters();
         Ok(done.rows_affected() == 1)
     }
 

@@ -189,7 +189,11 @@ impl Worker {
             match self.store.lease(&self.name, lease_ms, self.options.max_attempts).await {
                 Ok(Some(lease)) => self.work(lease).await,
                 Ok(None) => {
-                    let _ = tokio::time::timeout(self.options.poll, stopped.changed()).await;
+                    tokio::select! {
+                        _ = self.store.job_queued() => {}
+                        _ = tokio::time::sleep(self.options.poll) => {}
+                        _ = stopped.changed() => {}
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("worker {}: {}", self.name, e.chain());
