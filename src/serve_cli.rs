@@ -123,9 +123,12 @@ enum KeysAction {
         /// A name for people ("dapp-backend").
         #[arg(long)]
         name: String,
-        /// May register models and read the audit log.
+        /// May register models and read the audit log (and have proofs posted on-chain).
         #[arg(long)]
         admin: bool,
+        /// May ask for its jobs to be posted on-chain, which the service's account pays for.
+        #[arg(long)]
+        may_post: bool,
         /// Proof requests a minute (0: no limit).
         #[arg(long, default_value_t = 60)]
         rate_per_minute: i64,
@@ -217,8 +220,11 @@ pub(crate) fn serve(args: ServeArgs) -> zkinfer::Result<()> {
         .await?;
         println!("zkinfer serve: listening on http://{} (jobs in {}, {described})", server.address, store.url());
         until_stopped().await;
-        println!("stopping: the running jobs' leases expire and other workers take them");
-        server.stop().await;
+        println!("stopping: the running jobs finish first (stop again to leave them to other workers)");
+        tokio::select! {
+            _ = server.stop() => {}
+            _ = until_stopped() => println!("stopped: the running jobs are taken again when their leases run out"),
+        }
         Ok(())
     })
 }
@@ -231,16 +237,20 @@ pub(crate) fn worker(args: WorkerCommand) -> zkinfer::Result<()> {
         println!("zkinfer worker {}: {} job(s) at once from {}", options.name, options.concurrency, store.url());
         let workers = service::spawn_workers(store, options);
         until_stopped().await;
-        workers.stop().await;
+        println!("stopping: the running jobs finish first (stop again to leave them to other workers)");
+        tokio::select! {
+            _ = workers.stop() => {}
+            _ = until_stopped() => println!("stopped: the running jobs are taken again when their leases run out"),
+        }
         Ok(())
     })
 }
 
 async fn keys(action: KeysAction) -> zkinfer::Result<()> {
     match action {
-        KeysAction::Create { name, admin, rate_per_minute, quota, db } => {
+        KeysAction::Create { name, admin, may_post, rate_per_minute, quota, db } => {
             let store = Store::open(&db.db).await?;
-            let (key, secret) = store.create_key(&name, admin, rate_per_minute, quota).await?;
+            let (key, secret) = store.create_key(&name, admin, may_post, rate_per_minute, quota).await?;
             println!("key {} ({}{}): {secret}", key.id, key.name, if admin { ", admin" } else { "" });
             println!("keep the secret: it is stored hashed and cannot be shown again");
         }

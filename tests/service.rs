@@ -367,6 +367,20 @@ async fn restarted_server(db: &str) {
     let client = Client::new(&url, &key);
     let jobs = client.wait_all(&ids, Duration::from_secs(300)).await;
     assert!(jobs.iter().all(|j| j["state"] == "done"), "{:?}", states(&jobs));
+    // Each recorded proven once, the interrupted ones included.
+    let admin = Client::new(&url, &api_key(db, &["--admin"]));
+    let (_, audit) = admin.get("/v1/audit").await;
+    let mut proven: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "job.proven")
+        .map(|e| e["job"].as_str().unwrap())
+        .collect();
+    proven.sort();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(proven, expected);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -437,14 +451,21 @@ async fn bad_requests_are_refused_clearly_and_queue_nothing() {
     client.queue(&good).await;
     refused(429, "quota of 2 proofs")(client.post("/v1/models/mlp/proofs", &good).await);
     let slow = Client::new(&url, &limited);
-    slow.queue(&good).await;
+    let mine = slow.queue(&good).await;
     refused(429, "1 proof requests a minute")(slow.post("/v1/models/mlp/proofs", &good).await);
     let (_, health) = client.get("/v1/health").await;
     assert_eq!(health["jobs"]["queued"], 3, "{health}");
 
-    // Another key's job is not shown; the model list and the OpenAPI document are.
-    let (_, jobs) = slow.post("/v1/models/nope/proofs", &good).await;
-    assert!(jobs["error"].is_string());
+    // A key's job is not shown to another key; its owner sees it.
+    refused(404, "no job")(client.get(&format!("/v1/jobs/{mine}")).await);
+    let (status, job) = slow.get(&format!("/v1/jobs/{mine}")).await;
+    assert_eq!((status, job["state"].as_str()), (200, Some("queued")), "{job}");
+    // Posting on-chain needs a key allowed to spend the service's account.
+    let mut posted = good.clone();
+    posted["post_onchain"] = json!(true);
+    let other = Client::new(&url, &api_key(&db, &[]));
+    refused(403, "--may-post")(other.post("/v1/models/mlp/proofs", &posted).await);
+    // The model list and the OpenAPI document are shown.
     let (status, models) = client.get("/v1/models").await;
     assert_eq!(status, 200);
     assert_eq!(models["models"][0]["id"], "mlp");
@@ -498,11 +519,11 @@ fn the_audit_log_refuses_updates_and_deletes() {
         }
         let pg = zkinfer::service::Store::open(&postgres().database("audit")).await.unwrap();
         pg.audit(zkinfer::service::AuditEntry { action: "job.queued".into(), ..Default::default() }).await.unwrap();
-        for sql in ["UPDATE audit SET body = '{}'", "DELETE FROM audit"] {
+        for sql in ["UPDATE audit SET body = '{}'", "DELETE FROM audit", "TRUNCATE audit"] {
             let e = pg.raw(sql).await.unwrap_err().chain();
             assert!(e.contains("append-only"), "{e}");
         }
-        assert_eq!(pg.audit_log(None).await.unwrap().len(), 1);
+        assert_eq!(pg.audit_log(None, 0, 100).await.unwrap().len(), 1);
     });
 }
 
@@ -519,7 +540,7 @@ async fn jobs_post_their_proofs_on_anvil_and_a_repeated_inference_is_recorded_on
     let registry = deployment["registry"]["address"].as_str().unwrap().to_string();
 
     let (_dir, db) = sqlite_db();
-    let key = api_key(&db, &[]);
+    let key = api_key(&db, &["--may-post"]);
     let model = model_arg();
     let (_server, url) = serve(&db, &["--model", model.as_str(), "--rpc-url", &rpc, "--registry", &registry]);
     let client = Client::new(&url, &key);
@@ -543,9 +564,34 @@ async fn jobs_post_their_proofs_on_anvil_and_a_repeated_inference_is_recorded_on
     assert_eq!(second["record_id"], record["record_id"]);
     assert!(second["tx_hash"].is_null(), "{second}");
 
+    // A job whose worker saved its proof and died before posting it: the next worker posts
+    // the saved proof rather than a new one.
+    let (_dir3, db3) = sqlite_db();
+    let saved_proof = common::json(&model_dir().join("proof.json"));
+    {
+        let store = zkinfer::service::Store::open(&db3).await.unwrap();
+        let input = common::json(&model_dir().join("input.json")).to_string();
+        let queued = zkinfer::service::AuditEntry { action: "job.queued".into(), ..Default::default() };
+        store.enqueue("mlp", &input, None, true, queued).await.unwrap();
+        let lease = store.lease("dead-worker", 1, 3).await.unwrap().unwrap();
+        let saved = json!({ "pending_post": true, "proof": saved_proof, "outputs": [], "prove_s": 0.0 });
+        assert!(store.save_result(&lease, &saved).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let key3 = api_key(&db3, &["--admin"]);
+    let (_server3, url3) = serve(&db3, &["--model", model.as_str(), "--rpc-url", &rpc, "--registry", &registry]);
+    let client3 = Client::new(&url3, &key3);
+    let (_, audit) = client3.get("/v1/audit").await;
+    let id = audit["entries"][0]["job"].as_str().unwrap().to_string();
+    let jobs = client3.wait_all(&[id], Duration::from_secs(180)).await;
+    assert_eq!(jobs[0]["state"], "done", "{}", jobs[0]);
+    assert_eq!(jobs[0]["attempts"], 2);
+    assert_eq!(jobs[0]["result"]["proof"]["proof"], saved_proof["proof"], "the saved proof was posted");
+    assert_eq!(jobs[0]["result"]["onchain"]["status"], "verified", "{}", jobs[0]);
+
     // Without a chain, a job that asks to be posted fails clearly.
     let (_dir2, db2) = sqlite_db();
-    let key2 = api_key(&db2, &[]);
+    let key2 = api_key(&db2, &["--may-post"]);
     let (_server2, url2) = serve(&db2, &["--model", model.as_str()]);
     let client2 = Client::new(&url2, &key2);
     let id = client2.queue(&body).await;

@@ -66,6 +66,8 @@ struct AppState {
     rates: Mutex<HashMap<String, (Instant, i64)>>,
     /// Compiled models (for checking inputs), by model id and circuit digest.
     compiled: Mutex<HashMap<(String, String), Arc<CompiledModel>>>,
+    /// Input checks running at once.
+    checks: tokio::sync::Semaphore,
 }
 
 /// The API's routes over `store`.
@@ -77,6 +79,7 @@ pub fn router(store: Store, options: &ServeOptions) -> Router {
         events_poll: options.events_poll,
         rates: Mutex::new(HashMap::new()),
         compiled: Mutex::new(HashMap::new()),
+        checks: tokio::sync::Semaphore::new(2),
     });
     Router::new()
         .route("/v1/health", get(health))
@@ -143,15 +146,21 @@ async fn admin(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<ApiKey
 }
 
 async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is over the service's limit of {} bytes: send a smaller input, or start the \
-                 server with a larger --max-body-bytes",
-                state.max_body_bytes
-            ),
-        )
+    axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|e| {
+        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if over {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is over the service's limit of {} bytes: send a smaller input, or start the \
+                     server with a larger --max-body-bytes",
+                    state.max_body_bytes
+                ),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("the request body could not be read: {e}"))
+        }
     })
 }
 
@@ -201,17 +210,19 @@ async fn add_model(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
             format!("expected {{\"id\": ..., \"dir\": ..., \"srs\"?, \"post_onchain\"?, \"registry_model\"?}}: {e}"),
         )
     })?;
+    // A folder that is missing or holds no usable model is the caller's to fix: 400.
     let record = tokio::task::spawn_blocking(move || {
         super::model_record(&new.id, &new.dir, new.srs.as_deref(), new.post_onchain, new.registry_model)
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.chain()))?;
     let record = super::register_model(&state.store, record, key.map(|k| k.id)).await?;
     Ok((StatusCode::CREATED, Json(json!(record))).into_response())
 }
 
-/// Counts a proof request against the key's rate and quota.
-async fn charge(state: &AppState, key: &ApiKey) -> ApiResult<()> {
+/// Counts a proof request against the key's rate (before any work is done for it).
+fn charge_rate(state: &AppState, key: &ApiKey) -> ApiResult<()> {
     if key.rate_per_minute > 0 {
         let mut rates = state.rates.lock().expect("rates lock");
         let now = Instant::now();
@@ -231,6 +242,11 @@ async fn charge(state: &AppState, key: &ApiKey) -> ApiResult<()> {
         }
         entry.1 += 1;
     }
+    Ok(())
+}
+
+/// Checks the key's quota of queued proofs (counted in the database, for every server).
+async fn check_quota(state: &AppState, key: &ApiKey) -> ApiResult<()> {
     if key.quota > 0 && state.store.jobs_of_key(&key.id).await? >= key.quota {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -262,6 +278,9 @@ async fn queue_proof(
     body: Body,
 ) -> ApiResult<Response> {
     let key = caller(&state, &headers).await?;
+    if let Some(key) = &key {
+        charge_rate(&state, key)?;
+    }
     let bytes = read_body(&state, body).await?;
     let model = state.store.model(&id).await?.ok_or_else(|| unknown_model(&id))?;
     let mut input = parse_json(&bytes)?;
@@ -275,9 +294,18 @@ async fn queue_proof(
             ))
         }
     };
-    // The model's shapes and ranges, checked before anything is queued.
+    if post_onchain && key.as_ref().is_some_and(|k| !k.may_post && !k.admin) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this API key may not have proofs posted on-chain (the service's account pays): ask for a key made \
+             with `keys create --may-post`",
+        ));
+    }
+    // The model's shapes and ranges, checked before anything is queued (a few at a time: the
+    // check runs the model).
     let compiled = compiled_model(&state, &model.id, &model.dir, &model.circuit_digest).await?;
     let checked = input.clone();
+    let checking = state.checks.acquire().await.expect("the semaphore is never closed");
     tokio::task::spawn_blocking(move || {
         let shapes = compiled.model.input_shapes();
         let inputs = crate::model::input::parse_input(&checked, &shapes, Path::new("the request body"))?;
@@ -286,22 +314,19 @@ async fn queue_proof(
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.chain()))?;
+    drop(checking);
     if let Some(key) = &key {
-        charge(&state, key).await?;
+        check_quota(&state, key).await?;
     }
     let actor = key.map(|k| k.id);
-    let job = state.store.enqueue(&model.id, &input.to_string(), actor.as_deref(), post_onchain).await?;
-    state
-        .store
-        .audit(AuditEntry {
-            action: "job.queued".into(),
-            actor,
-            job: Some(job.id.clone()),
-            model: Some(model.id.clone()),
-            model_commitment: Some(model.vk_digest.clone()),
-            ..AuditEntry::default()
-        })
-        .await?;
+    let audit = AuditEntry {
+        action: "job.queued".into(),
+        actor: actor.clone(),
+        model: Some(model.id.clone()),
+        model_commitment: Some(model.vk_digest.clone()),
+        ..AuditEntry::default()
+    };
+    let job = state.store.enqueue(&model.id, &input.to_string(), actor.as_deref(), post_onchain, audit).await?;
     let location = format!("/v1/jobs/{}", job.id);
     let body = json!({ "job": job, "links": { "self": location, "events": format!("{location}/events") } });
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(body)).into_response())
@@ -323,7 +348,16 @@ async fn get_job(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Json<Job>> {
-    Ok(Json(visible_job(&state, &headers, &id).await?))
+    Ok(Json(shown(visible_job(&state, &headers, &id).await?)))
+}
+
+/// A job as callers see it: a result only once it is done (a running job may hold a proof
+/// saved before posting).
+fn shown(mut job: Job) -> Job {
+    if job.state != JobState::Done {
+        job.result = None;
+    }
+    job
 }
 
 async fn job_events(
@@ -356,7 +390,7 @@ async fn job_events(
                         JobState::Failed => "failed",
                         _ => "progress",
                     };
-                    let data = serde_json::to_string(&job).expect("a job serializes");
+                    let data = serde_json::to_string(&shown(job)).expect("a job serializes");
                     return Some((Ok(Event::default().event(name).data(data)), (state, id, Some(now), end)));
                 }
                 // This process's workers signal their changes; others' are found by looking again.
@@ -372,6 +406,9 @@ async fn job_events(
 #[derive(Deserialize)]
 struct AuditQuery {
     job: Option<String>,
+    #[serde(default)]
+    after: i64,
+    limit: Option<i64>,
 }
 
 async fn audit_log(
@@ -380,5 +417,8 @@ async fn audit_log(
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
     admin(&state, &headers).await?;
-    Ok(Json(json!({ "entries": state.store.audit_log(query.job.as_deref()).await? })))
+    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
+    let entries = state.store.audit_log(query.job.as_deref(), query.after, limit).await?;
+    let next = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.seq)).flatten();
+    Ok(Json(json!({ "entries": entries, "next_after": next })))
 }

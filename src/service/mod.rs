@@ -43,10 +43,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Stops accepting requests, lets the workers end their steps, and returns.
+    /// Stops accepting requests, lets the workers finish their running jobs, and returns.
     pub async fn stop(self) {
         let _ = self.stop.send(());
-        let _ = self.task.await;
+        // Open event streams would hold a graceful shutdown forever: they get a few seconds.
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+            task.abort();
+        }
         if let Some(workers) = self.workers {
             workers.stop().await;
         }

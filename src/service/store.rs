@@ -153,6 +153,8 @@ pub struct ApiKey {
     pub name: String,
     /// May register models and read the audit log.
     pub admin: bool,
+    /// May ask for its jobs to be posted on-chain (which the service's account pays for).
+    pub may_post: bool,
     /// Proof requests per minute (0: no limit).
     pub rate_per_minute: i64,
     /// Proof requests in all (0: no limit).
@@ -215,7 +217,7 @@ pub struct Store {
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS models (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL, \
-     admin BIGINT NOT NULL, rate_per_minute BIGINT NOT NULL, quota BIGINT NOT NULL, created_at BIGINT NOT NULL, \
+     admin BIGINT NOT NULL, may_post BIGINT NOT NULL, rate_per_minute BIGINT NOT NULL, quota BIGINT NOT NULL, created_at BIGINT NOT NULL, \
      revoked_at BIGINT)",
     "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, model TEXT NOT NULL, input TEXT NOT NULL, \
      api_key TEXT, state TEXT NOT NULL, phase TEXT, percent BIGINT NOT NULL, worker TEXT, lease_until BIGINT, \
@@ -226,7 +228,8 @@ const SCHEMA: &[&str] = &[
 ];
 
 const AUDIT_SQLITE: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT, body TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS audit_by_job ON audit (job)",
     "CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit \
      BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit \
@@ -234,12 +237,14 @@ const AUDIT_SQLITE: &[&str] = &[
 ];
 
 const AUDIT_POSTGRES: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS audit (seq BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit (seq BIGSERIAL PRIMARY KEY, job TEXT, body TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS audit_by_job ON audit (job)",
     "CREATE OR REPLACE FUNCTION zkinfer_audit_append_only() RETURNS trigger AS $$ \
      BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql",
-    "DROP TRIGGER IF EXISTS audit_append_only ON audit",
-    "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit \
+    "CREATE OR REPLACE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit \
      FOR EACH ROW EXECUTE FUNCTION zkinfer_audit_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit \
+     FOR EACH STATEMENT EXECUTE FUNCTION zkinfer_audit_append_only()",
 ];
 
 const JOB_COLUMNS: &str = "id, model, input, api_key, state, phase, percent, attempts, post_onchain, result, error, \
@@ -324,6 +329,7 @@ impl Store {
         &self,
         name: &str,
         admin: bool,
+        may_post: bool,
         rate_per_minute: i64,
         quota: i64,
     ) -> Result<(ApiKey, String)> {
@@ -332,19 +338,21 @@ impl Store {
             id: random_id("key_")[..16].to_string(),
             name: name.to_string(),
             admin,
+            may_post,
             rate_per_minute,
             quota,
             created_at: now_ms(),
             revoked_at: None,
         };
         sqlx::query(
-            "INSERT INTO api_keys (id, hash, name, admin, rate_per_minute, quota, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, hash, name, admin, may_post, rate_per_minute, quota, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&key.id)
         .bind(sha256_hex(secret.as_bytes()))
         .bind(&key.name)
         .bind(admin as i64)
+        .bind(may_post as i64)
         .bind(rate_per_minute)
         .bind(quota)
         .bind(key.created_at)
@@ -368,7 +376,7 @@ impl Store {
     /// Every key, revoked ones included.
     pub async fn keys(&self) -> Result<Vec<ApiKey>> {
         let rows = sqlx::query(
-            "SELECT id, name, admin, rate_per_minute, quota, created_at, revoked_at FROM api_keys ORDER BY created_at",
+            "SELECT id, name, admin, may_post, rate_per_minute, quota, created_at, revoked_at FROM api_keys ORDER BY created_at",
         )
         .fetch_all(&self.pool)
         .await
@@ -379,7 +387,7 @@ impl Store {
     /// The key whose secret is `secret`, revoked or not.
     pub async fn key_by_secret(&self, secret: &str) -> Result<Option<ApiKey>> {
         let row = sqlx::query(
-            "SELECT id, name, admin, rate_per_minute, quota, created_at, revoked_at FROM api_keys WHERE hash = $1",
+            "SELECT id, name, admin, may_post, rate_per_minute, quota, created_at, revoked_at FROM api_keys WHERE hash = $1",
         )
         .bind(sha256_hex(secret.as_bytes()))
         .fetch_optional(&self.pool)
@@ -403,17 +411,14 @@ impl Store {
     /// Registers (or replaces) a model.
     pub async fn put_model(&self, model: &ModelRecord) -> Result<()> {
         let body = serde_json::to_string(model).expect("a model record serializes");
-        sqlx::query("DELETE FROM models WHERE id = $1")
-            .bind(&model.id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error("cannot store the model", e))?;
-        sqlx::query("INSERT INTO models (id, body) VALUES ($1, $2)")
-            .bind(&model.id)
-            .bind(body)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error("cannot store the model", e))?;
+        sqlx::query(
+            "INSERT INTO models (id, body) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(&model.id)
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error("cannot store the model", e))?;
         Ok(())
     }
 
@@ -442,23 +447,44 @@ impl Store {
 
     // --- jobs -----------------------------------------------------------------------------------
 
-    /// Queues a job.
-    pub async fn enqueue(&self, model: &str, input: &str, api_key: Option<&str>, post_onchain: bool) -> Result<Job> {
+    /// The database's clock in ms since the Unix epoch, as SQL: leases are timed by the one
+    /// clock every worker shares, not by each machine's own.
+    fn now_sql(&self) -> &'static str {
+        if self.postgres {
+            "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+        } else {
+            "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+        }
+    }
+
+    /// Queues a job and records who asked, in one transaction.
+    pub async fn enqueue(
+        &self,
+        model: &str,
+        input: &str,
+        api_key: Option<&str>,
+        post_onchain: bool,
+        audit: AuditEntry,
+    ) -> Result<Job> {
         let id = random_id("job_");
-        let created_at = now_ms();
-        sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(|e| self.error("cannot queue the job", e))?;
+        sqlx::query(&format!(
             "INSERT INTO jobs (id, model, input, api_key, state, percent, attempts, post_onchain, created_at) \
-             VALUES ($1, $2, $3, $4, 'queued', 0, 0, $5, $6)",
-        )
+             VALUES ($1, $2, $3, $4, 'queued', 0, 0, $5, {})",
+            self.now_sql()
+        ))
         .bind(&id)
         .bind(model)
         .bind(input)
         .bind(api_key)
         .bind(post_onchain as i64)
-        .bind(created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| self.error("cannot queue the job", e))?;
+        append(&mut tx, AuditEntry { job: Some(id.clone()), ..audit })
+            .await
+            .map_err(|e| self.error("cannot queue the job", e))?;
+        tx.commit().await.map_err(|e| self.error("cannot queue the job", e))?;
         self.queued.notify_one();
         self.job(&id).await?.ok_or_else(|| self.error("the queued job vanished", sqlx::Error::RowNotFound))
     }
@@ -490,34 +516,44 @@ impl Store {
 
     /// Takes the oldest job that is queued, or whose worker's lease ran out, for `worker`
     /// until `lease_ms` from now. A job whose workers stopped `max_attempts` times is failed
-    /// instead of being taken again.
+    /// (and logged) instead of being taken again.
     pub async fn lease(&self, worker: &str, lease_ms: i64, max_attempts: i64) -> Result<Option<Lease>> {
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE jobs SET state = 'failed', finished_at = $1, worker = NULL, lease_until = NULL, \
+        let now = self.now_sql();
+        let mut tx = self.pool.begin().await.map_err(|e| self.error("cannot lease a job", e))?;
+        let expired = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'failed', finished_at = {now}, worker = NULL, lease_until = NULL, \
              error = 'its worker stopped ' || CAST(attempts AS TEXT) || ' times before finishing it (killed, or out of \
              memory?): check the workers'' logs and the model''s memory needs, then queue it again' \
-             WHERE state = 'running' AND lease_until < $1 AND attempts >= $2",
-        )
-        .bind(now)
+             WHERE state = 'running' AND lease_until < {now} AND attempts >= $1 RETURNING id, model, api_key, error"
+        ))
         .bind(max_attempts)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(|e| self.error("cannot expire jobs", e))?;
+        for row in expired {
+            let entry = AuditEntry {
+                action: "job.failed".into(),
+                job: row.try_get("id").ok(),
+                model: row.try_get("model").ok(),
+                actor: row.try_get("api_key").ok().flatten(),
+                detail: row.try_get("error").ok(),
+                ..AuditEntry::default()
+            };
+            append(&mut tx, entry).await.map_err(|e| self.error("cannot expire jobs", e))?;
+        }
         let lock = if self.postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', worker = $1, lease_until = $2, attempts = attempts + 1, \
-             started_at = COALESCE(started_at, $3), phase = 'leased', percent = 0 \
-             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until < $3) \
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'running', worker = $1, lease_until = {now} + $2, attempts = attempts + 1, \
+             started_at = COALESCE(started_at, {now}), phase = 'leased', percent = 0 \
+             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until < {now}) \
              ORDER BY created_at, id LIMIT 1{lock}) RETURNING {JOB_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(worker)
-            .bind(now + lease_ms)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.error("cannot lease a job", e))?;
+        ))
+        .bind(worker)
+        .bind(lease_ms)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.error("cannot lease a job", e))?;
+        tx.commit().await.map_err(|e| self.error("cannot lease a job", e))?;
         let Some(row) = row else { return Ok(None) };
         let job = job_of(&row).map_err(|e| self.error("cannot read the leased job", e))?;
         self.changed.notify_waiters();
@@ -527,11 +563,12 @@ impl Store {
     /// Extends a lease and records progress; false if the lease was lost (the job ran out of
     /// time and another worker took it, or it ended).
     pub async fn heartbeat(&self, lease: &Lease, lease_ms: i64, phase: &str, percent: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_until = $1, phase = $2, percent = $3 \
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET lease_until = {} + $1, phase = $2, percent = $3 \
              WHERE id = $4 AND worker = $5 AND attempts = $6 AND state = 'running'",
-        )
-        .bind(now_ms() + lease_ms)
+            self.now_sql()
+        ))
+        .bind(lease_ms)
         .bind(phase)
         .bind(percent)
         .bind(&lease.job.id)
@@ -544,52 +581,80 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Ends a leased job with its result or its error; false (and nothing written) if the lease
-    /// was lost, so that a job is never recorded twice.
-    pub async fn finish(&self, lease: &Lease, outcome: std::result::Result<&serde_json::Value, &str>) -> Result<bool> {
-        let (state, result, error) = match outcome {
-            Ok(result) => (JobState::Done, Some(result.to_string()), None),
-            Err(error) => (JobState::Failed, None, Some(error.to_string())),
-        };
+    /// Saves a result under the lease before the job ends (a proof about to be posted, which a
+    /// later attempt posts again instead of proving anew); false if the lease was lost.
+    pub async fn save_result(&self, lease: &Lease, result: &serde_json::Value) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE jobs SET state = $1, result = $2, error = $3, finished_at = $4, percent = $5, phase = NULL, \
-             worker = NULL, lease_until = NULL WHERE id = $6 AND worker = $7 AND attempts = $8 AND state = 'running'",
+            "UPDATE jobs SET result = $1 WHERE id = $2 AND worker = $3 AND attempts = $4 AND state = 'running'",
         )
-        .bind(state.as_str())
-        .bind(result)
-        .bind(error)
-        .bind(now_ms())
-        .bind(if state == JobState::Done { 100i64 } else { lease.job.percent })
+        .bind(result.to_string())
         .bind(&lease.job.id)
         .bind(&lease.worker)
         .bind(lease.job.attempts)
         .execute(&self.pool)
         .await
-        .map_err(|e| self.error("cannot record the job's end", e))?;
-        self.changed.notify_waiters();
+        .map_err(|e| self.error("cannot save the job's proof", e))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a leased job with its result or its error, and appends `audit`, in one
+    /// transaction; false (and nothing written) if the lease was lost, so that a job is never
+    /// recorded twice.
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        outcome: std::result::Result<&serde_json::Value, &str>,
+        audit: Vec<AuditEntry>,
+    ) -> Result<bool> {
+        let (state, result, error) = match outcome {
+            Ok(result) => (JobState::Done, Some(result.to_string()), None),
+            Err(error) => (JobState::Failed, None, Some(error.to_string())),
+        };
+        let mut tx = self.pool.begin().await.map_err(|e| self.error("cannot record the job's end", e))?;
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET state = $1, result = $2, error = $3, finished_at = {}, \
+             percent = CASE WHEN $1 = 'done' THEN 100 ELSE percent END, phase = NULL, worker = NULL, \
+             lease_until = NULL WHERE id = $4 AND worker = $5 AND attempts = $6 AND state = 'running'",
+            self.now_sql()
+        ))
+        .bind(state.as_str())
+        .bind(result)
+        .bind(error)
+        .bind(&lease.job.id)
+        .bind(&lease.worker)
+        .bind(lease.job.attempts)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.error("cannot record the job's end", e))?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for entry in audit {
+            append(&mut tx, entry).await.map_err(|e| self.error("cannot record the job's end", e))?;
+        }
+        tx.commit().await.map_err(|e| self.error("cannot record the job's end", e))?;
+        self.changed.notify_waiters();
+        Ok(true)
     }
 
     // --- audit log ------------------------------------------------------------------------------
 
     /// Appends to the audit log (never updated or deleted: the database refuses it).
-    pub async fn audit(&self, mut entry: AuditEntry) -> Result<()> {
-        entry.at = now_ms();
-        entry.seq = 0;
-        sqlx::query("INSERT INTO audit (body) VALUES ($1)")
-            .bind(serde_json::to_string(&entry).expect("an audit entry serializes"))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error("cannot append to the audit log", e))?;
-        Ok(())
+    pub async fn audit(&self, entry: AuditEntry) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.error("cannot append to the audit log", e))?;
+        append(&mut conn, entry).await.map_err(|e| self.error("cannot append to the audit log", e))
     }
 
-    /// The audit log, oldest first, of one job or of all.
-    pub async fn audit_log(&self, job: Option<&str>) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT seq, body FROM audit ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.error("cannot read the audit log", e))?;
+    /// Up to `limit` entries of the audit log after `after`, oldest first, of one job or of all.
+    pub async fn audit_log(&self, job: Option<&str>, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows =
+            sqlx::query("SELECT seq, body FROM audit WHERE seq > $1 AND ($2 = '' OR job = $2) ORDER BY seq LIMIT $3")
+                .bind(after)
+                .bind(job.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.error("cannot read the audit log", e))?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -598,7 +663,6 @@ impl Store {
                 entry.seq = seq;
                 Some(entry)
             })
-            .filter(|e| job.is_none() || e.job.as_deref() == job)
             .collect())
     }
 
@@ -609,11 +673,24 @@ impl Store {
     }
 }
 
+/// Appends `entry` (timed now) on `conn`, inside the caller's transaction if it has one.
+async fn append(conn: &mut sqlx::AnyConnection, mut entry: AuditEntry) -> std::result::Result<(), sqlx::Error> {
+    entry.at = now_ms();
+    entry.seq = 0;
+    sqlx::query("INSERT INTO audit (job, body) VALUES ($1, $2)")
+        .bind(entry.job.clone())
+        .bind(serde_json::to_string(&entry).expect("an audit entry serializes"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 fn key_of(row: &AnyRow) -> std::result::Result<ApiKey, sqlx::Error> {
     Ok(ApiKey {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         admin: row.try_get::<i64, _>("admin")? != 0,
+        may_post: row.try_get::<i64, _>("may_post")? != 0,
         rate_per_minute: row.try_get("rate_per_minute")?,
         quota: row.try_get("quota")?,
         created_at: row.try_get("created_at")?,

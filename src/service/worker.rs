@@ -39,8 +39,9 @@ pub struct WorkerOptions {
     /// How often an idle worker looks for work.
     pub poll: Duration,
     /// The memory jobs may use at once, in MiB (0: no limit): a job needs about its proving
-    /// key's size, and waits while the jobs running would exceed the budget. Warm keys beyond
-    /// the budget are dropped, least recently used first.
+    /// key's size, and waits while the jobs running would exceed the budget. Warm keys are kept
+    /// within the budget too (least recently used dropped first), so that at most about twice
+    /// the budget is in use: the running jobs' working memory and the loaded keys.
     pub memory_budget_mib: u64,
     /// A job whose workers stopped this many times fails instead of being taken again.
     pub max_attempts: i64,
@@ -95,6 +96,7 @@ struct WarmModel {
 /// Models kept loaded between jobs, and the memory budget jobs share.
 struct Warm {
     models: Mutex<HashMap<String, WarmModel>>,
+    posting: tokio::sync::Mutex<()>,
     budget_mib: u64,
     memory: Arc<Semaphore>,
 }
@@ -153,6 +155,7 @@ pub fn spawn_workers(store: Store, options: WorkerOptions) -> Workers {
     let budget = options.memory_budget_mib;
     let warm = Arc::new(Warm {
         models: Mutex::new(HashMap::new()),
+        posting: tokio::sync::Mutex::new(()),
         budget_mib: budget,
         memory: Arc::new(Semaphore::new(if budget == 0 { Semaphore::MAX_PERMITS } else { budget as usize })),
     });
@@ -185,7 +188,8 @@ type Progress = Arc<Mutex<(String, i64)>>;
 impl Worker {
     async fn run(self, mut stopped: watch::Receiver<bool>) {
         let lease_ms = self.options.lease.as_millis() as i64;
-        while !*stopped.borrow() {
+        // Stop when asked, or when the `Workers` handle is gone.
+        while !*stopped.borrow() && stopped.has_changed().is_ok() {
             match self.store.lease(&self.name, lease_ms, self.options.max_attempts).await {
                 Ok(Some(lease)) => self.work(lease).await,
                 Ok(None) => {
@@ -237,12 +241,16 @@ impl Worker {
                 }
             })
         };
-        let outcome = self.prove_job(&lease, &progress).await;
+        let outcome = self.prove_job(&lease, &progress, &lost).await;
         heartbeat.abort();
         let (result, audit) = match outcome {
             Ok((result, audit)) => (Ok(result), audit),
             Err(error) => {
-                let text = error.chain();
+                // A node's URL often carries a provider's key: it is not shown to API callers.
+                let mut text = error.chain();
+                if let Some(url) = self.options.onchain.as_ref().and_then(|c| c.connect.rpc_url.as_deref()) {
+                    text = text.replace(url, "the node (--rpc-url)");
+                }
                 let audit = vec![AuditEntry {
                     action: "job.failed".into(),
                     detail: Some(text.clone()),
@@ -251,15 +259,9 @@ impl Worker {
                 (Err(text), audit)
             }
         };
-        let recorded = self.store.finish(&lease, result.as_ref().map_err(|e| e.as_str())).await;
+        let recorded = self.store.finish(&lease, result.as_ref().map_err(|e| e.as_str()), audit).await;
         match recorded {
-            Ok(true) => {
-                for entry in audit {
-                    if let Err(e) = self.store.audit(entry).await {
-                        tracing::warn!("audit log: {}", e.chain());
-                    }
-                }
-            }
+            Ok(true) => {}
             Ok(false) => tracing::warn!(
                 "worker {}: job {} was taken by another worker after this one's lease ran out; its result here is dropped",
                 self.name,
@@ -279,7 +281,12 @@ impl Worker {
         }
     }
 
-    async fn prove_job(&self, lease: &Lease, progress: &Progress) -> Result<(serde_json::Value, Vec<AuditEntry>)> {
+    async fn prove_job(
+        &self,
+        lease: &Lease,
+        progress: &Progress,
+        lost: &std::sync::atomic::AtomicBool,
+    ) -> Result<(serde_json::Value, Vec<AuditEntry>)> {
         let set = |phase: &str, percent: i64| *progress.lock().expect("progress lock") = (phase.to_string(), percent);
         let job = &lease.job;
         let started = Instant::now();
@@ -316,39 +323,27 @@ impl Worker {
             .clone();
         let loaded = started.elapsed().as_secs_f64();
 
-        set("proving", 10);
-        let expected = self.warm.expected_seconds(&model.id);
-        let ticker = {
-            let progress = progress.clone();
-            tokio::spawn(async move {
-                let start = Instant::now();
-                loop {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    let percent = match expected {
-                        Some(total) if total > 0.0 => {
-                            10 + ((start.elapsed().as_secs_f64() / total) * 80.0).min(79.0) as i64
-                        }
-                        _ => 50,
-                    };
-                    *progress.lock().expect("progress lock") = ("proving".into(), percent);
-                }
-            })
-        };
         let input: serde_json::Value = serde_json::from_str(&job.input)
             .map_err(|e| crate::Error::Usage(format!("the job's input is not JSON: {e}")))?;
-        let proved: Result<Proved> = {
-            let prover = prover.clone();
-            blocking(move || {
-                let inputs = prover.parse_input(&input, Path::new("the job's input"))?;
-                prover.prove(&inputs, TranscriptKind::Keccak, None)
-            })
-            .await
+        let inputs = prover.parse_input(&input, Path::new("the job's input"))?;
+        let input_commitment =
+            sha256_hex(&serde_json::to_vec(&prover.compiled.model.quantize_inputs(&inputs)).expect("inputs serialize"));
+        // A proof an earlier attempt saved before posting is posted again, not made anew: the
+        // registry then finds its record (a new proof of a salted model would be another one).
+        let saved = job.result.as_ref().filter(|r| r["pending_post"] == true);
+        let (proof, outputs, prove_seconds) = match saved {
+            Some(saved) => (
+                serde_json::from_value::<crate::prove::ProofFile>(saved["proof"].clone())
+                    .map_err(|e| crate::Error::Usage(format!("the job's saved proof is unreadable: {e}")))?,
+                serde_json::from_value::<Vec<Vec<f64>>>(saved["outputs"].clone()).unwrap_or_default(),
+                saved["prove_s"].as_f64().unwrap_or(0.0),
+            ),
+            None => {
+                let proved = self.prove_inputs(&model.id, &prover, inputs, progress).await?;
+                (proved.proof, proved.outputs, proved.seconds)
+            }
         };
-        ticker.abort();
-        let proved = proved?;
-        self.warm.proved(&model.id, proved.seconds);
-        let proof_bytes = hex::decode(proved.proof.proof.trim_start_matches("0x")).unwrap_or_default();
-        let input_commitment = sha256_hex(&serde_json::to_vec(&proved.witness.inputs).expect("inputs serialize"));
+        let proof_bytes = hex::decode(proof.proof.trim_start_matches("0x")).unwrap_or_default();
         let mut audit = vec![AuditEntry {
             action: "job.proven".into(),
             model_commitment: Some(model.vk_digest.clone()),
@@ -359,11 +354,21 @@ impl Worker {
 
         let mut onchain = serde_json::Value::Null;
         let mut post_seconds = 0.0;
+        // A worker whose lease another took posts nothing: the other worker's result counts.
+        if lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::Error::Usage("the job's lease was lost to another worker".into()));
+        }
         if post {
             set("posting on-chain", 92);
+            // One transaction at a time from this process: the account's nonces stay in order.
+            let _posting = self.warm.posting.lock().await;
             let config = self.options.onchain.clone().expect("checked above");
             let registry_model = model.registry_model.clone().unwrap_or_else(|| model.id.clone());
-            let (dir, proof) = (PathBuf::from(&model.dir), proved.proof.clone());
+            let saved = json!({ "pending_post": true, "proof": proof, "outputs": outputs, "prove_s": prove_seconds });
+            if !self.store.save_result(lease, &saved).await? {
+                return Err(crate::Error::Usage("the job's lease was lost to another worker".into()));
+            }
+            let (dir, proof) = (PathBuf::from(&model.dir), proof.clone());
             let srs = model.srs.clone().map(PathBuf::from);
             let post_start = Instant::now();
             let submission = blocking(move || {
@@ -406,12 +411,12 @@ impl Worker {
 
         let queued = job.started_at.unwrap_or(job.created_at) - job.created_at;
         let result = json!({
-            "proof": proved.proof,
-            "outputs": proved.outputs,
+            "proof": proof,
+            "outputs": outputs,
             "timings": {
                 "queued_s": queued as f64 / 1000.0,
                 "load_s": loaded,
-                "prove_s": proved.seconds,
+                "prove_s": prove_seconds,
                 "post_s": post_seconds,
                 "total_s": started.elapsed().as_secs_f64(),
             },
@@ -419,6 +424,43 @@ impl Worker {
             "onchain": onchain,
         });
         Ok((result, audit))
+    }
+}
+
+impl Worker {
+    /// Proves `inputs` off the async threads, with proving's share of the progress estimated
+    /// from this model's previous proof.
+    async fn prove_inputs(
+        &self,
+        model: &str,
+        prover: &Arc<Prover>,
+        inputs: Vec<Vec<f32>>,
+        progress: &Progress,
+    ) -> Result<Proved> {
+        *progress.lock().expect("progress lock") = ("proving".into(), 10);
+        let expected = self.warm.expected_seconds(model);
+        let ticker = {
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let percent = match expected {
+                        Some(total) if total > 0.0 => {
+                            10 + ((start.elapsed().as_secs_f64() / total) * 80.0).min(79.0) as i64
+                        }
+                        _ => 50,
+                    };
+                    *progress.lock().expect("progress lock") = ("proving".into(), percent);
+                }
+            })
+        };
+        let prover = prover.clone();
+        let proved = blocking(move || prover.prove(&inputs, TranscriptKind::Keccak, None)).await;
+        ticker.abort();
+        let proved = proved?;
+        self.warm.proved(model, proved.seconds);
+        Ok(proved)
     }
 }
 
