@@ -10,31 +10,44 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{mlp_small_workdir, ok};
+use common::ok;
 use serde_json::{json, Value};
 
-/// The 16→32→8 MLP compiled, keyed and proven once (`zkinfer run`), shared by every test.
-fn model_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = mlp_small_workdir();
+/// A model compiled, keyed and proven once (`zkinfer run`) into `cell`, shared by every test.
+fn prepared(cell: &'static OnceLock<tempfile::TempDir>, model: &Path, input: &Path) -> &'static Path {
+    cell.get_or_init(|| {
+        let dir = common::work_with(&[(model, "network.onnx"), (input, "input.json")]);
         ok(dir.path(), &["run", "-M", "network.onnx", "-D", "input.json", "--dir", "."]);
         dir
     })
     .path()
 }
 
-fn example_input() -> Vec<f64> {
-    let input = common::json(&model_dir().join("input.json"));
-    input["input_data"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+/// The 16→32→8 MLP.
+fn model_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    prepared(&DIR, &common::example("mlp_small").join("network.onnx"), &common::example("mlp_small").join("input.json"))
 }
 
-/// The example input with its first value set to `-0.75 + i / 64`: distinct inputs at the
-/// model's fixed-point scale, all in range.
+/// An 8→6 MatMul, Add and Relu: proven in a fifth of the MLP's time, for the tests that prove
+/// a hundred jobs.
+fn small_model_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    prepared(&DIR, &common::fixture("matmul_add.onnx"), &common::fixture("matmul_add.input.json"))
+}
+
+/// The input of the model in `dir` with its first value set to `-0.75 + i / 64`: distinct
+/// inputs at the model's fixed-point scale, all in range.
+fn input_of(dir: &Path, i: usize) -> Value {
+    let input = common::json(&dir.join("input.json"));
+    let mut values: Vec<f64> = input["input_data"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    values[0] = -0.75 + i as f64 / 64.0;
+    json!({ "input_data": [values] })
+}
+
+/// [`input_of`] the MLP.
 fn input_number(i: usize) -> Value {
-    let mut input = example_input();
-    input[0] = -0.75 + i as f64 / 64.0;
-    json!({ "input_data": [input] })
+    input_of(model_dir(), i)
 }
 
 /// A child process killed when dropped.
@@ -114,7 +127,11 @@ impl Client {
     }
 
     async fn queue(&self, body: &Value) -> String {
-        let (status, job) = self.post("/v1/models/mlp/proofs", body).await;
+        self.queue_on("mlp", body).await
+    }
+
+    async fn queue_on(&self, model: &str, body: &Value) -> String {
+        let (status, job) = self.post(&format!("/v1/models/{model}/proofs"), body).await;
         assert_eq!(status, 202, "{job}");
         job["job"]["id"].as_str().unwrap().to_string()
     }
@@ -237,7 +254,7 @@ fn model_arg() -> String {
 /// verify, and their outputs are those of each input.
 async fn hundred_jobs(db: &str, workers: Vec<Process>, serve_args: &[&str]) {
     let key = api_key(db, &["--rate-per-minute", "0"]);
-    let model = model_arg();
+    let model = format!("small={}", small_model_dir().display());
     let (_server, url) = serve(db, &[&["--model", model.as_str()], serve_args].concat());
     let clients: Vec<_> = (0..10)
         .map(|c| {
@@ -246,7 +263,7 @@ async fn hundred_jobs(db: &str, workers: Vec<Process>, serve_args: &[&str]) {
                 let client = Client::new(&url, &key);
                 let mut ids = Vec::new();
                 for i in 0..10 {
-                    ids.push(client.queue(&input_number(c * 10 + i)).await);
+                    ids.push(client.queue_on("small", &input_of(small_model_dir(), c * 10 + i)).await);
                 }
                 ids
             })
@@ -281,7 +298,7 @@ async fn hundred_jobs(db: &str, workers: Vec<Process>, serve_args: &[&str]) {
     let work = tempfile::tempdir().unwrap();
     for job in [&jobs[0], &jobs[99]] {
         common::write_json(&work.path().join("proof.json"), &job["result"]["proof"]);
-        let vk = model_dir().join("vk.bin");
+        let vk = small_model_dir().join("vk.bin");
         ok(work.path(), &["verify", "--vk", vk.to_str().unwrap(), "--proof", "proof.json"]);
     }
     drop(workers);
