@@ -131,6 +131,15 @@ pub struct ProveOutcome {
 /// Fixed-point values, one flat vector per tensor.
 pub type IntTensors = Vec<Vec<i64>>;
 
+/// Quantizes `inputs` for `model` and runs the integer reference: refuses values the circuit
+/// cannot hold (out of range anywhere in the model) before any proving starts, or before a
+/// job is queued. Returns the quantized inputs and every node's values.
+pub fn check_inputs(model: &QuantizedModel, inputs: &[Vec<f32>]) -> Result<(IntTensors, IntTensors)> {
+    let quantized = model.quantize_inputs(inputs);
+    let reference = model.execute(&quantized)?;
+    Ok((quantized, reference))
+}
+
 /// A compiled model with its proving key and SRS loaded once: what `prove` uses for one proof
 /// and the proving service keeps warm across many.
 pub struct Prover {
@@ -171,15 +180,6 @@ impl Prover {
         crate::model::input::parse_input(json, &self.compiled.model.input_shapes(), source)
     }
 
-    /// Quantizes `inputs` and runs the integer reference: refuses values the circuit cannot
-    /// hold (out of range anywhere in the model) before any proving starts. Returns the
-    /// quantized inputs and every node's values.
-    pub fn check_inputs(&self, inputs: &[Vec<f32>]) -> Result<(IntTensors, IntTensors)> {
-        let quantized = self.compiled.model.quantize_inputs(inputs);
-        let reference = self.compiled.model.execute(&quantized)?;
-        Ok((quantized, reference))
-    }
-
     /// Proves the model on `inputs`. The transcript is Keccak for a proof the EVM verifies,
     /// Poseidon for one to aggregate. A model made with `--bind-submitter` needs the account,
     /// chain and registry the proof is for.
@@ -209,7 +209,7 @@ impl Prover {
         warn_if_insecure(&self.srs.info);
         let model = &compiled.model;
         // The integer reference catches values the circuit cannot hold before any proving starts.
-        let (quantized, reference) = self.check_inputs(inputs)?;
+        let (quantized, reference) = check_inputs(model, inputs)?;
 
         let (proved, seconds) = timed(&format!("proving (k = {})", compiled.shape.k), || {
             let stage = Stage::Prove(&compiled.shape, &self.header.break_points);

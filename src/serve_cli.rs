@@ -184,6 +184,17 @@ async fn until_stopped() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Waits for Ctrl-C or SIGTERM, then runs `stop` (the running jobs finish first), unless asked
+/// again: then it leaves them to other workers once their leases run out.
+async fn stop_when_asked(stop: impl std::future::Future<Output = ()>) {
+    until_stopped().await;
+    println!("stopping: the running jobs finish first (stop again to leave them to other workers)");
+    tokio::select! {
+        _ = stop => {}
+        _ = until_stopped() => println!("stopped: the running jobs are taken again when their leases run out"),
+    }
+}
+
 /// `zkinfer serve`.
 pub(crate) fn serve(args: ServeArgs) -> zkinfer::Result<()> {
     runtime()?.block_on(async move {
@@ -219,12 +230,7 @@ pub(crate) fn serve(args: ServeArgs) -> zkinfer::Result<()> {
         )
         .await?;
         println!("zkinfer serve: listening on http://{} (jobs in {}, {described})", server.address, store.url());
-        until_stopped().await;
-        println!("stopping: the running jobs finish first (stop again to leave them to other workers)");
-        tokio::select! {
-            _ = server.stop() => {}
-            _ = until_stopped() => println!("stopped: the running jobs are taken again when their leases run out"),
-        }
+        stop_when_asked(server.stop()).await;
         Ok(())
     })
 }
@@ -236,12 +242,7 @@ pub(crate) fn worker(args: WorkerCommand) -> zkinfer::Result<()> {
         let options = args.worker.options()?;
         println!("zkinfer worker {}: {} job(s) at once from {}", options.name, options.concurrency, store.url());
         let workers = service::spawn_workers(store, options);
-        until_stopped().await;
-        println!("stopping: the running jobs finish first (stop again to leave them to other workers)");
-        tokio::select! {
-            _ = workers.stop() => {}
-            _ = until_stopped() => println!("stopped: the running jobs are taken again when their leases run out"),
-        }
+        stop_when_asked(workers.stop()).await;
         Ok(())
     })
 }

@@ -309,7 +309,7 @@ async fn queue_proof(
     tokio::task::spawn_blocking(move || {
         let shapes = compiled.model.input_shapes();
         let inputs = crate::model::input::parse_input(&checked, &shapes, Path::new("the request body"))?;
-        compiled.model.execute(&compiled.model.quantize_inputs(&inputs)).map(|_| ())
+        crate::pipeline::check_inputs(&compiled.model, &inputs).map(|_| ())
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
