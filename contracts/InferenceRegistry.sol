@@ -72,6 +72,19 @@ contract InferenceRegistry {
         uint64 gasCap;
     }
 
+    /// A model as stored: the fields of `Model` in four slots, its layout packed as 2-byte
+    /// big-endian numbers (see `packLayout`), so that registering one costs a few storage words
+    /// whatever its layout, and a submission reads them in one or two.
+    struct StoredModel {
+        address verifier;
+        Weights weights;
+        bool registered;
+        uint64 gasCap;
+        address key;
+        bytes32 binding;
+        bytes layout;
+    }
+
     struct Record {
         bytes32 modelId;
         /// Per inference: the input instance when its run is one word (a commitment), else the
@@ -85,7 +98,7 @@ contract InferenceRegistry {
     }
 
     address public owner;
-    mapping(bytes32 => Model) private models;
+    mapping(bytes32 => StoredModel) private models;
     mapping(bytes32 => Record) private records;
     uint256 public recordCount;
 
@@ -173,19 +186,13 @@ contract InferenceRegistry {
     ) private {
         if (models[modelId].registered) revert ModelExists(modelId);
         checkLayout(weights, binding, layout);
-        Model storage model = models[modelId];
+        StoredModel storage model = models[modelId];
         model.verifier = verifier;
         model.key = key;
         model.gasCap = gasCap;
         model.weights = weights;
         model.binding = binding;
-        model.layout.numInstances = layout.numInstances;
-        model.layout.bound = layout.bound;
-        model.layout.inputStart = layout.inputStart;
-        model.layout.inputLength = layout.inputLength;
-        model.layout.outputStart = layout.outputStart;
-        model.layout.outputLength = layout.outputLength;
-        model.layout.submitter = layout.submitter;
+        model.layout = packLayout(layout);
         model.registered = true;
         emit ModelRegistered(modelId, verifier, key, weights, binding);
     }
@@ -205,7 +212,10 @@ contract InferenceRegistry {
         for (uint256 i = 0; i < layout.submitter.length; i++) {
             if (layout.submitter[i] >= n) revert BadLayout("submitter instance out of range");
         }
+        // Each count is stored in 2 bytes (packLayout).
+        if (layout.bound.length > n || layout.submitter.length > n) revert BadLayout("more indices than instances");
         uint256 inferences = layout.inputStart.length;
+        if (inferences > n) revert BadLayout("more inferences than instances");
         if (
             layout.inputLength.length != inferences || layout.outputStart.length != inferences
                 || layout.outputLength.length != inferences
@@ -243,9 +253,9 @@ contract InferenceRegistry {
         external
         returns (bytes32 recordId)
     {
-        Model storage model = models[modelId];
+        StoredModel storage model = models[modelId];
         if (!model.registered) revert UnknownModel(modelId);
-        Layout memory layout = model.layout;
+        Layout memory layout = unpackLayout(model.layout);
         if (instances.length != layout.numInstances) revert WrongInstanceCount(layout.numInstances, instances.length);
         for (uint256 i = 0; i < instances.length; i++) {
             if (instances[i] >= MODULUS) revert NonCanonicalInstance(i, instances[i]);
@@ -280,7 +290,7 @@ contract InferenceRegistry {
         emit InferenceVerified(recordId, modelId, msg.sender, record.inputs, record.outputs);
     }
 
-    function verifierAccepts(Model storage model, uint256[] calldata instances, bytes calldata proof)
+    function verifierAccepts(StoredModel storage model, uint256[] calldata instances, bytes calldata proof)
         private
         view
         returns (bool)
@@ -306,8 +316,82 @@ contract InferenceRegistry {
     }
 
     function modelOf(bytes32 modelId) external view returns (Model memory) {
-        if (!models[modelId].registered) revert UnknownModel(modelId);
-        return models[modelId];
+        StoredModel storage model = models[modelId];
+        if (!model.registered) revert UnknownModel(modelId);
+        return Model({
+            verifier: model.verifier,
+            weights: model.weights,
+            binding: model.binding,
+            layout: unpackLayout(model.layout),
+            registered: true,
+            key: model.key,
+            gasCap: model.gasCap
+        });
+    }
+
+    /// The layout as stored: numInstances, the bound count and indices, the inference count
+    /// and each inference's (inputStart, inputLength, outputStart, outputLength), the submitter
+    /// count and indices; each a 2-byte big-endian number (checkLayout keeps the counts within
+    /// numInstances).
+    function packLayout(Layout calldata layout) private pure returns (bytes memory packed) {
+        uint256 inferences = layout.inputStart.length;
+        packed = new bytes(2 * (4 + layout.bound.length + 4 * inferences + layout.submitter.length));
+        uint256 at = put(packed, 0, layout.numInstances);
+        at = put(packed, at, layout.bound.length);
+        for (uint256 i = 0; i < layout.bound.length; i++) {
+            at = put(packed, at, layout.bound[i]);
+        }
+        at = put(packed, at, inferences);
+        for (uint256 i = 0; i < inferences; i++) {
+            at = put(packed, at, layout.inputStart[i]);
+            at = put(packed, at, layout.inputLength[i]);
+            at = put(packed, at, layout.outputStart[i]);
+            at = put(packed, at, layout.outputLength[i]);
+        }
+        at = put(packed, at, layout.submitter.length);
+        for (uint256 i = 0; i < layout.submitter.length; i++) {
+            at = put(packed, at, layout.submitter[i]);
+        }
+    }
+
+    function unpackLayout(bytes memory packed) private pure returns (Layout memory layout) {
+        layout.numInstances = get(packed, 0);
+        uint256 at = 2;
+        (layout.bound, at) = getAll(packed, at);
+        uint256 inferences = get(packed, at);
+        at += 2;
+        layout.inputStart = new uint16[](inferences);
+        layout.inputLength = new uint16[](inferences);
+        layout.outputStart = new uint16[](inferences);
+        layout.outputLength = new uint16[](inferences);
+        for (uint256 i = 0; i < inferences; i++) {
+            layout.inputStart[i] = get(packed, at);
+            layout.inputLength[i] = get(packed, at + 2);
+            layout.outputStart[i] = get(packed, at + 4);
+            layout.outputLength[i] = get(packed, at + 6);
+            at += 8;
+        }
+        (layout.submitter,) = getAll(packed, at);
+    }
+
+    /// Writes `value` (below 2^16) at byte `at`; returns the next byte.
+    function put(bytes memory packed, uint256 at, uint256 value) private pure returns (uint256) {
+        packed[at] = bytes1(uint8(value >> 8));
+        packed[at + 1] = bytes1(uint8(value));
+        return at + 2;
+    }
+
+    function get(bytes memory packed, uint256 at) private pure returns (uint16) {
+        return (uint16(uint8(packed[at])) << 8) | uint8(packed[at + 1]);
+    }
+
+    /// A count at byte `at` and that many numbers after it; returns them and the next byte.
+    function getAll(bytes memory packed, uint256 at) private pure returns (uint16[] memory values, uint256 next) {
+        values = new uint16[](get(packed, at));
+        for (uint256 i = 0; i < values.length; i++) {
+            values[i] = get(packed, at + 2 + 2 * i);
+        }
+        next = at + 2 + 2 * values.length;
     }
 
     function recordOf(bytes32 recordId) external view returns (Record memory) {

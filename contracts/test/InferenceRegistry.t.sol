@@ -348,6 +348,42 @@ contract InferenceRegistryTest {
         require(registry.modelOf(keccak256("private")).weights == InferenceRegistry.Weights.Unbound, "says unbound");
     }
 
+    /// The layout is stored packed: what `modelOf` reads back is what was registered, for any
+    /// counts of bound instances, inferences and submitter words.
+    function testFuzzAStoredLayoutReadsBackAsRegistered(uint16 n, uint8 boundRaw, uint8 runsRaw, uint8 submitterRaw, uint256 seed)
+        public
+    {
+        vm.assume(n >= 1);
+        uint256 runs = uint256(runsRaw) % 5;
+        uint16[] memory bound = new uint16[](1 + uint256(boundRaw) % 20);
+        uint16[] memory submitter = new uint16[](uint256(submitterRaw) % 3);
+        InferenceRegistry.Layout memory l = InferenceRegistry.Layout({
+            numInstances: n,
+            bound: bound,
+            inputStart: new uint16[](runs),
+            inputLength: new uint16[](runs),
+            outputStart: new uint16[](runs),
+            outputLength: new uint16[](runs),
+            submitter: submitter
+        });
+        vm.assume(bound.length <= n && submitter.length <= n && runs <= n);
+        for (uint256 i = 0; i < bound.length; i++) bound[i] = uint16(uint256(keccak256(abi.encode(seed, "b", i))) % n);
+        for (uint256 i = 0; i < submitter.length; i++) {
+            submitter[i] = uint16(uint256(keccak256(abi.encode(seed, "s", i))) % n);
+        }
+        for (uint256 i = 0; i < runs; i++) {
+            uint256 r = uint256(keccak256(abi.encode(seed, "r", i)));
+            l.inputStart[i] = uint16(r % n);
+            l.inputLength[i] = uint16((r >> 16) % (n - l.inputStart[i] + 1));
+            l.outputStart[i] = uint16((r >> 32) % n);
+            l.outputLength[i] = uint16((r >> 48) % (n - l.outputStart[i] + 1));
+        }
+        IInferenceVerifier accepting = new AcceptingVerifier();
+        registry.registerModel(keccak256("any"), accepting, InferenceRegistry.Weights.Instances, keccak256("b"), l);
+        InferenceRegistry.Layout memory got = registry.modelOf(keccak256("any")).layout;
+        require(keccak256(abi.encode(got)) == keccak256(abi.encode(l)), "layout read back as registered");
+    }
+
     function testWrongInstanceCountAndUnknownModelsAreRefused() public {
         uint256[] memory xs = new uint256[](1);
         vm.expectRevert(
