@@ -10,13 +10,19 @@ pragma solidity ^0.8.19;
 /// This contract runs that program over the instances and the proof.
 ///
 /// Key data layout (big-endian; the data contract's code starts with one STOP byte so that
-/// calling it does nothing): "ZKV1", instances (2 bytes), proof bytes (4), memory words (2),
+/// calling it does nothing): "ZKV2", instances (2 bytes), proof bytes (4), memory words (2),
 /// constants (2), program bytes (4), then the constants (32 bytes each), then the program, whose
 /// last byte is operation 0 (the end).
-/// Memory while verifying: the constants and the program's variables (word offsets from 0, as
-/// the program's operands name them), a scratch area for the precompiles, the instances and the
-/// proof, the program.
+/// Memory while verifying: four staging words, the constants and the program's variables (as
+/// the program's operands name them: 1-byte operands are word indices, 2-byte ones byte
+/// offsets), a scratch area for the precompiles, the instances and the proof, the program.
 contract Halo2SharedVerifier {
+    /// @notice The key encoding this verifier reads (the first bytes of a key's data): a key
+    /// of another encoding is refused.
+    function keyEncoding() external pure returns (bytes4) {
+        return "ZKV2";
+    }
+
     /// @notice Whether `proof` is a valid proof for `instances` of the circuit whose verifying
     /// key is the data contract at `vk`. Never reverts on a bad proof: it returns false.
     function verifyProof(address vk, uint256[] calldata instances, bytes calldata proof)
@@ -70,7 +76,7 @@ contract Halo2SharedVerifier {
                 if lt(extcodesize(key), 0x13) { fail() }
                 extcodecopy(key, 0, 1, 0x12)
                 let header := mload(0)
-                if iszero(eq(shr(224, header), 0x5a4b5631)) { fail() } // "ZKV1"
+                if iszero(eq(shr(224, header), 0x5a4b5632)) { fail() } // "ZKV2"
                 if iszero(eq(numInstances, and(shr(208, header), 0xffff))) { fail() }
                 if iszero(eq(proofLen, and(shr(176, header), 0xffffffff))) { fail() }
                 scratch := shl(5, and(shr(160, header), 0xffff))
@@ -83,8 +89,8 @@ contract Halo2SharedVerifier {
                 if iszero(eq(extcodesize(key), add(add(0x13, constantBytes), programLen))) { fail() }
                 end := add(ip, programLen)
                 extcodecopy(key, ip, add(0x13, constantBytes), programLen)
-                // Last: the constants overwrite the header.
-                extcodecopy(key, 0, 0x13, constantBytes)
+                // After the four staging words.
+                extcodecopy(key, 0x80, 0x13, constantBytes)
             }
 
             let scratch, input, ip, end := setup(vk, instances.offset, instances.length, proof.offset, proof.length)
@@ -92,8 +98,9 @@ contract Halo2SharedVerifier {
             // at each use).
             let r := 0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001
 
-            // The program: one byte of operation, then its operands a, b, c, (d): 2-byte memory
-            // offsets unless said otherwise.
+            // The program: one byte of operation, then its operands. Field arithmetic names
+            // memory words by 1-byte indices (w(i) reads operand byte i of the operation); the
+            // other operations take 2-byte byte offsets (a, b, c, d), unless said otherwise.
             // Until the program's last operation, the end (a check of the whole program's length
             // at each step would cost more).
             for {} 1 {} {
@@ -101,26 +108,64 @@ contract Halo2SharedVerifier {
                 switch shr(248, w)
                 // a := b * c mod r
                 case 1 {
-                    mstore(and(shr(232, w), 0xffff), mulmod(mload(and(shr(216, w), 0xffff)), mload(and(shr(200, w), 0xffff)), r))
-                    ip := add(ip, 7)
+                    mstore(shl(5, byte(1, w)), mulmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r))
+                    ip := add(ip, 4)
+                }
+                // n (1 byte) products, each (a, b, c): a := b * c mod r
+                case 2 {
+                    let p := add(ip, 2)
+                    for { let last := add(p, mul(3, byte(1, w))) } lt(p, last) { p := add(p, 3) } {
+                        let v := mload(p)
+                        mstore(shl(5, byte(0, v)), mulmod(mload(shl(5, byte(1, v))), mload(shl(5, byte(2, v))), r))
+                    }
+                    ip := p
+                }
+                // a := b * c + d mod r
+                case 3 {
+                    mstore(
+                        shl(5, byte(1, w)),
+                        addmod(mulmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r), mload(shl(5, byte(4, w))), r)
+                    )
+                    ip := add(ip, 5)
                 }
                 // a := b + c mod r
-                case 2 {
-                    mstore(and(shr(232, w), 0xffff), addmod(mload(and(shr(216, w), 0xffff)), mload(and(shr(200, w), 0xffff)), r))
-                    ip := add(ip, 7)
+                case 4 {
+                    mstore(shl(5, byte(1, w)), addmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r))
+                    ip := add(ip, 4)
                 }
                 // a := b - c mod r
-                case 3 {
-                    mstore(and(shr(232, w), 0xffff), addmod(mload(and(shr(216, w), 0xffff)), sub(r, mload(and(shr(200, w), 0xffff))), r))
-                    ip := add(ip, 7)
+                case 5 {
+                    mstore(shl(5, byte(1, w)), addmod(mload(shl(5, byte(2, w))), sub(r, mload(shl(5, byte(3, w)))), r))
+                    ip := add(ip, 4)
+                }
+                // a := d - b * c mod r
+                case 6 {
+                    mstore(
+                        shl(5, byte(1, w)),
+                        addmod(mload(shl(5, byte(4, w))), sub(r, mulmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r)), r)
+                    )
+                    ip := add(ip, 5)
+                }
+                // a := G1 point b + scalar d * G1 point c (ecMul, then ecAdd)
+                case 7 {
+                    let acc := and(shr(216, w), 0xffff)
+                    let point := and(shr(200, w), 0xffff)
+                    mstore(scratch, mload(acc))
+                    mstore(add(scratch, 0x20), mload(add(acc, 0x20)))
+                    mstore(add(scratch, 0x40), mload(point))
+                    mstore(add(scratch, 0x60), mload(add(point, 0x20)))
+                    mstore(add(scratch, 0x80), mload(and(shr(184, w), 0xffff)))
+                    if iszero(staticcall(gas(), 0x07, add(scratch, 0x40), 0x60, add(scratch, 0x40), 0x40)) { fail() }
+                    if iszero(staticcall(gas(), 0x06, scratch, 0x80, and(shr(232, w), 0xffff), 0x40)) { fail() }
+                    ip := add(ip, 9)
                 }
                 // a := b
-                case 4 {
+                case 8 {
                     mstore(and(shr(232, w), 0xffff), mload(and(shr(216, w), 0xffff)))
                     ip := add(ip, 5)
                 }
                 // a := G1 point b + point c (ecAdd)
-                case 5 {
+                case 9 {
                     mstore(scratch, mload(and(shr(216, w), 0xffff)))
                     mstore(add(scratch, 0x20), mload(add(and(shr(216, w), 0xffff), 0x20)))
                     mstore(add(scratch, 0x40), mload(and(shr(200, w), 0xffff)))
@@ -129,7 +174,7 @@ contract Halo2SharedVerifier {
                     ip := add(ip, 7)
                 }
                 // a := scalar c * G1 point b (ecMul)
-                case 6 {
+                case 10 {
                     mstore(scratch, mload(and(shr(216, w), 0xffff)))
                     mstore(add(scratch, 0x20), mload(add(and(shr(216, w), 0xffff), 0x20)))
                     mstore(add(scratch, 0x40), mload(and(shr(200, w), 0xffff)))
@@ -137,7 +182,7 @@ contract Halo2SharedVerifier {
                     ip := add(ip, 7)
                 }
                 // c scalars from input offset b into a.., each below r
-                case 7 {
+                case 11 {
                     let from := add(input, and(shr(216, w), 0xffff))
                     for { let i := 0 } lt(i, shl(5, and(shr(200, w), 0xffff))) { i := add(i, 0x20) } {
                         let v := mload(add(from, i))
@@ -147,7 +192,7 @@ contract Halo2SharedVerifier {
                     ip := add(ip, 7)
                 }
                 // c points from input offset b into a.., each on the curve
-                case 8 {
+                case 12 {
                     let from := add(input, and(shr(216, w), 0xffff))
                     for { let i := 0 } lt(i, shl(6, and(shr(200, w), 0xffff))) { i := add(i, 0x40) } {
                         let x := mload(add(from, i))
@@ -160,7 +205,7 @@ contract Halo2SharedVerifier {
                 }
                 // challenge: a := keccak256(words c at b ..) mod r, the whole hash to the word
                 // after the operands (d); one word is hashed with a 0x01 byte after it
-                case 9 {
+                case 13 {
                     let d := and(shr(184, w), 0xffff)
                     let h
                     switch and(shr(200, w), 0xffff)
@@ -175,7 +220,7 @@ contract Halo2SharedVerifier {
                     ip := add(ip, 9)
                 }
                 // a := b^c mod r (modexp)
-                case 10 {
+                case 14 {
                     mstore(scratch, 0x20)
                     mstore(add(scratch, 0x20), 0x20)
                     mstore(add(scratch, 0x40), 0x20)
@@ -187,11 +232,11 @@ contract Halo2SharedVerifier {
                 }
                 // G1 point a from limbs: bits (1 byte), limbs per coordinate n (1 byte), then
                 // the 2n limbs' offsets (x's, then y's, lowest first)
-                case 11 {
+                case 15 {
                     ip := from_limbs(ip, w, and(shr(232, w), 0xffff))
                 }
                 // the pairing check e(a, G2) * e(b, -s G2) == 1, G2 and -s G2 at c (8 words)
-                case 12 {
+                case 16 {
                     mstore(scratch, mload(and(shr(232, w), 0xffff)))
                     mstore(add(scratch, 0x20), mload(add(and(shr(232, w), 0xffff), 0x20)))
                     mcopy_words(add(scratch, 0x40), and(shr(200, w), 0xffff), 4)
@@ -203,7 +248,7 @@ contract Halo2SharedVerifier {
                     ip := add(ip, 7)
                 }
                 // words (c, 1 byte) at a and b are equal
-                case 13 {
+                case 17 {
                     let n := and(shr(208, w), 0xff)
                     for { let i := 0 } lt(i, shl(5, n)) { i := add(i, 0x20) } {
                         if iszero(eq(mload(add(and(shr(232, w), 0xffff), i)), mload(add(and(shr(216, w), 0xffff), i)))) { fail() }

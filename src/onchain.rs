@@ -153,12 +153,31 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
     };
     // A shared verifier already on this chain is used again: given, or in the previous file.
     let previous = options.out.as_ref().filter(|out| out.exists()).and_then(|out| DeploymentFile::load(out).ok());
-    let existing_shared = options.shared_verifier.or_else(|| {
-        previous
-            .as_ref()
-            .filter(|p| shared && p.chain_id == chain.chain_id() && p.shared_verifier.is_some())
-            .and_then(|p| p.verifier.as_ref().map(|v| v.address))
-    });
+    let recorded_shared = previous
+        .as_ref()
+        .filter(|p| shared && p.chain_id == chain.chain_id() && p.shared_verifier.is_some())
+        .and_then(|p| p.verifier.as_ref().map(|v| v.address));
+    let existing_shared = match (options.shared_verifier, recorded_shared) {
+        (Some(given), _) => {
+            if !crate::evm::reusable::reads_our_keys(chain, given)? {
+                return Err(Error::Usage(format!(
+                    "--shared-verifier {given} is not a shared verifier that reads this zkinfer's keys (encoding {}): it \
+                     may be from another version; leave --shared-verifier out to deploy one",
+                    String::from_utf8_lossy(crate::evm::reusable::MAGIC)
+                )));
+            }
+            Some(given)
+        }
+        (None, Some(recorded)) if crate::evm::reusable::reads_our_keys(chain, recorded)? => Some(recorded),
+        (None, Some(recorded)) => {
+            tracing::warn!(
+                "the shared verifier at {recorded} (from the previous deployment file) does not read this zkinfer's \
+                 keys; deploying a new one"
+            );
+            None
+        }
+        (None, None) => None,
+    };
     if let Some(out) = options.out.as_ref().filter(|out| out.exists()) {
         let backup = out.with_extension("json.bak");
         std::fs::rename(out, &backup).map_err(|e| Error::io("rename", out, e))?;

@@ -411,8 +411,14 @@ fn the_shared_verifier_is_deployed_once_and_each_model_registers_its_key() {
         gas(&second, "key"),
         second["models"][0]["gas_used"]
     );
+    // 1.41 M gas before the compact key (1-byte operands, fused operations) and the packed
+    // registry layout; the goal is 800 k (a quarter of this model's direct verifier).
+    assert!(one_more <= 900_000, "one more model costs {one_more} gas");
     ok(w, &["submit", "--model", "mlp-again", "--rpc-url", url.as_str()]);
     assert_eq!(read(&w.join("submission.json"))["status"], "verified");
+    // A contract that is not a shared verifier reading this version's keys is refused as one.
+    let e = fails(w, &[&["deploy", "--rpc-url", url.as_str(), "--shared-verifier", &registry], &shared[..]].concat());
+    assert!(e.contains("not a shared verifier that reads this zkinfer's keys"), "{e}");
     // A direct verifier with a key contract, or the shared one without, is refused before
     // anything is sent.
     let e = fails(w, &["deploy", "--rpc-url", url.as_str(), "--key-contract", "VerifyingKey.json"]);

@@ -57,6 +57,10 @@ fn the_traced_verifier_decides_as_snark_verifier_does() {
     let case = mlp_small();
     assert!((case.native)(&case.instances, &case.proof), "the honest proof verifies natively");
     assert!(case.program.accepts(&calldata(&case.instances, &case.proof)), "and in the traced program");
+    // The shared verifier runs the fused program: it must decide alike, with fewer operations.
+    let fused = case.program.fused();
+    assert!(fused.ops.len() + 80 < case.program.ops.len(), "{} fused of {}", fused.ops.len(), case.program.ops.len());
+    assert!(fused.accepts(&calldata(&case.instances, &case.proof)), "the fused program accepts the honest proof");
     let mut disagreements = Vec::new();
     let step = (case.proof.len() / 97).max(1);
     for i in (0..case.proof.len()).step_by(step) {
@@ -65,6 +69,7 @@ fn the_traced_verifier_decides_as_snark_verifier_does() {
         let (native, ours) =
             ((case.native)(&case.instances, &bad), case.program.accepts(&calldata(&case.instances, &bad)));
         assert!(!ours, "byte {i} flipped is accepted");
+        assert!(!fused.accepts(&calldata(&case.instances, &bad)), "byte {i} flipped is accepted when fused");
         if native != ours {
             disagreements.push(i);
         }
@@ -73,6 +78,7 @@ fn the_traced_verifier_decides_as_snark_verifier_does() {
         let mut bad = case.instances.clone();
         bad[i] += Fr::from(1);
         assert!(!case.program.accepts(&calldata(&bad, &case.proof)), "instance {i} changed is accepted");
+        assert!(!fused.accepts(&calldata(&bad, &case.proof)), "instance {i} changed is accepted when fused");
     }
     assert!(disagreements.is_empty(), "snark-verifier and the program disagree at bytes {disagreements:?}");
     let honest = calldata(&case.instances, &case.proof);

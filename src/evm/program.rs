@@ -69,6 +69,10 @@ pub enum Op {
     Sub { dst: u32, a: Word, b: Word },
     /// a · b mod r.
     Mul { dst: u32, a: Word, b: Word },
+    /// a · b + c mod r (a product and the sum that alone reads it, fused: see [`Program::fused`]).
+    MulAdd { dst: u32, a: Word, b: Word, c: Word },
+    /// c − a · b mod r (fused likewise).
+    MulSub { dst: u32, a: Word, b: Word, c: Word },
     /// base^exp mod r, by the modexp precompile; exp = r − 2 inverts.
     Pow { dst: u32, base: Word, exp: Word },
     /// The Fiat–Shamir challenge: keccak256 of the variables `start .. start + len` (followed by
@@ -79,6 +83,8 @@ pub enum Op {
     EcAdd { dst: u32, a: Word, b: Word },
     /// scalar · point on G1 (the ecMul precompile).
     EcMul { dst: u32, point: Word, scalar: Word },
+    /// acc + scalar · point on G1 (an ecMul and the ecAdd that alone reads it, fused).
+    EcMulAdd { dst: u32, acc: Word, point: Word, scalar: Word },
     /// The pairing check e(lhs, g2) · e(rhs, −s·g2) = 1; `g2` names eight constants: G2's
     /// generator and −s·G2, each as (x.c1, x.c0, y.c1, y.c0), the precompile's order.
     Pairing { lhs: Word, rhs: Word, g2: Word },
@@ -758,9 +764,12 @@ impl Program {
                     | Op::Add { .. }
                     | Op::Sub { .. }
                     | Op::Mul { .. }
+                    | Op::MulAdd { .. }
+                    | Op::MulSub { .. }
                     | Op::Pow { .. }
                     | Op::EcAdd { .. }
                     | Op::EcMul { .. }
+                    | Op::EcMulAdd { .. }
                     | Op::Squeeze { .. }
             );
             let read = op.writes().iter().any(|&(dst, words)| (dst..dst + words).any(|v| live[v as usize]));
@@ -774,6 +783,12 @@ impl Program {
                 }
             });
         }
+        self.retain_ops(keep);
+    }
+
+    /// Keeps the operations flagged in `keep`, with the phases moved to the operations that
+    /// now start them.
+    fn retain_ops(&mut self, keep: Vec<bool>) {
         let kept_before: Vec<usize> = keep
             .iter()
             .scan(0, |n, &k| {
@@ -789,6 +804,78 @@ impl Program {
         let mut flags = keep.into_iter();
         self.ops.retain(|_| flags.next().unwrap_or(true));
     }
+
+    /// The same verification with fewer operations, for an interpreter that pays for each one
+    /// (the shared verifier): a product read only by a sum or difference (as its subtrahend)
+    /// becomes a multiply-add ([`Op::MulAdd`], [`Op::MulSub`]), and an ecMul read only by an
+    /// ecAdd becomes [`Op::EcMulAdd`]. Variables are written once, so the product's operands
+    /// still hold their values where the sum is; a layout of the result keeps them alive there.
+    pub fn fused(&self) -> Program {
+        let mut reads = vec![0u32; self.vars as usize];
+        for op in &self.ops {
+            op.reads(|word, words| {
+                if let Word::Var(v) = word {
+                    (v..v + words).for_each(|v| reads[v as usize] += 1);
+                }
+            });
+        }
+        let mut producer = vec![usize::MAX; self.vars as usize];
+        for (i, op) in self.ops.iter().enumerate() {
+            for (dst, _) in op.writes() {
+                producer[dst as usize] = i;
+            }
+        }
+        let mut ops = self.ops.clone();
+        let mut keep = vec![true; ops.len()];
+        // The product behind `word` when nothing else reads it and it is not fused yet.
+        let product = |word: Word, keep: &[bool], ops: &[Op]| -> Option<(usize, Word, Word)> {
+            let Word::Var(v) = word else { return None };
+            let at = producer[v as usize];
+            match ops.get(at)? {
+                Op::Mul { a, b, .. } if reads[v as usize] == 1 && keep[at] => Some((at, *a, *b)),
+                _ => None,
+            }
+        };
+        let scaled = |word: Word, keep: &[bool], ops: &[Op]| -> Option<(usize, Word, Word)> {
+            let Word::Var(v) = word else { return None };
+            let at = producer[v as usize];
+            match ops.get(at)? {
+                Op::EcMul { point, scalar, .. } if reads[v as usize] == 1 && reads[v as usize + 1] == 1 && keep[at] => {
+                    Some((at, *point, *scalar))
+                }
+                _ => None,
+            }
+        };
+        for i in 0..ops.len() {
+            let fused = match ops[i] {
+                Op::Add { dst, a, b } => {
+                    let by_b = product(b, &keep, &ops).map(|(at, x, y)| (at, Op::MulAdd { dst, a: x, b: y, c: a }));
+                    by_b.or_else(|| {
+                        product(a, &keep, &ops).map(|(at, x, y)| (at, Op::MulAdd { dst, a: x, b: y, c: b }))
+                    })
+                }
+                Op::Sub { dst, a, b } => {
+                    product(b, &keep, &ops).map(|(at, x, y)| (at, Op::MulSub { dst, a: x, b: y, c: a }))
+                }
+                Op::EcAdd { dst, a, b } => {
+                    let by_b = scaled(b, &keep, &ops)
+                        .map(|(at, point, scalar)| (at, Op::EcMulAdd { dst, acc: a, point, scalar }));
+                    by_b.or_else(|| {
+                        scaled(a, &keep, &ops)
+                            .map(|(at, point, scalar)| (at, Op::EcMulAdd { dst, acc: b, point, scalar }))
+                    })
+                }
+                _ => None,
+            };
+            if let Some((at, op)) = fused {
+                keep[at] = false;
+                ops[i] = op;
+            }
+        }
+        let mut program = Program { ops, ..self.clone() };
+        program.retain_ops(keep);
+        program
+    }
 }
 
 impl Op {
@@ -800,11 +887,14 @@ impl Op {
             | Op::Add { dst, .. }
             | Op::Sub { dst, .. }
             | Op::Mul { dst, .. }
+            | Op::MulAdd { dst, .. }
+            | Op::MulSub { dst, .. }
             | Op::Pow { dst, .. } => vec![(*dst, 1)],
             Op::LoadPoint { dst, .. }
             | Op::PointFromLimbs { dst, .. }
             | Op::EcAdd { dst, .. }
-            | Op::EcMul { dst, .. } => {
+            | Op::EcMul { dst, .. }
+            | Op::EcMulAdd { dst, .. } => {
                 vec![(*dst, 2)]
             }
             Op::Squeeze { dst, hash, .. } => vec![(*dst, 1), (*hash, 1)],
@@ -822,6 +912,11 @@ impl Op {
                 read(*a, 1);
                 read(*b, 1)
             }
+            Op::MulAdd { a, b, c, .. } | Op::MulSub { a, b, c, .. } => {
+                read(*a, 1);
+                read(*b, 1);
+                read(*c, 1)
+            }
             Op::Pow { base, exp, .. } => {
                 read(*base, 1);
                 read(*exp, 1)
@@ -832,6 +927,11 @@ impl Op {
                 read(*b, 2)
             }
             Op::EcMul { point, scalar, .. } => {
+                read(*point, 2);
+                read(*scalar, 1)
+            }
+            Op::EcMulAdd { acc, point, scalar, .. } => {
+                read(*acc, 2);
                 read(*point, 2);
                 read(*scalar, 1)
             }
@@ -962,6 +1062,13 @@ impl<'a> Machine<'a> {
         U256::from_be_bytes(bytes)
     }
 
+    /// scalar · point as the ecMul precompile computes it: by the whole word (points have
+    /// order r).
+    fn times(&self, point: Word, scalar: Word) -> Option<G1> {
+        let s = Fr::from_repr((self.get(scalar, 0) % scalar_modulus()).to_le_bytes());
+        Some(self.point(point)? * Option::<Fr>::from(s)?)
+    }
+
     fn run(mut self) -> Option<()> {
         let r = scalar_modulus();
         for op in &self.program.ops {
@@ -1005,6 +1112,14 @@ impl<'a> Machine<'a> {
                     let v = self.scalar(*a)? * self.scalar(*b)?;
                     self.set_scalar(*dst, v)
                 }
+                Op::MulAdd { dst, a, b, c } => {
+                    let v = self.scalar(*a)? * self.scalar(*b)? + self.scalar(*c)?;
+                    self.set_scalar(*dst, v)
+                }
+                Op::MulSub { dst, a, b, c } => {
+                    let v = self.scalar(*c)? - self.scalar(*a)? * self.scalar(*b)?;
+                    self.set_scalar(*dst, v)
+                }
                 Op::Pow { dst, base, exp } => {
                     let v = self.scalar(*base)?.pow_vartime(self.get(*exp, 0).as_limbs());
                     self.set_scalar(*dst, v)
@@ -1024,10 +1139,12 @@ impl<'a> Machine<'a> {
                     self.set_point(*dst, sum.into())
                 }
                 Op::EcMul { dst, point, scalar } => {
-                    // The precompile multiplies by the whole word; points have order r.
-                    let s = Fr::from_repr((self.get(*scalar, 0) % r).to_le_bytes());
-                    let product: G1 = self.point(*point)? * Option::<Fr>::from(s)?;
+                    let product = self.times(*point, *scalar)?;
                     self.set_point(*dst, product.into())
+                }
+                Op::EcMulAdd { dst, acc, point, scalar } => {
+                    let sum: G1 = self.times(*point, *scalar)? + self.point(*acc)?;
+                    self.set_point(*dst, sum.into())
                 }
                 Op::Pairing { lhs, rhs, g2 } => {
                     let g2_point = |i: u32| g2_of([0, 1, 2, 3].map(|j| self.get(*g2, i + j)));

@@ -18,6 +18,8 @@ use crate::error::{Error, EvmError, Result};
 alloy::sol! {
     /// The shared verifier's entry point.
     function verifyProof(address vk, uint256[] instances, bytes proof) external view returns (bool);
+    /// The key encoding it reads.
+    function keyEncoding() external pure returns (bytes4);
 }
 
 /// The shared verifier's source.
@@ -26,43 +28,63 @@ pub const SHARED_VERIFIER_SOURCE: &str = include_str!("../../contracts/Halo2Shar
 pub const SHARED_VERIFIER_CONTRACT: &str = "Halo2SharedVerifier";
 /// The name `create-evm-verifier --reusable` gives a key's data contract in its artifact.
 pub const KEY_CONTRACT: &str = "VerifyingKey";
-/// The first bytes of a key's data.
-pub const MAGIC: &[u8; 4] = b"ZKV1";
+/// The first bytes of a key's data: the encoding's version. A shared verifier refuses keys of
+/// any other.
+pub const MAGIC: &[u8; 4] = b"ZKV2";
 /// Bytes of the data's header (magic, counts) after the leading STOP byte.
 const HEADER: usize = 18;
+/// Memory words before the constants: where arithmetic stages operands that lie beyond the
+/// words a 1-byte operand names.
+const STAGING: u32 = 4;
+/// Words a 1-byte operand names.
+const NEAR: u32 = 256;
 
-/// Operation codes, as the shared verifier dispatches them.
+/// Operation codes, as the shared verifier dispatches them (the most frequent first: its
+/// `switch` compares them in order).
 mod code {
     pub(super) const END: u8 = 0;
     pub(super) const MUL: u8 = 1;
-    pub(super) const ADD: u8 = 2;
-    pub(super) const SUB: u8 = 3;
-    pub(super) const COPY: u8 = 4;
-    pub(super) const EC_ADD: u8 = 5;
-    pub(super) const EC_MUL: u8 = 6;
-    pub(super) const SCALARS: u8 = 7;
-    pub(super) const POINTS: u8 = 8;
-    pub(super) const SQUEEZE: u8 = 9;
-    pub(super) const POW: u8 = 10;
-    pub(super) const LIMBS: u8 = 11;
-    pub(super) const PAIRING: u8 = 12;
-    pub(super) const ASSERT_EQ: u8 = 13;
+    pub(super) const MULS: u8 = 2;
+    pub(super) const MUL_ADD: u8 = 3;
+    pub(super) const ADD: u8 = 4;
+    pub(super) const SUB: u8 = 5;
+    pub(super) const MUL_SUB: u8 = 6;
+    pub(super) const EC_MUL_ADD: u8 = 7;
+    pub(super) const COPY: u8 = 8;
+    pub(super) const EC_ADD: u8 = 9;
+    pub(super) const EC_MUL: u8 = 10;
+    pub(super) const SCALARS: u8 = 11;
+    pub(super) const POINTS: u8 = 12;
+    pub(super) const SQUEEZE: u8 = 13;
+    pub(super) const POW: u8 = 14;
+    pub(super) const LIMBS: u8 = 15;
+    pub(super) const PAIRING: u8 = 16;
+    pub(super) const ASSERT_EQ: u8 = 17;
 }
 
 struct Encoder<'a> {
     program: &'a Program,
     layout: Layout,
     out: Vec<u8>,
+    /// The open run of products: where its `MUL` is (one product) or its `MULS` count is, and
+    /// the count.
+    muls: Option<(usize, u8)>,
 }
 
 impl Encoder<'_> {
-    /// The memory offset of a word: constants from 0, the variables after them.
+    /// The memory word of an operand: the staging words, then the constants, then the
+    /// variables.
+    fn word(&self, word: Word) -> u32 {
+        STAGING
+            + match word {
+                Word::Const(c) => c,
+                Word::Var(v) => self.program.constants.len() as u32 + self.layout.word[v as usize],
+            }
+    }
+
+    /// The byte offset of an operand, for the operations with 2-byte operands.
     fn offset(&self, word: Word) -> Result<u16> {
-        let index = match word {
-            Word::Const(c) => c as usize,
-            Word::Var(v) => self.program.constants.len() + self.layout.word[v as usize] as usize,
-        };
-        u16::try_from(index * 32).map_err(|_| too_large("its memory is over 64 KiB"))
+        u16::try_from(self.word(word) * 32).map_err(|_| too_large("its memory is over 64 KiB"))
     }
 
     fn var(&self, v: u32) -> Result<u16> {
@@ -70,6 +92,7 @@ impl Encoder<'_> {
     }
 
     fn emit(&mut self, code: u8, operands: &[u16]) {
+        self.muls = None;
         self.out.push(code);
         for o in operands {
             self.out.extend(o.to_be_bytes());
@@ -78,6 +101,52 @@ impl Encoder<'_> {
 
     fn input(offset: u32) -> Result<u16> {
         u16::try_from(offset).map_err(|_| too_large("its instances and proof are over 64 KiB"))
+    }
+
+    /// Field arithmetic with 1-byte operands: `code`, `dst`, then `sources`. An operand beyond
+    /// the first 256 words is copied into a staging word first (a result, out of one).
+    fn arith(&mut self, code: u8, dst: u32, sources: &[Word]) -> Result<()> {
+        let mut near = Vec::with_capacity(sources.len() + 1);
+        for (k, source) in sources.iter().enumerate() {
+            let w = self.word(*source);
+            if w < NEAR {
+                near.push(w as u8);
+            } else {
+                self.emit(code::COPY, &[k as u16 * 32, self.offset(*source)?]);
+                near.push(k as u8);
+            }
+        }
+        let d = self.word(Word::Var(dst));
+        let far = d >= NEAR;
+        near.insert(0, if far { 0 } else { d as u8 });
+        if code == code::MUL {
+            // A product right after another is appended to a run (`MULS`): one dispatch for
+            // all; the first of a run is a `MUL` until a second one follows.
+            match self.muls {
+                Some((at, 1)) => {
+                    self.out[at] = code::MULS;
+                    self.out.insert(at + 1, 2);
+                    self.muls = Some((at + 1, 2));
+                }
+                Some((at, n)) if n < u8::MAX => {
+                    self.out[at] = n + 1;
+                    self.muls = Some((at, n + 1));
+                }
+                _ => {
+                    self.out.push(code::MUL);
+                    self.muls = Some((self.out.len() - 1, 1));
+                }
+            }
+            self.out.extend(near);
+        } else {
+            self.muls = None;
+            self.out.push(code);
+            self.out.extend(near);
+        }
+        if far {
+            self.emit(code::COPY, &[self.var(dst)?, 0]);
+        }
+        Ok(())
     }
 
     /// Encodes the calldata reads from op `i` on as one operation: a run of scalars (or
@@ -106,14 +175,20 @@ impl Encoder<'_> {
     fn op(&mut self, op: &Op) -> Result<()> {
         match op {
             Op::LoadScalar { .. } | Op::LoadPoint { .. } => unreachable!("encoded as runs"),
-            Op::Mul { dst, a, b } => self.emit(code::MUL, &[self.var(*dst)?, self.offset(*a)?, self.offset(*b)?]),
-            Op::Add { dst, a, b } => self.emit(code::ADD, &[self.var(*dst)?, self.offset(*a)?, self.offset(*b)?]),
-            Op::Sub { dst, a, b } => self.emit(code::SUB, &[self.var(*dst)?, self.offset(*a)?, self.offset(*b)?]),
+            Op::Mul { dst, a, b } => self.arith(code::MUL, *dst, &[*a, *b])?,
+            Op::MulAdd { dst, a, b, c } => self.arith(code::MUL_ADD, *dst, &[*a, *b, *c])?,
+            Op::Add { dst, a, b } => self.arith(code::ADD, *dst, &[*a, *b])?,
+            Op::Sub { dst, a, b } => self.arith(code::SUB, *dst, &[*a, *b])?,
+            Op::MulSub { dst, a, b, c } => self.arith(code::MUL_SUB, *dst, &[*a, *b, *c])?,
             Op::Copy { dst, src } => self.emit(code::COPY, &[self.var(*dst)?, self.offset(*src)?]),
             Op::EcAdd { dst, a, b } => self.emit(code::EC_ADD, &[self.var(*dst)?, self.offset(*a)?, self.offset(*b)?]),
             Op::EcMul { dst, point, scalar } => {
                 self.emit(code::EC_MUL, &[self.var(*dst)?, self.offset(*point)?, self.offset(*scalar)?])
             }
+            Op::EcMulAdd { dst, acc, point, scalar } => self.emit(
+                code::EC_MUL_ADD,
+                &[self.var(*dst)?, self.offset(*acc)?, self.offset(*point)?, self.offset(*scalar)?],
+            ),
             Op::Pow { dst, base, exp } => {
                 self.emit(code::POW, &[self.var(*dst)?, self.offset(*base)?, self.offset(*exp)?])
             }
@@ -126,8 +201,7 @@ impl Encoder<'_> {
                 let (bits, n8) = (u8::try_from(*bits), u8::try_from(n));
                 let (Ok(bits), Ok(n8)) = (bits, n8) else { return Err(too_large("an accumulator has too many limbs")) };
                 let dst = self.var(*dst)?;
-                self.out.push(code::LIMBS);
-                self.out.extend(dst.to_be_bytes());
+                self.emit(code::LIMBS, &[dst]);
                 self.out.extend([bits, n8]);
                 for limb in limbs {
                     let o = self.offset(*limb)?;
@@ -152,11 +226,12 @@ fn too_large(why: &str) -> crate::Error {
 }
 
 /// A key's data as the shared verifier reads it: the STOP byte, the header, the constants, the
-/// program.
+/// program (the verification's operations, fused: [`Program::fused`]).
 pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
+    let program = &program.fused();
     let layout = program.layout();
-    let words = program.constants.len() + layout.words as usize;
-    let mut encoder = Encoder { program, layout, out: Vec::new() };
+    let words = STAGING as usize + program.constants.len() + layout.words as usize;
+    let mut encoder = Encoder { program, layout, out: Vec::new(), muls: None };
     let mut i = 0;
     while i < program.ops.len() {
         match encoder.reads(i)? {
@@ -206,6 +281,13 @@ pub fn compile_shared_verifier(solc: &Path) -> Result<CompiledContract> {
     let mut compiled =
         compile_sources(solc, &[(file, SHARED_VERIFIER_SOURCE)], &[(file, SHARED_VERIFIER_CONTRACT)], Optimizer::Full)?;
     Ok(compiled.pop().expect("one contract asked for"))
+}
+
+/// Whether the contract at `address` is a shared verifier that reads this version's keys
+/// ([`MAGIC`]): one deployed by an older zkinfer would refuse every proof of a new key.
+pub fn reads_our_keys(chain: &mut Chain, address: Address) -> Result<bool> {
+    let answer = chain.call(address, keyEncodingCall {}.abi_encode())?;
+    Ok(answer.ok().and_then(|a| keyEncodingCall::abi_decode_returns(&a).ok()).is_some_and(|v| v.0 == *MAGIC))
 }
 
 /// `verifyProof(key, instances, proof)`, ABI-encoded with its selector.

@@ -252,6 +252,14 @@ impl Renderer<'_> {
                 let (d, a, b) = (self.var(*dst), self.read(*a, 0), self.read(*b, 0));
                 self.line(&format!("mstore({d:#x}, mulmod({a}, {b}, R))"));
             }
+            Op::MulAdd { dst, a, b, c } => {
+                let (d, a, b, c) = (self.var(*dst), self.read(*a, 0), self.read(*b, 0), self.read(*c, 0));
+                self.line(&format!("mstore({d:#x}, addmod(mulmod({a}, {b}, R), {c}, R))"));
+            }
+            Op::MulSub { dst, a, b, c } => {
+                let (d, a, b, c) = (self.var(*dst), self.read(*a, 0), self.read(*b, 0), self.read(*c, 0));
+                self.line(&format!("mstore({d:#x}, addmod({c}, sub(R, mulmod({a}, {b}, R)), R))"));
+            }
             Op::Pow { dst, base, exp } => {
                 self.line("// base^exp mod r (modexp precompile)");
                 let at = self.scratch;
@@ -300,6 +308,14 @@ impl Renderer<'_> {
                 if out == SUM {
                     self.sum = Some(*dst);
                 }
+            }
+            Op::EcMulAdd { dst, acc, point, scalar } => {
+                // acc at the scratch's start, the product right after it, then ecAdd of both.
+                self.stage(&[(*acc, 0), (*acc, 1), (*point, 0), (*point, 1), (*scalar, 0)]);
+                let product = self.scratch + 0x40;
+                self.call_at(0x07, product, 3, product, 0x40);
+                let d = self.var(*dst);
+                self.call(0x06, 4, d, 0x40);
             }
             Op::Pairing { lhs, rhs, g2 } => {
                 self.line("// the pairing check e(lhs, G2) * e(rhs, -s*G2) == 1 decides the KZG openings");
