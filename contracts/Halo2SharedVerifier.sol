@@ -11,11 +11,12 @@ pragma solidity ^0.8.19;
 ///
 /// Key data layout (big-endian; the data contract's code starts with one STOP byte so that
 /// calling it does nothing): "ZKV2", instances (2 bytes), proof bytes (4), memory words (2),
-/// constants (2), program bytes (4), then the constants (32 bytes each), then the program, whose
-/// last byte is operation 0 (the end).
-/// Memory while verifying: four staging words, the constants and the program's variables (as
-/// the program's operands name them: 1-byte operands are word indices, 2-byte ones byte
-/// offsets), a scratch area for the precompiles, the instances and the proof, the program.
+/// constants (2), of which near (2), program bytes (4), then the constants (32 bytes each; the
+/// near ones first), then the program, whose last byte is operation 0 (the end).
+/// Memory while verifying: four staging words, the near constants (those field arithmetic
+/// reads), the program's variables, the other constants (as the program's operands name them:
+/// 1-byte operands are word indices, 2-byte ones byte offsets), a scratch area for the
+/// precompiles, the instances and the proof, the program.
 contract Halo2SharedVerifier {
     /// @notice The key encoding this verifier reads (the first bytes of a key's data): a key
     /// of another encoding is refused.
@@ -66,6 +67,18 @@ contract Halo2SharedVerifier {
                 next := add(limbs, shl(2, n))
             }
 
+            // The G1 point at `to` := the point at `acc` + the scalar at `scalar` times the point
+            // at `point` (ecMul into the scratch area after acc's copy, then ecAdd).
+            function ec_mul_add(scratch, to, acc, point, scalar) {
+                mstore(scratch, mload(acc))
+                mstore(add(scratch, 0x20), mload(add(acc, 0x20)))
+                mstore(add(scratch, 0x40), mload(point))
+                mstore(add(scratch, 0x60), mload(add(point, 0x20)))
+                mstore(add(scratch, 0x80), mload(scalar))
+                if iszero(staticcall(gas(), 0x07, add(scratch, 0x40), 0x60, add(scratch, 0x40), 0x40)) { fail() }
+                if iszero(staticcall(gas(), 0x06, scratch, 0x80, to, 0x40)) { fail() }
+            }
+
             function mcopy_words(to, from, n) {
                 for { let i := 0 } lt(i, shl(5, n)) { i := add(i, 0x20) } { mstore(add(to, i), mload(add(from, i))) }
             }
@@ -73,8 +86,8 @@ contract Halo2SharedVerifier {
             // Reads the key's header and lays out memory: the constants and the variables from 0,
             // a scratch area for the precompiles, the instances and the proof, the program.
             function setup(key, instancesAt, numInstances, proofAt, proofLen) -> scratch, input, ip, end {
-                if lt(extcodesize(key), 0x13) { fail() }
-                extcodecopy(key, 0, 1, 0x12)
+                if lt(extcodesize(key), 0x15) { fail() }
+                extcodecopy(key, 0, 1, 0x14)
                 let header := mload(0)
                 if iszero(eq(shr(224, header), 0x5a4b5632)) { fail() } // "ZKV2"
                 if iszero(eq(numInstances, and(shr(208, header), 0xffff))) { fail() }
@@ -85,12 +98,17 @@ contract Halo2SharedVerifier {
                 calldatacopy(add(input, shl(5, numInstances)), proofAt, proofLen)
                 ip := add(input, add(shl(5, numInstances), proofLen))
                 let constantBytes := shl(5, and(shr(144, header), 0xffff))
-                let programLen := and(shr(112, header), 0xffffffff)
-                if iszero(eq(extcodesize(key), add(add(0x13, constantBytes), programLen))) { fail() }
+                let nearBytes := shl(5, and(shr(128, header), 0xffff))
+                let programLen := and(shr(96, header), 0xffffffff)
+                if iszero(eq(extcodesize(key), add(add(0x15, constantBytes), programLen))) { fail() }
+                if or(gt(nearBytes, constantBytes), gt(add(0x80, constantBytes), scratch)) { fail() }
                 end := add(ip, programLen)
-                extcodecopy(key, ip, add(0x13, constantBytes), programLen)
-                // After the four staging words.
-                extcodecopy(key, 0x80, 0x13, constantBytes)
+                extcodecopy(key, ip, add(0x15, constantBytes), programLen)
+                // The near constants after the four staging words, the others last before the
+                // scratch area.
+                extcodecopy(key, 0x80, 0x15, nearBytes)
+                let farBytes := sub(constantBytes, nearBytes)
+                extcodecopy(key, sub(scratch, farBytes), add(0x15, nearBytes), farBytes)
             }
 
             let scratch, input, ip, end := setup(vk, instances.offset, instances.length, proof.offset, proof.length)
@@ -99,19 +117,21 @@ contract Halo2SharedVerifier {
             let r := 0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001
 
             // The program: one byte of operation, then its operands. Field arithmetic names
-            // memory words by 1-byte indices (w(i) reads operand byte i of the operation); the
-            // other operations take 2-byte byte offsets (a, b, c, d), unless said otherwise.
+            // memory words by 1-byte indices (byte i of the operation's word w); the other
+            // operations take 2-byte byte offsets (a, b, c, d), unless said otherwise. The
+            // operations are compared in the order of their frequency in the programs zkinfer
+            // generates (a switch compares its cases one after another).
             // Until the program's last operation, the end (a check of the whole program's length
             // at each step would cost more).
             for {} 1 {} {
                 let w := mload(ip)
                 switch shr(248, w)
-                // a := b * c mod r
+                // w1 := w2 * w3 mod r
                 case 1 {
                     mstore(shl(5, byte(1, w)), mulmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r))
                     ip := add(ip, 4)
                 }
-                // n (1 byte) products, each (a, b, c): a := b * c mod r
+                // n (w1) products, each of 3 bytes (x, y, z): x := y * z mod r
                 case 2 {
                     let p := add(ip, 2)
                     for { let last := add(p, mul(3, byte(1, w))) } lt(p, last) { p := add(p, 3) } {
@@ -120,7 +140,7 @@ contract Halo2SharedVerifier {
                     }
                     ip := p
                 }
-                // a := b * c + d mod r
+                // w1 := w2 * w3 + w4 mod r
                 case 3 {
                     mstore(
                         shl(5, byte(1, w)),
@@ -128,84 +148,32 @@ contract Halo2SharedVerifier {
                     )
                     ip := add(ip, 5)
                 }
-                // a := b + c mod r
+                // w1 := w4 - w2 * w3 mod r
                 case 4 {
-                    mstore(shl(5, byte(1, w)), addmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r))
-                    ip := add(ip, 4)
-                }
-                // a := b - c mod r
-                case 5 {
-                    mstore(shl(5, byte(1, w)), addmod(mload(shl(5, byte(2, w))), sub(r, mload(shl(5, byte(3, w)))), r))
-                    ip := add(ip, 4)
-                }
-                // a := d - b * c mod r
-                case 6 {
                     mstore(
                         shl(5, byte(1, w)),
                         addmod(mload(shl(5, byte(4, w))), sub(r, mulmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r)), r)
                     )
                     ip := add(ip, 5)
                 }
-                // a := G1 point b + scalar d * G1 point c (ecMul, then ecAdd)
+                // w1 := w2 - w3 mod r
+                case 5 {
+                    mstore(shl(5, byte(1, w)), addmod(mload(shl(5, byte(2, w))), sub(r, mload(shl(5, byte(3, w)))), r))
+                    ip := add(ip, 4)
+                }
+                // w1 := w2 + w3 mod r
+                case 6 {
+                    mstore(shl(5, byte(1, w)), addmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r))
+                    ip := add(ip, 4)
+                }
+                // G1 point w1 := point w2 + scalar w4 * point w3 (ecMul, then ecAdd)
                 case 7 {
-                    let acc := and(shr(216, w), 0xffff)
-                    let point := and(shr(200, w), 0xffff)
-                    mstore(scratch, mload(acc))
-                    mstore(add(scratch, 0x20), mload(add(acc, 0x20)))
-                    mstore(add(scratch, 0x40), mload(point))
-                    mstore(add(scratch, 0x60), mload(add(point, 0x20)))
-                    mstore(add(scratch, 0x80), mload(and(shr(184, w), 0xffff)))
-                    if iszero(staticcall(gas(), 0x07, add(scratch, 0x40), 0x60, add(scratch, 0x40), 0x40)) { fail() }
-                    if iszero(staticcall(gas(), 0x06, scratch, 0x80, and(shr(232, w), 0xffff), 0x40)) { fail() }
-                    ip := add(ip, 9)
-                }
-                // a := b
-                case 8 {
-                    mstore(and(shr(232, w), 0xffff), mload(and(shr(216, w), 0xffff)))
+                    ec_mul_add(scratch, shl(5, byte(1, w)), shl(5, byte(2, w)), shl(5, byte(3, w)), shl(5, byte(4, w)))
                     ip := add(ip, 5)
-                }
-                // a := G1 point b + point c (ecAdd)
-                case 9 {
-                    mstore(scratch, mload(and(shr(216, w), 0xffff)))
-                    mstore(add(scratch, 0x20), mload(add(and(shr(216, w), 0xffff), 0x20)))
-                    mstore(add(scratch, 0x40), mload(and(shr(200, w), 0xffff)))
-                    mstore(add(scratch, 0x60), mload(add(and(shr(200, w), 0xffff), 0x20)))
-                    if iszero(staticcall(gas(), 0x06, scratch, 0x80, and(shr(232, w), 0xffff), 0x40)) { fail() }
-                    ip := add(ip, 7)
-                }
-                // a := scalar c * G1 point b (ecMul)
-                case 10 {
-                    mstore(scratch, mload(and(shr(216, w), 0xffff)))
-                    mstore(add(scratch, 0x20), mload(add(and(shr(216, w), 0xffff), 0x20)))
-                    mstore(add(scratch, 0x40), mload(and(shr(200, w), 0xffff)))
-                    if iszero(staticcall(gas(), 0x07, scratch, 0x60, and(shr(232, w), 0xffff), 0x40)) { fail() }
-                    ip := add(ip, 7)
-                }
-                // c scalars from input offset b into a.., each below r
-                case 11 {
-                    let from := add(input, and(shr(216, w), 0xffff))
-                    for { let i := 0 } lt(i, shl(5, and(shr(200, w), 0xffff))) { i := add(i, 0x20) } {
-                        let v := mload(add(from, i))
-                        if iszero(lt(v, r)) { fail() }
-                        mstore(add(and(shr(232, w), 0xffff), i), v)
-                    }
-                    ip := add(ip, 7)
-                }
-                // c points from input offset b into a.., each on the curve
-                case 12 {
-                    let from := add(input, and(shr(216, w), 0xffff))
-                    for { let i := 0 } lt(i, shl(6, and(shr(200, w), 0xffff))) { i := add(i, 0x40) } {
-                        let x := mload(add(from, i))
-                        let y := mload(add(from, add(i, 0x20)))
-                        if iszero(on_curve(x, y)) { fail() }
-                        mstore(add(and(shr(232, w), 0xffff), i), x)
-                        mstore(add(and(shr(232, w), 0xffff), add(i, 0x20)), y)
-                    }
-                    ip := add(ip, 7)
                 }
                 // challenge: a := keccak256(words c at b ..) mod r, the whole hash to the word
                 // after the operands (d); one word is hashed with a 0x01 byte after it
-                case 13 {
+                case 8 {
                     let d := and(shr(184, w), 0xffff)
                     let h
                     switch and(shr(200, w), 0xffff)
@@ -219,8 +187,63 @@ contract Halo2SharedVerifier {
                     mstore(and(shr(232, w), 0xffff), mod(h, r))
                     ip := add(ip, 9)
                 }
+                // c scalars from input offset b into a.., each below r
+                case 9 {
+                    let from := add(input, and(shr(216, w), 0xffff))
+                    for { let i := 0 } lt(i, shl(5, and(shr(200, w), 0xffff))) { i := add(i, 0x20) } {
+                        let v := mload(add(from, i))
+                        if iszero(lt(v, r)) { fail() }
+                        mstore(add(and(shr(232, w), 0xffff), i), v)
+                    }
+                    ip := add(ip, 7)
+                }
+                // c points from input offset b into a.., each on the curve
+                case 10 {
+                    let from := add(input, and(shr(216, w), 0xffff))
+                    for { let i := 0 } lt(i, shl(6, and(shr(200, w), 0xffff))) { i := add(i, 0x40) } {
+                        let x := mload(add(from, i))
+                        let y := mload(add(from, add(i, 0x20)))
+                        if iszero(on_curve(x, y)) { fail() }
+                        mstore(add(and(shr(232, w), 0xffff), i), x)
+                        mstore(add(and(shr(232, w), 0xffff), add(i, 0x20)), y)
+                    }
+                    ip := add(ip, 7)
+                }
+                // c (1 byte) words from b to a
+                case 11 {
+                    mcopy_words(and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), byte(5, w))
+                    ip := add(ip, 6)
+                }
+                // batch inversion: n (w1) source words, then n result words, each 1 byte: the
+                // prefix products in the results' words, one modexp, then back down
+                case 12 {
+                    let n := byte(1, w)
+                    let srcs := add(ip, 2)
+                    let dsts := add(srcs, n)
+                    let p := mload(shl(5, shr(248, mload(srcs))))
+                    mstore(shl(5, shr(248, mload(dsts))), p)
+                    for { let i := 1 } lt(i, n) { i := add(i, 1) } {
+                        p := mulmod(p, mload(shl(5, shr(248, mload(add(srcs, i))))), r)
+                        mstore(shl(5, shr(248, mload(add(dsts, i)))), p)
+                    }
+                    mstore(scratch, 0x20)
+                    mstore(add(scratch, 0x20), 0x20)
+                    mstore(add(scratch, 0x40), 0x20)
+                    mstore(add(scratch, 0x60), p)
+                    mstore(add(scratch, 0x80), sub(r, 2))
+                    mstore(add(scratch, 0xa0), r)
+                    if iszero(staticcall(gas(), 0x05, scratch, 0xc0, scratch, 0x20)) { fail() }
+                    p := mload(scratch)
+                    for { let i := sub(n, 1) } i { i := sub(i, 1) } {
+                        let before := mload(shl(5, shr(248, mload(add(dsts, sub(i, 1))))))
+                        mstore(shl(5, shr(248, mload(add(dsts, i)))), mulmod(before, p, r))
+                        p := mulmod(p, mload(shl(5, shr(248, mload(add(srcs, i))))), r)
+                    }
+                    mstore(shl(5, shr(248, mload(dsts))), p)
+                    ip := add(dsts, n)
+                }
                 // a := b^c mod r (modexp)
-                case 14 {
+                case 13 {
                     mstore(scratch, 0x20)
                     mstore(add(scratch, 0x20), 0x20)
                     mstore(add(scratch, 0x40), 0x20)
@@ -230,13 +253,46 @@ contract Halo2SharedVerifier {
                     if iszero(staticcall(gas(), 0x05, scratch, 0xc0, and(shr(232, w), 0xffff), 0x20)) { fail() }
                     ip := add(ip, 7)
                 }
+                // a := G1 point b + point c (ecAdd)
+                case 14 {
+                    mstore(scratch, mload(and(shr(216, w), 0xffff)))
+                    mstore(add(scratch, 0x20), mload(add(and(shr(216, w), 0xffff), 0x20)))
+                    mstore(add(scratch, 0x40), mload(and(shr(200, w), 0xffff)))
+                    mstore(add(scratch, 0x60), mload(add(and(shr(200, w), 0xffff), 0x20)))
+                    if iszero(staticcall(gas(), 0x06, scratch, 0x80, and(shr(232, w), 0xffff), 0x40)) { fail() }
+                    ip := add(ip, 7)
+                }
+                // a := scalar c * G1 point b (ecMul)
+                case 15 {
+                    mstore(scratch, mload(and(shr(216, w), 0xffff)))
+                    mstore(add(scratch, 0x20), mload(add(and(shr(216, w), 0xffff), 0x20)))
+                    mstore(add(scratch, 0x40), mload(and(shr(200, w), 0xffff)))
+                    if iszero(staticcall(gas(), 0x07, scratch, 0x60, and(shr(232, w), 0xffff), 0x40)) { fail() }
+                    ip := add(ip, 7)
+                }
                 // G1 point a from limbs: bits (1 byte), limbs per coordinate n (1 byte), then
                 // the 2n limbs' offsets (x's, then y's, lowest first)
-                case 15 {
+                case 16 {
                     ip := from_limbs(ip, w, and(shr(232, w), 0xffff))
                 }
+                // the pairing check e(a, G2) * e(b, -s G2) == 1, with BN254's G2 generator and
+                // -s G2 at c (4 words)
+                case 17 {
+                    mstore(scratch, mload(and(shr(232, w), 0xffff)))
+                    mstore(add(scratch, 0x20), mload(add(and(shr(232, w), 0xffff), 0x20)))
+                    mstore(add(scratch, 0x40), 0x198e9393920d483a7260bfb731fb5d25f1aa493335a9e71297e485b7aef312c2)
+                    mstore(add(scratch, 0x60), 0x1800deef121f1e76426a00665e5c4479674322d4f75edadd46debd5cd992f6ed)
+                    mstore(add(scratch, 0x80), 0x090689d0585ff075ec9e99ad690c3395bc4b313370b38ef355acdadcd122975b)
+                    mstore(add(scratch, 0xa0), 0x12c85ea5db8c6deb4aab71808dcb408fe3d1e7690c43d37b4ce6cc0166fa7daa)
+                    mstore(add(scratch, 0xc0), mload(and(shr(216, w), 0xffff)))
+                    mstore(add(scratch, 0xe0), mload(add(and(shr(216, w), 0xffff), 0x20)))
+                    mcopy_words(add(scratch, 0x100), and(shr(200, w), 0xffff), 4)
+                    if iszero(staticcall(gas(), 0x08, scratch, 0x180, scratch, 0x20)) { fail() }
+                    if iszero(mload(scratch)) { fail() }
+                    ip := add(ip, 7)
+                }
                 // the pairing check e(a, G2) * e(b, -s G2) == 1, G2 and -s G2 at c (8 words)
-                case 16 {
+                case 18 {
                     mstore(scratch, mload(and(shr(232, w), 0xffff)))
                     mstore(add(scratch, 0x20), mload(add(and(shr(232, w), 0xffff), 0x20)))
                     mcopy_words(add(scratch, 0x40), and(shr(200, w), 0xffff), 4)
@@ -248,12 +304,19 @@ contract Halo2SharedVerifier {
                     ip := add(ip, 7)
                 }
                 // words (c, 1 byte) at a and b are equal
-                case 17 {
+                case 19 {
                     let n := and(shr(208, w), 0xff)
                     for { let i := 0 } lt(i, shl(5, n)) { i := add(i, 0x20) } {
                         if iszero(eq(mload(add(and(shr(232, w), 0xffff), i)), mload(add(and(shr(216, w), 0xffff), i)))) { fail() }
                     }
                     ip := add(ip, 6)
+                }
+                // a := G1 point b + scalar d * G1 point c (case 7 with 2-byte operands)
+                case 20 {
+                    ec_mul_add(
+                        scratch, and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), and(shr(200, w), 0xffff), and(shr(184, w), 0xffff)
+                    )
+                    ip := add(ip, 9)
                 }
                 // the end: every check passed, if this is the program's last byte
                 case 0 {

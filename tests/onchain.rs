@@ -411,9 +411,9 @@ fn the_shared_verifier_is_deployed_once_and_each_model_registers_its_key() {
         gas(&second, "key"),
         second["models"][0]["gas_used"]
     );
-    // 1.41 M gas before the compact key (1-byte operands, fused operations) and the packed
-    // registry layout; the goal is 800 k (a quarter of this model's direct verifier).
-    assert!(one_more <= 900_000, "one more model costs {one_more} gas");
+    // Issue 19's goal: a quarter of this model's direct verifier deployment (3.2 M gas); 1.41 M
+    // before the compact key (1-byte operands, fused operations) and the packed registry layout.
+    assert!(one_more <= 800_000, "one more model costs {one_more} gas");
     ok(w, &["submit", "--model", "mlp-again", "--rpc-url", url.as_str()]);
     assert_eq!(read(&w.join("submission.json"))["status"], "verified");
     // A contract that is not a shared verifier reading this version's keys is refused as one.

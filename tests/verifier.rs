@@ -331,7 +331,10 @@ fn the_shared_verifier_decides_as_the_direct_one() {
 #[test]
 #[ignore]
 fn print_the_program_s_operations() {
-    let case = mlp_small();
+    let mut case = mlp_small();
+    if std::env::var("FUSED").is_ok() {
+        case.program = case.program.fused();
+    }
     let mut counts = std::collections::BTreeMap::new();
     for op in &case.program.ops {
         let name = format!("{op:?}");

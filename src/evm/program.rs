@@ -73,6 +73,10 @@ pub enum Op {
     MulAdd { dst: u32, a: Word, b: Word, c: Word },
     /// c − a · b mod r (fused likewise).
     MulSub { dst: u32, a: Word, b: Word, c: Word },
+    /// Montgomery's batch inversion, as the tracer lays it out in operations (fused, see
+    /// [`Program::fused`]): with p_i = src_0 ⋯ src_i and inv = p_(n−1)^(r−2), from the last
+    /// value down, dst_i = p_(i−1) · inv (dst_0 = inv) and then inv · src_i becomes inv.
+    BatchInvert { dsts: Vec<u32>, srcs: Vec<Word> },
     /// base^exp mod r, by the modexp precompile; exp = r − 2 inverts.
     Pow { dst: u32, base: Word, exp: Word },
     /// The Fiat–Shamir challenge: keccak256 of the variables `start .. start + len` (followed by
@@ -108,6 +112,22 @@ pub struct Program {
     pub calldata_len: u32,
     /// Where each step of the verification starts: (index of its first operation, what it does).
     pub phases: Vec<(usize, String)>,
+    /// The batch inversions: the operations that compute each (from, to) and what they invert
+    /// into what, for [`Program::fused`].
+    pub inversions: Vec<Inversion>,
+}
+
+/// A batch inversion as traced: operations `from .. to` write `dsts`, the inverses of `srcs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inversion {
+    /// The first operation.
+    pub from: usize,
+    /// The operation after the last.
+    pub to: usize,
+    /// The values inverted.
+    pub srcs: Vec<Word>,
+    /// Their inverses.
+    pub dsts: Vec<u32>,
 }
 
 /// The scalar field's modulus r.
@@ -135,7 +155,7 @@ fn point_words(point: &G1Affine) -> [U256; 2] {
 }
 
 /// G2 in the pairing precompile's order: x.c1, x.c0, y.c1, y.c0.
-fn g2_words(point: &G2Affine) -> [U256; 4] {
+pub fn g2_words(point: &G2Affine) -> [U256; 4] {
     let x = point.x;
     let y = point.y;
     [x.c1, x.c0, y.c1, y.c0].map(|c| U256::from_le_bytes(c.to_repr()))
@@ -533,6 +553,19 @@ impl ScalarLoader<Fr> for Tracer {
         let mut values: Vec<&'a mut TracedScalar> = values.into_iter().collect();
         let Some(first) = values.first() else { return };
         let tracer = first.tracer.clone();
+        let from = tracer.0.borrow().program.ops.len();
+        // Only inversions of variables into variables are recorded (a constant would add a word
+        // to the constant table here).
+        let vars = |values: &[&'a mut TracedScalar]| -> Option<Vec<u32>> {
+            values
+                .iter()
+                .map(|v| match v.value {
+                    ScalarValue::Var(x) => Some(x),
+                    ScalarValue::Const(_) => None,
+                })
+                .collect()
+        };
+        let srcs = vars(&values);
         let mut products = Vec::with_capacity(values.len());
         let mut product = tracer.load_one();
         for value in values.iter() {
@@ -545,6 +578,12 @@ impl ScalarLoader<Fr> for Tracer {
             let inverted = before * &inverse;
             inverse *= &*values[i];
             *values[i] = inverted;
+        }
+        let mut trace = tracer.0.borrow_mut();
+        let to = trace.program.ops.len();
+        if let (Some(srcs), Some(dsts)) = (srcs, vars(&values)) {
+            let srcs = srcs.into_iter().map(Word::Var).collect();
+            trace.program.inversions.push(Inversion { from, to, srcs, dsts });
         }
     }
 }
@@ -766,6 +805,7 @@ impl Program {
                     | Op::Mul { .. }
                     | Op::MulAdd { .. }
                     | Op::MulSub { .. }
+                    | Op::BatchInvert { .. }
                     | Op::Pow { .. }
                     | Op::EcAdd { .. }
                     | Op::EcMul { .. }
@@ -798,8 +838,12 @@ impl Program {
             })
             .collect();
         let total = kept_before.last().map_or(0, |&n| n + keep[keep.len() - 1] as usize);
+        let moved = |at: usize| kept_before.get(at).copied().unwrap_or(total);
         for (at, _) in &mut self.phases {
-            *at = kept_before.get(*at).copied().unwrap_or(total);
+            *at = moved(*at);
+        }
+        for inversion in &mut self.inversions {
+            (inversion.from, inversion.to) = (moved(inversion.from), moved(inversion.to));
         }
         let mut flags = keep.into_iter();
         self.ops.retain(|_| flags.next().unwrap_or(true));
@@ -811,6 +855,50 @@ impl Program {
     /// ecAdd becomes [`Op::EcMulAdd`]. Variables are written once, so the product's operands
     /// still hold their values where the sum is; a layout of the result keeps them alive there.
     pub fn fused(&self) -> Program {
+        self.fused_with(true)
+    }
+
+    /// [`Program::fused`], with batch inversions as one operation each ([`Op::BatchInvert`])
+    /// when `inversions`: where the tracer recorded one whose operations write nothing read
+    /// after them but the inverses.
+    pub fn fused_with(&self, inversions: bool) -> Program {
+        let base = if inversions { self.with_batch_inversions() } else { self.clone() };
+        base.fuse_products()
+    }
+
+    fn with_batch_inversions(&self) -> Program {
+        let mut ops = self.ops.clone();
+        let mut keep = vec![true; ops.len()];
+        for inversion in &self.inversions {
+            let range = inversion.from..inversion.to;
+            let arithmetic = |op: &Op| matches!(op, Op::Mul { .. } | Op::Pow { .. });
+            if range.is_empty() || !self.ops[range.clone()].iter().all(arithmetic) {
+                continue;
+            }
+            let written: std::collections::HashSet<u32> =
+                self.ops[range.clone()].iter().flat_map(|op| op.writes()).map(|(v, _)| v).collect();
+            let mut read_after = false;
+            let mut written_elsewhere = false;
+            for (_, op) in self.ops.iter().enumerate().filter(|(i, _)| !range.contains(i)) {
+                op.reads(|word, _| {
+                    if let Word::Var(v) = word {
+                        read_after |= written.contains(&v) && !inversion.dsts.contains(&v);
+                    }
+                });
+                written_elsewhere |= op.writes().iter().any(|(v, _)| inversion.dsts.contains(v));
+            }
+            if read_after || written_elsewhere {
+                continue;
+            }
+            ops[inversion.from] = Op::BatchInvert { dsts: inversion.dsts.clone(), srcs: inversion.srcs.clone() };
+            keep[range.start + 1..range.end].iter_mut().for_each(|k| *k = false);
+        }
+        let mut program = Program { ops, inversions: Vec::new(), ..self.clone() };
+        program.retain_ops(keep);
+        program
+    }
+
+    fn fuse_products(&self) -> Program {
         let mut reads = vec![0u32; self.vars as usize];
         for op in &self.ops {
             op.reads(|word, words| {
@@ -898,6 +986,7 @@ impl Op {
                 vec![(*dst, 2)]
             }
             Op::Squeeze { dst, hash, .. } => vec![(*dst, 1), (*hash, 1)],
+            Op::BatchInvert { dsts, .. } => dsts.iter().map(|&d| (d, 1)).collect(),
             Op::Pairing { .. } | Op::AssertEq { .. } => vec![],
         }
     }
@@ -917,6 +1006,7 @@ impl Op {
                 read(*b, 1);
                 read(*c, 1)
             }
+            Op::BatchInvert { srcs, .. } => srcs.iter().for_each(|s| read(*s, 1)),
             Op::Pow { base, exp, .. } => {
                 read(*base, 1);
                 read(*exp, 1)
@@ -961,6 +1051,13 @@ pub struct Layout {
 impl Program {
     /// Lays the variables out in memory, reusing the words of dead values.
     pub fn layout(&self) -> Layout {
+        self.layout_with(false)
+    }
+
+    /// [`Program::layout`], with the transcript's words after the others when `pinned_last`
+    /// (the words computed on then come first: the shared verifier's 1-byte operands reach
+    /// the first 256 words of memory).
+    pub fn layout_with(&self, pinned_last: bool) -> Layout {
         let n = self.vars as usize;
         let mut pinned = vec![false; n];
         let mut last_use = vec![None::<usize>; n];
@@ -982,13 +1079,9 @@ impl Program {
                 Some(at)
             })
             .collect();
-        let base = pinned.iter().filter(|&&p| p).count() as u32;
+        let pinned_count = pinned.iter().filter(|&&p| p).count() as u32;
+        let base = if pinned_last { 0 } else { pinned_count };
         let mut word = vec![u32::MAX; n];
-        for v in 0..n {
-            if pinned[v] {
-                word[v] = pinned_words[v];
-            }
-        }
         // Free blocks of one and two words, and the next unused word.
         let (mut free1, mut free2, mut top) = (Vec::<u32>::new(), Vec::<u32>::new(), base);
         let mut dies_at: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.ops.len()];
@@ -1013,7 +1106,13 @@ impl Program {
                 }
             }
         }
-        Layout { word, words: top }
+        let pinned_at = if pinned_last { top } else { 0 };
+        for v in 0..n {
+            if pinned[v] {
+                word[v] = pinned_at + pinned_words[v];
+            }
+        }
+        Layout { word, words: top + if pinned_last { pinned_count } else { 0 } }
     }
 }
 
@@ -1119,6 +1218,22 @@ impl<'a> Machine<'a> {
                 Op::MulSub { dst, a, b, c } => {
                     let v = self.scalar(*c)? - self.scalar(*a)? * self.scalar(*b)?;
                     self.set_scalar(*dst, v)
+                }
+                Op::BatchInvert { dsts, srcs } => {
+                    let srcs = srcs.iter().map(|s| self.scalar(*s)).collect::<Option<Vec<Fr>>>()?;
+                    let products: Vec<Fr> = srcs
+                        .iter()
+                        .scan(Fr::ONE, |p, s| {
+                            *p *= s;
+                            Some(*p)
+                        })
+                        .collect();
+                    let mut inverse = products.last()?.pow_vartime((scalar_modulus() - U256::from(2)).as_limbs());
+                    for i in (0..srcs.len()).rev() {
+                        let before = if i == 0 { Fr::ONE } else { products[i - 1] };
+                        self.set_scalar(dsts[i], before * inverse);
+                        inverse *= srcs[i];
+                    }
                 }
                 Op::Pow { dst, base, exp } => {
                     let v = self.scalar(*base)?.pow_vartime(self.get(*exp, 0).as_limbs());

@@ -32,7 +32,7 @@ pub const KEY_CONTRACT: &str = "VerifyingKey";
 /// any other.
 pub const MAGIC: &[u8; 4] = b"ZKV2";
 /// Bytes of the data's header (magic, counts) after the leading STOP byte.
-const HEADER: usize = 18;
+const HEADER: usize = 20;
 /// Memory words before the constants: where arithmetic stages operands that lie beyond the
 /// words a 1-byte operand names.
 const STAGING: u32 = 4;
@@ -46,25 +46,174 @@ mod code {
     pub(super) const MUL: u8 = 1;
     pub(super) const MULS: u8 = 2;
     pub(super) const MUL_ADD: u8 = 3;
-    pub(super) const ADD: u8 = 4;
+    pub(super) const MUL_SUB: u8 = 4;
     pub(super) const SUB: u8 = 5;
-    pub(super) const MUL_SUB: u8 = 6;
+    pub(super) const ADD: u8 = 6;
     pub(super) const EC_MUL_ADD: u8 = 7;
-    pub(super) const COPY: u8 = 8;
-    pub(super) const EC_ADD: u8 = 9;
-    pub(super) const EC_MUL: u8 = 10;
-    pub(super) const SCALARS: u8 = 11;
-    pub(super) const POINTS: u8 = 12;
-    pub(super) const SQUEEZE: u8 = 13;
-    pub(super) const POW: u8 = 14;
-    pub(super) const LIMBS: u8 = 15;
-    pub(super) const PAIRING: u8 = 16;
-    pub(super) const ASSERT_EQ: u8 = 17;
+    pub(super) const SQUEEZE: u8 = 8;
+    pub(super) const SCALARS: u8 = 9;
+    pub(super) const POINTS: u8 = 10;
+    pub(super) const COPY: u8 = 11;
+    pub(super) const BATCH_INVERT: u8 = 12;
+    pub(super) const POW: u8 = 13;
+    pub(super) const EC_ADD: u8 = 14;
+    pub(super) const EC_MUL: u8 = 15;
+    pub(super) const LIMBS: u8 = 16;
+    pub(super) const PAIRING_G: u8 = 17;
+    pub(super) const PAIRING: u8 = 18;
+    pub(super) const ASSERT_EQ: u8 = 19;
+    pub(super) const EC_MUL_ADD_FAR: u8 = 20;
+}
+
+/// The words of BN254's G2 generator as the pairing precompile reads them: the shared verifier
+/// holds them, so a key whose SRS has this G2 (every KZG setup does) leaves them out.
+fn g2_generator() -> [U256; 4] {
+    super::program::g2_words(&halo2_base::halo2_proofs::halo2curves::bn256::G2Affine::generator())
+}
+
+/// Whether the pairing's eight G2 words at `g2` start with the generator.
+fn implies_generator(program: &Program, g2: Word) -> bool {
+    matches!(g2, Word::Const(c) if program.constants.get(c as usize..c as usize + 4) == Some(&g2_generator()[..]))
+}
+
+/// What an operation reads from memory as the shared verifier runs it: as [`Op::reads`], but
+/// a pairing with the generator implied reads only −s·G2.
+fn key_reads(program: &Program, op: &Op, mut read: impl FnMut(Word, u32)) {
+    match op {
+        Op::Pairing { lhs, rhs, g2: Word::Const(c) } if implies_generator(program, Word::Const(*c)) => {
+            read(*lhs, 2);
+            read(*rhs, 2);
+            read(Word::Const(c + 4), 4)
+        }
+        _ => op.reads(read),
+    }
+}
+
+/// Where a key's words live in the shared verifier's memory: the staging words, the constants
+/// that field arithmetic reads (its 1-byte operands reach the first 256 words), the variables
+/// (the transcript's last), then the other constants (points, G2).
+struct Memory {
+    layout: Layout,
+    /// The word of each constant.
+    constant: Vec<u32>,
+    /// The constants in the order of the key's data: the near ones, then the others.
+    order: Vec<usize>,
+    /// How many are near.
+    near: usize,
+    /// The variables' first word.
+    vars: u32,
+    /// Words in all.
+    words: u32,
+}
+
+impl Memory {
+    fn of(program: &Program) -> Memory {
+        let layout = Self::transcript_by_use(program, program.layout_with(true));
+        let mut arithmetic = vec![false; program.constants.len()];
+        let mut block = vec![false; program.constants.len()];
+        let mut used = vec![false; program.constants.len()];
+        for op in &program.ops {
+            let near = Self::near(op);
+            key_reads(program, op, |word, words| {
+                if let Word::Const(c) = word {
+                    let range = c as usize..(c + words) as usize;
+                    used[range.clone()].iter_mut().for_each(|u| *u = true);
+                    if words > 1 {
+                        block[range].iter_mut().for_each(|b| *b = true);
+                    } else if near {
+                        arithmetic[c as usize] = true;
+                    }
+                }
+            });
+        }
+        // Constants nothing reads (the G2 generator's words, say) are left out.
+        let is_near = |c: &usize| arithmetic[*c] && !block[*c];
+        let (near, far): (Vec<usize>, Vec<usize>) =
+            (0..program.constants.len()).filter(|&c| used[c]).partition(is_near);
+        let vars = STAGING + near.len() as u32;
+        let far_at = vars + layout.words;
+        let mut constant = vec![0; program.constants.len()];
+        for (i, &c) in near.iter().enumerate() {
+            constant[c] = STAGING + i as u32;
+        }
+        for (i, &c) in far.iter().enumerate() {
+            constant[c] = far_at + i as u32;
+        }
+        let words = far_at + far.len() as u32;
+        Memory { layout, constant, near: near.len(), order: near.into_iter().chain(far).collect(), vars, words }
+    }
+
+    /// Field arithmetic, whose operands are 1-byte word indices.
+    fn near(op: &Op) -> bool {
+        matches!(
+            op,
+            Op::Mul { .. }
+                | Op::MulAdd { .. }
+                | Op::MulSub { .. }
+                | Op::Add { .. }
+                | Op::Sub { .. }
+                | Op::BatchInvert { .. }
+        )
+    }
+
+    /// `layout` (the transcript's words last) with the transcript's pieces (the words each
+    /// challenge hashes, contiguous and in order, but each anywhere) reordered: those field
+    /// arithmetic reads most per word first, so that they are within 1-byte operands' reach.
+    fn transcript_by_use(program: &Program, mut layout: Layout) -> Layout {
+        let pieces: Vec<(u32, u32)> = program
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Squeeze { start, len, .. } => Some((*start, *len)),
+                _ => None,
+            })
+            .collect();
+        let mut piece_of = vec![usize::MAX; program.vars as usize];
+        for (i, &(start, len)) in pieces.iter().enumerate() {
+            for v in start..start + len {
+                if piece_of[v as usize] != usize::MAX {
+                    return layout; // pieces that overlap keep their order
+                }
+                piece_of[v as usize] = i;
+            }
+        }
+        let mut reads = vec![0u64; pieces.len()];
+        for op in program.ops.iter().filter(|op| Self::near(op)) {
+            op.reads(|word, _| {
+                if let Word::Var(v) = word {
+                    if let Some(read) = reads.get_mut(piece_of[v as usize]) {
+                        *read += 1;
+                    }
+                }
+            });
+        }
+        // The pieces lie from the lowest of their words on, in order.
+        let Some(base) = pieces.iter().map(|&(start, _)| layout.word[start as usize]).min() else { return layout };
+        let mut order: Vec<usize> = (0..pieces.len()).collect();
+        // Densest first; ties keep the transcript's order.
+        order.sort_by(|&a, &b| (reads[b] * pieces[a].1 as u64).cmp(&(reads[a] * pieces[b].1 as u64)).then(a.cmp(&b)));
+        let mut at = base;
+        for i in order {
+            let (start, len) = pieces[i];
+            for (k, v) in (start..start + len).enumerate() {
+                layout.word[v as usize] = at + k as u32;
+            }
+            at += len;
+        }
+        layout
+    }
+
+    fn word(&self, word: Word) -> u32 {
+        match word {
+            Word::Const(c) => self.constant[c as usize],
+            Word::Var(v) => self.vars + self.layout.word[v as usize],
+        }
+    }
 }
 
 struct Encoder<'a> {
     program: &'a Program,
-    layout: Layout,
+    memory: Memory,
     out: Vec<u8>,
     /// The open run of products: where its `MUL` is (one product) or its `MULS` count is, and
     /// the count.
@@ -72,14 +221,8 @@ struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
-    /// The memory word of an operand: the staging words, then the constants, then the
-    /// variables.
     fn word(&self, word: Word) -> u32 {
-        STAGING
-            + match word {
-                Word::Const(c) => c,
-                Word::Var(v) => self.program.constants.len() as u32 + self.layout.word[v as usize],
-            }
+        self.memory.word(word)
     }
 
     /// The byte offset of an operand, for the operations with 2-byte operands.
@@ -112,7 +255,7 @@ impl Encoder<'_> {
             if w < NEAR {
                 near.push(w as u8);
             } else {
-                self.emit(code::COPY, &[k as u16 * 32, self.offset(*source)?]);
+                self.copy(k as u16 * 32, self.offset(*source)?, 1);
                 near.push(k as u8);
             }
         }
@@ -144,9 +287,36 @@ impl Encoder<'_> {
             self.out.extend(near);
         }
         if far {
-            self.emit(code::COPY, &[self.var(dst)?, 0]);
+            self.copy(self.var(dst)?, 0, 1);
         }
         Ok(())
+    }
+
+    /// `n` words from byte `from` to byte `to`.
+    fn copy(&mut self, to: u16, from: u16, n: u8) {
+        self.emit(code::COPY, &[to, from]);
+        self.out.push(n);
+    }
+
+    /// Encodes the copies from op `i` on as one operation where they copy consecutive words to
+    /// consecutive words (the instances into the transcript, say). Returns how many it covered.
+    fn copies(&mut self, i: usize) -> Result<Option<usize>> {
+        let ops = &self.program.ops;
+        let copy = |op: &Op| match op {
+            Op::Copy { dst, src } => Some((Word::Var(*dst), *src)),
+            _ => None,
+        };
+        let Some((dst, src)) = copy(&ops[i]) else { return Ok(None) };
+        let (to, from) = (self.word(dst), self.word(src));
+        let mut n = 1;
+        while let Some((d, s)) = ops.get(i + n).and_then(copy) {
+            if self.word(d) != to + n as u32 || self.word(s) != from + n as u32 || n == u8::MAX as usize {
+                break;
+            }
+            n += 1;
+        }
+        self.copy(self.offset(dst)?, self.offset(src)?, n as u8);
+        Ok(Some(n))
     }
 
     /// Encodes the calldata reads from op `i` on as one operation: a run of scalars (or
@@ -180,15 +350,38 @@ impl Encoder<'_> {
             Op::Add { dst, a, b } => self.arith(code::ADD, *dst, &[*a, *b])?,
             Op::Sub { dst, a, b } => self.arith(code::SUB, *dst, &[*a, *b])?,
             Op::MulSub { dst, a, b, c } => self.arith(code::MUL_SUB, *dst, &[*a, *b, *c])?,
-            Op::Copy { dst, src } => self.emit(code::COPY, &[self.var(*dst)?, self.offset(*src)?]),
+            Op::Copy { .. } => unreachable!("encoded as runs"),
             Op::EcAdd { dst, a, b } => self.emit(code::EC_ADD, &[self.var(*dst)?, self.offset(*a)?, self.offset(*b)?]),
             Op::EcMul { dst, point, scalar } => {
                 self.emit(code::EC_MUL, &[self.var(*dst)?, self.offset(*point)?, self.offset(*scalar)?])
             }
-            Op::EcMulAdd { dst, acc, point, scalar } => self.emit(
-                code::EC_MUL_ADD,
-                &[self.var(*dst)?, self.offset(*acc)?, self.offset(*point)?, self.offset(*scalar)?],
-            ),
+            Op::EcMulAdd { dst, acc, point, scalar } => {
+                let words = [Word::Var(*dst), *acc, *point];
+                let near = words.iter().all(|&w| self.word(w) + 1 < NEAR) && self.word(*scalar) < NEAR;
+                if near {
+                    self.emit(code::EC_MUL_ADD, &[]);
+                    self.out.extend([Word::Var(*dst), *acc, *point, *scalar].map(|w| self.word(w) as u8));
+                } else {
+                    let operands = [self.var(*dst)?, self.offset(*acc)?, self.offset(*point)?, self.offset(*scalar)?];
+                    self.emit(code::EC_MUL_ADD_FAR, &operands)
+                }
+            }
+            Op::BatchInvert { dsts, srcs } => {
+                let words = |ws: &mut dyn Iterator<Item = Word>| -> Option<Vec<u8>> {
+                    ws.map(|w| u8::try_from(self.word(w)).ok()).collect()
+                };
+                let (Some(srcs), Some(dsts), Ok(n)) = (
+                    words(&mut srcs.iter().copied()),
+                    words(&mut dsts.iter().map(|&d| Word::Var(d))),
+                    u8::try_from(dsts.len()),
+                ) else {
+                    return Err(EvmError::Generate("a batch inversion beyond 1-byte operands".into()).into());
+                };
+                self.emit(code::BATCH_INVERT, &[]);
+                self.out.push(n);
+                self.out.extend(srcs);
+                self.out.extend(dsts);
+            }
             Op::Pow { dst, base, exp } => {
                 self.emit(code::POW, &[self.var(*dst)?, self.offset(*base)?, self.offset(*exp)?])
             }
@@ -207,6 +400,10 @@ impl Encoder<'_> {
                     let o = self.offset(*limb)?;
                     self.out.extend(o.to_be_bytes());
                 }
+            }
+            Op::Pairing { lhs, rhs, g2: Word::Const(c) } if implies_generator(self.program, Word::Const(*c)) => {
+                let minus_s_g2 = self.offset(Word::Const(c + 4))?;
+                self.emit(code::PAIRING_G, &[self.offset(*lhs)?, self.offset(*rhs)?, minus_s_g2])
             }
             Op::Pairing { lhs, rhs, g2 } => {
                 self.emit(code::PAIRING, &[self.offset(*lhs)?, self.offset(*rhs)?, self.offset(*g2)?])
@@ -228,13 +425,34 @@ fn too_large(why: &str) -> crate::Error {
 /// A key's data as the shared verifier reads it: the STOP byte, the header, the constants, the
 /// program (the verification's operations, fused: [`Program::fused`]).
 pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
-    let program = &program.fused();
-    let layout = program.layout();
-    let words = STAGING as usize + program.constants.len() + layout.words as usize;
-    let mut encoder = Encoder { program, layout, out: Vec::new(), muls: None };
+    // A batch inversion is one operation when its words are within 1-byte operands' reach.
+    let inverting = program.fused();
+    let memory = Memory::of(&inverting);
+    let near = |w: Word| memory.word(w) < NEAR;
+    let all_near = inverting.ops.iter().all(|op| match op {
+        Op::BatchInvert { dsts, srcs } => {
+            dsts.len() <= u8::MAX as usize && srcs.iter().all(|&s| near(s)) && dsts.iter().all(|&d| near(Word::Var(d)))
+        }
+        _ => true,
+    });
+    let (program, memory) = match all_near {
+        true => (inverting, memory),
+        false => {
+            let fused = program.fused_with(false);
+            let memory = Memory::of(&fused);
+            (fused, memory)
+        }
+    };
+    let program = &program;
+    let words = memory.words as usize;
+    let mut encoder = Encoder { program, memory, out: Vec::new(), muls: None };
     let mut i = 0;
     while i < program.ops.len() {
-        match encoder.reads(i)? {
+        let run = match encoder.reads(i)? {
+            Some(n) => Some(n),
+            None => encoder.copies(i)?,
+        };
+        match run {
             Some(n) => i += n,
             None => {
                 encoder.op(&program.ops[i])?;
@@ -243,7 +461,7 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
         }
     }
     encoder.out.push(code::END);
-    let body = encoder.out;
+    let body = std::mem::take(&mut encoder.out);
     let field = |v: usize, what: &str| u16::try_from(v).map_err(|_| too_large(what));
     let mut data = vec![0x00];
     data.extend(MAGIC);
@@ -252,11 +470,12 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
     // The memory words must stay addressable by 2-byte offsets, the scratch area included.
     field(words * 32 + 0x180, "its memory is over 64 KiB")?;
     data.extend(field(words, "its memory is over 64 KiB")?.to_be_bytes());
-    data.extend(field(program.constants.len(), "over 65,535 constants")?.to_be_bytes());
+    data.extend(field(encoder.memory.order.len(), "over 65,535 constants")?.to_be_bytes());
+    data.extend((encoder.memory.near as u16).to_be_bytes());
     data.extend((body.len() as u32).to_be_bytes());
     debug_assert_eq!(data.len(), 1 + HEADER);
-    for c in &program.constants {
-        data.extend(c.to_be_bytes::<32>());
+    for &c in &encoder.memory.order {
+        data.extend(program.constants[c].to_be_bytes::<32>());
     }
     data.extend(body);
     Ok(data)

@@ -260,6 +260,32 @@ impl Renderer<'_> {
                 let (d, a, b, c) = (self.var(*dst), self.read(*a, 0), self.read(*b, 0), self.read(*c, 0));
                 self.line(&format!("mstore({d:#x}, addmod({c}, sub(R, mulmod({a}, {b}, R)), R))"));
             }
+            Op::BatchInvert { dsts, srcs } => {
+                self.line("// batch inversion: prefix products in the results' words, one modexp, then back down");
+                let n = dsts.len();
+                let first = self.read(srcs[0], 0);
+                self.line(&format!("mstore({:#x}, {first})", self.var(dsts[0])));
+                for i in 1..n {
+                    let (d, before, s) = (self.var(dsts[i]), self.var(dsts[i - 1]), self.read(srcs[i], 0));
+                    self.line(&format!("mstore({d:#x}, mulmod(mload({before:#x}), {s}, R))"));
+                }
+                let at = self.scratch;
+                for i in 0..3 {
+                    self.line(&format!("mstore({:#x}, 0x20)", at + 0x20 * i));
+                }
+                self.line(&format!("mstore({:#x}, mload({:#x}))", at + 0x60, self.var(dsts[n - 1])));
+                self.line(&format!("mstore({:#x}, sub(R, 2))", at + 0x80));
+                self.line(&format!("mstore({:#x}, R)", at + 0xa0));
+                self.call(0x05, 6, at, 0x20);
+                self.line(&format!("{{ let inv := mload({at:#x})"));
+                for i in (1..n).rev() {
+                    let (d, before, s) = (self.var(dsts[i]), self.var(dsts[i - 1]), self.read(srcs[i], 0));
+                    self.line(&format!(
+                        "mstore({d:#x}, mulmod(mload({before:#x}), inv, R)) inv := mulmod(inv, {s}, R)"
+                    ));
+                }
+                self.line(&format!("mstore({:#x}, inv) }}", self.var(dsts[0])));
+            }
             Op::Pow { dst, base, exp } => {
                 self.line("// base^exp mod r (modexp precompile)");
                 let at = self.scratch;
