@@ -29,8 +29,12 @@ fn mlp_small() -> Case {
 
 /// A proof of `model` (the 16→32→8 MLP's shape) on the example's input, and its verifiers.
 fn mlp_small_with(model: &std::path::Path) -> Case {
-    let input = example("mlp_small").join("input.json");
-    let work = common::run_pipeline(model, &input);
+    case_of(model, &example("mlp_small").join("input.json"), &[])
+}
+
+/// A proof of `model` on `input` (`zkinfer run` with `options`), and its verifiers.
+fn case_of(model: &std::path::Path, input: &std::path::Path, options: &[&str]) -> Case {
+    let work = common::run_pipeline_with(model, input, options);
     let out = work.path().join("out");
     let (header, vk, srs) = zkinfer::prove::keys::read_vk_checked(&out.join("vk.bin"), None).unwrap();
     let n = header.shape.num_instances;
@@ -54,7 +58,35 @@ fn calldata(instances: &[Fr], proof: &[u8]) -> Vec<u8> {
 
 #[test]
 fn the_traced_verifier_decides_as_snark_verifier_does() {
-    let case = mlp_small();
+    decides_as_snark_verifier(mlp_small());
+}
+
+/// Ten lookup tables: the lookup arguments' part of the verification, traced and fused.
+fn lookup_heavy() -> Case {
+    case_of(&common::fixture("lookup_ops.onnx"), &common::fixture("lookup_ops.input.json"), &["--lookup-range", "-4,4"])
+}
+
+#[test]
+fn a_lookup_heavy_proof_is_decided_as_snark_verifier_does_natively_and_by_the_shared_verifier() {
+    let case = lookup_heavy();
+    let mut shared = Shared::new();
+    let vk = shared.register(&case.program);
+    let gas = shared.verify(vk, &case.instances, &case.proof);
+    eprintln!("lookup-heavy proof on the shared verifier: {gas:?} gas");
+    assert!(gas.is_some(), "the honest proof is accepted");
+    let step = (case.proof.len() / 61).max(1);
+    for i in (0..case.proof.len()).step_by(step) {
+        let mut bad = case.proof.clone();
+        bad[i] ^= 0x01;
+        assert_eq!(shared.verify(vk, &case.instances, &bad), None, "byte {i} flipped is accepted");
+    }
+    decides_as_snark_verifier(case);
+}
+
+/// The traced program (and the shared verifier's fused one) against snark-verifier's native
+/// verifier: the honest proof, a sweep of flipped proof bytes, every instance changed, calldata
+/// one byte short and one byte long.
+fn decides_as_snark_verifier(case: Case) {
     assert!((case.native)(&case.instances, &case.proof), "the honest proof verifies natively");
     assert!(case.program.accepts(&calldata(&case.instances, &case.proof)), "and in the traced program");
     // The shared verifier runs the fused program: it must decide alike, with fewer operations.

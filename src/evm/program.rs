@@ -1312,10 +1312,11 @@ mod tests {
         let mut values: Vec<TracedScalar> = (0..3).map(|_| tracer.read_scalar()).collect();
         let originals = values.clone();
         Tracer::batch_invert(values.iter_mut());
-        let one = tracer.load_one();
+        // (v · 2) · o = 2: not v · o, the product the inversion computes last (and drops).
+        let two = tracer.load_const(&Fr::from(2));
         for (v, o) in values.iter().zip(&originals) {
-            let product = v.clone() * o;
-            tracer.assert_eq("inverse", &product, &one);
+            let product = v.clone() * &two * o;
+            tracer.assert_eq("inverse", &product, &two);
         }
         let program = tracer.finish();
         assert_eq!(program.count(|op| matches!(op, Op::Pow { .. })), 1, "one inversion for all");
@@ -1324,6 +1325,52 @@ mod tests {
         let mut zero = calldata.clone();
         zero[31] = 0;
         assert!(!program.accepts(&zero), "zero has no inverse");
+        // Fused: one operation computes the same inverses.
+        let fused = program.fused();
+        assert_eq!(fused.count(|op| matches!(op, Op::BatchInvert { .. })), 1, "{:?}", fused.ops);
+        assert_eq!(fused.count(|op| matches!(op, Op::Pow { .. } | Op::Mul { .. })), 6, "the checks' products only");
+        assert!(fused.accepts(&calldata));
+        assert!(!fused.accepts(&zero), "zero has no inverse when fused");
+    }
+
+    #[test]
+    fn a_batch_inversion_whose_products_are_read_later_stays_as_traced() {
+        let tracer = Tracer::default();
+        let mut values: Vec<TracedScalar> = (0..2).map(|_| tracer.read_scalar()).collect();
+        let originals = values.clone();
+        Tracer::batch_invert(values.iter_mut());
+        // v0 · v1 is the inversion's prefix product: the tracer hands that variable out again.
+        let product = originals[0].clone() * &originals[1];
+        tracer.assert_eq("product", &product, &tracer.load_const(&Fr::from(15)));
+        tracer.assert_eq("inverse", &(values[0].clone() * &originals[0]), &tracer.load_one());
+        let program = tracer.finish();
+        let fused = program.fused();
+        assert_eq!(fused.count(|op| matches!(op, Op::BatchInvert { .. })), 0, "{:?}", fused.ops);
+        assert!(fused.accepts(&calldata_of(&[3, 5])) && program.accepts(&calldata_of(&[3, 5])));
+        assert!(!fused.accepts(&calldata_of(&[3, 6])) && !program.accepts(&calldata_of(&[3, 6])));
+    }
+
+    #[test]
+    fn a_product_read_once_is_fused_into_its_sum_and_one_read_twice_is_not() {
+        let tracer = Tracer::default();
+        let (a, b, c, d) = (tracer.read_scalar(), tracer.read_scalar(), tracer.read_scalar(), tracer.read_scalar());
+        let constant = |v: u64| tracer.load_const(&Fr::from(v));
+        let sum = a.clone() * &b + &c; // 3·5 + 7
+        let difference = d.clone() - a.clone() * &c; // 11 − 3·7
+        let shared = b.clone() * &d; // read twice: stays a product
+        tracer.assert_eq("sum", &sum, &constant(22));
+        tracer.assert_eq("difference", &(difference + constant(10)), &constant(0));
+        tracer.assert_eq("shared", &(shared.clone() + &shared), &constant(110));
+        let program = tracer.finish();
+        let fused = program.fused();
+        assert_eq!(fused.count(|op| matches!(op, Op::MulAdd { .. })), 1, "{:?}", fused.ops);
+        assert_eq!(fused.count(|op| matches!(op, Op::MulSub { .. })), 1, "{:?}", fused.ops);
+        assert_eq!(fused.count(|op| matches!(op, Op::Mul { .. })), 1, "{:?}", fused.ops);
+        for values in [[3, 5, 7, 11], [3, 5, 7, 12], [4, 5, 7, 11], [3, 5, 8, 11]] {
+            let calldata = calldata_of(&values);
+            assert_eq!(fused.accepts(&calldata), program.accepts(&calldata), "{values:?}");
+        }
+        assert!(fused.accepts(&calldata_of(&[3, 5, 7, 11])));
     }
 
     fn calldata_of(values: &[u64]) -> Vec<u8> {

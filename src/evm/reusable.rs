@@ -542,3 +542,45 @@ pub fn verify_with(chain: &mut Chain, verifier: Address, calldata: Vec<u8>) -> R
     let mined = chain.send("verification", verifier, calldata, no_custom_errors, |_| Ok(()))?;
     Ok(EvmVerification { verified: true, gas_used: Some(mined.gas_used), reason: None })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A program that only checks a pairing of two points read from calldata against `g2`.
+    fn pairing_program(g2: [U256; 8]) -> Program {
+        Program {
+            constants: g2.to_vec(),
+            vars: 4,
+            ops: vec![
+                Op::LoadPoint { dst: 0, offset: 0 },
+                Op::LoadPoint { dst: 2, offset: 0x40 },
+                Op::Pairing { lhs: Word::Var(0), rhs: Word::Var(2), g2: Word::Const(0) },
+            ],
+            num_instances: 0,
+            calldata_len: 0x80,
+            ..Program::default()
+        }
+    }
+
+    /// The program of a key's data (after one run of two points read, 7 bytes, the pairing).
+    fn body(data: &[u8]) -> &[u8] {
+        let constants = u16::from_be_bytes([data[13], data[14]]) as usize;
+        &data[1 + HEADER + 32 * constants..]
+    }
+
+    #[test]
+    fn a_key_leaves_the_g2_generator_to_the_verifier_and_keeps_any_other_g2() {
+        let minus_s_g2 = [U256::from(5), U256::from(6), U256::from(7), U256::from(8)];
+        let standard: Vec<U256> = g2_generator().into_iter().chain(minus_s_g2).collect();
+        let data = encode_key(&pairing_program(standard.try_into().unwrap())).unwrap();
+        assert_eq!(u16::from_be_bytes([data[13], data[14]]), 4, "only -s*G2 is stored");
+        assert_eq!(body(&data)[7], code::PAIRING_G, "{:?}", body(&data));
+        let mut other = g2_generator();
+        other[0] += U256::from(1);
+        let custom: Vec<U256> = other.into_iter().chain(minus_s_g2).collect();
+        let data = encode_key(&pairing_program(custom.try_into().unwrap())).unwrap();
+        assert_eq!(u16::from_be_bytes([data[13], data[14]]), 8, "both G2 points are stored");
+        assert_eq!(body(&data)[7], code::PAIRING, "{:?}", body(&data));
+    }
+}
