@@ -119,8 +119,8 @@ contract Halo2SharedVerifier {
             // The program: one byte of operation, then its operands. Field arithmetic names
             // memory words by 1-byte indices (byte i of the operation's word w); the other
             // operations take 2-byte byte offsets (a, b, c, d), unless said otherwise. The
-            // operations are compared in the order of their frequency in the programs zkinfer
-            // generates (a switch compares its cases one after another).
+            // cases stand in the order of their frequency in the programs zkinfer generates (a
+            // switch compares its cases one after another, 22 gas each).
             // Until the program's last operation, the end (a check of the whole program's length
             // at each step would cost more).
             for {} 1 {} {
@@ -131,15 +131,6 @@ contract Halo2SharedVerifier {
                     mstore(shl(5, byte(1, w)), mulmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r))
                     ip := add(ip, 4)
                 }
-                // n (w1) products, each of 3 bytes (x, y, z): x := y * z mod r
-                case 2 {
-                    let p := add(ip, 2)
-                    for { let last := add(p, mul(3, byte(1, w))) } lt(p, last) { p := add(p, 3) } {
-                        let v := mload(p)
-                        mstore(shl(5, byte(0, v)), mulmod(mload(shl(5, byte(1, v))), mload(shl(5, byte(2, v))), r))
-                    }
-                    ip := p
-                }
                 // w1 := w2 * w3 + w4 mod r
                 case 3 {
                     mstore(
@@ -147,6 +138,11 @@ contract Halo2SharedVerifier {
                         addmod(mulmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r), mload(shl(5, byte(4, w))), r)
                     )
                     ip := add(ip, 5)
+                }
+                // w1 := w2 - w3 mod r
+                case 5 {
+                    mstore(shl(5, byte(1, w)), addmod(mload(shl(5, byte(2, w))), sub(r, mload(shl(5, byte(3, w)))), r))
+                    ip := add(ip, 4)
                 }
                 // w1 := w4 - w2 * w3 mod r
                 case 4 {
@@ -156,10 +152,14 @@ contract Halo2SharedVerifier {
                     )
                     ip := add(ip, 5)
                 }
-                // w1 := w2 - w3 mod r
-                case 5 {
-                    mstore(shl(5, byte(1, w)), addmod(mload(shl(5, byte(2, w))), sub(r, mload(shl(5, byte(3, w)))), r))
-                    ip := add(ip, 4)
+                // n (w1) products, each of 3 bytes (x, y, z): x := y * z mod r
+                case 2 {
+                    let p := add(ip, 2)
+                    for { let last := add(p, mul(3, byte(1, w))) } lt(p, last) { p := add(p, 3) } {
+                        let v := mload(p)
+                        mstore(shl(5, byte(0, v)), mulmod(mload(shl(5, byte(1, v))), mload(shl(5, byte(2, v))), r))
+                    }
+                    ip := p
                 }
                 // w1 := w2 + w3 mod r
                 case 6 {
@@ -170,6 +170,13 @@ contract Halo2SharedVerifier {
                 case 7 {
                     ec_mul_add(scratch, shl(5, byte(1, w)), shl(5, byte(2, w)), shl(5, byte(3, w)), shl(5, byte(4, w)))
                     ip := add(ip, 5)
+                }
+                // a := G1 point b + scalar d * G1 point c (case 7 with 2-byte operands)
+                case 20 {
+                    ec_mul_add(
+                        scratch, and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), and(shr(200, w), 0xffff), and(shr(184, w), 0xffff)
+                    )
+                    ip := add(ip, 9)
                 }
                 // challenge: a := keccak256(words c at b ..) mod r, the whole hash to the word
                 // after the operands (d); one word is hashed with a 0x01 byte after it
@@ -186,16 +193,6 @@ contract Halo2SharedVerifier {
                     mstore(d, h)
                     mstore(and(shr(232, w), 0xffff), mod(h, r))
                     ip := add(ip, 9)
-                }
-                // c scalars from input offset b into a.., each below r
-                case 9 {
-                    let from := add(input, and(shr(216, w), 0xffff))
-                    for { let i := 0 } lt(i, shl(5, and(shr(200, w), 0xffff))) { i := add(i, 0x20) } {
-                        let v := mload(add(from, i))
-                        if iszero(lt(v, r)) { fail() }
-                        mstore(add(and(shr(232, w), 0xffff), i), v)
-                    }
-                    ip := add(ip, 7)
                 }
                 // c points from input offset b into a.., each on the curve
                 case 10 {
@@ -242,6 +239,21 @@ contract Halo2SharedVerifier {
                     mstore(shl(5, shr(248, mload(dsts))), p)
                     ip := add(dsts, n)
                 }
+                // c scalars from input offset b into a.., each below r
+                case 9 {
+                    let from := add(input, and(shr(216, w), 0xffff))
+                    for { let i := 0 } lt(i, shl(5, and(shr(200, w), 0xffff))) { i := add(i, 0x20) } {
+                        let v := mload(add(from, i))
+                        if iszero(lt(v, r)) { fail() }
+                        mstore(add(and(shr(232, w), 0xffff), i), v)
+                    }
+                    ip := add(ip, 7)
+                }
+                // G1 point a from limbs: bits (1 byte), limbs per coordinate n (1 byte), then
+                // the 2n limbs' offsets (x's, then y's, lowest first)
+                case 16 {
+                    ip := from_limbs(ip, w, and(shr(232, w), 0xffff))
+                }
                 // a := b^c mod r (modexp)
                 case 13 {
                     mstore(scratch, 0x20)
@@ -269,11 +281,6 @@ contract Halo2SharedVerifier {
                     mstore(add(scratch, 0x40), mload(and(shr(200, w), 0xffff)))
                     if iszero(staticcall(gas(), 0x07, scratch, 0x60, and(shr(232, w), 0xffff), 0x40)) { fail() }
                     ip := add(ip, 7)
-                }
-                // G1 point a from limbs: bits (1 byte), limbs per coordinate n (1 byte), then
-                // the 2n limbs' offsets (x's, then y's, lowest first)
-                case 16 {
-                    ip := from_limbs(ip, w, and(shr(232, w), 0xffff))
                 }
                 // the pairing check e(a, G2) * e(b, -s G2) == 1, with BN254's G2 generator and
                 // -s G2 at c (4 words)
@@ -310,13 +317,6 @@ contract Halo2SharedVerifier {
                         if iszero(eq(mload(add(and(shr(232, w), 0xffff), i)), mload(add(and(shr(216, w), 0xffff), i)))) { fail() }
                     }
                     ip := add(ip, 6)
-                }
-                // a := G1 point b + scalar d * G1 point c (case 7 with 2-byte operands)
-                case 20 {
-                    ec_mul_add(
-                        scratch, and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), and(shr(200, w), 0xffff), and(shr(184, w), 0xffff)
-                    )
-                    ip := add(ip, 9)
                 }
                 // the end: every check passed, if this is the program's last byte
                 case 0 {
