@@ -11,12 +11,16 @@ pragma solidity ^0.8.19;
 ///
 /// Key data layout (big-endian; the data contract's code starts with one STOP byte so that
 /// calling it does nothing): "ZKV2", instances (2 bytes), proof bytes (4), memory words (2),
-/// constants (2), of which near (2), program bytes (4), then the constants (32 bytes each; the
-/// near ones first), then the program, whose last byte is operation 0 (the end).
-/// Memory while verifying: four staging words, the near constants (those field arithmetic
-/// reads), the program's variables, the other constants (as the program's operands name them:
-/// 1-byte operands are word indices, 2-byte ones byte offsets), a scratch area for the
-/// precompiles, the instances and the proof, the program.
+/// constants (2), of which near (2), the near ones' first word (2), program bytes (4), parts
+/// (1), then the constants (32 bytes
+/// each; the near ones first), then the program, whose last byte is operation 0 (the end). A key
+/// over EIP-170's contract size takes parts: the head (the key's address) holds the header, the
+/// parts' addresses (20 bytes each) and the start of the constants and program, each part a
+/// STOP byte and what follows, in order.
+/// Memory while verifying: the near constants (those field arithmetic reads) and the program's
+/// variables, the pieces field arithmetic uses most first, then the other constants (as the
+/// program's operands name them: 1-byte operands are word indices, 2-byte ones byte offsets), a
+/// scratch area for the precompiles, the instances and the proof, the program.
 contract Halo2SharedVerifier {
     /// @notice The key encoding this verifier reads (the first bytes of a key's data): a key
     /// of another encoding is refused.
@@ -86,8 +90,8 @@ contract Halo2SharedVerifier {
             // Reads the key's header and lays out memory: the constants and the variables from 0,
             // a scratch area for the precompiles, the instances and the proof, the program.
             function setup(key, instancesAt, numInstances, proofAt, proofLen) -> scratch, input, ip, end {
-                if lt(extcodesize(key), 0x15) { fail() }
-                extcodecopy(key, 0, 1, 0x14)
+                if lt(extcodesize(key), 0x18) { fail() }
+                extcodecopy(key, 0, 1, 0x17)
                 let header := mload(0)
                 if iszero(eq(shr(224, header), 0x5a4b5632)) { fail() } // "ZKV2"
                 if iszero(eq(numInstances, and(shr(208, header), 0xffff))) { fail() }
@@ -96,19 +100,52 @@ contract Halo2SharedVerifier {
                 input := add(scratch, 0x180)
                 calldatacopy(input, instancesAt, shl(5, numInstances))
                 calldatacopy(add(input, shl(5, numInstances)), proofAt, proofLen)
-                ip := add(input, add(shl(5, numInstances), proofLen))
+                ip, end := load_key(key, header, scratch, add(input, add(shl(5, numInstances), proofLen)))
+            }
+
+            // Copies the key's constants (the near ones to their word, the others last before the
+            // scratch area) and its program (to `at`, where it runs: from ip to end).
+            function load_key(key, header, scratch, at) -> ip, end {
                 let constantBytes := shl(5, and(shr(144, header), 0xffff))
                 let nearBytes := shl(5, and(shr(128, header), 0xffff))
-                let programLen := and(shr(96, header), 0xffffffff)
-                if iszero(eq(extcodesize(key), add(add(0x15, constantBytes), programLen))) { fail() }
-                if or(gt(nearBytes, constantBytes), gt(add(0x80, constantBytes), scratch)) { fail() }
-                end := add(ip, programLen)
-                extcodecopy(key, ip, add(0x15, constantBytes), programLen)
-                // The near constants after the four staging words, the others last before the
-                // scratch area.
-                extcodecopy(key, 0x80, 0x15, nearBytes)
+                let nearAt := shl(5, and(shr(112, header), 0xffff))
+                let programLen := and(shr(80, header), 0xffffffff)
+                if or(gt(nearBytes, constantBytes), gt(add(nearAt, constantBytes), scratch)) { fail() }
                 let farBytes := sub(constantBytes, nearBytes)
-                extcodecopy(key, sub(scratch, farBytes), add(0x15, nearBytes), farBytes)
+                ip := add(at, constantBytes)
+                end := add(ip, programLen)
+                switch byte(22, header)
+                case 0 {
+                    if iszero(eq(extcodesize(key), add(add(0x18, constantBytes), programLen))) { fail() }
+                    extcodecopy(key, ip, add(0x18, constantBytes), programLen)
+                    extcodecopy(key, nearAt, 0x18, nearBytes)
+                    extcodecopy(key, sub(scratch, farBytes), add(0x18, nearBytes), farBytes)
+                }
+                default {
+                    // A key over EIP-170: the constants and the program run on from the head
+                    // into each part, joined at `at`.
+                    if iszero(eq(join_parts(key, byte(22, header), at), end)) { fail() }
+                    mcopy_words(nearAt, at, shr(5, nearBytes))
+                    mcopy_words(sub(scratch, farBytes), add(at, nearBytes), shr(5, farBytes))
+                }
+            }
+
+            // The head names its parts (20-byte addresses after the header); copies its piece,
+            // then each part's (after its STOP byte), from `to` on; returns where they end.
+            function join_parts(key, parts, to) -> at {
+                let size := extcodesize(key)
+                let headStart := add(0x18, mul(20, parts))
+                if lt(size, headStart) { fail() }
+                extcodecopy(key, to, headStart, sub(size, headStart))
+                at := add(to, sub(size, headStart))
+                for { let i := 0 } lt(i, parts) { i := add(i, 1) } {
+                    extcodecopy(key, 0, add(0x18, mul(20, i)), 20)
+                    let part := shr(96, mload(0))
+                    let partSize := extcodesize(part)
+                    if iszero(partSize) { fail() }
+                    extcodecopy(part, at, 1, sub(partSize, 1))
+                    at := add(at, sub(partSize, 1))
+                }
             }
 
             let scratch, input, ip, end := setup(vk, instances.offset, instances.length, proof.offset, proof.length)
@@ -210,6 +247,35 @@ contract Halo2SharedVerifier {
                 case 11 {
                     mcopy_words(and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), byte(5, w))
                     ip := add(ip, 6)
+                }
+                // field arithmetic beyond 1-byte operands' reach: the operation (w1: 1, 3, 4, 5
+                // or 6 as above), then its operands as 2-byte byte offsets
+                case 21 {
+                    let a := and(shr(224, w), 0xffff)
+                    let b := mload(and(shr(208, w), 0xffff))
+                    let c := mload(and(shr(192, w), 0xffff))
+                    switch byte(1, w)
+                    case 1 {
+                        mstore(a, mulmod(b, c, r))
+                        ip := add(ip, 8)
+                    }
+                    case 3 {
+                        mstore(a, addmod(mulmod(b, c, r), mload(and(shr(176, w), 0xffff)), r))
+                        ip := add(ip, 10)
+                    }
+                    case 4 {
+                        mstore(a, addmod(mload(and(shr(176, w), 0xffff)), sub(r, mulmod(b, c, r)), r))
+                        ip := add(ip, 10)
+                    }
+                    case 5 {
+                        mstore(a, addmod(b, sub(r, c), r))
+                        ip := add(ip, 8)
+                    }
+                    case 6 {
+                        mstore(a, addmod(b, c, r))
+                        ip := add(ip, 8)
+                    }
+                    default { fail() }
                 }
                 // batch inversion: n (w1) source words, then n result words, each 1 byte: the
                 // prefix products in the results' words, one modexp, then back down

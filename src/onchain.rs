@@ -197,7 +197,7 @@ pub fn deploy(chain: &mut Chain, options: &DeployOptions) -> Result<DeploymentFi
     file.shared_verifier = shared.then_some(true);
     let key_address = match &key {
         Some((key, _)) => {
-            let deployed = chain.deploy("key deployment", key.bytecode.clone(), decode_error)?;
+            let deployed = crate::evm::reusable::deploy_key(chain, &key.runtime, decode_error)?;
             let address = deployed.address;
             file.key = Some(deployed);
             Some(address)

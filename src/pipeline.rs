@@ -516,7 +516,8 @@ pub fn create_reusable_verifier(
     let data = evm::reusable::encode_key(&program?)?;
     let key = CompiledContract {
         name: evm::reusable::KEY_CONTRACT.to_string(),
-        bytecode: evm::reusable::data_contract_creation_code(&data)?,
+        // A key over EIP-170 takes several data contracts: `deploy` makes them from `runtime`.
+        bytecode: evm::reusable::key_creation_code(&data)?.unwrap_or_default(),
         runtime: data,
         abi: serde_json::json!([]),
         solc_version: String::new(),
@@ -580,7 +581,7 @@ pub fn verify_evm(
         let mut chain = evm::Chain::open(&connect)?;
         let deployed =
             chain.deploy("shared verifier deployment", verifier.bytecode.clone(), evm::chain::no_custom_errors)?;
-        let key_deployed = chain.deploy("key deployment", key.bytecode.clone(), evm::chain::no_custom_errors)?;
+        let key_deployed = evm::reusable::deploy_key(&mut chain, &key.runtime, evm::chain::no_custom_errors)?;
         let calldata = evm_calldata(proof_path, Some(key_deployed.address))?;
         let verification = evm::reusable::verify_with(&mut chain, deployed.address, calldata)?;
         (verification, chain, deployed, Some((key, key_deployed)))

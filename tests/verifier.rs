@@ -66,6 +66,39 @@ fn lookup_heavy() -> Case {
     case_of(&common::fixture("lookup_ops.onnx"), &common::fixture("lookup_ops.input.json"), &["--lookup-range", "-4,4"])
 }
 
+/// A key over a chain's code-size limit is deployed in parts (here parts of at most 1,000
+/// bytes, so that the MLP's key takes three): the shared verifier joins them, accepts the
+/// honest proof and refuses tampered ones as with one contract.
+#[test]
+fn a_key_in_parts_verifies_as_a_key_in_one_contract() {
+    let case = mlp_small();
+    let mut shared = Shared::new();
+    let data = zkinfer::evm::reusable::encode_key(&case.program).unwrap();
+    let whole = shared.register(&case.program);
+    let parted = zkinfer::evm::reusable::deploy_key_within(
+        &mut shared.chain,
+        &data,
+        1000,
+        zkinfer::evm::chain::no_custom_errors,
+    )
+    .unwrap();
+    let (one, parts) = (
+        shared.verify(whole, &case.instances, &case.proof),
+        shared.verify(parted.address, &case.instances, &case.proof),
+    );
+    eprintln!("one contract: {one:?} gas; in parts: {parts:?} gas");
+    assert!(one.is_some() && parts.is_some(), "the honest proof is accepted either way");
+    let step = (case.proof.len() / 29).max(1);
+    for i in (0..case.proof.len()).step_by(step) {
+        let mut bad = case.proof.clone();
+        bad[i] ^= 0x01;
+        assert_eq!(shared.verify(parted.address, &case.instances, &bad), None, "byte {i} flipped is accepted");
+    }
+    let mut bad = case.instances.clone();
+    bad[0] += Fr::from(1);
+    assert_eq!(shared.verify(parted.address, &bad, &case.proof), None, "a changed instance is accepted");
+}
+
 #[test]
 fn a_lookup_heavy_proof_is_decided_as_snark_verifier_does_natively_and_by_the_shared_verifier() {
     let case = lookup_heavy();

@@ -11,8 +11,8 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::halo2_proofs::halo2curves::ff::PrimeField;
 
 use super::chain::{no_custom_errors, Chain, EvmVerification};
-use super::program::{Layout, Op, Program, Word};
-use super::solidity::{compile_sources, CompiledContract, Optimizer};
+use super::program::{Op, Program, Word};
+use super::solidity::{compile_sources, CompiledContract, Optimizer, MAX_RUNTIME_BYTES};
 use crate::error::{Error, EvmError, Result};
 
 alloy::sol! {
@@ -32,10 +32,9 @@ pub const KEY_CONTRACT: &str = "VerifyingKey";
 /// any other.
 pub const MAGIC: &[u8; 4] = b"ZKV2";
 /// Bytes of the data's header (magic, counts) after the leading STOP byte.
-const HEADER: usize = 20;
-/// Memory words before the constants: where arithmetic stages operands that lie beyond the
-/// words a 1-byte operand names.
-const STAGING: u32 = 4;
+const HEADER: usize = 23;
+/// Where the header says how many more data contracts (parts) the key takes.
+const PARTS_AT: usize = 1 + 22;
 /// Words a 1-byte operand names.
 const NEAR: u32 = 256;
 
@@ -63,6 +62,7 @@ mod code {
     pub(super) const PAIRING: u8 = 18;
     pub(super) const ASSERT_EQ: u8 = 19;
     pub(super) const EC_MUL_ADD_FAR: u8 = 20;
+    pub(super) const WIDE: u8 = 21;
 }
 
 /// The words of BN254's G2 generator as the pairing precompile reads them: the shared verifier
@@ -89,26 +89,30 @@ fn key_reads(program: &Program, op: &Op, mut read: impl FnMut(Word, u32)) {
     }
 }
 
-/// Where a key's words live in the shared verifier's memory: the staging words, the constants
-/// that field arithmetic reads (its 1-byte operands reach the first 256 words), the variables
-/// (the transcript's last), then the other constants (points, G2).
+/// Where a key's words live in the shared verifier's memory. Field arithmetic names words with
+/// 1-byte operands, which reach the first 256 words (beyond, it takes 2-byte ones): the pieces
+/// of memory it uses most per word come first. The pieces: the variables computed on (laid out
+/// reusing dead words), the constants arithmetic reads (one block), and each run of words a
+/// challenge hashes (contiguous, in order, but each anywhere). The other constants (points, G2)
+/// come last.
 struct Memory {
-    layout: Layout,
+    /// The word of each variable.
+    var: Vec<u32>,
     /// The word of each constant.
     constant: Vec<u32>,
     /// The constants in the order of the key's data: the near ones, then the others.
     order: Vec<usize>,
-    /// How many are near.
+    /// How many are near, and their first word.
     near: usize,
-    /// The variables' first word.
-    vars: u32,
+    near_at: u32,
     /// Words in all.
     words: u32,
 }
 
 impl Memory {
     fn of(program: &Program) -> Memory {
-        let layout = Self::transcript_by_use(program, program.layout_with(true));
+        let layout = program.layout_with(true);
+        // The constants: used at all, read by arithmetic (and never as part of a point).
         let mut arithmetic = vec![false; program.constants.len()];
         let mut block = vec![false; program.constants.len()];
         let mut used = vec![false; program.constants.len()];
@@ -130,17 +134,67 @@ impl Memory {
         let is_near = |c: &usize| arithmetic[*c] && !block[*c];
         let (near, far): (Vec<usize>, Vec<usize>) =
             (0..program.constants.len()).filter(|&c| used[c]).partition(is_near);
-        let vars = STAGING + near.len() as u32;
-        let far_at = vars + layout.words;
+
+        // The pieces of the variables' memory: the transcript's runs, then what is left (the
+        // variables computed on, first in `layout`).
+        let mut piece_of = vec![usize::MAX; program.vars as usize];
+        let mut pieces: Vec<(u32, u32)> = Vec::new(); // (first variable, words)
+        let mut overlap = false;
+        for op in &program.ops {
+            if let Op::Squeeze { start, len, .. } = op {
+                overlap |= (*start..start + len).any(|v| piece_of[v as usize] != usize::MAX);
+                (*start..start + len).for_each(|v| piece_of[v as usize] = pieces.len());
+                pieces.push((*start, *len));
+            }
+        }
+        if overlap {
+            // Runs that overlap stay where the layout put them: all one piece.
+            pieces.clear();
+            piece_of.iter_mut().for_each(|p| *p = usize::MAX);
+        }
+        let temps = layout.words - pieces.iter().map(|p| p.1).sum::<u32>();
+        // Uses by arithmetic, per piece: [temps, constants, runs...].
+        let mut uses = vec![0u64; 2 + pieces.len()];
+        for op in program.ops.iter().filter(|op| Self::near(op)) {
+            let mut count = |word: Word| match word {
+                Word::Const(_) => uses[1] += 1,
+                Word::Var(v) => match piece_of[v as usize] {
+                    usize::MAX => uses[0] += 1,
+                    p => uses[2 + p] += 1,
+                },
+            };
+            op.reads(|word, _| count(word));
+            op.writes().iter().for_each(|&(v, _)| count(Word::Var(v)));
+        }
+        let sizes: Vec<u32> = [temps, near.len() as u32].into_iter().chain(pieces.iter().map(|p| p.1)).collect();
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        // Densest first (uses per word); ties keep this order.
+        order.sort_by(|&a, &b| {
+            (uses[b] * sizes[a].max(1) as u64).cmp(&(uses[a] * sizes[b].max(1) as u64)).then(a.cmp(&b))
+        });
+        let mut base = vec![0u32; sizes.len()];
+        let mut at = 0;
+        for i in order {
+            base[i] = at;
+            at += sizes[i];
+        }
+        let mut var = vec![0u32; program.vars as usize];
+        for v in 0..program.vars as usize {
+            var[v] = match piece_of[v] {
+                usize::MAX => base[0].saturating_add(layout.word[v]),
+                p => base[2 + p] + (v as u32 - pieces[p].0),
+            };
+        }
+        let near_at = base[1];
         let mut constant = vec![0; program.constants.len()];
         for (i, &c) in near.iter().enumerate() {
-            constant[c] = STAGING + i as u32;
+            constant[c] = near_at + i as u32;
         }
         for (i, &c) in far.iter().enumerate() {
-            constant[c] = far_at + i as u32;
+            constant[c] = at + i as u32;
         }
-        let words = far_at + far.len() as u32;
-        Memory { layout, constant, near: near.len(), order: near.into_iter().chain(far).collect(), vars, words }
+        let words = at + far.len() as u32;
+        Memory { var, constant, near: near.len(), near_at, order: near.into_iter().chain(far).collect(), words }
     }
 
     /// Field arithmetic, whose operands are 1-byte word indices.
@@ -156,57 +210,10 @@ impl Memory {
         )
     }
 
-    /// `layout` (the transcript's words last) with the transcript's pieces (the words each
-    /// challenge hashes, contiguous and in order, but each anywhere) reordered: those field
-    /// arithmetic reads most per word first, so that they are within 1-byte operands' reach.
-    fn transcript_by_use(program: &Program, mut layout: Layout) -> Layout {
-        let pieces: Vec<(u32, u32)> = program
-            .ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Squeeze { start, len, .. } => Some((*start, *len)),
-                _ => None,
-            })
-            .collect();
-        let mut piece_of = vec![usize::MAX; program.vars as usize];
-        for (i, &(start, len)) in pieces.iter().enumerate() {
-            for v in start..start + len {
-                if piece_of[v as usize] != usize::MAX {
-                    return layout; // pieces that overlap keep their order
-                }
-                piece_of[v as usize] = i;
-            }
-        }
-        let mut reads = vec![0u64; pieces.len()];
-        for op in program.ops.iter().filter(|op| Self::near(op)) {
-            op.reads(|word, _| {
-                if let Word::Var(v) = word {
-                    if let Some(read) = reads.get_mut(piece_of[v as usize]) {
-                        *read += 1;
-                    }
-                }
-            });
-        }
-        // The pieces lie from the lowest of their words on, in order.
-        let Some(base) = pieces.iter().map(|&(start, _)| layout.word[start as usize]).min() else { return layout };
-        let mut order: Vec<usize> = (0..pieces.len()).collect();
-        // Densest first; ties keep the transcript's order.
-        order.sort_by(|&a, &b| (reads[b] * pieces[a].1 as u64).cmp(&(reads[a] * pieces[b].1 as u64)).then(a.cmp(&b)));
-        let mut at = base;
-        for i in order {
-            let (start, len) = pieces[i];
-            for (k, v) in (start..start + len).enumerate() {
-                layout.word[v as usize] = at + k as u32;
-            }
-            at += len;
-        }
-        layout
-    }
-
     fn word(&self, word: Word) -> u32 {
         match word {
             Word::Const(c) => self.constant[c as usize],
-            Word::Var(v) => self.vars + self.layout.word[v as usize],
+            Word::Var(v) => self.var[v as usize],
         }
     }
 }
@@ -249,19 +256,16 @@ impl Encoder<'_> {
     /// Field arithmetic with 1-byte operands: `code`, `dst`, then `sources`. An operand beyond
     /// the first 256 words is copied into a staging word first (a result, out of one).
     fn arith(&mut self, code: u8, dst: u32, sources: &[Word]) -> Result<()> {
-        let mut near = Vec::with_capacity(sources.len() + 1);
-        for (k, source) in sources.iter().enumerate() {
-            let w = self.word(*source);
-            if w < NEAR {
-                near.push(w as u8);
-            } else {
-                self.copy(k as u16 * 32, self.offset(*source)?, 1);
-                near.push(k as u8);
-            }
+        let words: Vec<Word> = std::iter::once(Word::Var(dst)).chain(sources.iter().copied()).collect();
+        if words.iter().any(|&w| self.word(w) >= NEAR) {
+            // Beyond 1-byte operands' reach: the same operation with 2-byte byte offsets.
+            let offsets = words.iter().map(|&w| self.offset(w)).collect::<Result<Vec<u16>>>()?;
+            self.emit(code::WIDE, &[]);
+            self.out.push(code);
+            offsets.iter().for_each(|o| self.out.extend(o.to_be_bytes()));
+            return Ok(());
         }
-        let d = self.word(Word::Var(dst));
-        let far = d >= NEAR;
-        near.insert(0, if far { 0 } else { d as u8 });
+        let near: Vec<u8> = words.iter().map(|&w| self.word(w) as u8).collect();
         if code == code::MUL {
             // A product right after another is appended to a run (`MULS`): one dispatch for
             // all; the first of a run is a `MUL` until a second one follows.
@@ -285,9 +289,6 @@ impl Encoder<'_> {
             self.muls = None;
             self.out.push(code);
             self.out.extend(near);
-        }
-        if far {
-            self.copy(self.var(dst)?, 0, 1);
         }
         Ok(())
     }
@@ -472,7 +473,12 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
     data.extend(field(words, "its memory is over 64 KiB")?.to_be_bytes());
     data.extend(field(encoder.memory.order.len(), "over 65,535 constants")?.to_be_bytes());
     data.extend((encoder.memory.near as u16).to_be_bytes());
+    data.extend(field(encoder.memory.near_at as usize, "its memory is over 64 KiB")?.to_be_bytes());
     data.extend((body.len() as u32).to_be_bytes());
+    let payload = 32 * encoder.memory.order.len() + body.len();
+    let parts =
+        parts_for(payload, MAX_RUNTIME_BYTES).ok_or_else(|| too_large("its data would take over 255 contracts"))?;
+    data.push(parts);
     debug_assert_eq!(data.len(), 1 + HEADER);
     for &c in &encoder.memory.order {
         data.extend(program.constants[c].to_be_bytes::<32>());
@@ -481,11 +487,89 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
     Ok(data)
 }
 
+/// How many parts beside the head a key of `payload` bytes (constants and program) takes when
+/// no data contract may be over `max` bytes: the head holds the header, the parts' addresses
+/// and the payload's start; each part a STOP byte and the next piece.
+fn parts_for(payload: usize, max: usize) -> Option<u8> {
+    (0..=u8::MAX).find(|&m| {
+        let head = max.saturating_sub(1 + HEADER + 20 * m as usize);
+        head + m as usize * (max - 1) >= payload
+    })
+}
+
+/// The data contracts of a key whose data is `data` (as [`encode_key`] writes it): the head's
+/// payload piece and each part's data (a STOP byte and its piece), for contracts of at most
+/// `max` bytes.
+fn split_key(data: &[u8], max: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let m = data[PARTS_AT] as usize;
+    let payload = &data[1 + HEADER..];
+    let head = max.saturating_sub(1 + HEADER + 20 * m).min(payload.len());
+    let parts = payload[head..].chunks(max - 1).map(|piece| [&[0u8][..], piece].concat()).collect();
+    (payload[..head].to_vec(), parts)
+}
+
+/// The head's data once its parts are at `addresses`: the header, the addresses, its piece.
+fn head_with(data: &[u8], piece: &[u8], addresses: &[Address]) -> Vec<u8> {
+    let mut head = data[..1 + HEADER].to_vec();
+    for address in addresses {
+        head.extend(address.as_slice());
+    }
+    head.extend(piece);
+    head
+}
+
+/// The creation code of a key's data contract, or `None` when its data takes several
+/// contracts (then [`deploy_key`] deploys them).
+pub fn key_creation_code(data: &[u8]) -> Result<Option<Vec<u8>>> {
+    match data.get(PARTS_AT) {
+        Some(0) => Ok(Some(data_contract_creation_code(data)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Deploys a key (its data as [`encode_key`] writes it): its parts first when it has any, then
+/// the head, which names them. The head is the key's address; the gas is all of theirs.
+pub fn deploy_key(
+    chain: &mut Chain,
+    data: &[u8],
+    decode: super::chain::RevertDecoder,
+) -> Result<super::chain::Deployed> {
+    deploy_key_within(chain, data, MAX_RUNTIME_BYTES, decode)
+}
+
+/// [`deploy_key`] with data contracts of at most `max` bytes (a chain with a smaller code-size
+/// limit; tests split small keys with it).
+pub fn deploy_key_within(
+    chain: &mut Chain,
+    data: &[u8],
+    max: usize,
+    decode: super::chain::RevertDecoder,
+) -> Result<super::chain::Deployed> {
+    let mut data = data.to_vec();
+    if data.len() <= PARTS_AT || &data[1..5] != MAGIC || max <= 1 + HEADER + 20 {
+        return Err(EvmError::Generate("not a zkinfer key's data (create-evm-verifier --reusable)".into()).into());
+    }
+    data[PARTS_AT] = parts_for(data.len() - 1 - HEADER, max).ok_or_else(|| too_large("over 255 contracts"))?;
+    let (piece, parts) = split_key(&data, max);
+    let mut addresses = Vec::with_capacity(parts.len());
+    let mut gas = 0;
+    for (i, part) in parts.iter().enumerate() {
+        let deployed =
+            chain.deploy(&format!("key part {} deployment", i + 1), data_contract_creation_code(part)?, decode)?;
+        gas += deployed.gas_used;
+        addresses.push(deployed.address);
+    }
+    let head = head_with(&data, &piece, &addresses);
+    let mut deployed = chain.deploy("key deployment", data_contract_creation_code(&head)?, decode)?;
+    deployed.gas_used += gas;
+    Ok(deployed)
+}
+
 /// Creation code that deploys `runtime` as a contract's code, unchanged.
 pub fn data_contract_creation_code(runtime: &[u8]) -> Result<Vec<u8>> {
     let len = u16::try_from(runtime.len())
         .ok()
-        .filter(|&l| l as usize <= super::solidity::MAX_RUNTIME_BYTES)
+        .filter(|&l| l as usize <= MAX_RUNTIME_BYTES)
         .ok_or(EvmError::ContractTooLarge { size: runtime.len() })?;
     let [hi, lo] = len.to_be_bytes();
     // PUSH2 len, DUP1, PUSH1 12, PUSH1 0, CODECOPY, PUSH1 0, RETURN; the runtime follows.
@@ -567,6 +651,27 @@ mod tests {
     fn body(data: &[u8]) -> &[u8] {
         let constants = u16::from_be_bytes([data[13], data[14]]) as usize;
         &data[1 + HEADER + 32 * constants..]
+    }
+
+    #[test]
+    fn a_key_split_into_parts_joins_back_into_its_data() {
+        for (payload, max) in [(100usize, 1000usize), (5000, 1000), (20_000, 4096), (977, 1000), (978, 1000)] {
+            let m = parts_for(payload, max).unwrap();
+            let mut data = vec![0u8; 1 + HEADER];
+            data[PARTS_AT] = m;
+            data.extend((0..payload).map(|i| (i % 251) as u8));
+            let (piece, parts) = split_key(&data, max);
+            assert_eq!(parts.len(), m as usize, "{payload} in {max}");
+            let addresses: Vec<Address> = (0..m).map(|i| Address::repeat_byte(i + 1)).collect();
+            let head = head_with(&data, &piece, &addresses);
+            assert!(head.len() <= max && parts.iter().all(|p| p.len() <= max && p[0] == 0), "{payload} in {max}");
+            let joined: Vec<u8> = piece.iter().chain(parts.iter().flat_map(|p| &p[1..])).copied().collect();
+            assert_eq!(joined, data[1 + HEADER..], "{payload} in {max}");
+            assert_eq!(&head[1 + HEADER..1 + HEADER + 20 * m as usize], addresses.concat::<u8>().as_slice());
+            // The fewest parts: one fewer does not hold the payload.
+            let fewer = |m: usize| max - (1 + HEADER + 20 * m) + m * (max - 1);
+            assert!(m == 0 || fewer(m as usize - 1) < payload, "{payload} in {max}");
+        }
     }
 
     #[test]
