@@ -292,7 +292,7 @@ pub enum EvmError {
     #[error("cannot generate the verifier: {0}; the verifying key may be corrupt (regenerate it with zkinfer setup)")]
     Generate(String),
     /// The verifier contract is too large to deploy.
-    #[error("verifier runtime bytecode is {size} bytes, over the EIP-170 limit of 24576 bytes; reduce the public instances or aggregate the proof (zkinfer aggregate) to get a small verifier")]
+    #[error("verifier runtime bytecode is {size} bytes, over the EIP-170 limit of 24576 bytes; verify it with the shared verifier instead (create-evm-verifier --reusable: the key is data, in parts when large), or aggregate the proof (zkinfer aggregate), or reduce the public instances")]
     ContractTooLarge {
         /// Runtime bytecode size in bytes.
         size: usize,

@@ -468,3 +468,39 @@ fn create_evm_verifier_writes_the_reusable_verifier_and_verify_evm_uses_it() {
     let bad_address = common::fails(&out, &["encode-evm-calldata", "--key-address", "0x12"]);
     assert!(bad_address.contains("not an address"), "{bad_address}");
 }
+
+/// The MNIST MLP with hashed params: its direct verifier would be over EIP-170 (about 64 KB), so
+/// `create-evm-verifier` refuses it and points to the reusable mode, where the key is data in
+/// several contracts, deployed by `verify-evm` (and `deploy`) and joined by the shared verifier.
+#[test]
+fn a_model_whose_direct_verifier_is_over_eip_170_verifies_with_the_shared_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    for file in ["network.onnx", "input.json"] {
+        std::fs::copy(example("mlp_mnist").join(file), w.join(file)).unwrap();
+    }
+    common::ok(w, &["gen-settings", "--param-visibility", "hashed"]);
+    for step in ["compile", "setup", "prove"] {
+        common::ok(w, &[step]);
+    }
+    let direct = common::fails(w, &["create-evm-verifier"]);
+    assert!(direct.contains("EIP-170") && direct.contains("--reusable"), "{direct}");
+    common::ok(w, &["create-evm-verifier", "--reusable"]);
+    let key = common::json(&w.join("VerifyingKey.json"));
+    let data = key["runtime"].as_str().unwrap().trim_start_matches("0x").len() / 2;
+    assert!(data > zkinfer::evm::solidity::MAX_RUNTIME_BYTES, "the key takes parts: {data} bytes");
+    let shared = ["--verifier", "SharedVerifier.json", "--key-contract", "VerifyingKey.json"];
+    let verified = common::ok(w, &[&["verify-evm"][..], &shared[..]].concat());
+    assert!(verified.contains("verified on"), "{verified}");
+    let proof = common::json(&w.join("proof.json"));
+    for (i, at) in [0.1, 0.5, 0.9].into_iter().enumerate() {
+        let bad = format!("bad{i}.json");
+        common::write_json(&w.join(&bad), &common::tamper_proof_bytes(&proof, at));
+        let refused = common::fails(w, &[&["verify-evm", "--proof", &bad][..], &shared[..]].concat());
+        assert!(refused.contains("returned false"), "{refused}");
+    }
+    let bad = common::tamper_instance(&proof, 0);
+    common::write_json(&w.join("instance.json"), &bad);
+    let refused = common::fails(w, &[&["verify-evm", "--proof", "instance.json"][..], &shared[..]].concat());
+    assert!(refused.contains("returned false"), "{refused}");
+}
