@@ -83,12 +83,36 @@ contract Halo2SharedVerifier {
                 if iszero(staticcall(gas(), 0x06, scratch, 0x80, to, 0x40)) { fail() }
             }
 
+            // base^exponent mod r into `to`, by the modexp precompile.
+            function modexp(scratch, base, exponent, r, to) {
+                mstore(scratch, 0x20)
+                mstore(add(scratch, 0x20), 0x20)
+                mstore(add(scratch, 0x40), 0x20)
+                mstore(add(scratch, 0x60), base)
+                mstore(add(scratch, 0x80), exponent)
+                mstore(add(scratch, 0xa0), r)
+                if iszero(staticcall(gas(), 0x05, scratch, 0xc0, to, 0x20)) { fail() }
+            }
+
+            // The pairing check e(lhs, G2) * e(rhs, -s G2) == 1, G2 already at scratch + 0x40
+            // (4 words), -s G2 at `minusSG2` (4 words).
+            function pairing(scratch, lhs, rhs, minusSG2) {
+                mstore(scratch, mload(lhs))
+                mstore(add(scratch, 0x20), mload(add(lhs, 0x20)))
+                mstore(add(scratch, 0xc0), mload(rhs))
+                mstore(add(scratch, 0xe0), mload(add(rhs, 0x20)))
+                mcopy_words(add(scratch, 0x100), minusSG2, 4)
+                if iszero(staticcall(gas(), 0x08, scratch, 0x180, scratch, 0x20)) { fail() }
+                if iszero(mload(scratch)) { fail() }
+            }
+
             function mcopy_words(to, from, n) {
                 for { let i := 0 } lt(i, shl(5, n)) { i := add(i, 0x20) } { mstore(add(to, i), mload(add(from, i))) }
             }
 
-            // Reads the key's header and lays out memory: the constants and the variables from 0,
-            // a scratch area for the precompiles, the instances and the proof, the program.
+            // Reads the key's header and lays out memory: the constants and the variables (as
+            // the key places them), a scratch area for the precompiles, the instances and the
+            // proof, the program.
             function setup(key, instancesAt, numInstances, proofAt, proofLen) -> scratch, input, ip, end {
                 if lt(extcodesize(key), 0x18) { fail() }
                 extcodecopy(key, 0, 1, 0x17)
@@ -289,13 +313,7 @@ contract Halo2SharedVerifier {
                         p := mulmod(p, mload(shl(5, shr(248, mload(add(srcs, i))))), r)
                         mstore(shl(5, shr(248, mload(add(dsts, i)))), p)
                     }
-                    mstore(scratch, 0x20)
-                    mstore(add(scratch, 0x20), 0x20)
-                    mstore(add(scratch, 0x40), 0x20)
-                    mstore(add(scratch, 0x60), p)
-                    mstore(add(scratch, 0x80), sub(r, 2))
-                    mstore(add(scratch, 0xa0), r)
-                    if iszero(staticcall(gas(), 0x05, scratch, 0xc0, scratch, 0x20)) { fail() }
+                    modexp(scratch, p, sub(r, 2), r, scratch)
                     p := mload(scratch)
                     for { let i := sub(n, 1) } i { i := sub(i, 1) } {
                         let before := mload(shl(5, shr(248, mload(add(dsts, sub(i, 1))))))
@@ -322,13 +340,7 @@ contract Halo2SharedVerifier {
                 }
                 // a := b^c mod r (modexp)
                 case 13 {
-                    mstore(scratch, 0x20)
-                    mstore(add(scratch, 0x20), 0x20)
-                    mstore(add(scratch, 0x40), 0x20)
-                    mstore(add(scratch, 0x60), mload(and(shr(216, w), 0xffff)))
-                    mstore(add(scratch, 0x80), mload(and(shr(200, w), 0xffff)))
-                    mstore(add(scratch, 0xa0), r)
-                    if iszero(staticcall(gas(), 0x05, scratch, 0xc0, and(shr(232, w), 0xffff), 0x20)) { fail() }
+                    modexp(scratch, mload(and(shr(216, w), 0xffff)), mload(and(shr(200, w), 0xffff)), r, and(shr(232, w), 0xffff))
                     ip := add(ip, 7)
                 }
                 // a := G1 point b + point c (ecAdd)
@@ -351,29 +363,17 @@ contract Halo2SharedVerifier {
                 // the pairing check e(a, G2) * e(b, -s G2) == 1, with BN254's G2 generator and
                 // -s G2 at c (4 words)
                 case 17 {
-                    mstore(scratch, mload(and(shr(232, w), 0xffff)))
-                    mstore(add(scratch, 0x20), mload(add(and(shr(232, w), 0xffff), 0x20)))
                     mstore(add(scratch, 0x40), 0x198e9393920d483a7260bfb731fb5d25f1aa493335a9e71297e485b7aef312c2)
                     mstore(add(scratch, 0x60), 0x1800deef121f1e76426a00665e5c4479674322d4f75edadd46debd5cd992f6ed)
                     mstore(add(scratch, 0x80), 0x090689d0585ff075ec9e99ad690c3395bc4b313370b38ef355acdadcd122975b)
                     mstore(add(scratch, 0xa0), 0x12c85ea5db8c6deb4aab71808dcb408fe3d1e7690c43d37b4ce6cc0166fa7daa)
-                    mstore(add(scratch, 0xc0), mload(and(shr(216, w), 0xffff)))
-                    mstore(add(scratch, 0xe0), mload(add(and(shr(216, w), 0xffff), 0x20)))
-                    mcopy_words(add(scratch, 0x100), and(shr(200, w), 0xffff), 4)
-                    if iszero(staticcall(gas(), 0x08, scratch, 0x180, scratch, 0x20)) { fail() }
-                    if iszero(mload(scratch)) { fail() }
+                    pairing(scratch, and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), and(shr(200, w), 0xffff))
                     ip := add(ip, 7)
                 }
                 // the pairing check e(a, G2) * e(b, -s G2) == 1, G2 and -s G2 at c (8 words)
                 case 18 {
-                    mstore(scratch, mload(and(shr(232, w), 0xffff)))
-                    mstore(add(scratch, 0x20), mload(add(and(shr(232, w), 0xffff), 0x20)))
                     mcopy_words(add(scratch, 0x40), and(shr(200, w), 0xffff), 4)
-                    mstore(add(scratch, 0xc0), mload(and(shr(216, w), 0xffff)))
-                    mstore(add(scratch, 0xe0), mload(add(and(shr(216, w), 0xffff), 0x20)))
-                    mcopy_words(add(scratch, 0x100), add(and(shr(200, w), 0xffff), 0x80), 4)
-                    if iszero(staticcall(gas(), 0x08, scratch, 0x180, scratch, 0x20)) { fail() }
-                    if iszero(mload(scratch)) { fail() }
+                    pairing(scratch, and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), add(and(shr(200, w), 0xffff), 0x80))
                     ip := add(ip, 7)
                 }
                 // words (c, 1 byte) at a and b are equal

@@ -158,28 +158,26 @@ fn on_revm(bytecode: &[u8], calldata: &[u8]) -> Option<u64> {
     verification.verified.then(|| verification.gas_used.unwrap())
 }
 
+/// A direct verifier's source compiled.
+fn compile_direct(
+    solc: &std::path::Path,
+    source: &str,
+    optimizer: zkinfer::evm::solidity::Optimizer,
+) -> zkinfer::evm::solidity::CompiledContract {
+    let files = [("Verifier.sol", source)];
+    zkinfer::evm::solidity::compile_sources(solc, &files, &[("Verifier.sol", "Halo2Verifier")], optimizer)
+        .unwrap()
+        .remove(0)
+}
+
 #[test]
 fn the_rendered_direct_verifier_decides_as_snark_verifier_s_contract() {
     let case = mlp_small();
     let solc = zkinfer::evm::toolchain::resolve_solc(None).unwrap();
     let header = zkinfer::evm::yul::Header { title: "mlp_small".into(), circuit_digest: "test".into() };
     let source = zkinfer::evm::yul::render_direct(&case.program, &header);
-    let ours = zkinfer::evm::solidity::compile_sources(
-        &solc,
-        &[("Verifier.sol", &source)],
-        &[("Verifier.sol", "Halo2Verifier")],
-        zkinfer::evm::solidity::Optimizer::Bytecode,
-    )
-    .unwrap()
-    .remove(0);
-    let theirs = zkinfer::evm::solidity::compile_sources(
-        &solc,
-        &[("Verifier.sol", &case.reference)],
-        &[("Verifier.sol", "Halo2Verifier")],
-        zkinfer::evm::solidity::Optimizer::Off,
-    )
-    .unwrap()
-    .remove(0);
+    let ours = compile_direct(&solc, &source, zkinfer::evm::solidity::Optimizer::Bytecode);
+    let theirs = compile_direct(&solc, &case.reference, zkinfer::evm::solidity::Optimizer::Off);
     let honest = calldata(&case.instances, &case.proof);
     let (our_gas, their_gas) = (on_revm(&ours.bytecode, &honest), on_revm(&theirs.bytecode, &honest));
     let estimate = zkinfer::evm::estimate::estimate_program(&case.program);
@@ -201,6 +199,15 @@ fn the_rendered_direct_verifier_decides_as_snark_verifier_s_contract() {
     }
     assert_eq!(on_revm(&ours.bytecode, &honest[..honest.len() - 1]), None, "truncated calldata");
     assert_eq!(on_revm(&ours.bytecode, &[honest.as_slice(), &[0]].concat()), None, "over-long calldata");
+    // The fused operations (multiply-adds, ecMul into ecAdd, batch inversions) render too.
+    let fused = zkinfer::evm::yul::render_direct(&case.program.fused(), &header);
+    let fused = compile_direct(&solc, &fused, zkinfer::evm::solidity::Optimizer::Bytecode);
+    assert!(on_revm(&fused.bytecode, &honest).is_some(), "the fused verifier accepts the honest proof");
+    for i in (0..case.proof.len()).step_by(step) {
+        let mut bad = case.proof.clone();
+        bad[i] ^= 0x01;
+        assert_eq!(on_revm(&fused.bytecode, &calldata(&case.instances, &bad)), None, "byte {i} flipped, fused");
+    }
 }
 
 /// Prints, for verifiers of several geometries, the features the size estimate counts and the

@@ -879,7 +879,8 @@ impl Program {
                 self.ops[range.clone()].iter().flat_map(|op| op.writes()).map(|(v, _)| v).collect();
             let mut read_after = false;
             let mut written_elsewhere = false;
-            for (_, op) in self.ops.iter().enumerate().filter(|(i, _)| !range.contains(i)) {
+            let outside = self.ops.iter().enumerate().filter(|(i, _)| !range.contains(i)).map(|(_, op)| op);
+            for op in outside {
                 op.reads(|word, _| {
                     if let Word::Var(v) = word {
                         read_after |= written.contains(&v) && !inversion.dsts.contains(&v);

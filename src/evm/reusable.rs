@@ -216,6 +216,16 @@ impl Memory {
             Word::Var(v) => self.var[v as usize],
         }
     }
+
+    /// A batch inversion's operands as 1-byte word indices (sources, then results), or `None`
+    /// when any is beyond their reach or there are over 255 values.
+    fn inversion_operands(&self, dsts: &[u32], srcs: &[Word]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let near = |w: Word| u8::try_from(self.word(w)).ok();
+        u8::try_from(dsts.len()).ok()?;
+        let srcs = srcs.iter().map(|&s| near(s)).collect::<Option<Vec<u8>>>()?;
+        let dsts = dsts.iter().map(|&d| near(Word::Var(d))).collect::<Option<Vec<u8>>>()?;
+        Some((srcs, dsts))
+    }
 }
 
 struct Encoder<'a> {
@@ -253,8 +263,8 @@ impl Encoder<'_> {
         u16::try_from(offset).map_err(|_| too_large("its instances and proof are over 64 KiB"))
     }
 
-    /// Field arithmetic with 1-byte operands: `code`, `dst`, then `sources`. An operand beyond
-    /// the first 256 words is copied into a staging word first (a result, out of one).
+    /// Field arithmetic: `code`, `dst`, then `sources`, as 1-byte word indices; when any word
+    /// is beyond the first 256, the `WIDE` form of the same operation with 2-byte byte offsets.
     fn arith(&mut self, code: u8, dst: u32, sources: &[Word]) -> Result<()> {
         let words: Vec<Word> = std::iter::once(Word::Var(dst)).chain(sources.iter().copied()).collect();
         if words.iter().any(|&w| self.word(w) >= NEAR) {
@@ -368,18 +378,12 @@ impl Encoder<'_> {
                 }
             }
             Op::BatchInvert { dsts, srcs } => {
-                let words = |ws: &mut dyn Iterator<Item = Word>| -> Option<Vec<u8>> {
-                    ws.map(|w| u8::try_from(self.word(w)).ok()).collect()
-                };
-                let (Some(srcs), Some(dsts), Ok(n)) = (
-                    words(&mut srcs.iter().copied()),
-                    words(&mut dsts.iter().map(|&d| Word::Var(d))),
-                    u8::try_from(dsts.len()),
-                ) else {
+                // encode_key fuses batch inversions only where this holds.
+                let Some((srcs, dsts)) = self.memory.inversion_operands(dsts, srcs) else {
                     return Err(EvmError::Generate("a batch inversion beyond 1-byte operands".into()).into());
                 };
                 self.emit(code::BATCH_INVERT, &[]);
-                self.out.push(n);
+                self.out.push(dsts.len() as u8);
                 self.out.extend(srcs);
                 self.out.extend(dsts);
             }
@@ -429,11 +433,8 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
     // A batch inversion is one operation when its words are within 1-byte operands' reach.
     let inverting = program.fused();
     let memory = Memory::of(&inverting);
-    let near = |w: Word| memory.word(w) < NEAR;
     let all_near = inverting.ops.iter().all(|op| match op {
-        Op::BatchInvert { dsts, srcs } => {
-            dsts.len() <= u8::MAX as usize && srcs.iter().all(|&s| near(s)) && dsts.iter().all(|&d| near(Word::Var(d)))
-        }
+        Op::BatchInvert { dsts, srcs } => memory.inversion_operands(dsts, srcs).is_some(),
         _ => true,
     });
     let (program, memory) = match all_near {
