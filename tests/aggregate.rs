@@ -112,6 +112,26 @@ fn the_traced_verifier_decides_as_snark_verifier(vk: &Path, proof: &Path) {
     }
 }
 
+/// Every byte of the aggregated proof flipped and every instance changed: the direct verifier
+/// and the shared verifier with the key refuse each, on revm and on anvil.
+fn every_tamper_refused_by_both_modes_on_revm_and_on_anvil(dir: &Path, proof: &Path) {
+    let file = zkinfer::prove::ProofFile::load_for_evm(proof).unwrap();
+    let instances = file.instance_values(proof).unwrap().remove(0);
+    let bytes = file.proof_bytes(proof).unwrap();
+    let anvil = zkinfer::evm::anvil::spawn_anvil().expect("anvil starts");
+    let node = zkinfer::evm::Chain::connect(&anvil.endpoint(), &zkinfer::evm::Connect::default()).unwrap();
+    for mut chain in [zkinfer::evm::Chain::in_process(), node] {
+        let modes = common::BothModes::deploy(&mut chain, &dir.join("agg/Verifier.json"), &dir.join("agg/vk.bin"));
+        let started = std::time::Instant::now();
+        modes.refuse_every_tamper(&mut chain, &instances, &bytes);
+        eprintln!(
+            "aggregated proof: every tamper refused by both modes on {} in {:.1?}",
+            chain.describe(),
+            started.elapsed()
+        );
+    }
+}
+
 #[test]
 fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -180,7 +200,9 @@ fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
 
     let agg_proof = dir.join("agg/proof.json");
     the_traced_verifier_decides_as_snark_verifier(&dir.join("agg/vk.bin"), &agg_proof);
-    rejected_everywhere(dir, "agg", &tampered(dir, "flipped.json", &agg_proof, flip_proof_byte));
+    every_tamper_refused_by_both_modes_on_revm_and_on_anvil(dir, &agg_proof);
+    let flipped = tampered(dir, "flipped.json", &agg_proof, flip_proof_byte);
+    rejected_everywhere(dir, "agg", &flipped);
     rejected_everywhere(dir, "agg", &tampered(dir, "accumulator.json", &agg_proof, bump_instance(0)));
     rejected_everywhere(dir, "agg", &tampered(dir, "output.json", &agg_proof, bump_instance(words.len() - 1)));
 
@@ -236,6 +258,20 @@ fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
         ],
     );
     assert!(submitted.contains("output 1"), "every aggregated inference is recorded: {submitted}");
+    // The same batch registered with the shared verifier and its key: the registry records it
+    // alike and refuses the tampered proof.
+    let shared =
+        ["--vk", "agg/vk.bin", "--verifier", "agg/SharedVerifier.json", "--key-contract", "agg/VerifyingKey.json"];
+    let registered = ok(
+        dir,
+        &[&["deploy", "--registry", "--model", "batch", "-O", "agg/shared-deployment.json"][..], &shared].concat(),
+    );
+    assert!(registered.contains("weights bound by instances"), "{registered}");
+    let submit = ["submit", "--model", "batch", "-O", "agg/shared-submission.json", "-P"];
+    let submitted = ok(dir, &[&submit[..], &["agg/proof.json"], &shared].concat());
+    assert!(submitted.contains("output 1"), "recorded through the shared verifier: {submitted}");
+    let e = fails(dir, &[&submit[..], &[flipped.as_str()], &shared].concat());
+    assert!(e.contains("ProofRejected"), "{e}");
 
     // An aggregation key whose header no longer says it aggregates (so that its verifier would
     // skip the accumulator) is refused: the flag is bound into the key.

@@ -113,7 +113,28 @@ fn a_lookup_heavy_proof_is_decided_as_snark_verifier_does_natively_and_by_the_sh
         bad[i] ^= 0x01;
         assert_eq!(shared.verify(vk, &case.instances, &bad), None, "byte {i} flipped is accepted");
     }
+    every_tamper_refused_by_both_modes_on_revm_and_on_anvil(&case);
     decides_as_snark_verifier(case);
+}
+
+/// Every byte of the case's proof flipped and every instance changed: the direct verifier (as
+/// `zkinfer run` wrote it) and the shared verifier with the key refuse each, on revm and on anvil.
+fn every_tamper_refused_by_both_modes_on_revm_and_on_anvil(case: &Case) {
+    let out = case._work.path().join("out");
+    let anvil = zkinfer::evm::anvil::spawn_anvil().expect("anvil starts");
+    let node = zkinfer::evm::Chain::connect(&anvil.endpoint(), &zkinfer::evm::Connect::default()).unwrap();
+    for mut chain in [zkinfer::evm::Chain::in_process(), node] {
+        let modes = common::BothModes::deploy(&mut chain, &out.join("Verifier.json"), &out.join("vk.bin"));
+        let started = std::time::Instant::now();
+        modes.refuse_every_tamper(&mut chain, &case.instances, &case.proof);
+        eprintln!(
+            "{} proof bytes and {} instances refused by both modes on {} in {:.1?}",
+            case.proof.len(),
+            case.instances.len(),
+            chain.describe(),
+            started.elapsed()
+        );
+    }
 }
 
 /// The traced program (and the shared verifier's fused one) against snark-verifier's native
@@ -398,6 +419,7 @@ fn the_shared_verifier_decides_as_the_direct_one() {
     assert!(shared.verify(other_vk, &other.instances, &other.proof).is_some(), "the other model's own proof");
     assert_eq!(shared.verify(vk, &other.instances, &other.proof), None, "model B's proof against model A's key");
     assert_eq!(shared.verify(other_vk, &case.instances, &case.proof), None, "model A's proof against model B's key");
+    every_tamper_refused_by_both_modes_on_revm_and_on_anvil(&case);
 }
 
 #[test]
@@ -428,6 +450,11 @@ fn print_the_program_s_operations() {
         *pairs.entry(format!("{}->{}", n(&w[0]), n(&w[1]))).or_insert(0usize) += 1;
     }
     println!("{pairs:?}");
+    if std::env::var("DUMP").is_ok() {
+        for (i, op) in case.program.ops.iter().enumerate() {
+            println!("{i}: {op:?}");
+        }
+    }
 }
 
 #[test]

@@ -214,3 +214,73 @@ pub fn test_settings(graph: &zkinfer::model::Graph, lookup_range: Option<[f64; 2
         output_shapes: graph.output_shapes(),
     }
 }
+
+/// Both verifier modes of one key deployed on a chain: the direct verifier, and the shared
+/// verifier with the key's data contract(s).
+pub struct BothModes {
+    pub direct: alloy::primitives::Address,
+    pub shared: alloy::primitives::Address,
+    pub key: alloy::primitives::Address,
+}
+
+impl BothModes {
+    /// Deploys the direct verifier (`direct`: its creation code as `create-evm-verifier`
+    /// writes it), the shared verifier and the key data of `vk_path`.
+    pub fn deploy(chain: &mut zkinfer::evm::Chain, direct: &Path, vk_path: &Path) -> BothModes {
+        use zkinfer::evm::{chain::no_custom_errors, reusable};
+        let (header, vk, srs) = zkinfer::prove::keys::read_vk_checked(vk_path, None).unwrap();
+        let aggregation = header.aggregation.is_some();
+        let program =
+            zkinfer::evm::program::trace_verifier(&srs.params, &vk, header.shape.num_instances, aggregation).unwrap();
+        let bytecode = |path: &Path| hex::decode(json(path)["bytecode"].as_str().unwrap().trim_start_matches("0x"));
+        let direct = chain.deploy("direct verifier", bytecode(direct).unwrap(), no_custom_errors).unwrap().address;
+        let solc = zkinfer::evm::toolchain::resolve_solc(None).unwrap();
+        let shared = reusable::compile_shared_verifier(&solc).unwrap().bytecode;
+        let shared = chain.deploy("shared verifier", shared, no_custom_errors).unwrap().address;
+        let data = reusable::encode_key(&program).unwrap();
+        let key = reusable::deploy_key(chain, &data, no_custom_errors).unwrap().address;
+        BothModes { direct, shared, key }
+    }
+
+    /// Whether the direct and the shared verifier accept `proof` for `instances` (a call each,
+    /// nothing sent): the direct one accepts by not reverting, the shared one by returning true.
+    pub fn accept(
+        &self,
+        chain: &mut zkinfer::evm::Chain,
+        instances: &[halo2_base::halo2_proofs::halo2curves::bn256::Fr],
+        proof: &[u8],
+    ) -> (bool, bool) {
+        let direct = chain.call(self.direct, zkinfer::evm::encode_calldata(instances, proof)).unwrap().is_ok();
+        let call = zkinfer::evm::reusable::encode_verify_call(self.key, instances, proof);
+        let true_word = {
+            let mut w = [0u8; 32];
+            w[31] = 1;
+            w
+        };
+        let shared = chain.call(self.shared, call).unwrap().is_ok_and(|answer| answer[..] == true_word);
+        (direct, shared)
+    }
+
+    /// Both modes accept the honest proof, and refuse it with every byte flipped (each on its
+    /// own) and with every instance changed.
+    pub fn refuse_every_tamper(
+        &self,
+        chain: &mut zkinfer::evm::Chain,
+        instances: &[halo2_base::halo2_proofs::halo2curves::bn256::Fr],
+        proof: &[u8],
+    ) {
+        use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+        let on = chain.describe();
+        assert_eq!(self.accept(chain, instances, proof), (true, true), "the honest proof on {on}");
+        for i in 0..proof.len() {
+            let mut bad = proof.to_vec();
+            bad[i] ^= 0x01;
+            assert_eq!(self.accept(chain, instances, &bad), (false, false), "byte {i} flipped on {on}");
+        }
+        for i in 0..instances.len() {
+            let mut bad = instances.to_vec();
+            bad[i] += Fr::from(1);
+            assert_eq!(self.accept(chain, &bad, proof), (false, false), "instance {i} changed on {on}");
+        }
+    }
+}
