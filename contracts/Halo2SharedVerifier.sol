@@ -10,7 +10,7 @@ pragma solidity ^0.8.19;
 /// This contract runs that program over the instances and the proof.
 ///
 /// Key data layout (big-endian; the data contract's code starts with one STOP byte so that
-/// calling it does nothing): "ZKV2", instances (2 bytes), proof bytes (4), memory words (2),
+/// calling it does nothing): "ZKV3", instances (2 bytes), proof bytes (4), memory words (2),
 /// constants (2), of which near (2), the near ones' first word (2), program bytes (4), parts
 /// (1), then the constants (32 bytes
 /// each; the near ones first), then the program, whose last byte is operation 0 (the end). A key
@@ -25,7 +25,7 @@ contract Halo2SharedVerifier {
     /// @notice The key encoding this verifier reads (the first bytes of a key's data): a key
     /// of another encoding is refused.
     function keyEncoding() external pure returns (bytes4) {
-        return "ZKV2";
+        return "ZKV3";
     }
 
     /// @notice Whether `proof` is a valid proof for `instances` of the circuit whose verifying
@@ -117,7 +117,7 @@ contract Halo2SharedVerifier {
                 if lt(extcodesize(key), 0x18) { fail() }
                 extcodecopy(key, 0, 1, 0x17)
                 let header := mload(0)
-                if iszero(eq(shr(224, header), 0x5a4b5632)) { fail() } // "ZKV2"
+                if iszero(eq(shr(224, header), 0x5a4b5633)) { fail() } // "ZKV3"
                 if iszero(eq(numInstances, and(shr(208, header), 0xffff))) { fail() }
                 if iszero(eq(proofLen, and(shr(176, header), 0xffffffff))) { fail() }
                 scratch := shl(5, and(shr(160, header), 0xffff))
@@ -232,6 +232,28 @@ contract Halo2SharedVerifier {
                     ec_mul_add(scratch, shl(5, byte(1, w)), shl(5, byte(2, w)), shl(5, byte(3, w)), shl(5, byte(4, w)))
                     ip := add(ip, 5)
                 }
+                // multi-scalar multiplication: n (1 byte) pairs; G1 point a := point b + the sum
+                // of each pair's scalar (2-byte offset) times its point (2-byte offset), the
+                // sum kept in the scratch area
+                case 22 {
+                    let p := add(ip, 6)
+                    let from := and(shr(208, w), 0xffff)
+                    mstore(scratch, mload(from))
+                    mstore(add(scratch, 0x20), mload(add(from, 0x20)))
+                    for { let last := add(p, shl(2, byte(1, w))) } lt(p, last) { p := add(p, 4) } {
+                        let v := mload(p)
+                        let point := shr(240, v)
+                        mstore(add(scratch, 0x40), mload(point))
+                        mstore(add(scratch, 0x60), mload(add(point, 0x20)))
+                        mstore(add(scratch, 0x80), mload(and(shr(224, v), 0xffff)))
+                        if iszero(staticcall(gas(), 0x07, add(scratch, 0x40), 0x60, add(scratch, 0x40), 0x40)) { fail() }
+                        if iszero(staticcall(gas(), 0x06, scratch, 0x80, scratch, 0x40)) { fail() }
+                    }
+                    let to := and(shr(224, w), 0xffff)
+                    mstore(to, mload(scratch))
+                    mstore(add(to, 0x20), mload(add(scratch, 0x20)))
+                    ip := p
+                }
                 // a := G1 point b + scalar d * G1 point c (case 7 with 2-byte operands)
                 case 20 {
                     ec_mul_add(
@@ -272,34 +294,39 @@ contract Halo2SharedVerifier {
                     mcopy_words(and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), byte(5, w))
                     ip := add(ip, 6)
                 }
-                // field arithmetic beyond 1-byte operands' reach: the operation (w1: 1, 3, 4, 5
-                // or 6 as above), then its operands as 2-byte byte offsets
+                // field arithmetic beyond 1-byte operands' reach: n (w1) operations, each its
+                // code (1, 3, 4, 5 or 6 as above), then its operands as 2-byte byte offsets
                 case 21 {
-                    let a := and(shr(224, w), 0xffff)
-                    let b := mload(and(shr(208, w), 0xffff))
-                    let c := mload(and(shr(192, w), 0xffff))
-                    switch byte(1, w)
-                    case 1 {
-                        mstore(a, mulmod(b, c, r))
-                        ip := add(ip, 8)
+                    let p := add(ip, 2)
+                    for { let n := byte(1, w) } n { n := sub(n, 1) } {
+                        let v := mload(p)
+                        let a := and(shr(232, v), 0xffff)
+                        let b := mload(and(shr(216, v), 0xffff))
+                        let c := mload(and(shr(200, v), 0xffff))
+                        switch byte(0, v)
+                        case 1 {
+                            mstore(a, mulmod(b, c, r))
+                            p := add(p, 7)
+                        }
+                        case 3 {
+                            mstore(a, addmod(mulmod(b, c, r), mload(and(shr(184, v), 0xffff)), r))
+                            p := add(p, 9)
+                        }
+                        case 4 {
+                            mstore(a, addmod(mload(and(shr(184, v), 0xffff)), sub(r, mulmod(b, c, r)), r))
+                            p := add(p, 9)
+                        }
+                        case 5 {
+                            mstore(a, addmod(b, sub(r, c), r))
+                            p := add(p, 7)
+                        }
+                        case 6 {
+                            mstore(a, addmod(b, c, r))
+                            p := add(p, 7)
+                        }
+                        default { fail() }
                     }
-                    case 3 {
-                        mstore(a, addmod(mulmod(b, c, r), mload(and(shr(176, w), 0xffff)), r))
-                        ip := add(ip, 10)
-                    }
-                    case 4 {
-                        mstore(a, addmod(mload(and(shr(176, w), 0xffff)), sub(r, mulmod(b, c, r)), r))
-                        ip := add(ip, 10)
-                    }
-                    case 5 {
-                        mstore(a, addmod(b, sub(r, c), r))
-                        ip := add(ip, 8)
-                    }
-                    case 6 {
-                        mstore(a, addmod(b, c, r))
-                        ip := add(ip, 8)
-                    }
-                    default { fail() }
+                    ip := p
                 }
                 // batch inversion: n (w1) source words, then n result words, each 1 byte: the
                 // prefix products in the results' words, one modexp, then back down

@@ -30,7 +30,7 @@ pub const SHARED_VERIFIER_CONTRACT: &str = "Halo2SharedVerifier";
 pub const KEY_CONTRACT: &str = "VerifyingKey";
 /// The first bytes of a key's data: the encoding's version. A shared verifier refuses keys of
 /// any other.
-pub const MAGIC: &[u8; 4] = b"ZKV2";
+pub const MAGIC: &[u8; 4] = b"ZKV3";
 /// Bytes of the data's header (magic, counts) after the leading STOP byte.
 const HEADER: usize = 23;
 /// Where the header says how many more data contracts (parts) the key takes.
@@ -63,6 +63,7 @@ mod code {
     pub(super) const ASSERT_EQ: u8 = 19;
     pub(super) const EC_MUL_ADD_FAR: u8 = 20;
     pub(super) const WIDE: u8 = 21;
+    pub(super) const EC_MSM: u8 = 22;
 }
 
 /// The words of BN254's G2 generator as the pairing precompile reads them: the shared verifier
@@ -231,10 +232,14 @@ impl Memory {
 struct Encoder<'a> {
     program: &'a Program,
     memory: Memory,
+    /// How many operations read each variable.
+    readers: Vec<u32>,
     out: Vec<u8>,
     /// The open run of products: where its `MUL` is (one product) or its `MULS` count is, and
     /// the count.
     muls: Option<(usize, u8)>,
+    /// The open run of field arithmetic with 2-byte operands: where its count is, and the count.
+    wides: Option<(usize, u8)>,
 }
 
 impl Encoder<'_> {
@@ -253,6 +258,7 @@ impl Encoder<'_> {
 
     fn emit(&mut self, code: u8, operands: &[u16]) {
         self.muls = None;
+        self.wides = None;
         self.out.push(code);
         for o in operands {
             self.out.extend(o.to_be_bytes());
@@ -268,13 +274,25 @@ impl Encoder<'_> {
     fn arith(&mut self, code: u8, dst: u32, sources: &[Word]) -> Result<()> {
         let words: Vec<Word> = std::iter::once(Word::Var(dst)).chain(sources.iter().copied()).collect();
         if words.iter().any(|&w| self.word(w) >= NEAR) {
-            // Beyond 1-byte operands' reach: the same operation with 2-byte byte offsets.
+            // Beyond 1-byte operands' reach: the same operation with 2-byte byte offsets, in a
+            // run of such operations (`WIDE`, their count, then each): one dispatch for all.
             let offsets = words.iter().map(|&w| self.offset(w)).collect::<Result<Vec<u16>>>()?;
-            self.emit(code::WIDE, &[]);
+            match self.wides {
+                Some((at, n)) if n < u8::MAX => {
+                    self.out[at] = n + 1;
+                    self.wides = Some((at, n + 1));
+                }
+                _ => {
+                    self.emit(code::WIDE, &[]);
+                    self.out.push(1);
+                    self.wides = Some((self.out.len() - 1, 1));
+                }
+            }
             self.out.push(code);
             offsets.iter().for_each(|o| self.out.extend(o.to_be_bytes()));
             return Ok(());
         }
+        self.wides = None;
         let near: Vec<u8> = words.iter().map(|&w| self.word(w) as u8).collect();
         if code == code::MUL {
             // A product right after another is appended to a run (`MULS`): one dispatch for
@@ -328,6 +346,31 @@ impl Encoder<'_> {
         }
         self.copy(self.offset(dst)?, self.offset(src)?, n as u8);
         Ok(Some(n))
+    }
+
+    /// Encodes a chain of ecMul-adds from op `i` on, each adding into the sum of the one before
+    /// (which nothing else reads), as one multi-scalar multiplication: the sum stays in the
+    /// scratch area and only the last is stored. Returns how many it covered.
+    fn msm(&mut self, i: usize) -> Result<Option<usize>> {
+        let ops = &self.program.ops;
+        let Op::EcMulAdd { acc, .. } = ops[i] else { return Ok(None) };
+        let mut pairs = Vec::new();
+        let mut last: Option<u32> = None;
+        while let Some(Op::EcMulAdd { dst, acc: from, point, scalar }) = ops.get(i + pairs.len()) {
+            let chained = last.is_none_or(|sum| *from == Word::Var(sum) && self.readers[sum as usize] == 1);
+            if !chained || pairs.len() == u8::MAX as usize {
+                break;
+            }
+            pairs.push((self.offset(*point)?, self.offset(*scalar)?));
+            last = Some(*dst);
+        }
+        let Some(dst) = last.filter(|_| pairs.len() > 1) else { return Ok(None) };
+        self.emit(code::EC_MSM, &[]);
+        self.out.push(pairs.len() as u8);
+        for o in [self.var(dst)?, self.offset(acc)?].into_iter().chain(pairs.iter().flat_map(|&(p, s)| [p, s])) {
+            self.out.extend(o.to_be_bytes());
+        }
+        Ok(Some(pairs.len()))
     }
 
     /// Encodes the calldata reads from op `i` on as one operation: a run of scalars (or
@@ -447,12 +490,23 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
     };
     let program = &program;
     let words = memory.words as usize;
-    let mut encoder = Encoder { program, memory, out: Vec::new(), muls: None };
+    let mut readers = vec![0u32; program.vars as usize];
+    for op in &program.ops {
+        key_reads(program, op, |word, _| {
+            if let Word::Var(v) = word {
+                readers[v as usize] += 1;
+            }
+        });
+    }
+    let mut encoder = Encoder { program, memory, readers, out: Vec::new(), muls: None, wides: None };
     let mut i = 0;
     while i < program.ops.len() {
         let run = match encoder.reads(i)? {
             Some(n) => Some(n),
-            None => encoder.copies(i)?,
+            None => match encoder.copies(i)? {
+                Some(n) => Some(n),
+                None => encoder.msm(i)?,
+            },
         };
         match run {
             Some(n) => i += n,
@@ -688,5 +742,95 @@ mod tests {
         let data = encode_key(&pairing_program(custom.try_into().unwrap())).unwrap();
         assert_eq!(u16::from_be_bytes([data[13], data[14]]), 8, "both G2 points are stored");
         assert_eq!(body(&data)[7], code::PAIRING, "{:?}", body(&data));
+    }
+
+    /// The operations of a key's program, each its code and, for a run, its count.
+    fn dispatches(data: &[u8]) -> Vec<(u8, u8)> {
+        let body = body(data);
+        let mut ops = Vec::new();
+        let mut i = 0;
+        while i < body.len() {
+            let (op, n) = (body[i], body.get(i + 1).copied().unwrap_or(0));
+            ops.push((op, if [code::MULS, code::WIDE, code::EC_MSM].contains(&op) { n } else { 0 }));
+            i += match op {
+                code::END => 1,
+                code::MUL | code::SUB | code::ADD => 4,
+                code::MUL_ADD | code::MUL_SUB | code::EC_MUL_ADD => 5,
+                code::MULS => 2 + 3 * n as usize,
+                code::SCALARS | code::POINTS | code::PAIRING_G | code::PAIRING => 7,
+                code::ASSERT_EQ => 6,
+                code::EC_MUL_ADD_FAR => 9,
+                code::EC_MSM => 6 + 4 * n as usize,
+                code::WIDE => {
+                    let mut at = i + 2;
+                    for _ in 0..n {
+                        at += if [code::MUL_ADD, code::MUL_SUB].contains(&body[at]) { 9 } else { 7 };
+                    }
+                    at - i
+                }
+                other => panic!("no such operation in these programs: {other}"),
+            };
+        }
+        ops
+    }
+
+    /// Three points and three scalars read, sums of scalar times point chained from the first
+    /// point, the last sum paired; `also_read` sums read by an equality check as well.
+    fn msm_program(also_read: &[u32]) -> Program {
+        let mut ops = vec![
+            Op::LoadPoint { dst: 0, offset: 0 },
+            Op::LoadPoint { dst: 2, offset: 0x40 },
+            Op::LoadPoint { dst: 4, offset: 0x80 },
+            Op::LoadScalar { dst: 6, offset: 0xc0 },
+            Op::LoadScalar { dst: 7, offset: 0xe0 },
+            Op::LoadScalar { dst: 8, offset: 0x100 },
+            Op::EcMulAdd { dst: 9, acc: Word::Var(0), point: Word::Var(2), scalar: Word::Var(6) },
+            Op::EcMulAdd { dst: 11, acc: Word::Var(9), point: Word::Var(4), scalar: Word::Var(7) },
+            Op::EcMulAdd { dst: 13, acc: Word::Var(11), point: Word::Var(2), scalar: Word::Var(8) },
+        ];
+        ops.extend(also_read.iter().map(|&v| Op::AssertEq { a: Word::Var(v), b: Word::Var(0), words: 2 }));
+        ops.push(Op::Pairing { lhs: Word::Var(13), rhs: Word::Var(2), g2: Word::Const(0) });
+        let g2 = g2_generator().into_iter().chain([U256::from(5), U256::from(6), U256::from(7), U256::from(8)]);
+        Program { constants: g2.collect(), vars: 15, ops, calldata_len: 0x120, ..Program::default() }
+    }
+
+    #[test]
+    fn a_chain_of_ec_mul_adds_is_one_msm_only_where_no_other_operation_reads_its_sums() {
+        let ops = dispatches(&encode_key(&msm_program(&[])).unwrap());
+        assert_eq!(
+            ops.iter().filter(|(op, _)| *op == code::EC_MSM).collect::<Vec<_>>(),
+            [&(code::EC_MSM, 3)],
+            "{ops:?}"
+        );
+        assert!(!ops.iter().any(|(op, _)| *op == code::EC_MUL_ADD), "{ops:?}");
+        // The first sum is read by another operation: it is stored, and the chain is cut there.
+        let ops = dispatches(&encode_key(&msm_program(&[9])).unwrap());
+        let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
+        assert_eq!(ec, [&(code::EC_MUL_ADD, 0), &(code::EC_MSM, 2)], "{ops:?}");
+        // The second: two operations, the first of them a chain of two.
+        let ops = dispatches(&encode_key(&msm_program(&[11])).unwrap());
+        let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
+        assert_eq!(ec, [&(code::EC_MSM, 2), &(code::EC_MUL_ADD, 0)], "{ops:?}");
+    }
+
+    #[test]
+    fn arithmetic_beyond_one_byte_operands_is_dispatched_in_runs() {
+        // 300 scalars read and all kept to the end: their words go beyond the first 256.
+        let n = 300u32;
+        let mut ops: Vec<Op> = (0..n).map(|i| Op::LoadScalar { dst: i, offset: 32 * i }).collect();
+        ops.extend((0..n - 1).map(|i| Op::Mul { dst: n + i, a: Word::Var(i), b: Word::Var(i + 1) }));
+        ops.extend((0..n).map(|i| Op::AssertEq { a: Word::Var(i), b: Word::Var(n + i.min(n - 2)), words: 1 }));
+        let program = Program { vars: 2 * n, ops, calldata_len: 32 * n, ..Program::default() };
+        let ops = dispatches(&encode_key(&program).unwrap());
+        let wide: Vec<u8> = ops.iter().filter(|(op, _)| *op == code::WIDE).map(|&(_, n)| n).collect();
+        let near = ops.iter().filter(|(op, _)| [code::MUL, code::MULS].contains(op)).count();
+        // Every product is in a run of at most 255: the wide ones in few dispatches.
+        let products: u32 = wide.iter().map(|&n| n as u32).sum::<u32>()
+            + ops
+                .iter()
+                .map(|&(op, n)| if op == code::MULS { n as u32 } else { (op == code::MUL) as u32 })
+                .sum::<u32>();
+        assert_eq!(products, n - 1, "{ops:?}");
+        assert!(!wide.is_empty() && wide.len() <= 3, "runs {wide:?}, near dispatches {near}");
     }
 }
