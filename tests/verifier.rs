@@ -113,18 +113,38 @@ fn a_lookup_heavy_proof_is_decided_as_snark_verifier_does_natively_and_by_the_sh
         bad[i] ^= 0x01;
         assert_eq!(shared.verify(vk, &case.instances, &bad), None, "byte {i} flipped is accepted");
     }
-    every_tamper_refused_by_both_modes_on_revm_and_on_anvil(&case);
+    every_tamper_refused_by_both_modes_on_revm_and_on_anvil(&case, None);
     decides_as_snark_verifier(case);
 }
 
 /// Every byte of the case's proof flipped and every instance changed: the direct verifier (as
 /// `zkinfer run` wrote it) and the shared verifier with the key refuse each, on revm and on anvil.
-fn every_tamper_refused_by_both_modes_on_revm_and_on_anvil(case: &Case) {
-    let out = case._work.path().join("out");
+/// With `other` (a model of the same shape), each model's proof is refused by the other's
+/// verifiers.
+fn every_tamper_refused_by_both_modes_on_revm_and_on_anvil(case: &Case, other: Option<&Case>) {
+    let deploy = |chain: &mut zkinfer::evm::Chain, case: &Case| {
+        let out = case._work.path().join("out");
+        common::BothModes::deploy(chain, &out.join("Verifier.json"), &out.join("vk.bin"))
+    };
     let anvil = zkinfer::evm::anvil::spawn_anvil().expect("anvil starts");
     let node = zkinfer::evm::Chain::connect(&anvil.endpoint(), &zkinfer::evm::Connect::default()).unwrap();
     for mut chain in [zkinfer::evm::Chain::in_process(), node] {
-        let modes = common::BothModes::deploy(&mut chain, &out.join("Verifier.json"), &out.join("vk.bin"));
+        let modes = deploy(&mut chain, case);
+        if let Some(other) = other {
+            let others = deploy(&mut chain, other);
+            assert_eq!(others.accept(&mut chain, &other.instances, &other.proof), (true, true), "B's own proof");
+            let on = chain.describe();
+            assert_eq!(
+                modes.accept(&mut chain, &other.instances, &other.proof),
+                (false, false),
+                "B's proof, A's key, {on}"
+            );
+            assert_eq!(
+                others.accept(&mut chain, &case.instances, &case.proof),
+                (false, false),
+                "A's proof, B's key, {on}"
+            );
+        }
         let started = std::time::Instant::now();
         modes.refuse_every_tamper(&mut chain, &case.instances, &case.proof);
         eprintln!(
@@ -419,7 +439,7 @@ fn the_shared_verifier_decides_as_the_direct_one() {
     assert!(shared.verify(other_vk, &other.instances, &other.proof).is_some(), "the other model's own proof");
     assert_eq!(shared.verify(vk, &other.instances, &other.proof), None, "model B's proof against model A's key");
     assert_eq!(shared.verify(other_vk, &case.instances, &case.proof), None, "model A's proof against model B's key");
-    every_tamper_refused_by_both_modes_on_revm_and_on_anvil(&case);
+    every_tamper_refused_by_both_modes_on_revm_and_on_anvil(&case, Some(&other));
 }
 
 #[test]

@@ -262,7 +262,7 @@ impl BothModes {
     }
 
     /// Both modes accept the honest proof, and refuse it with every byte flipped (each on its
-    /// own) and with every instance changed.
+    /// own), with every instance changed, one byte short or long, and with an instance fewer.
     pub fn refuse_every_tamper(
         &self,
         chain: &mut zkinfer::evm::Chain,
@@ -281,6 +281,13 @@ impl BothModes {
             let mut bad = instances.to_vec();
             bad[i] += Fr::from(1);
             assert_eq!(self.accept(chain, &bad, proof), (false, false), "instance {i} changed on {on}");
+        }
+        let short = &proof[..proof.len() - 1];
+        assert_eq!(self.accept(chain, instances, short), (false, false), "a proof a byte short on {on}");
+        let long = [proof, &[0]].concat();
+        assert_eq!(self.accept(chain, instances, &long), (false, false), "a proof a byte long on {on}");
+        if let Some((_, fewer)) = instances.split_last() {
+            assert_eq!(self.accept(chain, fewer, proof), (false, false), "an instance fewer on {on}");
         }
     }
 }
