@@ -227,40 +227,6 @@ contract Halo2SharedVerifier {
                     mstore(shl(5, byte(1, w)), addmod(mload(shl(5, byte(2, w))), mload(shl(5, byte(3, w))), r))
                     ip := add(ip, 4)
                 }
-                // G1 point w1 := point w2 + scalar w4 * point w3 (ecMul, then ecAdd)
-                case 7 {
-                    ec_mul_add(scratch, shl(5, byte(1, w)), shl(5, byte(2, w)), shl(5, byte(3, w)), shl(5, byte(4, w)))
-                    ip := add(ip, 5)
-                }
-                // multi-scalar multiplication: n (1 byte) pairs; G1 point a := point b + the sum
-                // of each pair's scalar (2-byte offset) times its point (2-byte offset), the
-                // sum kept in the scratch area
-                case 22 {
-                    let p := add(ip, 6)
-                    let from := and(shr(208, w), 0xffff)
-                    mstore(scratch, mload(from))
-                    mstore(add(scratch, 0x20), mload(add(from, 0x20)))
-                    for { let last := add(p, shl(2, byte(1, w))) } lt(p, last) { p := add(p, 4) } {
-                        let v := mload(p)
-                        let point := shr(240, v)
-                        mstore(add(scratch, 0x40), mload(point))
-                        mstore(add(scratch, 0x60), mload(add(point, 0x20)))
-                        mstore(add(scratch, 0x80), mload(and(shr(224, v), 0xffff)))
-                        if iszero(staticcall(gas(), 0x07, add(scratch, 0x40), 0x60, add(scratch, 0x40), 0x40)) { fail() }
-                        if iszero(staticcall(gas(), 0x06, scratch, 0x80, scratch, 0x40)) { fail() }
-                    }
-                    let to := and(shr(224, w), 0xffff)
-                    mstore(to, mload(scratch))
-                    mstore(add(to, 0x20), mload(add(scratch, 0x20)))
-                    ip := p
-                }
-                // a := G1 point b + scalar d * G1 point c (case 7 with 2-byte operands)
-                case 20 {
-                    ec_mul_add(
-                        scratch, and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), and(shr(200, w), 0xffff), and(shr(184, w), 0xffff)
-                    )
-                    ip := add(ip, 9)
-                }
                 // challenge: a := keccak256(words c at b ..) mod r, the whole hash to the word
                 // after the operands (d); one word is hashed with a 0x01 byte after it
                 case 8 {
@@ -286,6 +252,40 @@ contract Halo2SharedVerifier {
                         if iszero(on_curve(x, y)) { fail() }
                         mstore(add(and(shr(232, w), 0xffff), i), x)
                         mstore(add(and(shr(232, w), 0xffff), add(i, 0x20)), y)
+                    }
+                    ip := add(ip, 7)
+                }
+                // batch inversion: n (w1) pairs of 1-byte words (a source, its result): the
+                // prefix products in the results' words, one modexp, then back down (one word
+                // read gives a pair and the one before it)
+                case 12 {
+                    let first := add(ip, 2)
+                    let last := add(first, shl(1, sub(byte(1, w), 1)))
+                    let v := mload(first)
+                    let p := mload(shl(5, byte(0, v)))
+                    mstore(shl(5, byte(1, v)), p)
+                    for { let q := add(first, 2) } iszero(gt(q, last)) { q := add(q, 2) } {
+                        v := mload(q)
+                        p := mulmod(p, mload(shl(5, byte(0, v))), r)
+                        mstore(shl(5, byte(1, v)), p)
+                    }
+                    modexp(scratch, p, sub(r, 2), r, scratch)
+                    p := mload(scratch)
+                    for { let q := last } gt(q, first) { q := sub(q, 2) } {
+                        v := mload(sub(q, 2))
+                        mstore(shl(5, byte(3, v)), mulmod(mload(shl(5, byte(1, v))), p, r))
+                        p := mulmod(p, mload(shl(5, byte(2, v))), r)
+                    }
+                    mstore(shl(5, byte(1, mload(first))), p)
+                    ip := add(last, 2)
+                }
+                // c scalars from input offset b into a.., each below r
+                case 9 {
+                    let from := add(input, and(shr(216, w), 0xffff))
+                    for { let i := 0 } lt(i, shl(5, and(shr(200, w), 0xffff))) { i := add(i, 0x20) } {
+                        let v := mload(add(from, i))
+                        if iszero(lt(v, r)) { fail() }
+                        mstore(add(and(shr(232, w), 0xffff), i), v)
                     }
                     ip := add(ip, 7)
                 }
@@ -328,37 +328,46 @@ contract Halo2SharedVerifier {
                     }
                     ip := p
                 }
-                // batch inversion: n (w1) source words, then n result words, each 1 byte: the
-                // prefix products in the results' words, one modexp, then back down
-                case 12 {
-                    let n := byte(1, w)
-                    let srcs := add(ip, 2)
-                    let dsts := add(srcs, n)
-                    let p := mload(shl(5, shr(248, mload(srcs))))
-                    mstore(shl(5, shr(248, mload(dsts))), p)
-                    for { let i := 1 } lt(i, n) { i := add(i, 1) } {
-                        p := mulmod(p, mload(shl(5, shr(248, mload(add(srcs, i))))), r)
-                        mstore(shl(5, shr(248, mload(add(dsts, i)))), p)
+                // multi-scalar multiplication: n (1 byte) pairs; G1 point a := point b + the sum
+                // of each pair's scalar (2-byte offset) times its point (2-byte offset), the
+                // sum kept in the scratch area
+                case 22 {
+                    let p := add(ip, 6)
+                    let from := and(shr(208, w), 0xffff)
+                    mstore(scratch, mload(from))
+                    mstore(add(scratch, 0x20), mload(add(from, 0x20)))
+                    for { let last := add(p, shl(2, byte(1, w))) } lt(p, last) { p := add(p, 4) } {
+                        let v := mload(p)
+                        let point := shr(240, v)
+                        mstore(add(scratch, 0x40), mload(point))
+                        mstore(add(scratch, 0x60), mload(add(point, 0x20)))
+                        mstore(add(scratch, 0x80), mload(and(shr(224, v), 0xffff)))
+                        if iszero(staticcall(gas(), 0x07, add(scratch, 0x40), 0x60, add(scratch, 0x40), 0x40)) { fail() }
+                        if iszero(staticcall(gas(), 0x06, scratch, 0x80, scratch, 0x40)) { fail() }
                     }
-                    modexp(scratch, p, sub(r, 2), r, scratch)
-                    p := mload(scratch)
-                    for { let i := sub(n, 1) } i { i := sub(i, 1) } {
-                        let before := mload(shl(5, shr(248, mload(add(dsts, sub(i, 1))))))
-                        mstore(shl(5, shr(248, mload(add(dsts, i)))), mulmod(before, p, r))
-                        p := mulmod(p, mload(shl(5, shr(248, mload(add(srcs, i))))), r)
-                    }
-                    mstore(shl(5, shr(248, mload(dsts))), p)
-                    ip := add(dsts, n)
+                    let to := and(shr(224, w), 0xffff)
+                    mstore(to, mload(scratch))
+                    mstore(add(to, 0x20), mload(add(scratch, 0x20)))
+                    ip := p
                 }
-                // c scalars from input offset b into a.., each below r
-                case 9 {
-                    let from := add(input, and(shr(216, w), 0xffff))
-                    for { let i := 0 } lt(i, shl(5, and(shr(200, w), 0xffff))) { i := add(i, 0x20) } {
-                        let v := mload(add(from, i))
-                        if iszero(lt(v, r)) { fail() }
-                        mstore(add(and(shr(232, w), 0xffff), i), v)
-                    }
-                    ip := add(ip, 7)
+                // G1 point w1 := point w2 + scalar w4 * point w3 (ecMul, then ecAdd)
+                case 7 {
+                    ec_mul_add(scratch, shl(5, byte(1, w)), shl(5, byte(2, w)), shl(5, byte(3, w)), shl(5, byte(4, w)))
+                    ip := add(ip, 5)
+                }
+                // n (w1) squarings: a := b^(2^n), offsets a and b (2 bytes each) after n
+                case 23 {
+                    let x := mload(and(shr(208, w), 0xffff))
+                    for { let n := byte(1, w) } n { n := sub(n, 1) } { x := mulmod(x, x, r) }
+                    mstore(and(shr(224, w), 0xffff), x)
+                    ip := add(ip, 6)
+                }
+                // a := G1 point b + scalar d * G1 point c (case 7 with 2-byte operands)
+                case 20 {
+                    ec_mul_add(
+                        scratch, and(shr(232, w), 0xffff), and(shr(216, w), 0xffff), and(shr(200, w), 0xffff), and(shr(184, w), 0xffff)
+                    )
+                    ip := add(ip, 9)
                 }
                 // G1 point a from limbs: bits (1 byte), limbs per coordinate n (1 byte), then
                 // the 2n limbs' offsets (x's, then y's, lowest first)

@@ -38,8 +38,8 @@ const PARTS_AT: usize = 1 + 22;
 /// Words a 1-byte operand names.
 const NEAR: u32 = 256;
 
-/// Operation codes, as the shared verifier dispatches them (the most frequent first: its
-/// `switch` compares them in order).
+/// Operation codes, as the shared verifier dispatches them (its `switch` compares them in the
+/// order of their frequency in the programs zkinfer generates, not of their codes).
 mod code {
     pub(super) const END: u8 = 0;
     pub(super) const MUL: u8 = 1;
@@ -64,6 +64,7 @@ mod code {
     pub(super) const EC_MUL_ADD_FAR: u8 = 20;
     pub(super) const WIDE: u8 = 21;
     pub(super) const EC_MSM: u8 = 22;
+    pub(super) const SQUARINGS: u8 = 23;
 }
 
 /// The words of BN254's G2 generator as the pairing precompile reads them: the shared verifier
@@ -373,6 +374,34 @@ impl Encoder<'_> {
         Ok(Some(pairs.len()))
     }
 
+    /// Encodes repeated squarings from op `i` on (each squaring the one before, which nothing
+    /// else reads: x^(2^n), the vanishing polynomial's power) as one operation. Returns how many
+    /// it covered.
+    fn squarings(&mut self, i: usize) -> Result<Option<usize>> {
+        let ops = &self.program.ops;
+        let Op::Mul { a: base, b, .. } = ops[i] else { return Ok(None) };
+        if base != b {
+            return Ok(None);
+        }
+        let mut last: Option<u32> = None;
+        let mut n = 0;
+        while let Some(Op::Mul { dst, a, b }) = ops.get(i + n) {
+            let chained = last.is_none_or(|x| *a == Word::Var(x) && self.readers[x as usize] == 2);
+            if a != b || !chained || n == u8::MAX as usize {
+                break;
+            }
+            last = Some(*dst);
+            n += 1;
+        }
+        let Some(dst) = last.filter(|_| n >= 3) else { return Ok(None) };
+        self.emit(code::SQUARINGS, &[]);
+        self.out.push(n as u8);
+        for o in [self.var(dst)?, self.offset(base)?] {
+            self.out.extend(o.to_be_bytes());
+        }
+        Ok(Some(n))
+    }
+
     /// Encodes the calldata reads from op `i` on as one operation: a run of scalars (or
     /// points) read from consecutive input into consecutive memory. Returns how many it covered.
     fn reads(&mut self, i: usize) -> Result<Option<usize>> {
@@ -427,8 +456,7 @@ impl Encoder<'_> {
                 };
                 self.emit(code::BATCH_INVERT, &[]);
                 self.out.push(dsts.len() as u8);
-                self.out.extend(srcs);
-                self.out.extend(dsts);
+                self.out.extend(srcs.into_iter().zip(dsts).flat_map(|(s, d)| [s, d]));
             }
             Op::Pow { dst, base, exp } => {
                 self.emit(code::POW, &[self.var(*dst)?, self.offset(*base)?, self.offset(*exp)?])
@@ -505,7 +533,10 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
             Some(n) => Some(n),
             None => match encoder.copies(i)? {
                 Some(n) => Some(n),
-                None => encoder.msm(i)?,
+                None => match encoder.msm(i)? {
+                    Some(n) => Some(n),
+                    None => encoder.squarings(i)?,
+                },
             },
         };
         match run {
@@ -751,7 +782,7 @@ mod tests {
         let mut i = 0;
         while i < body.len() {
             let (op, n) = (body[i], body.get(i + 1).copied().unwrap_or(0));
-            ops.push((op, if [code::MULS, code::WIDE, code::EC_MSM].contains(&op) { n } else { 0 }));
+            ops.push((op, if [code::MULS, code::WIDE, code::EC_MSM, code::SQUARINGS].contains(&op) { n } else { 0 }));
             i += match op {
                 code::END => 1,
                 code::MUL | code::SUB | code::ADD => 4,
@@ -761,6 +792,7 @@ mod tests {
                 code::ASSERT_EQ => 6,
                 code::EC_MUL_ADD_FAR => 9,
                 code::EC_MSM => 6 + 4 * n as usize,
+                code::SQUARINGS => 6,
                 code::WIDE => {
                     let mut at = i + 2;
                     for _ in 0..n {
@@ -811,6 +843,29 @@ mod tests {
         let ops = dispatches(&encode_key(&msm_program(&[11])).unwrap());
         let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
         assert_eq!(ec, [&(code::EC_MSM, 2), &(code::EC_MUL_ADD, 0)], "{ops:?}");
+    }
+
+    #[test]
+    fn repeated_squarings_are_one_operation_only_where_no_other_operation_reads_them() {
+        // x read; x^2, x^4, .. x^64 by six squarings; the last (and `also_read`) checked.
+        let program = |also_read: Option<u32>| {
+            let mut ops = vec![Op::LoadScalar { dst: 0, offset: 0 }];
+            ops.extend((0..6).map(|i| Op::Mul { dst: i + 1, a: Word::Var(i), b: Word::Var(i) }));
+            ops.extend(also_read.map(|v| Op::AssertEq { a: Word::Var(v), b: Word::Var(0), words: 1 }));
+            ops.push(Op::AssertEq { a: Word::Var(6), b: Word::Var(0), words: 1 });
+            Program { vars: 7, ops, calldata_len: 32, ..Program::default() }
+        };
+        let squarings = |ops: Vec<(u8, u8)>| -> Vec<(u8, u8)> {
+            ops.into_iter().filter(|(op, _)| [code::SQUARINGS, code::MUL, code::MULS].contains(op)).collect()
+        };
+        let all = squarings(dispatches(&encode_key(&program(None)).unwrap()));
+        assert_eq!(all, [(code::SQUARINGS, 6)]);
+        // x^8 read elsewhere: stored, and the squarings after it one more operation.
+        let cut = squarings(dispatches(&encode_key(&program(Some(3))).unwrap()));
+        assert_eq!(cut, [(code::SQUARINGS, 3), (code::SQUARINGS, 3)]);
+        // x^32 read elsewhere: the last squaring alone is a product.
+        let cut = squarings(dispatches(&encode_key(&program(Some(5))).unwrap()));
+        assert_eq!(cut, [(code::SQUARINGS, 5), (code::MUL, 0)]);
     }
 
     #[test]
