@@ -518,11 +518,12 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
     };
     let program = &program;
     let words = memory.words as usize;
+    // Every word of a read counts (a challenge hashes runs of words, a point is two).
     let mut readers = vec![0u32; program.vars as usize];
     for op in &program.ops {
-        key_reads(program, op, |word, _| {
+        key_reads(program, op, |word, words| {
             if let Word::Var(v) = word {
-                readers[v as usize] += 1;
+                readers.iter_mut().skip(v as usize).take(words as usize).for_each(|r| *r += 1);
             }
         });
     }
@@ -790,6 +791,7 @@ mod tests {
                 code::MULS => 2 + 3 * n as usize,
                 code::SCALARS | code::POINTS | code::PAIRING_G | code::PAIRING => 7,
                 code::ASSERT_EQ => 6,
+                code::SQUEEZE => 9,
                 code::EC_MUL_ADD_FAR => 9,
                 code::EC_MSM => 6 + 4 * n as usize,
                 code::SQUARINGS => 6,
@@ -809,6 +811,12 @@ mod tests {
     /// Three points and three scalars read, sums of scalar times point chained from the first
     /// point, the last sum paired; `also_read` sums read by an equality check as well.
     fn msm_program(also_read: &[u32]) -> Program {
+        let checks = also_read.iter().map(|&v| Op::AssertEq { a: Word::Var(v), b: Word::Var(0), words: 2 });
+        msm_program_with(checks.collect())
+    }
+
+    /// [`msm_program`] with `extra` operations before the pairing.
+    fn msm_program_with(extra: Vec<Op>) -> Program {
         let mut ops = vec![
             Op::LoadPoint { dst: 0, offset: 0 },
             Op::LoadPoint { dst: 2, offset: 0x40 },
@@ -820,10 +828,10 @@ mod tests {
             Op::EcMulAdd { dst: 11, acc: Word::Var(9), point: Word::Var(4), scalar: Word::Var(7) },
             Op::EcMulAdd { dst: 13, acc: Word::Var(11), point: Word::Var(2), scalar: Word::Var(8) },
         ];
-        ops.extend(also_read.iter().map(|&v| Op::AssertEq { a: Word::Var(v), b: Word::Var(0), words: 2 }));
+        ops.extend(extra);
         ops.push(Op::Pairing { lhs: Word::Var(13), rhs: Word::Var(2), g2: Word::Const(0) });
         let g2 = g2_generator().into_iter().chain([U256::from(5), U256::from(6), U256::from(7), U256::from(8)]);
-        Program { constants: g2.collect(), vars: 15, ops, calldata_len: 0x120, ..Program::default() }
+        Program { constants: g2.collect(), vars: 17, ops, calldata_len: 0x120, ..Program::default() }
     }
 
     #[test]
@@ -843,6 +851,12 @@ mod tests {
         let ops = dispatches(&encode_key(&msm_program(&[11])).unwrap());
         let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
         assert_eq!(ec, [&(code::EC_MSM, 2), &(code::EC_MUL_ADD, 0)], "{ops:?}");
+        // Both sums hashed by a challenge over a run of words that starts at the first: every
+        // word of the run counts, so each ecMul-add stays on its own.
+        let squeeze = Op::Squeeze { dst: 15, hash: 16, start: 9, len: 4 };
+        let ops = dispatches(&encode_key(&msm_program_with(vec![squeeze])).unwrap());
+        let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
+        assert_eq!(ec, [&(code::EC_MUL_ADD, 0); 3], "{ops:?}");
     }
 
     #[test]
