@@ -358,7 +358,9 @@ impl Encoder<'_> {
         let mut pairs = Vec::new();
         let mut last: Option<u32> = None;
         while let Some(Op::EcMulAdd { dst, acc: from, point, scalar }) = ops.get(i + pairs.len()) {
-            let chained = last.is_none_or(|sum| *from == Word::Var(sum) && self.readers[sum as usize] == 1);
+            // Both words of the sum (a point) read by this operation only.
+            let once = |sum: u32| (sum..sum + 2).all(|w| self.readers.get(w as usize) == Some(&1));
+            let chained = last.is_none_or(|sum| *from == Word::Var(sum) && once(sum));
             if !chained || pairs.len() == u8::MAX as usize {
                 break;
             }
@@ -851,6 +853,11 @@ mod tests {
         let ops = dispatches(&encode_key(&msm_program(&[11])).unwrap());
         let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
         assert_eq!(ec, [&(code::EC_MSM, 2), &(code::EC_MUL_ADD, 0)], "{ops:?}");
+        // A sum's second word read elsewhere: that sum is stored, the chain cut after it.
+        let y = Op::AssertEq { a: Word::Var(10), b: Word::Var(0), words: 1 };
+        let ops = dispatches(&encode_key(&msm_program_with(vec![y])).unwrap());
+        let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
+        assert_eq!(ec, [&(code::EC_MUL_ADD, 0), &(code::EC_MSM, 2)], "{ops:?}");
         // Both sums hashed by a challenge over a run of words that starts at the first: every
         // word of the run counts, so each ecMul-add stays on its own.
         let squeeze = Op::Squeeze { dst: 15, hash: 16, start: 9, len: 4 };
