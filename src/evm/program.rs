@@ -899,7 +899,9 @@ impl Program {
         program
     }
 
-    fn fuse_products(&self) -> Program {
+    /// How many operations read each variable (every word of a multi-word read counts: a
+    /// challenge hashes runs of words, a point is two).
+    pub(crate) fn readers(&self) -> Vec<u32> {
         let mut reads = vec![0u32; self.vars as usize];
         for op in &self.ops {
             op.reads(|word, words| {
@@ -908,6 +910,11 @@ impl Program {
                 }
             });
         }
+        reads
+    }
+
+    fn fuse_products(&self) -> Program {
+        let reads = self.readers();
         let mut producer = vec![usize::MAX; self.vars as usize];
         for (i, op) in self.ops.iter().enumerate() {
             for (dst, _) in op.writes() {

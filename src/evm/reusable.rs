@@ -520,28 +520,18 @@ pub fn encode_key(program: &Program) -> Result<Vec<u8>> {
     };
     let program = &program;
     let words = memory.words as usize;
-    // Every word of a read counts (a challenge hashes runs of words, a point is two).
-    let mut readers = vec![0u32; program.vars as usize];
-    for op in &program.ops {
-        key_reads(program, op, |word, words| {
-            if let Word::Var(v) = word {
-                readers.iter_mut().skip(v as usize).take(words as usize).for_each(|r| *r += 1);
-            }
-        });
-    }
+    let readers = program.readers();
     let mut encoder = Encoder { program, memory, readers, out: Vec::new(), muls: None, wides: None };
     let mut i = 0;
     while i < program.ops.len() {
-        let run = match encoder.reads(i)? {
-            Some(n) => Some(n),
-            None => match encoder.copies(i)? {
-                Some(n) => Some(n),
-                None => match encoder.msm(i)? {
-                    Some(n) => Some(n),
-                    None => encoder.squarings(i)?,
-                },
-            },
-        };
+        // A run of ops encoded as one operation, from op i on (how many it covered).
+        let mut run = None;
+        for encode in [Encoder::reads, Encoder::copies, Encoder::msm, Encoder::squarings] {
+            run = encode(&mut encoder, i)?;
+            if run.is_some() {
+                break;
+            }
+        }
         match run {
             Some(n) => i += n,
             None => {
@@ -836,34 +826,26 @@ mod tests {
         Program { constants: g2.collect(), vars: 17, ops, calldata_len: 0x120, ..Program::default() }
     }
 
+    /// The elliptic-curve operations `program`'s key dispatches (ecMul-adds and MSMs).
+    fn ec_dispatches(program: &Program) -> Vec<(u8, u8)> {
+        let ops = dispatches(&encode_key(program).unwrap());
+        ops.into_iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect()
+    }
+
     #[test]
     fn a_chain_of_ec_mul_adds_is_one_msm_only_where_no_other_operation_reads_its_sums() {
-        let ops = dispatches(&encode_key(&msm_program(&[])).unwrap());
-        assert_eq!(
-            ops.iter().filter(|(op, _)| *op == code::EC_MSM).collect::<Vec<_>>(),
-            [&(code::EC_MSM, 3)],
-            "{ops:?}"
-        );
-        assert!(!ops.iter().any(|(op, _)| *op == code::EC_MUL_ADD), "{ops:?}");
+        assert_eq!(ec_dispatches(&msm_program(&[])), [(code::EC_MSM, 3)]);
         // The first sum is read by another operation: it is stored, and the chain is cut there.
-        let ops = dispatches(&encode_key(&msm_program(&[9])).unwrap());
-        let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
-        assert_eq!(ec, [&(code::EC_MUL_ADD, 0), &(code::EC_MSM, 2)], "{ops:?}");
+        assert_eq!(ec_dispatches(&msm_program(&[9])), [(code::EC_MUL_ADD, 0), (code::EC_MSM, 2)]);
         // The second: two operations, the first of them a chain of two.
-        let ops = dispatches(&encode_key(&msm_program(&[11])).unwrap());
-        let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
-        assert_eq!(ec, [&(code::EC_MSM, 2), &(code::EC_MUL_ADD, 0)], "{ops:?}");
+        assert_eq!(ec_dispatches(&msm_program(&[11])), [(code::EC_MSM, 2), (code::EC_MUL_ADD, 0)]);
         // A sum's second word read elsewhere: that sum is stored, the chain cut after it.
         let y = Op::AssertEq { a: Word::Var(10), b: Word::Var(0), words: 1 };
-        let ops = dispatches(&encode_key(&msm_program_with(vec![y])).unwrap());
-        let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
-        assert_eq!(ec, [&(code::EC_MUL_ADD, 0), &(code::EC_MSM, 2)], "{ops:?}");
+        assert_eq!(ec_dispatches(&msm_program_with(vec![y])), [(code::EC_MUL_ADD, 0), (code::EC_MSM, 2)]);
         // Both sums hashed by a challenge over a run of words that starts at the first: every
         // word of the run counts, so each ecMul-add stays on its own.
         let squeeze = Op::Squeeze { dst: 15, hash: 16, start: 9, len: 4 };
-        let ops = dispatches(&encode_key(&msm_program_with(vec![squeeze])).unwrap());
-        let ec: Vec<_> = ops.iter().filter(|(op, _)| [code::EC_MUL_ADD, code::EC_MSM].contains(op)).collect();
-        assert_eq!(ec, [&(code::EC_MUL_ADD, 0); 3], "{ops:?}");
+        assert_eq!(ec_dispatches(&msm_program_with(vec![squeeze])), [(code::EC_MUL_ADD, 0); 3]);
     }
 
     #[test]
