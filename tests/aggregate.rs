@@ -118,18 +118,10 @@ fn every_tamper_refused_by_both_modes_on_revm_and_on_anvil(dir: &Path, proof: &P
     let file = zkinfer::prove::ProofFile::load_for_evm(proof).unwrap();
     let instances = file.instance_values(proof).unwrap().remove(0);
     let bytes = file.proof_bytes(proof).unwrap();
-    let anvil = zkinfer::evm::anvil::spawn_anvil().expect("anvil starts");
-    let node = zkinfer::evm::Chain::connect(&anvil.endpoint(), &zkinfer::evm::Connect::default()).unwrap();
-    for mut chain in [zkinfer::evm::Chain::in_process(), node] {
-        let modes = common::BothModes::deploy(&mut chain, &dir.join("agg/Verifier.json"), &dir.join("agg/vk.bin"));
-        let started = std::time::Instant::now();
-        modes.refuse_every_tamper(&mut chain, &instances, &bytes);
-        eprintln!(
-            "aggregated proof: every tamper refused by both modes on {} in {:.1?}",
-            chain.describe(),
-            started.elapsed()
-        );
-    }
+    common::on_revm_and_on_anvil(|chain| {
+        let modes = common::BothModes::deploy(chain, &dir.join("agg/Verifier.json"), &dir.join("agg/vk.bin"));
+        modes.refuse_every_tamper(chain, &instances, &bytes);
+    });
 }
 
 #[test]

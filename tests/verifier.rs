@@ -126,35 +126,17 @@ fn every_tamper_refused_by_both_modes_on_revm_and_on_anvil(case: &Case, other: O
         let out = case._work.path().join("out");
         common::BothModes::deploy(chain, &out.join("Verifier.json"), &out.join("vk.bin"))
     };
-    let anvil = zkinfer::evm::anvil::spawn_anvil().expect("anvil starts");
-    let node = zkinfer::evm::Chain::connect(&anvil.endpoint(), &zkinfer::evm::Connect::default()).unwrap();
-    for mut chain in [zkinfer::evm::Chain::in_process(), node] {
-        let modes = deploy(&mut chain, case);
+    common::on_revm_and_on_anvil(|chain| {
+        let modes = deploy(chain, case);
         if let Some(other) = other {
-            let others = deploy(&mut chain, other);
-            assert_eq!(others.accept(&mut chain, &other.instances, &other.proof), (true, true), "B's own proof");
+            let others = deploy(chain, other);
+            assert_eq!(others.accept(chain, &other.instances, &other.proof), (true, true), "B's own proof");
             let on = chain.describe();
-            assert_eq!(
-                modes.accept(&mut chain, &other.instances, &other.proof),
-                (false, false),
-                "B's proof, A's key, {on}"
-            );
-            assert_eq!(
-                others.accept(&mut chain, &case.instances, &case.proof),
-                (false, false),
-                "A's proof, B's key, {on}"
-            );
+            assert_eq!(modes.accept(chain, &other.instances, &other.proof), (false, false), "B's proof, A's key, {on}");
+            assert_eq!(others.accept(chain, &case.instances, &case.proof), (false, false), "A's proof, B's key, {on}");
         }
-        let started = std::time::Instant::now();
-        modes.refuse_every_tamper(&mut chain, &case.instances, &case.proof);
-        eprintln!(
-            "{} proof bytes and {} instances refused by both modes on {} in {:.1?}",
-            case.proof.len(),
-            case.instances.len(),
-            chain.describe(),
-            started.elapsed()
-        );
-    }
+        modes.refuse_every_tamper(chain, &case.instances, &case.proof);
+    });
 }
 
 /// The traced program (and the shared verifier's fused one) against snark-verifier's native
@@ -353,16 +335,8 @@ struct Shared {
 
 impl Shared {
     fn new() -> Self {
-        use zkinfer::evm::reusable::{SHARED_VERIFIER_CONTRACT, SHARED_VERIFIER_SOURCE};
         let solc = zkinfer::evm::toolchain::resolve_solc(None).unwrap();
-        let compiled = zkinfer::evm::solidity::compile_sources(
-            &solc,
-            &[("Halo2SharedVerifier.sol", SHARED_VERIFIER_SOURCE)],
-            &[("Halo2SharedVerifier.sol", SHARED_VERIFIER_CONTRACT)],
-            zkinfer::evm::solidity::Optimizer::Full,
-        )
-        .unwrap()
-        .remove(0);
+        let compiled = zkinfer::evm::reusable::compile_shared_verifier(&solc).unwrap();
         eprintln!("shared verifier: {} runtime bytes", compiled.runtime.len());
         let mut chain = zkinfer::evm::Chain::in_process();
         let verifier =

@@ -215,6 +215,18 @@ pub fn test_settings(graph: &zkinfer::model::Graph, lookup_range: Option<[f64; 2
     }
 }
 
+/// Runs `each` on the in-process EVM (revm), then on a fresh anvil node, and prints how long
+/// each took.
+pub fn on_revm_and_on_anvil(mut each: impl FnMut(&mut zkinfer::evm::Chain)) {
+    let anvil = zkinfer::evm::anvil::spawn_anvil().expect("anvil starts");
+    let node = zkinfer::evm::Chain::connect(&anvil.endpoint(), &zkinfer::evm::Connect::default()).unwrap();
+    for mut chain in [zkinfer::evm::Chain::in_process(), node] {
+        let started = std::time::Instant::now();
+        each(&mut chain);
+        eprintln!("done on {} in {:.1?}", chain.describe(), started.elapsed());
+    }
+}
+
 /// Both verifier modes of one key deployed on a chain: the direct verifier, and the shared
 /// verifier with the key's data contract(s).
 pub struct BothModes {
@@ -252,11 +264,7 @@ impl BothModes {
     ) -> (bool, bool) {
         let direct = chain.call(self.direct, zkinfer::evm::encode_calldata(instances, proof)).unwrap().is_ok();
         let call = zkinfer::evm::reusable::encode_verify_call(self.key, instances, proof);
-        let true_word = {
-            let mut w = [0u8; 32];
-            w[31] = 1;
-            w
-        };
+        let true_word = alloy::primitives::U256::from(1).to_be_bytes::<32>();
         let shared = chain.call(self.shared, call).unwrap().is_ok_and(|answer| answer[..] == true_word);
         (direct, shared)
     }
