@@ -12,11 +12,10 @@ pragma solidity ^0.8.19;
 /// Key data layout (big-endian; the data contract's code starts with one STOP byte so that
 /// calling it does nothing): "ZKV3", instances (2 bytes), proof bytes (4), memory words (2),
 /// constants (2), of which near (2), the near ones' first word (2), program bytes (4), parts
-/// (1), then the constants (32 bytes
-/// each; the near ones first), then the program, whose last byte is operation 0 (the end). A key
-/// over EIP-170's contract size takes parts: the head (the key's address) holds the header, the
-/// parts' addresses (20 bytes each) and the start of the constants and program, each part a
-/// STOP byte and what follows, in order.
+/// (1), then the constants (32 bytes each; the near ones first), then the program, whose last
+/// byte is operation 0 (the end). A key over EIP-170's contract size takes parts: the head (the
+/// key's address) holds the header, the parts' addresses (20 bytes each) and the start of the
+/// constants and program, each part a STOP byte and what follows, in order.
 /// Memory while verifying: the near constants (those field arithmetic reads) and the program's
 /// variables, the pieces field arithmetic uses most first, then the other constants (as the
 /// program's operands name them: 1-byte operands are word indices, 2-byte ones byte offsets), a
@@ -114,7 +113,8 @@ contract Halo2SharedVerifier {
             // the key places them), a scratch area for the precompiles, the instances and the
             // proof, the program.
             function setup(key, instancesAt, numInstances, proofAt, proofLen) -> scratch, input, ip, end {
-                if lt(extcodesize(key), 0x18) { fail() }
+                let size := extcodesize(key)
+                if lt(size, 0x18) { fail() }
                 extcodecopy(key, 0, 1, 0x17)
                 let header := mload(0)
                 if iszero(eq(shr(224, header), 0x5a4b5633)) { fail() } // "ZKV3"
@@ -124,12 +124,13 @@ contract Halo2SharedVerifier {
                 input := add(scratch, 0x180)
                 calldatacopy(input, instancesAt, shl(5, numInstances))
                 calldatacopy(add(input, shl(5, numInstances)), proofAt, proofLen)
-                ip, end := load_key(key, header, scratch, add(input, add(shl(5, numInstances), proofLen)))
+                ip, end := load_key(key, size, header, scratch, add(input, add(shl(5, numInstances), proofLen)))
             }
 
             // Copies the key's constants (the near ones to their word, the others last before the
-            // scratch area) and its program (to `at`, where it runs: from ip to end).
-            function load_key(key, header, scratch, at) -> ip, end {
+            // scratch area) and its program (to `at`, where it runs: from ip to end); `size` is
+            // the key's code size.
+            function load_key(key, size, header, scratch, at) -> ip, end {
                 let constantBytes := shl(5, and(shr(144, header), 0xffff))
                 let nearBytes := shl(5, and(shr(128, header), 0xffff))
                 let nearAt := shl(5, and(shr(112, header), 0xffff))
@@ -140,7 +141,7 @@ contract Halo2SharedVerifier {
                 end := add(ip, programLen)
                 switch byte(22, header)
                 case 0 {
-                    if iszero(eq(extcodesize(key), add(add(0x18, constantBytes), programLen))) { fail() }
+                    if iszero(eq(size, add(add(0x18, constantBytes), programLen))) { fail() }
                     extcodecopy(key, ip, add(0x18, constantBytes), programLen)
                     extcodecopy(key, nearAt, 0x18, nearBytes)
                     extcodecopy(key, sub(scratch, farBytes), add(0x18, nearBytes), farBytes)
@@ -148,16 +149,16 @@ contract Halo2SharedVerifier {
                 default {
                     // A key over EIP-170: the constants and the program run on from the head
                     // into each part, joined at `at`.
-                    if iszero(eq(join_parts(key, byte(22, header), at), end)) { fail() }
+                    if iszero(eq(join_parts(key, size, byte(22, header), at), end)) { fail() }
                     mcopy_words(nearAt, at, shr(5, nearBytes))
                     mcopy_words(sub(scratch, farBytes), add(at, nearBytes), shr(5, farBytes))
                 }
             }
 
-            // The head names its parts (20-byte addresses after the header); copies its piece,
-            // then each part's (after its STOP byte), from `to` on; returns where they end.
-            function join_parts(key, parts, to) -> at {
-                let size := extcodesize(key)
+            // The head (of code size `size`) names its parts (20-byte addresses after the
+            // header); copies its piece, then each part's (after its STOP byte), from `to` on;
+            // returns where they end.
+            function join_parts(key, size, parts, to) -> at {
                 let headStart := add(0x18, mul(20, parts))
                 if lt(size, headStart) { fail() }
                 extcodecopy(key, to, headStart, sub(size, headStart))
