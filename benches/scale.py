@@ -7,7 +7,12 @@ memory and CPU use (user + system time over wall time: 2.0 is both cores busy), 
 
     pip install onnx onnxruntime numpy && python3 benches/scale.py [--zkinfer PATH] [--filter mlp_1m,gan] [--input-visibility hashed]
 
-Writes benches/results/scale.md (and prints it).
+Writes benches/results/scale.md (and prints it). With --ezkl it runs EZKL (the pinned version and
+environment of benches/compare_ezkl.py, created on first use) on the MLP family too, on the same
+models and input, each step its own process: settings calibrated for resources on that input,
+setup and prove timed. A step whose resident memory passes --max-gib is stopped and reported as
+such (the machine has 24 GiB). The table, both tools' rows side by side, goes to
+benches/results/scale_ezkl.md instead.
 """
 
 import argparse
@@ -19,13 +24,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benches"))
+if "--ezkl" in sys.argv[1:]:
+    # This script reruns in EZKL's pinned environment (compare_ezkl.py's), which has onnx and numpy too.
+    import compare_ezkl
+
+    compare_ezkl.ensure_venv()
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from make_models import mlp, save, write_input  # noqa: E402
 from real_world import cnn_1m  # noqa: E402
 
@@ -91,16 +101,83 @@ def columns(shape):
     return advice, fixed
 
 
-def stage(cmd, cwd):
-    """Runs one stage in its own process: (completed process, wall s, peak GiB, CPU use)."""
+def stage(cmd, cwd, env=None, max_gib=None):
+    """Runs one stage in its own process: (completed process, wall s, peak GiB, CPU use). With
+    `max_gib`, the process is killed once its resident memory passes it (exit code -9)."""
     start = time.time()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.time() - start
-    out, err = proc.stdout.read(), proc.stderr.read()
-    code = os.waitstatus_to_exitcode(status)
-    done = subprocess.CompletedProcess(cmd, code, out, err)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, 0 if max_gib is None else os.WNOHANG)
+            if pid:
+                break
+            if resident_gib(proc.pid) > max_gib:
+                proc.kill()
+            time.sleep(0.2)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.time() - start
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
     return done, wall, usage.ru_maxrss / 1024 / 1024, (usage.ru_utime + usage.ru_stime) / max(wall, 1e-9)
+
+
+def resident_gib(pid):
+    """The resident memory of a running process, from /proc (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            kib = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0.0
+    return kib / 1024 / 1024
+
+
+class EzklStages:
+    """EZKL's steps for one model, each a process of compare_ezkl.py's environment."""
+
+    def __init__(self, cmp, work, max_gib):
+        self.cmp, self.work, self.max_gib = cmp, work, max_gib
+        self.env = dict(os.environ, HOME=cmp.EZKL_HOME)
+
+    def call(self, fn, *args, run_args=None):
+        """(wall s, peak GiB, CPU use) of `ezkl.fn(*args)`; raises `Stopped` with the step's name."""
+        spec = {"fn": fn, "args": list(args), "kwargs": {}}
+        if run_args is not None:
+            spec["run_args"] = run_args
+        done, wall, gib, cpu = stage([self.cmp.venv_python(), "-c", self.cmp.EZKL_STEP, json.dumps(spec)], self.work,
+                                     self.env, self.max_gib)
+        if done.returncode == -9:
+            raise Stopped(f"{fn} stopped at {self.max_gib:.0f} GiB after {wall:.0f} s")
+        if done.returncode != 0:
+            raise Stopped(f"{fn} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        return wall, gib, cpu
+
+    def run(self):
+        """Settings calibrated on the input, then setup and prove: the table's cells after the name."""
+        samples = self.work / "samples.json"
+        samples.write_text(json.dumps({"input_data": json.load(open(self.work / "input.json"))["input_data"]}))
+        self.call("gen_settings", "network.onnx", "settings.json",
+                  run_args={"input_visibility": "public", "param_visibility": "fixed", "output_visibility": "public"})
+        self.call("calibrate_settings", "samples.json", "network.onnx", "settings.json", "resources")
+        self.call("compile_circuit", "network.onnx", "network.ezkl", "settings.json")
+        k = json.load(open(self.work / "settings.json"))["run_args"]["logrows"]
+        os.makedirs(self.cmp.EZKL_SRS, exist_ok=True)
+        srs = os.path.join(self.cmp.EZKL_SRS, f"k{k}.srs")
+        if not os.path.exists(srs):
+            self.call("gen_srs", srs + ".tmp", k)
+            os.replace(srs + ".tmp", srs)
+        self.call("gen_witness", "input.json", "network.ezkl", "witness.json", None, None)
+        cells = [str(k)]
+        s_s, s_gib, s_cpu = self.call("setup", "network.ezkl", "vk.key", "pk.key", srs, None, False)
+        cells.append(f"{s_s:.1f}, {s_gib:.2f}, {s_cpu:.1f}")
+        p_s, p_gib, p_cpu = self.call("prove", "witness.json", "network.ezkl", "pk.key", "proof.json", srs)
+        cells.append(f"{p_s:.1f}, {p_gib:.2f}, {p_cpu:.1f}")
+        cells.append(f"{(self.work / 'pk.key').stat().st_size / 1e6:.0f}")
+        return cells
+
+
+class Stopped(Exception):
+    """An EZKL step that failed or was stopped for memory."""
 
 
 def main():
@@ -108,6 +185,8 @@ def main():
     parser.add_argument("--zkinfer", default=str(ROOT / "target" / "debug" / "zkinfer"))
     parser.add_argument("--filter", default="", help="comma-separated parts of the model names to run (default: all)")
     parser.add_argument("--input-visibility", default="public")
+    parser.add_argument("--ezkl", action="store_true", help="run EZKL on the MLP family too (see above)")
+    parser.add_argument("--max-gib", type=float, default=20.0, help="with --ezkl: stop an EZKL step past this resident memory")
     args = parser.parse_args()
     wanted = lambda name: not args.filter or any(f and f in name for f in args.filter.split(","))
     work = Path(tempfile.mkdtemp(prefix="zkinfer-scale-"))
@@ -173,11 +252,25 @@ def main():
         rows.append(f"| {' | '.join(cells + results)} | {s_s:.1f}, {s_gib:.2f}, {s_cpu:.1f} | {p_s:.1f}, {p_gib:.2f}, {p_cpu:.1f} | "
                     f"{pk_mb:.0f} | {size} | {gas} |")
         print(rows[-1], flush=True)
+        if args.ezkl and name in dict(MLPS):
+            ezkl_dir = d / "ezkl"
+            ezkl_dir.mkdir()
+            for f in ["network.onnx", "input.json"]:
+                (ezkl_dir / f).write_bytes((d / f).read_bytes())
+            try:
+                e = EzklStages(compare_ezkl, ezkl_dir, args.max_gib).run()
+                rows.append(f"| {name} (EZKL) | {cells[1]} | {e[0]} | | | | {e[1]} | {e[2]} | {e[3]} | | |")
+            except Stopped as stopped:
+                rows.append(f"| {name} (EZKL) | {cells[1]} | {stopped} |")
+            print(rows[-1], flush=True)
     text = "\n".join(rows) + "\n"
     results = ROOT / "benches" / "results"
     results.mkdir(exist_ok=True)
     flags = "" if args.input_visibility == "public" else f" --input-visibility {args.input_visibility}"
     name = "scale.md" if not flags else f"scale_{args.input_visibility}.md"
+    if args.ezkl:
+        flags += " --ezkl"
+        name = name.replace(".md", "_ezkl.md")
     (results / name).write_text(f"Measured {time.strftime('%Y-%m-%d')} with `python3 benches/scale.py{flags}` "
                                 f"(input {args.input_visibility}, params fixed, output public; lookup range -8,8):\n\n{text}")
     print(text)
