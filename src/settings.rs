@@ -192,6 +192,11 @@ pub struct SettingsOptions {
     /// The Poseidon gate for the commitments: auto (compile chooses), on or off.
     #[arg(long, value_enum)]
     pub poseidon_gate: Option<crate::circuit::layout::PoseidonGate>,
+    /// The most gas a proof's direct EVM verifier may cost when `compile` chooses the geometry
+    /// (the gates, k, the columns) for the fastest proof: a larger budget lets it take wider,
+    /// faster geometries (default: 10% more than the circuit without the linear-layer gate).
+    #[arg(long, value_name = "GAS")]
+    pub max_verifier_gas: Option<u64>,
     /// Visibility of the input.
     #[arg(long, value_enum)]
     pub input_visibility: Option<Visibility>,
@@ -241,7 +246,7 @@ pub fn gen_settings_for(graph: &crate::model::Graph, model_digest: &str, options
         max_advice_columns: DEFAULT_MAX_ADVICE_COLUMNS,
         linear_gate: options.linear_gate.unwrap_or_default(),
         poseidon_gate: options.poseidon_gate.unwrap_or_default(),
-        max_verifier_gas: None,
+        max_verifier_gas: options.max_verifier_gas,
         lookup_range: options.lookup_range,
         input_shapes: graph.input_shapes(),
         output_shapes: graph.output_shapes(),

@@ -385,6 +385,40 @@ fn each_stage_runs_as_its_own_command() {
 }
 
 #[test]
+fn a_verifier_gas_budget_from_gen_settings_lets_compile_take_a_faster_geometry() {
+    // The MNIST MLP: within the default budget (10% over the gate-less circuit's ~424 k gas)
+    // compile takes the 2x1 linear gate at k = 16; allowed 480 k gas, the 2x2 gate at k = 15
+    // (~474 k gas, less proving work); allowed less than any gate needs, no gate at all.
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let model = example("mlp_mnist").join("network.onnx");
+    let model = model.to_str().unwrap();
+    let geometry = |budget: Option<&str>| {
+        let mut args = vec!["gen-settings", "-M", model];
+        if let Some(gas) = budget {
+            args.extend(["--max-verifier-gas", gas]);
+        }
+        ok(w, &args);
+        let settings = json(&w.join("settings.json"));
+        assert_eq!(
+            settings["max_verifier_gas"],
+            budget.map_or(serde_json::Value::Null, |g| g.parse::<u64>().unwrap().into())
+        );
+        let printed = ok(w, &["compile", "-M", model]);
+        let shape = &json(&w.join("model.compiled"))["shape"];
+        let gate = shape["linear"].as_object().map(|g| format!("{}x{}", g["inputs"], g["outputs"]));
+        (gate, shape["k"].as_u64().unwrap(), printed)
+    };
+    let (gate, k, printed) = geometry(None);
+    assert_eq!((gate.as_deref(), k), (Some("2x1"), 16), "{printed}");
+    let (gate, k, printed) = geometry(Some("480000"));
+    assert_eq!((gate.as_deref(), k), (Some("2x2"), 15), "{printed}");
+    assert!(printed.contains("fits EIP-170 and 480000 gas"), "{printed}");
+    let (gate, _, printed) = geometry(Some("425000"));
+    assert_eq!(gate, None, "{printed}");
+}
+
+#[test]
 fn an_srs_file_is_downsized_and_must_be_given_again_to_prove_and_verify() {
     let dir = mlp_small_workdir();
     let w = dir.path();
