@@ -113,11 +113,16 @@ class Ezkl:
         self.work = work
         self.env = dict(os.environ, HOME=EZKL_HOME)
 
-    def call(self, fn, *args, run_args=None, **kwargs):
+    @staticmethod
+    def command(fn, *args, run_args=None, **kwargs):
+        """The process that runs `ezkl.fn(*args, **kwargs)` (EZKL_STEP)."""
         spec = {"fn": fn, "args": list(args), "kwargs": kwargs}
         if run_args is not None:
             spec["run_args"] = run_args
-        seconds, peak, stdout = run([venv_python(), "-c", EZKL_STEP, json.dumps(spec)], self.work, self.env, f"ezkl.{fn}")
+        return [venv_python(), "-c", EZKL_STEP, json.dumps(spec)]
+
+    def call(self, fn, *args, run_args=None, **kwargs):
+        seconds, peak, stdout = run(self.command(fn, *args, run_args=run_args, **kwargs), self.work, self.env, f"ezkl.{fn}")
         return seconds, peak, json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
 
     def settings(self, model, samples, input_visibility):

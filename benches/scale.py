@@ -132,48 +132,28 @@ def resident_gib(pid):
     return kib / 1024 / 1024
 
 
-class EzklStages:
-    """EZKL's steps for one model, each a process of compare_ezkl.py's environment."""
+def ezkl_stages(work, max_gib):
+    """EZKL's steps for one model (compare_ezkl.py's, in its environment), each step stopped past
+    `max_gib`: settings calibrated on the input, then setup and prove; the table's cells after the
+    name. Raises `Stopped` with the step that failed or was stopped."""
 
-    def __init__(self, cmp, work, max_gib):
-        self.cmp, self.work, self.max_gib = cmp, work, max_gib
-        self.env = dict(os.environ, HOME=cmp.EZKL_HOME)
+    class Watched(compare_ezkl.Ezkl):
+        def call(self, fn, *args, run_args=None, **kwargs):
+            done, wall, gib, cpu = stage(self.command(fn, *args, run_args=run_args, **kwargs), self.work, self.env, max_gib)
+            if done.returncode == -9:
+                raise Stopped(f"{fn} stopped at {max_gib:g} GiB after {wall:.0f} s")
+            if done.returncode != 0:
+                raise Stopped(f"{fn} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            self.cpu = cpu
+            return wall, gib * 1024, None
 
-    def call(self, fn, *args, run_args=None):
-        """(wall s, peak GiB, CPU use) of `ezkl.fn(*args)`; raises `Stopped` with the step's name."""
-        spec = {"fn": fn, "args": list(args), "kwargs": {}}
-        if run_args is not None:
-            spec["run_args"] = run_args
-        done, wall, gib, cpu = stage([self.cmp.venv_python(), "-c", self.cmp.EZKL_STEP, json.dumps(spec)], self.work,
-                                     self.env, self.max_gib)
-        if done.returncode == -9:
-            raise Stopped(f"{fn} stopped at {self.max_gib:.0f} GiB after {wall:.0f} s")
-        if done.returncode != 0:
-            raise Stopped(f"{fn} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-        return wall, gib, cpu
-
-    def run(self):
-        """Settings calibrated on the input, then setup and prove: the table's cells after the name."""
-        samples = self.work / "samples.json"
-        samples.write_text(json.dumps({"input_data": json.load(open(self.work / "input.json"))["input_data"]}))
-        self.call("gen_settings", "network.onnx", "settings.json",
-                  run_args={"input_visibility": "public", "param_visibility": "fixed", "output_visibility": "public"})
-        self.call("calibrate_settings", "samples.json", "network.onnx", "settings.json", "resources")
-        self.call("compile_circuit", "network.onnx", "network.ezkl", "settings.json")
-        k = json.load(open(self.work / "settings.json"))["run_args"]["logrows"]
-        os.makedirs(self.cmp.EZKL_SRS, exist_ok=True)
-        srs = os.path.join(self.cmp.EZKL_SRS, f"k{k}.srs")
-        if not os.path.exists(srs):
-            self.call("gen_srs", srs + ".tmp", k)
-            os.replace(srs + ".tmp", srs)
-        self.call("gen_witness", "input.json", "network.ezkl", "witness.json", None, None)
-        cells = [str(k)]
-        s_s, s_gib, s_cpu = self.call("setup", "network.ezkl", "vk.key", "pk.key", srs, None, False)
-        cells.append(f"{s_s:.1f}, {s_gib:.2f}, {s_cpu:.1f}")
-        p_s, p_gib, p_cpu = self.call("prove", "witness.json", "network.ezkl", "pk.key", "proof.json", srs)
-        cells.append(f"{p_s:.1f}, {p_gib:.2f}, {p_cpu:.1f}")
-        cells.append(f"{(self.work / 'pk.key').stat().st_size / 1e6:.0f}")
-        return cells
+    ezkl = Watched(work)
+    (work / "samples.json").write_text(json.dumps({"input_data": json.load(open(work / "input.json"))["input_data"]}))
+    cells = [str(ezkl.settings("network.onnx", "samples.json", "public"))]
+    for seconds, mib in [ezkl.setup("input.json"), ezkl.prove()]:
+        cells.append(f"{seconds:.1f}, {mib / 1024:.2f}, {ezkl.cpu:.1f}")
+    cells.append(f"{(work / 'pk.key').stat().st_size / 1e6:.0f}")
+    return cells
 
 
 class Stopped(Exception):
@@ -258,7 +238,7 @@ def main():
             for f in ["network.onnx", "input.json"]:
                 (ezkl_dir / f).write_bytes((d / f).read_bytes())
             try:
-                e = EzklStages(compare_ezkl, ezkl_dir, args.max_gib).run()
+                e = ezkl_stages(ezkl_dir, args.max_gib)
                 rows.append(f"| {name} (EZKL) | {cells[1]} | {e[0]} | | | | {e[1]} | {e[2]} | {e[3]} | | |")
             except Stopped as stopped:
                 rows.append(f"| {name} (EZKL) | {cells[1]} | {stopped} |")
