@@ -422,11 +422,11 @@ fn a_verifier_gas_budget_from_gen_settings_lets_compile_take_a_faster_geometry()
 fn an_srs_file_is_downsized_and_must_be_given_again_to_prove_and_verify() {
     let dir = mlp_small_workdir();
     let w = dir.path();
-    // A parameter file larger than the circuit needs (k = 15 for a k = 13 circuit).
+    // A parameter file larger than the circuit needs (k = 15 for a k = 12 circuit).
     ok(w, &["gen-srs", "--logrows", "15", "--srs-path", "params.srs"]);
     ok(w, &["gen-settings"]);
     let compiled = ok(w, &["compile"]);
-    assert!(compiled.contains("k = 13, ") && compiled.contains("in 1 column(s)"), "{compiled}");
+    assert!(compiled.contains("k = 12, ") && compiled.contains("in 1 column(s)"), "{compiled}");
     let setup = ok(w, &["setup", "--srs", "params.srs"]);
     assert!(setup.contains("params.srs"), "{setup}");
     let e = fails(w, &["prove"]);
@@ -437,5 +437,5 @@ fn an_srs_file_is_downsized_and_must_be_given_again_to_prove_and_verify() {
     // A file too small for the circuit is refused.
     ok(w, &["gen-srs", "--logrows", "8", "--srs-path", "small.srs"]);
     let e = fails(w, &["setup", "--srs", "small.srs"]);
-    assert!(e.contains("needs k = 13"), "{e}");
+    assert!(e.contains("needs k = 12"), "{e}");
 }

@@ -13,7 +13,7 @@ use super::instances::{
     layout_offset, layout_pack, layout_pack_lookup, range_table_widths, values_per_word, CommittedPart, Encoding,
     InstanceSpan,
 };
-use super::linear::ParamCells;
+use super::linear::{ParamCells, SignSplit};
 use super::linear_gate::{LinearGeometry, LinearRegion};
 use super::lookup::{ModelCircuit, ModelCircuitParams};
 use super::nonlinear::Lookups;
@@ -21,7 +21,7 @@ use super::poseidon_gate::{self, PoseidonRegion};
 use crate::error::LayoutError;
 use crate::error::Result;
 use crate::model::quantize::QuantizedModel;
-use crate::ops::LayoutCx;
+use crate::ops::{LayoutCx, QOp};
 use crate::settings::Visibility;
 
 /// Rows at the end of the circuit kept free for halo2's blinding factors.
@@ -493,6 +493,16 @@ pub fn build_circuit_for(
     let gates = stage.gates();
     let mut linear = gates.linear.map(LinearRegion::new);
     let mut zeros: Vec<Option<Vec<bool>>> = Vec::with_capacity(model.nodes.len());
+    // Nodes a Relu reads, whose kernels may leave their outputs' sign splits for it.
+    let mut relu_reads = vec![false; model.nodes.len()];
+    for node in &model.nodes {
+        if let (QOp::Relu(_), Some(&input)) = (&node.op, node.inputs.first()) {
+            if let Some(reads) = relu_reads.get_mut(input) {
+                *reads = true;
+            }
+        }
+    }
+    let mut splits: Vec<Option<Vec<SignSplit>>> = Vec::with_capacity(model.nodes.len());
     for (at, node) in model.nodes.iter().enumerate() {
         // The node's param tensors (they come in node order), loaded or fixed.
         let first = params.partition_point(|t| t.node < at);
@@ -515,9 +525,12 @@ pub fn build_circuit_for(
             inputs,
             laid_inputs: &mut shifted_inputs,
             zeros: node.inputs.iter().map(|&i| zeros[i].as_deref()).collect(),
+            split: relu_reads[at].then(Vec::new),
+            splits: node.inputs.iter().map(|&i| splits[i].as_deref()).collect(),
         };
         let out = node.op.kernel().layout(&mut cx)?;
         let known = node.op.kernel().zeros(&cx.zeros);
+        splits.push(cx.split.take().filter(|s| !s.is_empty() && s.len() == out.len()));
         cells.push(out);
         zeros.push(known);
     }

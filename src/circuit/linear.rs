@@ -46,19 +46,91 @@ pub fn layout_rescale(
     if keep("rescale: quotient range") {
         range.range_check(ctx, quotient, bits as usize);
     }
+    layout_recomposition(ctx, range, shifted, quotient, shift, hint.remainder);
+    gate.sub(ctx, quotient, QuantumCell::Constant(fe(1i128 << (bits - 1))))
+}
+
+/// A rescale's output `v` (of `bits` signed bits) split by sign: `sign` is 1 when `v >= 0`, else
+/// 0, and `low` is in `[0, 2^(bits-1))`, with `v = low + (sign - 1) · 2^(bits-1)`. A Relu of `v`
+/// is then the one product `sign · low` (see [`super::nonlinear::layout_relu_of_split`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SignSplit {
+    /// The sign bit, constrained to be a bit.
+    pub sign: AssignedValue<Fr>,
+    /// The low bits, range-checked to `bits - 1` bits.
+    pub low: AssignedValue<Fr>,
+}
+
+/// The private witness of a rescale with its quotient split by sign:
+/// `shifted = (sign · 2^(bits-1) + low) · 2^shift + remainder`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitHint {
+    /// The quotient's top bit: 1 when the rescaled value is non-negative.
+    pub sign: i128,
+    /// The quotient's other bits, in `[0, 2^(bits-1))`.
+    pub low: i128,
+    /// In `[0, 2^shift)`.
+    pub remainder: i128,
+}
+
+impl SplitHint {
+    /// The honest hint for a shifted accumulator (see [`rescale_offset`]).
+    pub fn honest(shifted: i128, shift: u32, bits: u32) -> Self {
+        let RescaleHint { quotient, remainder } = rescale_hint(shifted, shift);
+        let half = 1i128 << (bits - 1);
+        SplitHint { sign: quotient.div_euclid(half), low: quotient.rem_euclid(half), remainder }
+    }
+}
+
+/// [`layout_rescale`] with the quotient laid out as its sign split: the bit `sign` and `low` of
+/// `bits - 1` bits make the quotient `sign · 2^(bits-1) + low`, which bounds it to `bits` bits as
+/// the quotient's own range check does, so exactly one hint satisfies the constraints. Costs
+/// about as many cells as that range check and a Relu's sign more; a Relu that reads the split
+/// is one product instead of its own sign check.
+pub fn layout_rescale_split(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    shifted: AssignedValue<Fr>,
+    shift: u32,
+    bits: u32,
+    hint: SplitHint,
+) -> (AssignedValue<Fr>, SignSplit) {
+    let gate = range.gate();
+    let half = Fr::from(1u64 << (bits - 1));
+    let sign = ctx.load_witness(fe(hint.sign));
+    if keep("rescale split: sign is a bit") {
+        gate.assert_bit(ctx, sign);
+    }
+    let low = ctx.load_witness(fe(hint.low));
+    if keep("rescale split: low range") {
+        range.range_check(ctx, low, (bits - 1) as usize);
+    }
+    let quotient = gate.mul_add(ctx, sign, QuantumCell::Constant(half), low);
+    layout_recomposition(ctx, range, shifted, quotient, shift, hint.remainder);
+    (gate.sub(ctx, quotient, QuantumCell::Constant(half)), SignSplit { sign, low })
+}
+
+/// Constrains `shifted = quotient · 2^shift + remainder` with the remainder in `[0, 2^shift)`.
+fn layout_recomposition(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    shifted: AssignedValue<Fr>,
+    quotient: AssignedValue<Fr>,
+    shift: u32,
+    remainder: i128,
+) {
     let recomposed = if shift == 0 {
         quotient
     } else {
-        let remainder = ctx.load_witness(fe(hint.remainder));
+        let remainder = ctx.load_witness(fe(remainder));
         if keep("rescale: remainder range") {
             range.range_check(ctx, remainder, shift as usize);
         }
-        gate.mul_add(ctx, quotient, QuantumCell::Constant(Fr::from(1u64 << shift)), remainder)
+        range.gate().mul_add(ctx, quotient, QuantumCell::Constant(Fr::from(1u64 << shift)), remainder)
     };
     if keep("rescale: recomposition") {
         ctx.constrain_equal(&recomposed, &shifted);
     }
-    gate.sub(ctx, quotient, QuantumCell::Constant(fe(1i128 << (bits - 1))))
 }
 
 /// Parameters as the circuit holds them: constants baked into the circuit (fixed params), or
@@ -108,6 +180,33 @@ fn layout_honest_rescale(
     layout_rescale(ctx, range, shifted, shift, bits, hint)
 }
 
+/// A linear layer's outputs, and their sign splits when they were asked for (else empty).
+pub type Rescaled = (Vec<AssignedValue<Fr>>, Vec<SignSplit>);
+
+/// The honest rescale of each of `shifted`, split by sign when `split` asks (see
+/// [`layout_rescale_split`]).
+fn layout_honest_rescales(
+    ctx: &mut Context<Fr>,
+    range: &RangeChip<Fr>,
+    shifted: impl IntoIterator<Item = AssignedValue<Fr>>,
+    (shift, bits): (u32, u32),
+    split: bool,
+) -> Rescaled {
+    let mut out = (Vec::new(), Vec::new());
+    for s in shifted {
+        if split {
+            let fallback = SplitHint { sign: 0, low: 0, remainder: 0 };
+            let hint = to_i128(s.value()).map_or(fallback, |v| SplitHint::honest(v, shift, bits));
+            let (value, sign) = layout_rescale_split(ctx, range, s, shift, bits, hint);
+            out.0.push(value);
+            out.1.push(sign);
+        } else {
+            out.0.push(layout_honest_rescale(ctx, range, s, shift, bits));
+        }
+    }
+    out
+}
+
 /// Constrains and returns `round(Σ a_i · b_i / 2^shift)` as a signed value of `bits` bits: the
 /// product of two computed vectors.
 pub fn layout_inner_product(
@@ -145,20 +244,21 @@ pub struct AffineParams<'a> {
 
 /// Lays out a linear layer (Dense or Conv): each output is `round((Σ x · w + bias) / 2^shift)`
 /// over its `terms`, one inner product whose start value folds in the rounding and offset (and a
-/// fixed bias), then a rescale to `bits` signed bits. Fixed zero weights cost nothing.
+/// fixed bias), then a rescale to `bits` signed bits, split by sign when `split` asks. Fixed zero
+/// weights cost nothing.
 pub fn layout_affine(
     ctx: &mut Context<Fr>,
     range: &RangeChip<Fr>,
     x: &[AssignedValue<Fr>],
     params: AffineParams<'_>,
     outputs: &[AffineOutput],
-    bits: u32,
-) -> Vec<AssignedValue<Fr>> {
+    (bits, split): (u32, bool),
+) -> Rescaled {
     let AffineParams { weight, bias, shift } = params;
     let gate = range.gate();
     let offset = rescale_offset(shift, bits);
     let one = || QuantumCell::Constant(Fr::from(1u64));
-    outputs
+    let shifted: Vec<_> = outputs
         .iter()
         .map(|o| {
             let (start, bias_term) = match bias {
@@ -170,10 +270,10 @@ pub fn layout_affine(
                     .chain(bias_term)
                     .chain(o.terms.iter().filter_map(|&(i, j)| Some((QuantumCell::Existing(x[i]), weight.operand(j)?))))
                     .unzip();
-            let shifted = gate.inner_product(ctx, a, b);
-            layout_honest_rescale(ctx, range, shifted, shift, bits)
+            gate.inner_product(ctx, a, b)
         })
-        .collect()
+        .collect();
+    layout_honest_rescales(ctx, range, shifted, (shift, bits), split)
 }
 
 /// Advice cells [`layout_affine`] spends on `outputs` with fixed `weight`: three per non-zero
@@ -224,22 +324,23 @@ impl GatePlan {
 
 /// [`layout_affine`] through the linear region: each group of `lanes` is one run of `plan` (its
 /// outputs' sums, with the bias and the rescale's offset, computed by the region's gate), then
-/// each sum is rescaled in halo2-base as before. Fixed params weigh the region's fixed columns;
-/// params that are cells are copied into its weight columns, each bias once plus the offset.
+/// each sum is rescaled in halo2-base as [`layout_affine`] does. Fixed params weigh the region's
+/// fixed columns; params that are cells are copied into its weight columns, each bias once plus
+/// the offset.
 pub fn layout_affine_gate(
     (ctx, range, region): (&mut Context<Fr>, &RangeChip<Fr>, &mut LinearRegion),
     x: &[AssignedValue<Fr>],
     params: AffineParams<'_>,
     (outputs, lanes, plan): (&[AffineOutput], &[Vec<usize>], GatePlan),
-    bits: u32,
-) -> Vec<AssignedValue<Fr>> {
+    (bits, split): (u32, bool),
+) -> Rescaled {
     let AffineParams { weight, bias, shift } = params;
     let offset = rescale_offset(shift, bits);
-    let mut cells = vec![None; outputs.len()];
+    let mut sums = vec![None; outputs.len()];
     let mut biased = std::collections::HashMap::new();
     for (group, run) in lanes.iter().zip(plan.0) {
         let inputs: Vec<_> = run.inputs.iter().map(|&i| x[i]).collect();
-        let sums = match (weight, bias) {
+        let run_sums = match (weight, bias) {
             (ParamCells::Fixed(weight), ParamCells::Fixed(bias)) => {
                 let weights: Vec<Vec<i64>> =
                     run.weights.iter().map(|l| l.iter().map(|&j| weight[j]).collect()).collect();
@@ -261,11 +362,12 @@ pub fn layout_affine_gate(
             }
             _ => unreachable!("a layer's weight and bias are both fixed or both cells"),
         };
-        for (&o, shifted) in group.iter().zip(sums) {
-            cells[o] = Some(layout_honest_rescale(ctx, range, shifted, shift, bits));
+        for (&o, shifted) in group.iter().zip(run_sums) {
+            sums[o] = Some(shifted);
         }
     }
-    cells.into_iter().map(|c| c.expect("every output is in one run")).collect()
+    let shifted = sums.into_iter().map(|c| c.expect("every output is in one run"));
+    layout_honest_rescales(ctx, range, shifted, (shift, bits), split)
 }
 
 #[cfg(test)]
@@ -342,7 +444,7 @@ mod tests {
         let inputs = [4i128, -9, 11];
         let honest = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
             let x: Vec<_> = inputs.iter().map(|&v| ctx.load_witness(fe(v))).collect();
-            let out = layout_affine(ctx, range, &x, fixed(&weight, &bias), &outputs, 16);
+            let out = layout_affine(ctx, range, &x, fixed(&weight, &bias), &outputs, (16, false)).0;
             let expect = |j: usize| {
                 crate::model::quantize::rescale(
                     (0..3).map(|i| inputs[i] * weight[i * 2 + j] as i128).sum::<i128>() + bias[j] as i128,
@@ -356,7 +458,7 @@ mod tests {
         // A prover who claims another output: the output cell is overwritten after the fact.
         let lying = move |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
             let x: Vec<_> = inputs.iter().map(|&v| ctx.load_witness(fe(v))).collect();
-            let out = layout_affine(ctx, range, &x, fixed(&weight, &bias), &lying_outputs, 16);
+            let out = layout_affine(ctx, range, &x, fixed(&weight, &bias), &lying_outputs, (16, false)).0;
             let fake = ctx.load_witness(*out[0].value() + Fr::from(1u64));
             vec![fake, out[1]]
         };

@@ -38,6 +38,8 @@ pub(crate) const CHECKS: &[&str] = &[
     "rescale: quotient range",
     "rescale: remainder range",
     "rescale: recomposition",
+    "rescale split: sign is a bit",
+    "rescale split: low range",
     "relu: sign is a bit",
     "relu: magnitude range",
     "extremum: differences range",

@@ -6,6 +6,7 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
 use super::field::{fe, to_i128};
+use super::linear::SignSplit;
 use super::lookup::{Lookup, Table};
 use super::mutation::keep;
 use super::pool::layout_max;
@@ -127,6 +128,12 @@ pub fn layout_relu(
 ) -> AssignedValue<Fr> {
     let sign = layout_sign(ctx, range, v, bits, sign);
     range.gate().mul(ctx, v, sign)
+}
+
+/// Constrains and returns `max(v, 0)` for a value `v` laid out with its sign split (see
+/// [`SignSplit`]): `sign · low`, which is `v` when the sign bit is set and 0 when it is not.
+pub fn layout_relu_of_split(ctx: &mut Context<Fr>, range: &RangeChip<Fr>, split: &SignSplit) -> AssignedValue<Fr> {
+    range.gate().mul(ctx, split.sign, split.low)
 }
 
 /// Constrains and returns the bit `v >= 0` for a value `v` of `bits` signed bits. The hint `sign`

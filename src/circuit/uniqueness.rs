@@ -19,9 +19,9 @@ use halo2_base::{AssignedValue, Context};
 
 use super::field::{fe, to_i128};
 use super::instances::{layout_offset, layout_pack, pack_lookup_hinted};
-use super::linear::{layout_rescale, rescale_hint, RescaleHint};
+use super::linear::{layout_rescale, layout_rescale_split, rescale_hint, RescaleHint, SplitHint};
 use super::mutation::{without, CHECKS};
-use super::nonlinear::{layout_less, layout_relu};
+use super::nonlinear::{layout_less, layout_relu, layout_relu_of_split};
 use super::pool::{layout_div, layout_max, layout_mean, DivisionHint};
 use super::soundness::{mock_run_at, mock_run_with_lookups};
 
@@ -102,6 +102,55 @@ fn check_rescale() -> Checked {
     let others: Vec<RescaleHint> =
         alternatives(0, 1 << SHIFT).into_iter().map(|r| RescaleHint { remainder: r, ..honest }).collect();
     only_honest("rescale remainders", honest, &others, |h| rescale_accepts(shifted, h))
+}
+
+fn rescale_split_accepts(shifted: i128, hint: SplitHint) -> bool {
+    satisfied(|ctx, range| {
+        let cell = ctx.load_witness(fe(shifted));
+        let (value, split) = layout_rescale_split(ctx, range, cell, SHIFT, BITS, hint);
+        vec![value, layout_relu_of_split(ctx, range, &split)]
+    })
+}
+
+/// The rescale with its quotient split by sign, and the Relu of the split: for a spread of
+/// shifted accumulators (each quotient's first and last, and a few beyond both ends), every sign
+/// and low part with the remainder that keeps the recomposition true: one hint, or none out of
+/// range.
+fn check_rescale_split() -> Checked {
+    let top = 1i128 << (BITS + SHIFT);
+    let step = 1i128 << SHIFT;
+    let spread = (0..1 << BITS).flat_map(|q| [q * step, q * step + step - 1]);
+    let half = 1i128 << (BITS - 1);
+    let parts: Vec<(i128, i128)> = alternatives(0, 2)
+        .into_iter()
+        .flat_map(|sign| alternatives(0, half).into_iter().map(move |low| (sign, low)))
+        .collect();
+    for shifted in (-2..0).chain(spread).chain(top..top + 2) {
+        let honest = SplitHint::honest(shifted, SHIFT, BITS);
+        let others: Vec<SplitHint> = parts
+            .iter()
+            .map(|&(sign, low)| SplitHint { sign, low, remainder: shifted - ((sign * half + low) << SHIFT) })
+            .collect();
+        let what = format!("split rescale of {shifted}");
+        if (0..top).contains(&shifted) {
+            only_honest(&what, honest, &others, |h| rescale_split_accepts(shifted, h))?;
+            // The value is the plain rescale's, and the Relu of the split is its Relu.
+            let plain = rescale_hint(shifted, SHIFT).quotient - half;
+            let gadget = |ctx: &mut Context<Fr>, range: &RangeChip<Fr>| {
+                let cell = ctx.load_witness(fe(shifted));
+                let (value, split) = layout_rescale_split(ctx, range, cell, SHIFT, BITS, honest);
+                vec![value, layout_relu_of_split(ctx, range, &split)]
+            };
+            let (_, values) = mock_run_at(K, &gadget, None);
+            let values: Vec<_> = values.iter().map(to_i128).collect();
+            if values != [Some(plain), Some(plain.max(0))] {
+                return Err(format!("{what}: value and Relu {values:?}, expected {plain} and its Relu"));
+            }
+        } else {
+            none_passes(&what, &others, |h| rescale_split_accepts(shifted, h))?;
+        }
+    }
+    Ok(())
 }
 
 fn relu_accepts(v: i128, sign: i128) -> bool {
@@ -316,8 +365,9 @@ fn check_range_lookup() -> Checked {
 type NamedCheck = (&'static str, fn() -> Checked);
 
 /// Every check of this file, by name.
-fn all_checks() -> [NamedCheck; 8] {
+fn all_checks() -> [NamedCheck; 9] {
     [
+        ("rescale split", check_rescale_split),
         ("rescale", check_rescale),
         ("relu", check_relu),
         ("less", check_less),
@@ -332,6 +382,11 @@ fn all_checks() -> [NamedCheck; 8] {
 #[test]
 fn a_rescale_accepts_one_quotient_for_every_accumulator() {
     check_rescale().unwrap();
+}
+
+#[test]
+fn a_rescale_split_by_sign_accepts_one_split_for_every_accumulator() {
+    check_rescale_split().unwrap();
 }
 
 #[test]

@@ -14,7 +14,7 @@ use tract_onnx::pb;
 use super::{arith, movement};
 use super::{ExecCx, Kernel, LayoutCx, OnnxOp, QOp, Quantize, QuantizeCx};
 use crate::circuit::field::{fe, to_i128};
-use crate::circuit::nonlinear::layout_relu;
+use crate::circuit::nonlinear::{layout_relu, layout_relu_of_split};
 use crate::circuit::pool::layout_max;
 use crate::error::ImportError;
 use crate::error::{Error, Result};
@@ -73,6 +73,9 @@ impl Kernel for Relu {
     }
 
     fn layout(&self, cx: &mut LayoutCx<'_, '_>) -> Result<Vec<AssignedValue<Fr>>> {
+        if let Some(splits) = cx.splits[0] {
+            return Ok(splits.iter().map(|s| layout_relu_of_split(cx.ctx, cx.range, s)).collect());
+        }
         let bits = cx.bits();
         Ok(cx.args[0]
             .iter()

@@ -12,7 +12,7 @@ use super::{arith, movement};
 use super::{ExecCx, Kernel, LayoutCx, OnnxOp, Param, QOp, Quantize, QuantizeCx, Scales};
 use crate::circuit::linear::{
     affine_base_cells, layout_affine, layout_affine_gate, layout_inner_product, AffineOutput, AffineParams, GatePlan,
-    ParamCells,
+    ParamCells, Rescaled,
 };
 use crate::error::Result;
 use crate::model::graph::{broadcast_indices, broadcast_shape, Op, Tensor, Window};
@@ -288,8 +288,18 @@ fn execute_affine(cx: &ExecCx<'_>, geometry: &impl AffineTerms, weight: &[i64], 
 
 /// Lays out a linear layer: through the linear-layer gate when the circuit has one for params
 /// like this layer's (fixed, or cells) and the gate spends fewer cells; else with halo2-base's
-/// inner products.
+/// inner products. When a Relu reads the layer (`cx.split` is set), its outputs' sign splits go
+/// there.
 fn layout_linear(cx: &mut LayoutCx<'_, '_>, geometry: &impl AffineTerms) -> Vec<AssignedValue<Fr>> {
+    let (values, splits) = layout_linear_split(cx, geometry);
+    if cx.split.is_some() {
+        cx.split = Some(splits);
+    }
+    values
+}
+
+/// [`layout_linear`]'s outputs, and their sign splits when `cx.split` asks for them.
+fn layout_linear_split(cx: &mut LayoutCx<'_, '_>, geometry: &impl AffineTerms) -> Rescaled {
     let mut outputs = geometry.affine_outputs();
     // Inputs that are the constant zero (ConvTranspose's spread, padding) add nothing: the
     // outputs of a run read the same inputs, so they lose the same terms.
@@ -298,7 +308,7 @@ fn layout_linear(cx: &mut LayoutCx<'_, '_>, geometry: &impl AffineTerms) -> Vec<
             o.terms.retain(|&(i, _)| !zero[i]);
         }
     }
-    let bits = cx.bits();
+    let rescale = (cx.bits(), cx.split.is_some());
     let params = AffineParams { weight: cx.params[0], bias: cx.params[1], shift: cx.scales.param };
     if let Some(region) = cx.linear.as_mut() {
         let (fixed, base_cells) = match (params.weight, params.bias) {
@@ -308,18 +318,18 @@ fn layout_linear(cx: &mut LayoutCx<'_, '_>, geometry: &impl AffineTerms) -> Vec<
             (ParamCells::Loaded(_), ParamCells::Loaded(_)) => {
                 (None, outputs.iter().map(|o| 3 * o.terms.len() + 5).sum())
             }
-            _ => return layout_affine(cx.ctx, cx.range, cx.args[0], params, &outputs, bits),
+            _ => return layout_affine(cx.ctx, cx.range, cx.args[0], params, &outputs, rescale),
         };
         if region.geometry().advice_weights == fixed.is_none() {
             let lanes = geometry.lanes(region.geometry().outputs);
             let plan = GatePlan::new(&outputs, &lanes, fixed);
             if let Some(plan) = plan.filter(|p| p.cells(region) < base_cells) {
                 let layer = (&outputs[..], &lanes[..], plan);
-                return layout_affine_gate((cx.ctx, cx.range, region), cx.args[0], params, layer, bits);
+                return layout_affine_gate((cx.ctx, cx.range, region), cx.args[0], params, layer, rescale);
             }
         }
     }
-    layout_affine(cx.ctx, cx.range, cx.args[0], params, &outputs, bits)
+    layout_affine(cx.ctx, cx.range, cx.args[0], params, &outputs, rescale)
 }
 
 impl Kernel for QDense {

@@ -13,7 +13,7 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 use halo2_base::{AssignedValue, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::circuit::linear::ParamCells;
+use crate::circuit::linear::{ParamCells, SignSplit};
 use crate::circuit::linear_gate::LinearRegion;
 use crate::circuit::nonlinear::Lookups;
 use crate::error::Result;
@@ -281,6 +281,12 @@ pub struct LayoutCx<'a, 'p> {
     pub laid_inputs: &'a mut Vec<LaidInput>,
     /// For each input, its positions that are the constant zero (see [`Kernel::zeros`]).
     pub zeros: Vec<Option<&'a [bool]>>,
+    /// Set (empty) when a Relu reads this node: a kernel that rescales its outputs may lay them
+    /// out with their sign splits and leave those here, which makes that Relu one product per
+    /// element (see [`SignSplit`]).
+    pub split: Option<Vec<SignSplit>>,
+    /// For each input, the sign splits its node left (see `split`).
+    pub splits: Vec<Option<&'a [SignSplit]>>,
 }
 
 impl LayoutCx<'_, '_> {
