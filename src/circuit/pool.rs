@@ -19,8 +19,8 @@ pub struct DivisionHint {
 
 /// Constrains and returns `round(Σ cells / count)`, halves up, as a signed value of `bits` bits.
 /// With `d = 2·count` and `B = 2^(bits-1)`: `2·Σ + count + d·B = q·d + r`, where `q` is
-/// range-checked to `bits` bits and `r` to `[0, d)` (checked from both ends), so `q - B` is the
-/// only result. `hint` overrides the honest witness (for soundness tests).
+/// range-checked to `bits` bits and `r` to `[0, d)` (checked from both ends; by its width alone
+/// when `d` is a power of two), so `q - B` is the only result. `hint` overrides the honest witness (for soundness tests).
 ///
 /// ## Panics
 /// If `count` is 0 (a mean of no taps; such models are refused when imported and loaded).
@@ -52,9 +52,13 @@ pub fn layout_mean(
     if keep("mean: remainder range") {
         range.range_check(ctx, remainder, remainder_bits);
     }
-    let room = gate.sub(ctx, QuantumCell::Constant(fe(d - 1)), remainder);
-    if keep("mean: remainder below the divisor") {
-        range.range_check(ctx, room, remainder_bits);
+    // `remainder_bits` bits are exactly `[0, d)` when `d` is a power of two (a pool of 2, 4, 8
+    // taps); else the room below `d` is checked too.
+    if !(d as u128).is_power_of_two() {
+        let room = gate.sub(ctx, QuantumCell::Constant(fe(d - 1)), remainder);
+        if keep("mean: remainder below the divisor") {
+            range.range_check(ctx, room, remainder_bits);
+        }
     }
     let recomposed = gate.mul_add(ctx, quotient, QuantumCell::Constant(fe(d)), remainder);
     if keep("mean: recomposition") {
