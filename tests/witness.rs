@@ -392,6 +392,37 @@ fn commitments_hashed_in_the_poseidon_gate_equal_halo2_bases_and_bind_the_witnes
 }
 
 #[test]
+fn a_hashed_input_beside_the_linear_gate_hashes_in_its_region_and_commits_as_off_the_circuit() {
+    use zkinfer::circuit::commit::commit_values_salted;
+    use zkinfer::settings::Visibility;
+
+    // The MNIST MLP with its input hashed: the sponge's matrices go to the 2x1 gate's region,
+    // whose rows of products leave room for them at k = 16, so halo2-base's gate keeps one
+    // column (its own permutation would have needed a second: ~57 k cells for 14 permutations).
+    let example = common::example("mlp_mnist");
+    let graph = import_onnx(&example.join("network.onnx")).unwrap();
+    let mut settings = settings_for(&graph);
+    settings.visibility.input = Visibility::Hashed;
+    // 16-bit activations (as `calibrate` chooses for it): 15 input values a word, 54 words with
+    // the salt, 14 permutations.
+    settings.activation_bits = 16;
+    let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+    let inputs =
+        quantized.quantize_inputs(&load_input(&example.join("input.json"), &quantized.input_shapes()).unwrap());
+    let options = ShapeOptions { linear_gate: LinearGate::Geometry(LinearGeometry::new(2, 1)), ..Default::default() };
+    let shape = choose_shape(&quantized, &options).unwrap();
+    assert_eq!((shape.k, shape.config.num_advice_per_phase.iter().sum::<usize>()), (16, 1), "{shape:?}");
+    // 45,466 rows of the layers' products (the default scales leave some weights zero) and
+    // 14,281 of the hash's.
+    assert!(shape.linear_rows > 59_000, "the hash is not in the region: {} rows", shape.linear_rows);
+    check_shape(&quantized, &inputs, &shape);
+    let laid = build_circuit(&quantized, &inputs, Stage::mock(&shape)).unwrap();
+    let span = laid.layout.iter().find(|s| s.kind == "input").unwrap();
+    let salt = halo2_base::halo2_proofs::halo2curves::bn256::Fr::zero();
+    assert_eq!(laid.instances[span.first_instance], commit_values_salted(&inputs[0], quantized.activation_bits, salt));
+}
+
+#[test]
 fn many_narrow_weights_are_range_checked_and_packed_by_a_table_and_commit_as_off_the_circuit() {
     use zkinfer::circuit::commit::commit_params;
     use zkinfer::settings::Visibility;

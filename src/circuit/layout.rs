@@ -7,7 +7,7 @@ use halo2_base::halo2_proofs::halo2curves::ff::Field;
 use halo2_base::{AssignedValue, Context};
 use serde::{Deserialize, Serialize};
 
-use super::commit::layout_hash;
+use super::commit::{layout_hash, layout_hash_in_region, region_hash_rows};
 use super::field::{fe, to_i128};
 use super::instances::{
     layout_offset, layout_pack, layout_pack_lookup, range_table_widths, values_per_word, CommittedPart, Encoding,
@@ -105,6 +105,13 @@ impl Stage<'_> {
         match self {
             Stage::Mock { gates, .. } | Stage::Keygen { gates, .. } => *gates,
             Stage::Prove(shape, _) => shape.gates(),
+        }
+    }
+
+    fn k(&self) -> u32 {
+        match self {
+            Stage::Mock { k, .. } | Stage::Keygen { k, .. } => *k,
+            Stage::Prove(shape, _) => shape.k,
         }
     }
 }
@@ -333,6 +340,10 @@ struct Exposer {
     salts: Vec<Fr>,
     /// The Poseidon gate's region, when the circuit hashes there.
     poseidon: Option<PoseidonRegion>,
+    /// The linear-layer gate's region, which hashes when the circuit has no Poseidon gate and
+    /// the region has fixed weights and room for the hash below `usable` rows.
+    linear: Option<LinearRegion>,
+    usable: usize,
 }
 
 /// A tensor about to be exposed (packed or committed).
@@ -381,9 +392,17 @@ impl Exposer {
 
     /// The commitment to `words`: in the Poseidon gate when the circuit has it.
     fn hash(&mut self, ctx: &mut Context<Fr>, range: &RangeChip<Fr>, words: &[AssignedValue<Fr>]) -> AssignedValue<Fr> {
-        match self.poseidon.as_mut() {
-            Some(region) => region.push_hash(ctx, words),
-            None => layout_hash(ctx, range.gate(), words),
+        if let Some(region) = self.poseidon.as_mut() {
+            return region.push_hash(ctx, words);
+        }
+        match self.linear.as_mut() {
+            Some(region)
+                if !region.geometry().advice_weights
+                    && region.rows() + region_hash_rows(region.geometry(), words.len()) <= self.usable =>
+            {
+                layout_hash_in_region(ctx, range.gate(), region, words)
+            }
+            _ => layout_hash(ctx, range.gate(), words),
         }
     }
 
@@ -543,6 +562,8 @@ pub fn build_circuit_for(
         random_salts: matches!(stage, Stage::Prove(..)),
         salts: Vec::new(),
         poseidon: gates.poseidon.then(PoseidonRegion::default),
+        linear: linear.take(),
+        usable: usable_rows(stage.k()),
     };
     shifted_inputs.sort_by_key(|(i, ..)| *i);
     for (index, name, shape, shifted) in &shifted_inputs {
@@ -643,7 +664,7 @@ pub fn build_circuit_for(
         lookup_sets,
         tables: lookups.tables,
         lookups: lookups.lookups,
-        linear,
+        linear: exposer.linear,
         poseidon: exposer.poseidon,
         ..ModelCircuit::from_base(builder)
     };

@@ -278,16 +278,31 @@ impl LinearRegion {
     /// Appends a run computing `Σ_i weights[k][i] · inputs[i] + bias[k]` for each output `k`, and
     /// returns the outputs as virtual cells that the region's copy constraints bind.
     pub fn push_block(&mut self, ctx: &mut Context<Fr>, block: Block<'_>) -> Vec<AssignedValue<Fr>> {
+        let weights: Vec<Vec<Fr>> =
+            block.weights.iter().map(|w| w.iter().map(|&v| fe(i128::from(v))).collect()).collect();
+        let bias: Vec<Fr> = block.bias.iter().map(|&b| fe(b)).collect();
+        self.push_field_block(ctx, block.inputs, &weights, &bias)
+    }
+
+    /// [`Self::push_block`] with any field elements as weights and constants (a hash's round
+    /// matrix and constants).
+    pub fn push_field_block(
+        &mut self,
+        ctx: &mut Context<Fr>,
+        inputs: &[AssignedValue<Fr>],
+        weights: &[Vec<Fr>],
+        bias: &[Fr],
+    ) -> Vec<AssignedValue<Fr>> {
         assert!(!self.geometry.advice_weights, "a region with advice weights takes cell blocks");
-        assert!(block.bias.len() == block.weights.len(), "a run has one bias per output");
-        assert!(block.weights.iter().all(|w| w.len() == block.inputs.len()), "one weight per input");
+        assert!(bias.len() == weights.len(), "a run has one bias per output");
+        assert!(weights.iter().all(|w| w.len() == inputs.len()), "one weight per input");
         let weight = |lane: usize, i: usize| -> Slot {
             match i {
-                0 => (fe(block.bias[lane]), None),
-                _ => (fe(i128::from(block.weights[lane][i - 1])), None),
+                0 => (bias[lane], None),
+                _ => (weights[lane][i - 1], None),
             }
         };
-        self.push_run(ctx, block.inputs, block.weights.len(), &weight)
+        self.push_run(ctx, inputs, weights.len(), &weight)
     }
 
     /// [`Self::push_block`] with the weights and biases as cells, each copied into the row that
@@ -533,8 +548,6 @@ pub enum Tamper {
 
 #[cfg(test)]
 mod tests {
-    use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
-    use halo2_base::gates::circuit::CircuitBuilderStage;
     use halo2_base::gates::GateInstructions;
     use halo2_base::halo2_proofs::dev::MockProver;
     use halo2_base::QuantumCell;
@@ -562,10 +575,7 @@ mod tests {
     /// Lays out the two runs at `geometry` (runs of more outputs than it has sums split), the
     /// outputs public through halo2-base cells; whether the MockProver accepts.
     fn accepted(geometry: LinearGeometry, tamper: Option<Tamper>, shift: bool) -> bool {
-        let mut base = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
-            .use_k(K as usize)
-            .use_lookup_bits(K as usize - 1)
-            .use_instance_columns(1);
+        let mut base = crate::circuit::soundness::mock_builder(K as usize);
         let gate = base.range_chip().gate;
         let ctx = base.main(0);
         let x: Vec<_> = X.iter().map(|&v| ctx.load_witness(fe(v))).collect();

@@ -582,8 +582,6 @@ pub enum PoseidonTamper {
 
 #[cfg(test)]
 mod tests {
-    use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
-    use halo2_base::gates::circuit::CircuitBuilderStage;
     use halo2_base::gates::GateInstructions;
     use halo2_base::halo2_proofs::dev::MockProver;
     use halo2_base::QuantumCell;
@@ -609,10 +607,7 @@ mod tests {
     /// Hashes every word list in one region, the hashes public through halo2-base cells; whether
     /// the MockProver accepts. The honest hashes must equal halo2-base's.
     fn accepted(tamper: Option<PoseidonTamper>) -> bool {
-        let mut base = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
-            .use_k(K as usize)
-            .use_lookup_bits(K as usize - 1)
-            .use_instance_columns(1);
+        let mut base = crate::circuit::soundness::mock_builder(K as usize);
         let gate = base.range_chip().gate;
         let ctx = base.main(0);
         let mut region = PoseidonRegion::default();

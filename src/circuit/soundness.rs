@@ -17,6 +17,15 @@ pub(crate) trait GadgetFn: Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedV
 
 impl<F: Fn(&mut Context<Fr>, &RangeChip<Fr>) -> Vec<AssignedValue<Fr>>> GadgetFn for F {}
 
+/// An empty halo2-base builder for the MockProver at 2^k rows, whose range checks look up
+/// `k - 1` bits at once, with one instance column.
+pub(crate) fn mock_builder(k: usize) -> BaseCircuitBuilder<Fr> {
+    BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
+        .use_k(k)
+        .use_lookup_bits(k - 1)
+        .use_instance_columns(1)
+}
+
 /// Runs a gadget in the MockProver; returns whether it is satisfied and the output values.
 /// `instances` overrides the public values (else the outputs' own values are used).
 pub(crate) fn mock_run(gadget: &(dyn GadgetFn + '_), instances: Option<Vec<Fr>>) -> (bool, Vec<Fr>) {
@@ -25,10 +34,7 @@ pub(crate) fn mock_run(gadget: &(dyn GadgetFn + '_), instances: Option<Vec<Fr>>)
 
 /// [`mock_run`] in a circuit of 2^k rows, whose range checks look up `k - 1` bits at once.
 pub(crate) fn mock_run_at(k: usize, gadget: &(dyn GadgetFn + '_), instances: Option<Vec<Fr>>) -> (bool, Vec<Fr>) {
-    let mut builder = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
-        .use_k(k)
-        .use_lookup_bits(k - 1)
-        .use_instance_columns(1);
+    let mut builder = mock_builder(k);
     let range = builder.range_chip();
     let outputs = gadget(builder.main(0), &range);
     let values: Vec<Fr> = outputs.iter().map(|c| *c.value()).collect();
@@ -46,10 +52,7 @@ pub(crate) fn mock_run_with_lookups(
     k: usize,
     gadget: impl FnOnce(&mut Context<Fr>, &RangeChip<Fr>, &mut Lookups) -> Vec<AssignedValue<Fr>>,
 ) -> bool {
-    let mut builder = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Mock)
-        .use_k(k)
-        .use_lookup_bits(k - 1)
-        .use_instance_columns(1);
+    let mut builder = mock_builder(k);
     let range = builder.range_chip();
     let mut lookups = Lookups::default();
     let outputs = gadget(builder.main(0), &range, &mut lookups);
