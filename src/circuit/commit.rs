@@ -60,19 +60,19 @@ enum Word {
     Const(Fr),
 }
 
-/// Each round's constants, and the MDS matrix.
-type Rounds = (Vec<[Fr; POSEIDON_T]>, [[Fr; POSEIDON_T]; POSEIDON_T]);
+/// Each round's constants, the MDS matrix and its inverse.
+type Rounds = (Vec<[Fr; POSEIDON_T]>, [[Fr; POSEIDON_T]; POSEIDON_T], [[Fr; POSEIDON_T]; POSEIDON_T]);
 
-/// The round constants (`R_F + R_P` rounds) and the MDS matrix, in the permutation's textbook
-/// order: each round adds its constants, applies the S-box (to every word in a full round, to
-/// the first in a partial one), then the matrix. halo2-base's optimized form computes the same
-/// permutation.
-fn rounds() -> &'static Rounds {
+/// The commitments' round constants (`R_F + R_P` rounds), MDS matrix and its inverse, from PSE's
+/// primitives (see [`super::poseidon_gate::CommitmentSpec`]), derived once for both of our
+/// layouts of the permutation. In the textbook order: each round adds its constants, applies the
+/// S-box (to every word in a full round, to the first in a partial one), then the matrix;
+/// halo2-base's optimized form computes the same permutation.
+pub(super) fn rounds() -> &'static Rounds {
     static ROUNDS: std::sync::OnceLock<Rounds> = std::sync::OnceLock::new();
     ROUNDS.get_or_init(|| {
         use poseidon_primitives::poseidon::primitives::Spec;
-        let (constants, mds, _) = super::poseidon_gate::CommitmentSpec::constants();
-        (constants, mds)
+        super::poseidon_gate::CommitmentSpec::constants()
     })
 }
 
@@ -96,7 +96,7 @@ pub fn layout_hash_in_region(
     region: &mut LinearRegion,
     words: &[AssignedValue<Fr>],
 ) -> AssignedValue<Fr> {
-    let (constants, mds) = rounds();
+    let (constants, mds, _) = rounds();
     let lanes = region.geometry().outputs;
     let mut state = [
         Word::Const(Fr::from_u128(1u128 << 64)),

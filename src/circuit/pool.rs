@@ -20,7 +20,8 @@ pub struct DivisionHint {
 /// Constrains and returns `round(Σ cells / count)`, halves up, as a signed value of `bits` bits.
 /// With `d = 2·count` and `B = 2^(bits-1)`: `2·Σ + count + d·B = q·d + r`, where `q` is
 /// range-checked to `bits` bits and `r` to `[0, d)` (checked from both ends; by its width alone
-/// when `d` is a power of two), so `q - B` is the only result. `hint` overrides the honest witness (for soundness tests).
+/// when `d` is a power of two), so `q - B` is the only result. `hint` overrides the honest
+/// witness (for soundness tests).
 ///
 /// ## Panics
 /// If `count` is 0 (a mean of no taps; such models are refused when imported and loaded).

@@ -175,7 +175,7 @@ fn dot<V: Val>(c: &[Fr; ATOMS], atoms: &[V; ATOMS]) -> V {
 fn constants() -> &'static Constants {
     static CONSTANTS: OnceLock<Constants> = OnceLock::new();
     CONSTANTS.get_or_init(|| {
-        let (rc, mds, inverse) = CommitmentSpec::constants();
+        let (rc, mds, inverse) = super::commit::rounds();
         let half = POSEIDON_R_F / 2;
         let full = |r: usize| Step::Full { c: rc[r] };
         let mut steps: Vec<Step> = (0..half).map(full).collect();
@@ -192,14 +192,14 @@ fn constants() -> &'static Constants {
                 for j in 1..T {
                     linear[j] = d[j] + c[j];
                 }
-                d = apply(&mds, &linear);
+                d = apply(mds, &linear);
             }
-            let checks = partial_checks(&inverse, &d);
+            let checks = partial_checks(inverse, &d);
             partial = checks.map(|f| f.c);
             steps.push(Step::Partial { e, d, k: checks.map(|f| f.k) });
         }
         steps.extend((half + POSEIDON_R_P..POSEIDON_R_F + POSEIDON_R_P).map(full));
-        Constants { mds, inverse, steps, partial }
+        Constants { mds: *mds, inverse: *inverse, steps, partial }
     })
 }
 
