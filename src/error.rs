@@ -184,16 +184,6 @@ pub enum LayoutError {
         /// The circuit's k.
         k: u32,
     },
-    /// The linear-layer gate's region needs more rows than the circuit has.
-    #[error("the linear layers take {rows} rows of the linear-layer gate, more than the {usable} a circuit of k = {k} holds; leave k to compile (null in settings.json), or choose a wider linear_gate (e.g. \"4x4\")")]
-    LinearTooLarge {
-        /// Rows the region takes.
-        rows: usize,
-        /// Rows a circuit of `k` can use.
-        usable: usize,
-        /// The circuit's k.
-        k: u32,
-    },
     /// The Poseidon gate's region needs more rows than the circuit has.
     #[error("the commitments take {rows} rows of the Poseidon gate ({permutations} permutations), more than the {usable} a circuit of k = {k} holds; leave k to compile (null in settings.json), or hash in halo2-base's gate (poseidon_gate \"off\")")]
     PoseidonTooLarge {

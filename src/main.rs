@@ -485,10 +485,14 @@ fn execute(command: Command) -> zkinfer::Result<()> {
             };
             let gate = match c.shape.linear {
                 Some(g) => format!(
-                    ", linear gate {g}: {} rows, {} multiply-accumulates at {:.2} advice cells each",
+                    ", linear gate {g}: {} rows, {} multiply-accumulates at {:.2} advice cells each{}",
                     c.shape.linear_rows,
                     c.shape.linear_macs,
-                    c.shape.linear_cells() as f64 / c.shape.linear_macs.max(1) as f64
+                    c.shape.linear_cells() as f64 / c.shape.linear_macs.max(1) as f64,
+                    match c.shape.linear_overflow_rows {
+                        0 => String::new(),
+                        rows => format!(" (runs of {rows} more rows in halo2-base's gate: past the region at this k)"),
+                    }
                 ),
                 None => String::new(),
             };

@@ -391,6 +391,17 @@ fn commitments_hashed_in_the_poseidon_gate_equal_halo2_bases_and_bind_the_witnes
     assert_eq!(commitments[0], commitments[1]);
 }
 
+/// The MNIST MLP's example folder and the model quantized with the test settings as `configure`
+/// changes them.
+fn mnist_mlp(configure: impl FnOnce(&mut Settings)) -> (std::path::PathBuf, QuantizedModel) {
+    let example = common::example("mlp_mnist");
+    let graph = import_onnx(&example.join("network.onnx")).unwrap();
+    let mut settings = settings_for(&graph);
+    configure(&mut settings);
+    let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+    (example, quantized)
+}
+
 #[test]
 fn a_hashed_input_beside_the_linear_gate_hashes_in_its_region_and_commits_as_off_the_circuit() {
     use zkinfer::circuit::commit::commit_values_salted;
@@ -399,14 +410,12 @@ fn a_hashed_input_beside_the_linear_gate_hashes_in_its_region_and_commits_as_off
     // The MNIST MLP with its input hashed: the sponge's matrices go to the 2x1 gate's region,
     // whose rows of products leave room for them at k = 16, so halo2-base's gate keeps one
     // column (its own permutation would have needed a second: ~57 k cells for 14 permutations).
-    let example = common::example("mlp_mnist");
-    let graph = import_onnx(&example.join("network.onnx")).unwrap();
-    let mut settings = settings_for(&graph);
-    settings.visibility.input = Visibility::Hashed;
     // 16-bit activations (as `calibrate` chooses for it): 15 input values a word, 54 words with
     // the salt, 14 permutations.
-    settings.activation_bits = 16;
-    let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+    let (example, quantized) = mnist_mlp(|s| {
+        s.visibility.input = Visibility::Hashed;
+        s.activation_bits = 16;
+    });
     let inputs =
         quantized.quantize_inputs(&load_input(&example.join("input.json"), &quantized.input_shapes()).unwrap());
     let options = ShapeOptions { linear_gate: LinearGate::Geometry(LinearGeometry::new(2, 1)), ..Default::default() };
@@ -430,13 +439,11 @@ fn many_narrow_weights_are_range_checked_and_packed_by_a_table_and_commit_as_off
     // The MNIST MLP's 101,770 params, hashed, with public input and output (too many instances
     // for a direct verifier): its weights, narrow and many, go through a table of their width;
     // the model commitment is the off-circuit one, and a wrong one fails.
-    let example = common::example("mlp_mnist");
-    let graph = import_onnx(&example.join("network.onnx")).unwrap();
-    let mut settings = settings_for(&graph);
-    settings.visibility.input = Visibility::Public;
-    settings.visibility.params = Visibility::Hashed;
-    settings.visibility.output = Visibility::Public;
-    let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+    let (example, quantized) = mnist_mlp(|s| {
+        s.visibility.input = Visibility::Public;
+        s.visibility.params = Visibility::Hashed;
+        s.visibility.output = Visibility::Public;
+    });
     let inputs =
         quantized.quantize_inputs(&load_input(&example.join("input.json"), &quantized.input_shapes()).unwrap());
     let shape = choose_shape(&quantized, &ShapeOptions::default()).unwrap();
@@ -454,4 +461,48 @@ fn many_narrow_weights_are_range_checked_and_packed_by_a_table_and_commit_as_off
     let mut wrong = laid.instances.clone();
     wrong[span.first_instance] += halo2_base::halo2_proofs::halo2curves::bn256::Fr::from(1u64);
     assert!(MockProver::run(shape.k, &laid.circuit, vec![wrong]).unwrap().verify().is_err());
+}
+
+#[test]
+fn runs_past_the_linear_region_at_a_smaller_k_are_proven_in_halo2_bases_gate() {
+    // The 16→32→8 MLP through the 2x1 gate, at its natural k and a smaller one, where the region
+    // holds only the first runs and the rest go to halo2-base's inner products: the witness is
+    // still the integer reference and a wrong output is refused, for fixed weights and for
+    // weights in the region's advice columns.
+    let example = common::example("mlp_small");
+    let (quantized, inputs, _) = prepare(&example.join("network.onnx"), &example.join("input.json"), None);
+    let mut private = quantized.clone();
+    private.visibility.params = Visibility::Private;
+    for model in [&quantized, &private] {
+        let gate = LinearGate::Geometry(LinearGeometry::new(2, 1));
+        let options = ShapeOptions { max_advice_columns: 8, linear_gate: gate, ..Default::default() };
+        let natural = choose_shape(model, &options).unwrap();
+        assert_eq!(natural.linear_overflow_rows, 0, "{natural:?}");
+        let usable = zkinfer::circuit::layout::usable_rows;
+        let k = (4..natural.k).rev().find(|&k| usable(k) < natural.linear_rows).unwrap();
+        let smaller = choose_shape(model, &ShapeOptions { k: Some(k), ..options }).unwrap();
+        assert!(smaller.linear_rows > 0 && smaller.linear_overflow_rows > 0, "{smaller:?}");
+        // Every run is somewhere, and the region holds what its rows allow.
+        assert_eq!(smaller.linear_demand(), natural.linear_rows);
+        assert!(smaller.linear_rows <= usable(k));
+        assert!(smaller.linear_macs < natural.linear_macs);
+        check_shape(model, &inputs, &smaller);
+    }
+}
+
+#[test]
+fn compile_proves_the_mnist_mlp_one_k_smaller_with_the_region_overflowing_into_halo2_base() {
+    // The MNIST MLP (public input and output, fixed params, 16-bit activations as `calibrate`
+    // chooses): its 3x1 region wants 33,966 rows, just over k = 15's; compile takes k = 15 with
+    // the last runs in halo2-base's one column over the 2x1 gate at k = 16 (measured: 2.5 s
+    // against 4.8 s, within the gas budget).
+    let (_, quantized) = mnist_mlp(|s| {
+        s.visibility.input = Visibility::Public;
+        (s.activation_bits, s.input_scale, s.param_scale) = (16, 12, 12);
+    });
+    let shape = choose_shape(&quantized, &ShapeOptions::default()).unwrap();
+    assert_eq!(shape.linear, Some(LinearGeometry::new(3, 1)), "{}", shape.reason);
+    assert_eq!(shape.k, 15, "{}", shape.reason);
+    assert!(shape.linear_overflow_rows > 0, "{shape:?}");
+    assert_eq!(shape.config.num_advice_per_phase.iter().sum::<usize>(), 1, "{shape:?}");
 }

@@ -61,6 +61,10 @@ pub struct CircuitShape {
     /// Multiply-accumulates laid out in the linear-layer gate.
     #[serde(default)]
     pub linear_macs: usize,
+    /// Rows of the region's runs that did not fit it at this k and were laid out in halo2-base's
+    /// gate instead.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub linear_overflow_rows: usize,
     /// Whether the circuit hashes in the Poseidon gate (false: in halo2-base's gate).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub poseidon: bool,
@@ -130,6 +134,15 @@ impl CircuitShape {
     /// The gates of ours the circuit has.
     pub fn gates(&self) -> Gates {
         Gates { linear: self.linear, poseidon: self.poseidon }
+    }
+
+    /// Rows the linear-layer gate's region would take with room for every run.
+    pub fn linear_demand(&self) -> usize {
+        match (self.linear_rows, self.linear_overflow_rows) {
+            (0, 0) => 0,
+            (0, overflow) => overflow + 1,
+            (rows, overflow) => rows + overflow,
+        }
     }
 
     /// Advice cells in the linear-layer gate's region.
@@ -278,10 +291,15 @@ impl From<&crate::settings::Settings> for ShapeOptions {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// The geometries `auto` tries: from the fewest columns (the least verifier gas) to the fewest
-/// cells per multiply-accumulate (`1/C + 1/K`: 1.5, 1.25, 1.0, 0.75, 0.5).
-pub const AUTO_GEOMETRIES: [LinearGeometry; 5] = [
+/// cells per multiply-accumulate (`1/C + 1/K`: 1.5, 1.33, 1.25, 1.0, 0.75, 0.5).
+pub const AUTO_GEOMETRIES: [LinearGeometry; 6] = [
     LinearGeometry::new(2, 1),
+    LinearGeometry::new(3, 1),
     LinearGeometry::new(4, 1),
     LinearGeometry::new(2, 2),
     LinearGeometry::new(4, 2),
@@ -510,7 +528,8 @@ pub fn build_circuit_for(
     let mut shifted_inputs = Vec::new();
     let mut lookups = Lookups::default();
     let gates = stage.gates();
-    let mut linear = gates.linear.map(LinearRegion::new);
+    // Runs past the region's rows at this k go to halo2-base's gate (see `layout_affine_gate`).
+    let mut linear = gates.linear.map(|g| LinearRegion::new(g).with_capacity(usable_rows(stage.k())));
     let mut zeros: Vec<Option<Vec<bool>>> = Vec::with_capacity(model.nodes.len());
     // Nodes a Relu reads, whose kernels may leave their outputs' sign splits for it.
     let mut relu_reads = vec![false; model.nodes.len()];
@@ -688,9 +707,6 @@ pub fn shape_at(model: &QuantizedModel, k: u32, gates: Gates) -> Result<CircuitS
     if shape.table_rows > usable_rows(k) {
         return Err(LayoutError::TablesTooLarge { rows: shape.table_rows, usable: usable_rows(k), k }.into());
     }
-    if shape.linear_rows > usable_rows(k) {
-        return Err(LayoutError::LinearTooLarge { rows: shape.linear_rows, usable: usable_rows(k), k }.into());
-    }
     if shape.poseidon_rows > usable_rows(k) {
         let (rows, permutations) = (shape.poseidon_rows, shape.poseidon_permutations);
         return Err(LayoutError::PoseidonTooLarge { rows, permutations, usable: usable_rows(k), k }.into());
@@ -716,6 +732,7 @@ fn layout_shape(model: &QuantizedModel, k: u32, gates: Gates) -> Result<CircuitS
         linear: region.filter(|r| r.rows() > 0).map(LinearRegion::geometry),
         linear_rows: region.map_or(0, LinearRegion::rows),
         linear_macs: region.map_or(0, LinearRegion::macs),
+        linear_overflow_rows: region.map_or(0, LinearRegion::overflow_rows),
         // As for the linear gate: a circuit that hashes nothing has no Poseidon gate.
         poseidon: hashes.is_some_and(|r| r.rows() > 0),
         poseidon_rows: hashes.map_or(0, PoseidonRegion::rows),
@@ -824,7 +841,11 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
             let shape = shape_for(Gates { linear: g, poseidon: p })?;
             // A gate no layer (or hash) is cheaper in is no gate: that candidate is known.
             if shape.linear == g && shape.poseidon == p {
+                let smaller = options.k.is_none().then(|| overflow_shape(model, &shape, options.max_advice_columns));
                 candidates.push(with_estimate(shape, &estimate, String::new()));
+                if let Some(smaller) = smaller.flatten() {
+                    candidates.push(with_estimate(smaller, &estimate, String::new()));
+                }
             }
         }
     }
@@ -900,6 +921,24 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
     Ok(best)
 }
 
+/// `shape`'s geometry one k smaller, where the linear region's runs past its rows go to
+/// halo2-base's gate, when that still fits `max_advice_columns` of its columns: the MNIST MLP's
+/// 3x1 region takes 33,966 rows, just over k = 15's; at k = 15, 1,249 of them in halo2-base's
+/// column beside the rest halve the rows every column is proven over, for one column's gas.
+fn overflow_shape(model: &QuantizedModel, shape: &CircuitShape, max_advice_columns: usize) -> Option<CircuitShape> {
+    let k = shape.k.checked_sub(1).filter(|&k| k >= MIN_K)?;
+    let over = shape.linear_demand().checked_sub(usable_rows(k)).filter(|&r| r > 0)?;
+    // Laying out costs time: first a bound on the cells the overflow adds (three a product).
+    let macs_per_row = shape.linear_macs as f64 / shape.linear_rows.max(1) as f64;
+    let cells = shape.advice_cells as f64 + 3.0 * macs_per_row * over as f64;
+    if cells > (max_advice_columns * usable_rows(k)) as f64 * 1.1 {
+        return None;
+    }
+    let smaller = shape_at(model, k, shape.gates()).ok()?;
+    let columns: usize = smaller.config.num_advice_per_phase.iter().sum();
+    (smaller.linear == shape.linear && columns <= max_advice_columns.max(1)).then_some(smaller)
+}
+
 /// `shape` with its verifier estimate and `reason`.
 fn with_estimate(
     mut shape: CircuitShape,
@@ -927,7 +966,9 @@ pub fn choose_k(
         return shape_at(model, k, gates);
     }
     let first = layout_shape(model, MIN_K, gates)?;
-    let floor_k = [first.table_rows, first.linear_rows, first.poseidon_rows].into_iter().map(|r| rows_k(r, 1)).max();
+    // k is where the region holds every run.
+    let floor_k =
+        [first.table_rows, first.linear_demand(), first.poseidon_rows].into_iter().map(|r| rows_k(r, 1)).max();
     let floor_k = floor_k.unwrap_or(MIN_K);
     if floor_k > MAX_K {
         return shape_at(model, MAX_K, gates);

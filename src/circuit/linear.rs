@@ -254,26 +254,31 @@ pub fn layout_affine(
     outputs: &[AffineOutput],
     (bits, split): (u32, bool),
 ) -> Rescaled {
-    let AffineParams { weight, bias, shift } = params;
-    let gate = range.gate();
+    let shifted: Vec<_> = outputs.iter().map(|o| layout_affine_sum(ctx, range.gate(), x, params, o, bits)).collect();
+    layout_honest_rescales(ctx, range, shifted, (params.shift, bits), split)
+}
+
+/// One output's shifted sum in halo2-base's gate, `Σ x · w + bias` plus the rescale's offset
+/// to `bits` bits: an inner product whose start value folds in the offset (and a fixed bias).
+fn layout_affine_sum(
+    ctx: &mut Context<Fr>,
+    gate: &impl GateInstructions<Fr>,
+    x: &[AssignedValue<Fr>],
+    AffineParams { weight, bias, shift }: AffineParams<'_>,
+    o: &AffineOutput,
+    bits: u32,
+) -> AssignedValue<Fr> {
     let offset = rescale_offset(shift, bits);
     let one = || QuantumCell::Constant(Fr::from(1u64));
-    let shifted: Vec<_> = outputs
-        .iter()
-        .map(|o| {
-            let (start, bias_term) = match bias {
-                ParamCells::Fixed(values) => (fe(values[o.bias] as i128 + offset), None),
-                ParamCells::Loaded(_) => (fe(offset), bias.operand(o.bias).map(|c| (c, one()))),
-            };
-            let (a, b): (Vec<QuantumCell<Fr>>, Vec<QuantumCell<Fr>>) =
-                std::iter::once((QuantumCell::Constant(start), one()))
-                    .chain(bias_term)
-                    .chain(o.terms.iter().filter_map(|&(i, j)| Some((QuantumCell::Existing(x[i]), weight.operand(j)?))))
-                    .unzip();
-            gate.inner_product(ctx, a, b)
-        })
-        .collect();
-    layout_honest_rescales(ctx, range, shifted, (shift, bits), split)
+    let (start, bias_term) = match bias {
+        ParamCells::Fixed(values) => (fe(values[o.bias] as i128 + offset), None),
+        ParamCells::Loaded(_) => (fe(offset), bias.operand(o.bias).map(|c| (c, one()))),
+    };
+    let (a, b): (Vec<QuantumCell<Fr>>, Vec<QuantumCell<Fr>>) = std::iter::once((QuantumCell::Constant(start), one()))
+        .chain(bias_term)
+        .chain(o.terms.iter().filter_map(|&(i, j)| Some((QuantumCell::Existing(x[i]), weight.operand(j)?))))
+        .unzip();
+    gate.inner_product(ctx, a, b)
 }
 
 /// Advice cells [`layout_affine`] spends on `outputs` with fixed `weight`: three per non-zero
@@ -326,7 +331,9 @@ impl GatePlan {
 /// outputs' sums, with the bias and the rescale's offset, computed by the region's gate), then
 /// each sum is rescaled in halo2-base as [`layout_affine`] does. Fixed params weigh the region's
 /// fixed columns; params that are cells are copied into its weight columns, each bias once plus
-/// the offset.
+/// the offset. A run that would pass the region's capacity has its outputs' sums computed as
+/// [`layout_affine`] computes them (a layer may end in halo2-base's gate when a smaller k with
+/// a few more of its cells proves faster than a larger one).
 pub fn layout_affine_gate(
     (ctx, range, region): (&mut Context<Fr>, &RangeChip<Fr>, &mut LinearRegion),
     x: &[AssignedValue<Fr>],
@@ -339,6 +346,15 @@ pub fn layout_affine_gate(
     let mut sums = vec![None; outputs.len()];
     let mut biased = std::collections::HashMap::new();
     for (group, run) in lanes.iter().zip(plan.0) {
+        let rows = region.geometry().rows(run.inputs.len());
+        if !region.has_room(rows) {
+            // Past the region's rows at this k: this run's outputs in halo2-base's gate.
+            region.overflowed(rows);
+            for &o in group {
+                sums[o] = Some(layout_affine_sum(ctx, range.gate(), x, params, &outputs[o], bits));
+            }
+            continue;
+        }
         let inputs: Vec<_> = run.inputs.iter().map(|&i| x[i]).collect();
         let run_sums = match (weight, bias) {
             (ParamCells::Fixed(weight), ParamCells::Fixed(bias)) => {

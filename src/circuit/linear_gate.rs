@@ -211,6 +211,10 @@ pub struct LinearRegion {
     outputs: Vec<(usize, usize, AssignedValue<Fr>)>,
     /// Multiply-accumulates laid out.
     macs: usize,
+    /// The most rows the region may take (its circuit's usable rows).
+    capacity: usize,
+    /// Rows of the runs that did not fit and were laid out in halo2-base's gate instead.
+    overflow: usize,
     #[cfg(test)]
     tamper: Option<Tamper>,
 }
@@ -251,8 +255,39 @@ impl LinearRegion {
             acc: vec![Fr::zero(); geometry.outputs],
             outputs: Vec::new(),
             macs: 0,
+            capacity: usize::MAX,
+            overflow: 0,
             #[cfg(test)]
             tamper: None,
+        }
+    }
+
+    /// This region holding at most `rows` rows (a circuit's usable rows at its k).
+    pub fn with_capacity(self, rows: usize) -> Self {
+        LinearRegion { capacity: rows, ..self }
+    }
+
+    /// Whether a run of `rows` rows fits the region's capacity after what it holds.
+    pub fn has_room(&self, rows: usize) -> bool {
+        self.start.len() + rows < self.capacity
+    }
+
+    /// Records a run of `rows` rows that did not fit (see [`Self::has_room`]) and was laid out
+    /// elsewhere.
+    pub fn overflowed(&mut self, rows: usize) {
+        self.overflow += rows;
+    }
+
+    /// Rows of the runs that did not fit.
+    pub fn overflow_rows(&self) -> usize {
+        self.overflow
+    }
+
+    /// Rows the region would take with room for every run: [`Self::rows`] with the overflow.
+    pub fn demand(&self) -> usize {
+        match self.start.len() + self.overflow {
+            0 => 0,
+            rows => rows + 1,
         }
     }
 
