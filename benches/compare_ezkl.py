@@ -12,7 +12,10 @@ so that machine noise hits both alike:
     gen-settings, calibrate (target resources, the same samples), compile, SRS (cached, not timed),
     setup, prove (median of --runs), verify, create-evm-verifier, EVM verification on anvil.
 
-Each timed step runs in its own process; its peak resident memory comes from the kernel (wait4).
+Each timed step runs in its own process; its peak resident memory comes from the kernel (wait4), read
+by GNU time around the step where it is installed: a process forked straight from this script
+starts with the script's own peak as its maximum (Linux carries it across fork and exec), which
+would put a floor of this script's size, ~60-200 MiB, under every small step.
 Verification gas is the gas of one transaction to the deployed verifier on the same anvil, for both
 tools. Output error is against onnxruntime on the same input. Results go to
 benches/results/latest.json and a Markdown table (benches/results/latest.md, also printed).
@@ -64,20 +67,29 @@ def ensure_venv():
         os.execv(venv_python(), [venv_python(), *sys.argv])
 
 
+# GNU time, whose own child starts from its small peak, not from this script's.
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def run(cmd, cwd, env=None, label=None):
     """Runs `cmd`; returns (seconds, peak RSS in MiB, stdout). Raises with the output on failure."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
+        timed = [GNU_TIME, "-f", "%M", "-o", rss.name, *cmd] if GNU_TIME else cmd
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
+        proc = subprocess.Popen(timed, cwd=cwd, env=env, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+        # time writes the peak in KiB on its last line (after a note when the step failed).
+        lines = rss.read().split()
+        peak_kib = int(lines[-1]) if GNU_TIME and lines and lines[-1].isdigit() else usage.ru_maxrss
     if proc.returncode != 0:
         raise RuntimeError(f"{label or cmd[0]} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
-    return seconds, usage.ru_maxrss / 1024, stdout
+    return seconds, peak_kib / 1024, stdout
 
 
 # One EZKL call in a fresh process: its async calls get an event loop, its result comes back as JSON.
