@@ -493,7 +493,7 @@ fn runs_past_the_linear_region_at_a_smaller_k_are_proven_in_halo2_bases_gate() {
 #[test]
 fn compile_proves_the_mnist_mlp_one_k_smaller_with_the_region_overflowing_into_halo2_base() {
     // The MNIST MLP (public input and output, fixed params, 16-bit activations as `calibrate`
-    // chooses): its 3x1 region wants 33,966 rows, just over k = 15's; compile takes k = 15 with
+    // chooses): its 3x1 region wants 33,845 rows, just over k = 15's; compile takes k = 15 with
     // the last runs in halo2-base's one column over the 2x1 gate at k = 16 (measured: 2.5 s
     // against 4.8 s, within the gas budget).
     let (_, quantized) = mnist_mlp(|s| {

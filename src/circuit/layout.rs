@@ -832,23 +832,6 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
         );
         return Ok(with_estimate(plain, &estimate, reason));
     }
-    let mut candidates = vec![with_estimate(plain, &estimate, String::new())];
-    for &p in &poseidon {
-        for &g in &linear {
-            if (g, p) == (linear[0], poseidon[0]) {
-                continue;
-            }
-            let shape = shape_for(Gates { linear: g, poseidon: p })?;
-            // A gate no layer (or hash) is cheaper in is no gate: that candidate is known.
-            if shape.linear == g && shape.poseidon == p {
-                let smaller = options.k.is_none().then(|| overflow_shape(model, &shape, options.max_advice_columns));
-                candidates.push(with_estimate(shape, &estimate, String::new()));
-                if let Some(smaller) = smaller.flatten() {
-                    candidates.push(with_estimate(smaller, &estimate, String::new()));
-                }
-            }
-        }
-    }
     // The direct verifier must fit EIP-170 (a gated candidate's estimate with a margin); when no
     // candidate's does, the circuit is verified through aggregation, whose verifier does not grow
     // with it, and only proving cost counts.
@@ -861,6 +844,31 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
         };
         s.verifier_bytes as f64 <= limit * margin
     };
+    let plain = with_estimate(plain, &estimate, String::new());
+    // A geometry is tried one k smaller (more columns, more gas) only where its own verifier fits
+    // EIP-170 and the budget the circuit without the gates sets.
+    let early_budget = options.max_gas.or(size_limit(&plain).then(|| gas_budget(plain.verifier_gas)));
+    let room = |s: &CircuitShape| size_limit(s) && early_budget.is_some_and(|b| s.verifier_gas <= b);
+    let mut candidates = vec![plain];
+    for &p in &poseidon {
+        for &g in &linear {
+            if (g, p) == (linear[0], poseidon[0]) {
+                continue;
+            }
+            let shape = shape_for(Gates { linear: g, poseidon: p })?;
+            // A gate no layer (or hash) is cheaper in is no gate: that candidate is known.
+            if shape.linear == g && shape.poseidon == p {
+                let shape = with_estimate(shape, &estimate, String::new());
+                let smaller = (options.k.is_none() && room(&shape))
+                    .then(|| overflow_shape(model, &shape, options.max_advice_columns))
+                    .flatten();
+                candidates.push(shape);
+                if let Some(smaller) = smaller {
+                    candidates.push(with_estimate(smaller, &estimate, String::new()));
+                }
+            }
+        }
+    }
     let direct = candidates.iter().any(size_limit);
     if !direct && options.k.is_none() {
         // Through aggregation the verifier's size no longer counts against columns: the two
@@ -882,7 +890,8 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
     let reference = candidates.iter().filter(|s| size_limit(s)).map(|s| s.verifier_gas);
     // The gas reference: the verifier without the gates, or the cheapest that fits.
     let reference = if size_limit(&candidates[0]) { Some(candidates[0].verifier_gas) } else { reference.min() };
-    let budget = options.max_gas.or(reference.map(|gas| (gas as f64 * AUTO_GAS_ALLOWANCE) as u64));
+    let budget = options.max_gas.or(reference.map(gas_budget));
+    debug_assert!(early_budget.is_none() || early_budget == budget, "the budget is the plain circuit's");
     let eligible = |s: &CircuitShape| !direct || (size_limit(s) && budget.is_none_or(|b| s.verifier_gas <= b));
     let best = candidates
         .iter()
@@ -923,8 +932,9 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
 
 /// `shape`'s geometry one k smaller, where the linear region's runs past its rows go to
 /// halo2-base's gate, when that still fits `max_advice_columns` of its columns: the MNIST MLP's
-/// 3x1 region takes 33,966 rows, just over k = 15's; at k = 15, 1,249 of them in halo2-base's
-/// column beside the rest halve the rows every column is proven over, for one column's gas.
+/// 3x1 region takes 33,845 rows, just over k = 15's; at k = 15, 1,128 of them in halo2-base's
+/// column beside the rest halve the rows every column is proven over, for the gas of a third
+/// input column and its weights.
 fn overflow_shape(model: &QuantizedModel, shape: &CircuitShape, max_advice_columns: usize) -> Option<CircuitShape> {
     let k = shape.k.checked_sub(1).filter(|&k| k >= MIN_K)?;
     let over = shape.linear_demand().checked_sub(usable_rows(k)).filter(|&r| r > 0)?;
@@ -937,6 +947,11 @@ fn overflow_shape(model: &QuantizedModel, shape: &CircuitShape, max_advice_colum
     let smaller = shape_at(model, k, shape.gates()).ok()?;
     let columns: usize = smaller.config.num_advice_per_phase.iter().sum();
     (smaller.linear == shape.linear && columns <= max_advice_columns.max(1)).then_some(smaller)
+}
+
+/// The default verifier budget: [`AUTO_GAS_ALLOWANCE`] times the reference verifier's gas.
+fn gas_budget(reference_gas: u64) -> u64 {
+    (reference_gas as f64 * AUTO_GAS_ALLOWANCE) as u64
 }
 
 /// `shape` with its verifier estimate and `reason`.

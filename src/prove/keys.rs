@@ -1,6 +1,8 @@
 //! Proving and verifying keys on disk: a versioned header (JSON) followed by halo2's bytes, so
 //! that a key from another circuit or another zkinfer version is refused before it is read.
 
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use halo2_base::halo2_proofs::halo2curves::bn256::G1Affine;
@@ -12,7 +14,7 @@ use super::srs::SrsInfo;
 use crate::circuit::lookup::ModelCircuit;
 use crate::circuit::CircuitShape;
 use crate::error::ProveError;
-use crate::error::{read_file, write_file, Error, Result};
+use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"ZKINFER\0";
 /// Version of the key file layout; bumped whenever the circuit or the layout changes.
@@ -68,24 +70,85 @@ pub struct AggregationInfo {
     pub inner: Vec<super::proof::AggregatedProof>,
 }
 
-fn write_key(path: &Path, header: &KeyHeader, body: &[u8]) -> Result<()> {
+/// Writes a key file: the header, then `body` streams halo2's bytes into the file (a proving key
+/// takes as many bytes as it takes memory: no copy of it is made). The file is written beside
+/// its path and renamed over it when complete, so an interrupted write leaves no partial key.
+fn write_key(
+    path: &Path,
+    header: &KeyHeader,
+    body: impl FnOnce(&mut Latched<BufWriter<File>>) -> std::io::Result<()>,
+) -> Result<()> {
     let header_json = serde_json::to_vec(header).expect("headers serialize");
-    let mut bytes = Vec::with_capacity(12 + header_json.len() + body.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(header_json.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&header_json);
-    bytes.extend_from_slice(body);
-    write_file(path, bytes)
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let write = || -> std::io::Result<()> {
+        let mut out = Latched { inner: BufWriter::with_capacity(1 << 20, File::create(&partial)?), error: None };
+        out.write_all(MAGIC)?;
+        out.write_all(&(header_json.len() as u32).to_le_bytes())?;
+        out.write_all(&header_json)?;
+        body(&mut out)?;
+        out.flush()?;
+        if let Some(e) = out.error {
+            return Err(e);
+        }
+        std::fs::rename(&partial, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        Error::io("write", path, e)
+    })
 }
 
-fn read_header<'a>(path: &Path, bytes: &'a [u8], kind: &str) -> Result<(KeyHeader, &'a [u8])> {
+/// A writer that keeps its first error and takes (and drops) every write after it: halo2 writes a
+/// key's polynomials with `unwrap`, so a failing disk would panic inside it; [`write_key`] reports
+/// the kept error instead.
+struct Latched<W> {
+    inner: W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> Write for Latched<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.write_all(buf) {
+                self.error = Some(e);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.flush() {
+                self.error = Some(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens a key file and reads its header, leaving the reader at halo2's bytes (read from the
+/// file as they are parsed: no copy of a proving key's bytes is held beside the key).
+fn open_key(path: &Path, kind: &str) -> Result<(KeyHeader, BufReader<File>)> {
     let not_a_key = || Error::artifact(path, format!("not a zkinfer {kind} file; create it with `zkinfer setup`"));
-    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+    let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
+    let size = file.metadata().map_err(|e| Error::io("read", path, e))?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut head = [0u8; 12];
+    if size < 12 || reader.read_exact(&mut head).is_err() || &head[..8] != MAGIC {
         return Err(not_a_key());
     }
-    let len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-    let header_bytes = bytes.get(12..12 + len).ok_or_else(not_a_key)?;
-    let header: KeyHeader = serde_json::from_slice(header_bytes).map_err(|_| not_a_key())?;
+    let len = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
+    if u64::from(len) > size - 12 {
+        return Err(not_a_key());
+    }
+    let mut header_bytes = vec![0u8; len as usize];
+    reader.read_exact(&mut header_bytes).map_err(|e| Error::io("read", path, e))?;
+    let header: KeyHeader = serde_json::from_slice(&header_bytes).map_err(|_| not_a_key())?;
     if header.kind != kind {
         return Err(Error::artifact(path, format!("this is a {}, not a {kind}", header.kind)));
     }
@@ -100,7 +163,7 @@ fn read_header<'a>(path: &Path, bytes: &'a [u8], kind: &str) -> Result<(KeyHeade
             ),
         ));
     }
-    Ok((header, &bytes[12 + len..]))
+    Ok((header, reader))
 }
 
 /// Checks that a key belongs to the circuit with digest `expected`.
@@ -126,15 +189,12 @@ fn read_halo2<T>(path: &Path, kind: &str, read: impl FnOnce() -> std::io::Result
 
 /// Writes a proving key.
 pub fn write_pk(path: &Path, header: &KeyHeader, pk: &ProvingKey<G1Affine>) -> Result<()> {
-    let mut body = Vec::new();
-    pk.write(&mut body, SerdeFormat::RawBytesUnchecked).map_err(|e| Error::io("write", path, e))?;
-    write_key(path, header, &body)
+    write_key(path, header, |out| pk.write(out, SerdeFormat::RawBytesUnchecked))
 }
 
 /// Reads a proving key and its header.
 pub fn read_pk(path: &Path) -> Result<(KeyHeader, ProvingKey<G1Affine>)> {
-    let bytes = read_file(path)?;
-    let (header, mut body) = read_header(path, &bytes, "proving key")?;
+    let (header, mut body) = open_key(path, "proving key")?;
     let params = header.shape.params();
     let pk = read_halo2(path, "proving key", || {
         ProvingKey::read::<_, ModelCircuit>(&mut body, SerdeFormat::RawBytesUnchecked, params)
@@ -144,15 +204,12 @@ pub fn read_pk(path: &Path) -> Result<(KeyHeader, ProvingKey<G1Affine>)> {
 
 /// Writes a verifying key.
 pub fn write_vk(path: &Path, header: &KeyHeader, vk: &VerifyingKey<G1Affine>) -> Result<()> {
-    let mut body = Vec::new();
-    vk.write(&mut body, SerdeFormat::RawBytes).map_err(|e| Error::io("write", path, e))?;
-    write_key(path, header, &body)
+    write_key(path, header, |out| vk.write(out, SerdeFormat::RawBytes))
 }
 
 /// Reads a verifying key and its header.
 pub fn read_vk(path: &Path) -> Result<(KeyHeader, VerifyingKey<G1Affine>)> {
-    let bytes = read_file(path)?;
-    let (header, mut body) = read_header(path, &bytes, "verifying key")?;
+    let (header, mut body) = open_key(path, "verifying key")?;
     let params = header.shape.params();
     let vk = read_halo2(path, "verifying key", || {
         VerifyingKey::read::<_, ModelCircuit>(&mut body, SerdeFormat::RawBytes, params)
@@ -182,4 +239,72 @@ pub fn read_vk_checked(
     let srs = super::srs::srs_for_key(header.shape.k, &header.srs, srs_file)?;
     super::binding::check_binding(path, &header, &vk, &srs.params)?;
     Ok((header, vk, srs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A disk that fails after `room` bytes.
+    struct Disk {
+        room: usize,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() > self.room {
+                return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device"));
+            }
+            self.room -= buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_write_is_kept_for_the_caller_and_never_reaches_halo2s_unwrap() {
+        let mut out = Latched { inner: Disk { room: 10 }, error: None };
+        // halo2's `write_all(..).unwrap()` sees success every time.
+        out.write_all(&[0; 8]).unwrap();
+        out.write_all(&[0; 8]).unwrap();
+        out.write_all(&[0; 8]).unwrap();
+        out.flush().unwrap();
+        assert_eq!(out.error.map(|e| e.kind()), Some(std::io::ErrorKind::StorageFull));
+        let mut fine = Latched { inner: Disk { room: 100 }, error: None };
+        fine.write_all(&[0; 64]).unwrap();
+        assert!(fine.error.is_none());
+    }
+
+    #[test]
+    fn a_key_file_is_complete_or_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let header: KeyHeader = serde_json::from_value(serde_json::json!({
+            "kind": "verifying key", "format_version": KEY_FORMAT_VERSION, "zkinfer_version": "test",
+            "circuit_digest": "d", "shape": CircuitShape::default(), "break_points": [],
+            "srs": { "insecure": true, "source": "test", "g2_digest": "" }, "instance_layout": [],
+            "weights": "fixed", "bound": []
+        }))
+        .unwrap();
+        let path = dir.path().join("keys").join("vk.bin");
+        write_key(&path, &header, |out| out.write_all(b"halo2's bytes")).unwrap();
+        let (read, mut body) = open_key(&path, "verifying key").unwrap();
+        assert_eq!(read.circuit_digest, "d");
+        let mut rest = String::new();
+        body.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "halo2's bytes");
+        assert!(matches!(open_key(&path, "proving key"), Err(e) if e.to_string().contains("not a proving key")));
+        // A body that fails leaves neither the file nor its partial copy.
+        let failed = dir.path().join("pk.bin");
+        let e = write_key(&failed, &header, |_| Err(std::io::Error::other("interrupted"))).unwrap_err();
+        assert!(e.to_string().contains("interrupted"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the keys folder");
+        // A header that claims more bytes than the file has is not a key.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(open_key(&path, "verifying key"), Err(e) if e.to_string().contains("not a zkinfer")));
+    }
 }
