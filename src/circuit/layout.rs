@@ -938,7 +938,8 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
 fn overflow_shape(model: &QuantizedModel, shape: &CircuitShape, max_advice_columns: usize) -> Option<CircuitShape> {
     let k = shape.k.checked_sub(1).filter(|&k| k >= MIN_K)?;
     let over = shape.linear_demand().checked_sub(usable_rows(k)).filter(|&r| r > 0)?;
-    // Laying out costs time: first a bound on the cells the overflow adds (three a product).
+    // Laying out costs time: first an estimate of the cells with the overflow's (three a
+    // product), with a tenth's margin.
     let macs_per_row = shape.linear_macs as f64 / shape.linear_rows.max(1) as f64;
     let cells = shape.advice_cells as f64 + 3.0 * macs_per_row * over as f64;
     if cells > (max_advice_columns * usable_rows(k)) as f64 * 1.1 {

@@ -283,14 +283,6 @@ impl LinearRegion {
         self.overflow
     }
 
-    /// Rows the region would take with room for every run: [`Self::rows`] with the overflow.
-    pub fn demand(&self) -> usize {
-        match self.start.len() + self.overflow {
-            0 => 0,
-            rows => rows + 1,
-        }
-    }
-
     /// Multiply-accumulates laid out (one per input of a run and output of it).
     pub fn macs(&self) -> usize {
         self.macs
