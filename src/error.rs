@@ -401,12 +401,74 @@ pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io("read", path, e))
 }
 
+/// Creates the folder a file is written into, with an error naming it.
+fn create_parent(path: &std::path::Path) -> Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e)),
+        None => Ok(()),
+    }
+}
+
 /// Writes a whole file (creating its folder), with an error naming it.
 pub fn write_file(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-    }
+    create_parent(path)?;
     std::fs::write(path, bytes).map_err(|e| Error::io("write", path, e))
+}
+
+/// Writes a large file (creating its folder) by streaming `body` into it through a 1 MiB buffer:
+/// into a temporary file beside `path`, renamed over it once its last byte is flushed, so that
+/// neither an interrupted write nor a concurrent reader ever sees half a file. A failing body
+/// or disk leaves no file behind; the error names `path`.
+pub fn write_file_atomically(
+    path: &std::path::Path,
+    body: impl FnOnce(&mut Latched<std::io::BufWriter<std::fs::File>>) -> std::io::Result<()>,
+) -> Result<()> {
+    use std::io::Write;
+    create_parent(path)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let file = std::fs::File::create(&partial)?;
+        let mut out = Latched { inner: std::io::BufWriter::with_capacity(1 << 20, file), error: None };
+        body(&mut out)?;
+        out.flush()?;
+        if let Some(e) = out.error {
+            return Err(e);
+        }
+        std::fs::rename(&partial, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        Error::io("write", path, e)
+    })
+}
+
+/// A writer that keeps its first error and takes (and drops) every write after it: halo2 writes
+/// keys and parameters with `unwrap`, so a failing disk would panic inside it;
+/// [`write_file_atomically`] reports the kept error instead.
+pub struct Latched<W> {
+    inner: W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: std::io::Write> std::io::Write for Latched<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.write_all(buf) {
+                self.error = Some(e);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.flush() {
+                self.error = Some(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads and parses a JSON file, with an error naming it.
@@ -419,4 +481,60 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resu
 pub fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("our artifact types always serialize");
     write_file(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A disk that fails after `room` bytes.
+    struct Disk {
+        room: usize,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() > self.room {
+                return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device"));
+            }
+            self.room -= buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_write_is_kept_for_the_caller_and_never_reaches_halo2s_unwrap() {
+        let mut out = Latched { inner: Disk { room: 10 }, error: None };
+        // halo2's `write_all(..).unwrap()` sees success every time.
+        out.write_all(&[0; 8]).unwrap();
+        out.write_all(&[0; 8]).unwrap();
+        out.write_all(&[0; 8]).unwrap();
+        out.flush().unwrap();
+        assert_eq!(out.error.map(|e| e.kind()), Some(std::io::ErrorKind::StorageFull));
+        let mut fine = Latched { inner: Disk { room: 100 }, error: None };
+        fine.write_all(&[0; 64]).unwrap();
+        assert!(fine.error.is_none());
+    }
+
+    #[test]
+    fn an_atomic_write_leaves_the_whole_file_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys").join("pk.bin");
+        write_file_atomically(&path, |out| out.write_all(b"all of it")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"all of it");
+        // A failing body leaves the earlier file as it was and no temporary file beside it.
+        let e = write_file_atomically(&path, |out| {
+            out.write_all(b"half")?;
+            Err(std::io::Error::other("interrupted"))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("interrupted") && e.to_string().contains("pk.bin"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"all of it");
+        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
 }

@@ -2,7 +2,7 @@
 //! that a key from another circuit or another zkinfer version is refused before it is read.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
 use halo2_base::halo2_proofs::halo2curves::bn256::G1Affine;
@@ -71,64 +71,15 @@ pub struct AggregationInfo {
 }
 
 /// Writes a key file: the header, then `body` streams halo2's bytes into the file (a proving key
-/// takes as many bytes as it takes memory: no copy of it is made). The file is written beside
-/// its path and renamed over it when complete, so an interrupted write leaves no partial key.
-fn write_key(
-    path: &Path,
-    header: &KeyHeader,
-    body: impl FnOnce(&mut Latched<BufWriter<File>>) -> std::io::Result<()>,
-) -> Result<()> {
+/// takes as many bytes as it takes memory: no copy of it is made), written atomically.
+fn write_key(path: &Path, header: &KeyHeader, body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let header_json = serde_json::to_vec(header).expect("headers serialize");
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-    }
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = std::path::PathBuf::from(partial);
-    let write = || -> std::io::Result<()> {
-        let mut out = Latched { inner: BufWriter::with_capacity(1 << 20, File::create(&partial)?), error: None };
+    crate::error::write_file_atomically(path, |mut out| {
         out.write_all(MAGIC)?;
         out.write_all(&(header_json.len() as u32).to_le_bytes())?;
         out.write_all(&header_json)?;
-        body(&mut out)?;
-        out.flush()?;
-        if let Some(e) = out.error {
-            return Err(e);
-        }
-        std::fs::rename(&partial, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        Error::io("write", path, e)
+        body(&mut out)
     })
-}
-
-/// A writer that keeps its first error and takes (and drops) every write after it: halo2 writes a
-/// key's polynomials with `unwrap`, so a failing disk would panic inside it; [`write_key`] reports
-/// the kept error instead.
-struct Latched<W> {
-    inner: W,
-    error: Option<std::io::Error>,
-}
-
-impl<W: Write> Write for Latched<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.error.is_none() {
-            if let Err(e) = self.inner.write_all(buf) {
-                self.error = Some(e);
-            }
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.error.is_none() {
-            if let Err(e) = self.inner.flush() {
-                self.error = Some(e);
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Opens a key file and reads its header, leaving the reader at halo2's bytes (read from the
@@ -189,7 +140,7 @@ fn read_halo2<T>(path: &Path, kind: &str, read: impl FnOnce() -> std::io::Result
 
 /// Writes a proving key.
 pub fn write_pk(path: &Path, header: &KeyHeader, pk: &ProvingKey<G1Affine>) -> Result<()> {
-    write_key(path, header, |out| pk.write(out, SerdeFormat::RawBytesUnchecked))
+    write_key(path, header, |mut out| pk.write(&mut out, SerdeFormat::RawBytesUnchecked))
 }
 
 /// Reads a proving key and its header.
@@ -204,7 +155,7 @@ pub fn read_pk(path: &Path) -> Result<(KeyHeader, ProvingKey<G1Affine>)> {
 
 /// Writes a verifying key.
 pub fn write_vk(path: &Path, header: &KeyHeader, vk: &VerifyingKey<G1Affine>) -> Result<()> {
-    write_key(path, header, |out| vk.write(out, SerdeFormat::RawBytes))
+    write_key(path, header, |mut out| vk.write(&mut out, SerdeFormat::RawBytes))
 }
 
 /// Reads a verifying key and its header.
@@ -244,39 +195,6 @@ pub fn read_vk_checked(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A disk that fails after `room` bytes.
-    struct Disk {
-        room: usize,
-    }
-
-    impl Write for Disk {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if buf.len() > self.room {
-                return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device"));
-            }
-            self.room -= buf.len();
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_failing_write_is_kept_for_the_caller_and_never_reaches_halo2s_unwrap() {
-        let mut out = Latched { inner: Disk { room: 10 }, error: None };
-        // halo2's `write_all(..).unwrap()` sees success every time.
-        out.write_all(&[0; 8]).unwrap();
-        out.write_all(&[0; 8]).unwrap();
-        out.write_all(&[0; 8]).unwrap();
-        out.flush().unwrap();
-        assert_eq!(out.error.map(|e| e.kind()), Some(std::io::ErrorKind::StorageFull));
-        let mut fine = Latched { inner: Disk { room: 100 }, error: None };
-        fine.write_all(&[0; 64]).unwrap();
-        assert!(fine.error.is_none());
-    }
 
     #[test]
     fn a_key_file_is_complete_or_absent() {

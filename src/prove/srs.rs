@@ -2,7 +2,7 @@
 //! or a ceremony file in halo2's serialization supplied by the user; either is downsized to k.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
@@ -187,15 +187,7 @@ fn load_dev_srs(k: u32) -> Result<Srs> {
 
 /// Writes parameters through a temporary file, so that a concurrent reader never sees half a file.
 pub fn write_atomically(path: &Path, params: &ParamsKZG<Bn256>) -> Result<()> {
-    let dir = path.parent().expect("SRS paths have a folder");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-    let tmp =
-        dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("srs"), std::process::id()));
-    let file = File::create(&tmp).map_err(|e| Error::io("write", &tmp, e))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    params.write_custom(&mut writer, SerdeFormat::RawBytesUnchecked).map_err(|e| Error::io("write", &tmp, e))?;
-    drop(writer);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))
+    crate::error::write_file_atomically(path, |out| params.write_custom(out, SerdeFormat::RawBytesUnchecked))
 }
 
 #[cfg(test)]
