@@ -2,7 +2,7 @@
 //! that a key from another circuit or another zkinfer version is refused before it is read.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use halo2_base::halo2_proofs::halo2curves::bn256::G1Affine;
@@ -14,7 +14,7 @@ use super::srs::SrsInfo;
 use crate::circuit::lookup::ModelCircuit;
 use crate::circuit::CircuitShape;
 use crate::error::ProveError;
-use crate::error::{Error, Result};
+use crate::error::{Error, Latched, Result};
 
 const MAGIC: &[u8; 8] = b"ZKINFER\0";
 /// Version of the key file layout; bumped whenever the circuit or the layout changes.
@@ -71,14 +71,19 @@ pub struct AggregationInfo {
 }
 
 /// Writes a key file: the header, then `body` streams halo2's bytes into the file (a proving key
-/// takes as many bytes as it takes memory: no copy of it is made), written atomically.
-fn write_key(path: &Path, header: &KeyHeader, body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+/// takes as many bytes as it takes memory: no copy of it is made), written atomically. The body
+/// writes to the file's own writer (no dynamic dispatch on halo2's many small writes).
+fn write_key(
+    path: &Path,
+    header: &KeyHeader,
+    body: impl FnOnce(&mut Latched<BufWriter<File>>) -> std::io::Result<()>,
+) -> Result<()> {
     let header_json = serde_json::to_vec(header).expect("headers serialize");
-    crate::error::write_file_atomically(path, |mut out| {
+    crate::error::write_file_atomically(path, |out| {
         out.write_all(MAGIC)?;
         out.write_all(&(header_json.len() as u32).to_le_bytes())?;
         out.write_all(&header_json)?;
-        body(&mut out)
+        body(out)
     })
 }
 
@@ -140,7 +145,7 @@ fn read_halo2<T>(path: &Path, kind: &str, read: impl FnOnce() -> std::io::Result
 
 /// Writes a proving key.
 pub fn write_pk(path: &Path, header: &KeyHeader, pk: &ProvingKey<G1Affine>) -> Result<()> {
-    write_key(path, header, |mut out| pk.write(&mut out, SerdeFormat::RawBytesUnchecked))
+    write_key(path, header, |out| pk.write(out, SerdeFormat::RawBytesUnchecked))
 }
 
 /// Reads a proving key and its header.
@@ -155,7 +160,7 @@ pub fn read_pk(path: &Path) -> Result<(KeyHeader, ProvingKey<G1Affine>)> {
 
 /// Writes a verifying key.
 pub fn write_vk(path: &Path, header: &KeyHeader, vk: &VerifyingKey<G1Affine>) -> Result<()> {
-    write_key(path, header, |mut out| vk.write(&mut out, SerdeFormat::RawBytes))
+    write_key(path, header, |out| vk.write(out, SerdeFormat::RawBytes))
 }
 
 /// Reads a verifying key and its header.
