@@ -222,6 +222,25 @@ fn the_rendered_direct_verifier_decides_as_snark_verifier_s_contract() {
     }
     assert_eq!(on_revm(&ours.bytecode, &honest[..honest.len() - 1]), None, "truncated calldata");
     assert_eq!(on_revm(&ours.bytecode, &[honest.as_slice(), &[0]].concat()), None, "over-long calldata");
+    // With its Lagrange rows in loops (what a verifier near EIP-170's limit gets), it decides the
+    // same: the honest proof passes, every flipped byte and every changed instance fails.
+    let (looped, rows) = zkinfer::evm::yul::render_direct_with(&case.program, &header, true);
+    assert!(rows > 0 && looped.contains(zkinfer::evm::yul::LAGRANGE_LOOP), "no loop rendered");
+    assert_eq!(zkinfer::evm::yul::render_direct(&case.program, &header), source, "straight-line when it fits");
+    let looped = compile_direct(&solc, &looped, zkinfer::evm::solidity::Optimizer::Bytecode);
+    assert!(looped.runtime.len() < ours.runtime.len(), "loops make it smaller");
+    assert!(on_revm(&looped.bytecode, &honest).is_some(), "the looped verifier accepts the honest proof");
+    for i in (0..case.proof.len()).step_by(step) {
+        let mut bad = case.proof.clone();
+        bad[i] ^= 0x01;
+        assert_eq!(on_revm(&looped.bytecode, &calldata(&case.instances, &bad)), None, "byte {i} flipped, looped");
+    }
+    for i in 0..case.instances.len() {
+        let mut bad = case.instances.clone();
+        bad[i] += Fr::from(1);
+        assert_eq!(on_revm(&looped.bytecode, &calldata(&bad, &case.proof)), None, "instance {i} changed, looped");
+        assert_eq!(on_revm(&ours.bytecode, &calldata(&bad, &case.proof)), None, "instance {i} changed");
+    }
     // The fused operations (multiply-adds, ecMul into ecAdd, batch inversions) render too.
     let fused = zkinfer::evm::yul::render_direct(&case.program.fused(), &header);
     let fused = compile_direct(&solc, &fused, zkinfer::evm::solidity::Optimizer::Bytecode);

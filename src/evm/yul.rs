@@ -9,6 +9,8 @@
 use std::fmt::Write;
 
 use alloy::primitives::U256;
+use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+use halo2_base::halo2_proofs::halo2curves::ff::PrimeField;
 
 use super::program::{base_modulus, scalar_modulus, Layout, Op, Program, Word};
 
@@ -24,6 +26,17 @@ const TERM: u64 = 0x40;
 /// The fewest consecutive calldata scalars read with one copy and a loop (a quarter as many
 /// points): fewer are read one by one.
 const MIN_RUN: usize = 8;
+/// The fewest rows of a run of Lagrange denominators rendered as a loop (see
+/// [`Renderer::lagrange_rows`]).
+const MIN_LAGRANGE_ROWS: usize = 4;
+/// What the comment above each loop of Lagrange rows says (the size estimate counts them).
+pub const LAGRANGE_LOOP: &str = "rows of Lagrange denominators in a loop";
+/// The share of EIP-170's limit above which a direct verifier's estimated size has its Lagrange
+/// rows rendered as loops.
+const ROLL_ABOVE: f64 = 0.98;
+/// Gas a looped Lagrange row costs beyond its two straight-line operations (the next power, the
+/// pointer, the loop's test and jump), for the estimate.
+pub const LOOPED_ROW_GAS: u64 = 96;
 
 /// What a rendered verifier says about itself in its header.
 #[derive(Clone, Debug, Default)]
@@ -47,6 +60,10 @@ struct Renderer<'a> {
     /// The point variable whose value is at [`SUM`] instead of its own words.
     sum: Option<u32>,
     out: String,
+    /// Rows rendered in loops by [`Renderer::lagrange_rows`].
+    looped_rows: usize,
+    /// Whether runs of Lagrange rows are rendered as loops.
+    loops: bool,
 }
 
 /// One term of a multi-scalar multiplication: `sum + scalar · point`, the product read by
@@ -142,6 +159,67 @@ impl Renderer<'_> {
             ));
         }
         Some(n)
+    }
+
+    /// Renders the operations from op `i` on as one loop when they are a run of at least
+    /// [`MIN_LAGRANGE_ROWS`] rows of the instances' Lagrange evaluations: pairs `c_j · v` and
+    /// `x − c_j` (the same variables `v` and `x` in every row) whose constants are consecutive
+    /// powers `c_j = c_0 · t^j` (of the domain's generator), written to consecutive words. The loop
+    /// computes each power from the last instead of reading it as a 32-byte literal: about 90
+    /// bytes of code less a row, for [`LOOPED_ROW_GAS`] more gas. Returns how many operations
+    /// it covered.
+    fn lagrange_rows(&mut self, i: usize) -> Option<usize> {
+        if !self.loops {
+            return None;
+        }
+        let ops = &self.program.ops;
+        let constant = |word: Word| match word {
+            Word::Const(c) => Some(self.program.constants[c as usize]),
+            Word::Var(_) => None,
+        };
+        // Row j: (product's word, sum's word, c_j, v, x).
+        let row = |at: usize| -> Option<(u64, u64, U256, u32, u32)> {
+            let (Op::Mul { dst: m, a, b }, Op::Sub { dst: d, a: Word::Var(x), b: c2 }) =
+                (ops.get(at)?, ops.get(at + 1)?)
+            else {
+                return None;
+            };
+            let (c, v) = match (*a, *b) {
+                (Word::Const(_), Word::Var(v)) => (constant(*a)?, v),
+                (Word::Var(v), Word::Const(_)) => (constant(*b)?, v),
+                _ => return None,
+            };
+            let phase = self.program.phases.iter().any(|(p, _)| *p == at || *p == at + 1);
+            (constant(*c2)? == c && !phase).then(|| (self.var(*m), self.var(*d), c, v, *x))
+        };
+        let to_fr = |c: U256| Option::<Fr>::from(Fr::from_repr(c.to_le_bytes()));
+        let (start, sum, c0, v, x) = row(i)?;
+        let (_, _, c1, ..) = row(i + 2)?;
+        let (first, second) = (to_fr(c0)?, to_fr(c1)?);
+        let step = second * Option::<Fr>::from(first.invert())?;
+        let (mut n, mut power) = (1, first);
+        while let Some((m, d, c, v2, x2)) = row(i + 2 * n) {
+            let next = start + 0x40 * n as u64;
+            if (v2, x2) != (v, x) || m != next || d != next + 0x20 || to_fr(c) != Some(power * step) {
+                break;
+            }
+            power *= step;
+            n += 1;
+        }
+        if n < MIN_LAGRANGE_ROWS || sum != start + 0x20 {
+            return None;
+        }
+        let end = start + 0x40 * n as u64;
+        let (v, x) = (self.var(v), self.var(x));
+        let t = U256::from_le_bytes(step.to_repr());
+        self.line(&format!("// {n} {LAGRANGE_LOOP}: w * v and x - w for w = w_0 * t^j"));
+        self.line(&format!(
+            "{{ let w := {} for {{ let p := {start:#x} }} lt(p, {end:#x}) {{ p := add(p, 0x40) }} {{ mstore(p, mulmod(w, mload({v:#x}), R)) mstore(add(p, 0x20), addmod(mload({x:#x}), sub(R, w), R)) w := mulmod(w, {}, R) }} }}",
+            hex(c0),
+            hex(t)
+        ));
+        self.looped_rows += n;
+        Some(2 * n)
     }
 
     /// The term of a multi-scalar multiplication at op `i`: an ecMul whose product only the
@@ -368,6 +446,25 @@ impl Renderer<'_> {
 
 /// The direct verifier's Solidity source.
 pub fn render_direct(program: &Program, header: &Header) -> String {
+    render_direct_counting(program, header).0
+}
+
+/// The direct verifier's Solidity source, and how many rows of Lagrange denominators it computes
+/// in loops (each [`LOOPED_ROW_GAS`] more than straight-line code): straight-line code unless its
+/// estimated size passes [`ROLL_ABOVE`] of EIP-170's limit, so that a verifier that fits as it
+/// is costs no more gas, and one that would not fits with loops.
+pub fn render_direct_counting(program: &Program, header: &Header) -> (String, usize) {
+    let straight = render_direct_with(program, header, false);
+    let limit = super::solidity::MAX_RUNTIME_BYTES as f64 * ROLL_ABOVE;
+    if super::estimate::estimate_bytes(&straight.0) <= limit {
+        return straight;
+    }
+    render_direct_with(program, header, true)
+}
+
+/// The direct verifier's Solidity source, its Lagrange rows in loops when `loops` (see
+/// [`render_direct_counting`]), and how many rows the loops compute.
+pub fn render_direct_with(program: &Program, header: &Header, loops: bool) -> (String, usize) {
     let layout = program.layout();
     let scratch = VARS + 0x20 * layout.words as u64;
     let mut last_read = vec![None; program.vars as usize];
@@ -378,7 +475,7 @@ pub fn render_direct(program: &Program, header: &Header) -> String {
             }
         });
     }
-    let mut r = Renderer { program, layout, scratch, last_read, sum: None, out: String::new() };
+    let mut r = Renderer { program, layout, scratch, last_read, sum: None, out: String::new(), looped_rows: 0, loops };
     let mut i = 0;
     while i < program.ops.len() {
         if let Some((_, phase)) = program.phases.iter().find(|(at, _)| *at == i) {
@@ -390,17 +487,22 @@ pub fn render_direct(program: &Program, header: &Header) -> String {
             i += 2;
             continue;
         }
+        if let Some(n) = r.lagrange_rows(i) {
+            r.sum = None;
+            i += n;
+            continue;
+        }
         i += r.run(i).unwrap_or_else(|| {
             r.op(i);
             1
         });
     }
-    let body = r.out;
+    let (body, looped_rows) = (r.out, r.looped_rows);
     let (title, digest) = (&header.title, &header.circuit_digest);
     let (n, len) = (program.num_instances, program.calldata_len);
     let proof_len = len - 0x20 * n;
     let (rm, qm) = (hex(scalar_modulus()), hex(base_modulus()));
-    format!(
+    let source = format!(
         r#"// SPDX-License-Identifier: MIT
 // Generated by zkinfer from a verifying key; regenerate it, do not edit it.
 pragma solidity ^0.8.19;
@@ -436,5 +538,6 @@ contract Halo2Verifier {{
     }}
 }}
 "#
-    )
+    );
+    (source, looped_rows)
 }
