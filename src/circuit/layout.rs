@@ -771,6 +771,12 @@ const WIDE_STEPS: u32 = 2;
 /// ... and the most of halo2-base's advice columns such a geometry may have.
 const WIDE_MAX_ADVICE_COLUMNS: usize = 16;
 const POSEIDON_SIZE_MARGIN: f64 = 0.975;
+/// How many times the cheapest candidate's proving cost a direct verifier may cost: past it,
+/// [`choose_shape`] chooses as when no direct verifier fits (through aggregation). The MNIST MLP
+/// with hashed params has one direct candidate, with no gate at k = 20 (cost 1.6e7), beside
+/// gated ones at k = 15-16 whose verifiers do not fit (4e6 to 6e6): proving several times
+/// slower for a direct verifier is not what a user of the default wants.
+const DIRECT_COST_RATIO: f64 = 2.0;
 
 /// Chooses the circuit's geometry: our gates as `options` say, then k as [`choose_k`] does.
 /// For `auto`: no gate when the circuit without one fits one advice column at
@@ -784,7 +790,8 @@ const POSEIDON_SIZE_MARGIN: f64 = 0.975;
 /// estimate, in 17.7 s for 26 k less gas). When no
 /// candidate's direct verifier fits, the circuit is verified through aggregation and proving
 /// cost alone counts: the two cheapest are then tried at up to [`WIDE_STEPS`] smaller k too,
-/// with more columns (at most [`WIDE_MAX_ADVICE_COLUMNS`] of halo2-base's).
+/// with more columns (at most [`WIDE_MAX_ADVICE_COLUMNS`] of halo2-base's). So it is too when the
+/// cheapest candidate that fits costs more than [`DIRECT_COST_RATIO`] times the cheapest.
 pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<CircuitShape> {
     let estimate = |s: &CircuitShape| crate::evm::estimate::estimate_verifier(&s.params(), s.k, s.num_instances);
     let label = |s: &CircuitShape| {
@@ -869,7 +876,15 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
             }
         }
     }
-    let direct = candidates.iter().any(size_limit);
+    let cheapest = |fits: bool| {
+        let costs = candidates.iter().filter(|s| !fits || size_limit(s)).map(CircuitShape::cost);
+        costs.min_by(f64::total_cmp)
+    };
+    // A direct verifier at several times the proving cost of a geometry verified through
+    // aggregation is not worth it by default (a gas budget in the settings asks for one).
+    let (fitting, overall) = (cheapest(true), cheapest(false).unwrap_or(f64::INFINITY));
+    let costly = fitting.is_some_and(|c| c > overall * DIRECT_COST_RATIO) && options.max_gas.is_none();
+    let direct = fitting.is_some() && !costly;
     if !direct && options.k.is_none() {
         // Through aggregation the verifier's size no longer counts against columns: the two
         // cheapest geometries are tried at smaller k with more columns too.
@@ -923,6 +938,10 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
     let rule = match budget {
         Some(budget) if direct => format!("whose direct verifier fits EIP-170 and {budget} gas"),
         _ if direct => "whose direct verifier fits EIP-170".to_string(),
+        _ if costly => format!(
+            "(the cheapest whose direct verifier fits EIP-170 costs over {DIRECT_COST_RATIO}x as much to prove: verify \
+             through `zkinfer aggregate`, or set max_verifier_gas in the settings for a direct verifier)"
+        ),
         _ => "(no direct verifier fits EIP-170: verify through `zkinfer aggregate`)".to_string(),
     };
     let mut best = candidates.swap_remove(best);
