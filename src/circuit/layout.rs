@@ -777,6 +777,10 @@ const POSEIDON_SIZE_MARGIN: f64 = 0.975;
 /// gated ones at k = 15-16 whose verifiers do not fit (4e6 to 6e6): proving several times
 /// slower for a direct verifier is not what a user of the default wants.
 const DIRECT_COST_RATIO: f64 = 2.0;
+/// ... where that candidate's cost is at least this much: below it proving takes a few seconds
+/// whatever the geometry (the MNIST MLP without the gate: 1.19e6, 10.1 s here), and a small MLP
+/// with everything hashed keeps its direct verifier (2.28e5 against 9.05e4 for the 2x1 gate).
+const DIRECT_COST_FLOOR: f64 = 1.0e6;
 
 /// Chooses the circuit's geometry: our gates as `options` say, then k as [`choose_k`] does.
 /// For `auto`: no gate when the circuit without one fits one advice column at
@@ -791,7 +795,8 @@ const DIRECT_COST_RATIO: f64 = 2.0;
 /// candidate's direct verifier fits, the circuit is verified through aggregation and proving
 /// cost alone counts: the two cheapest are then tried at up to [`WIDE_STEPS`] smaller k too,
 /// with more columns (at most [`WIDE_MAX_ADVICE_COLUMNS`] of halo2-base's). So it is too when the
-/// cheapest candidate that fits costs more than [`DIRECT_COST_RATIO`] times the cheapest.
+/// cheapest candidate that fits costs more than [`DIRECT_COST_RATIO`] times the cheapest (and
+/// at least [`DIRECT_COST_FLOOR`]).
 pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<CircuitShape> {
     let estimate = |s: &CircuitShape| crate::evm::estimate::estimate_verifier(&s.params(), s.k, s.num_instances);
     let label = |s: &CircuitShape| {
@@ -883,7 +888,8 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
     // A direct verifier at several times the proving cost of a geometry verified through
     // aggregation is not worth it by default (a gas budget in the settings asks for one).
     let (fitting, overall) = (cheapest(true), cheapest(false).unwrap_or(f64::INFINITY));
-    let costly = fitting.is_some_and(|c| c > overall * DIRECT_COST_RATIO) && options.max_gas.is_none();
+    let costly =
+        fitting.is_some_and(|c| c > overall * DIRECT_COST_RATIO && c >= DIRECT_COST_FLOOR) && options.max_gas.is_none();
     let direct = fitting.is_some() && !costly;
     if !direct && options.k.is_none() {
         // Through aggregation the verifier's size no longer counts against columns: the two
