@@ -466,6 +466,35 @@ fn many_narrow_weights_are_range_checked_and_packed_by_a_table_and_commit_as_off
 }
 
 #[test]
+fn the_default_gas_budget_grows_with_the_proving_cost_a_faster_geometry_saves() {
+    use zkinfer::circuit::layout::GAS_PER_COST_SAVED;
+
+    // The LeNet-like CNN with its input hashed: the verifier without the gates is cheap (the hash
+    // is in halo2-base's gate), and 10% over it keeps a gate at k = 18; a wider gate one k smaller
+    // saves about a million of estimated cost for more gas than that budget, and the budget's
+    // growth with the cost saved takes it. A budget in the settings is a hard one.
+    let example = common::example("lenet_like");
+    let graph = import_onnx(&example.join("network.onnx")).unwrap();
+    let mut settings = settings_for(&graph);
+    settings.visibility.input = Visibility::Hashed;
+    let quantized = QuantizedModel::quantize(&graph, &settings).unwrap();
+    let auto = choose_shape(&quantized, &ShapeOptions::default()).unwrap();
+    let reason = &auto.reason;
+    assert!(reason.contains("gas per unit of proving cost saved against the cheapest within it"), "{reason}");
+    let budget = reason.split("fits EIP-170 and ").nth(1).and_then(|r| r.split(' ').next()).unwrap();
+    let budget: u64 = budget.parse().unwrap();
+    assert!(auto.verifier_gas > budget, "{reason}");
+    let hard = choose_shape(&quantized, &ShapeOptions { max_gas: Some(budget), ..Default::default() }).unwrap();
+    assert!(hard.verifier_gas <= budget, "{}", hard.reason);
+    assert!(!hard.reason.contains("per unit of proving cost"), "{}", hard.reason);
+    // The growth: over the budget by at most the allowance for the cost saved against the
+    // cheapest within it (the hard budget's choice).
+    let saved = hard.cost() - auto.cost();
+    assert!(saved > 5e5, "{saved:e}: {reason}");
+    assert!((auto.verifier_gas - budget) as f64 <= GAS_PER_COST_SAVED * saved, "{reason}");
+}
+
+#[test]
 fn runs_past_the_linear_region_at_a_smaller_k_are_proven_in_halo2_bases_gate() {
     // The 16→32→8 MLP through the 2x1 gate, at its natural k and a smaller one, where the region
     // holds only the first runs and the rest go to halo2-base's inner products: the witness is

@@ -756,8 +756,17 @@ pub fn rows_k(advice_cells: usize, columns: usize) -> u32 {
 }
 
 /// How much more verification gas than the circuit without the linear-layer gate `auto`
-/// accepts for a faster proof (`settings.json`'s `max_verifier_gas` overrides it).
+/// accepts for a faster proof (`settings.json`'s `max_verifier_gas` overrides it) ...
 pub const AUTO_GAS_ALLOWANCE: f64 = 1.10;
+/// ... and how much gas over that a verifier may cost per unit of [`CircuitShape::cost`] it saves
+/// against the cheapest within it: 7,500 gas a second of proving here (1e6 is about 8 s), a
+/// budget that grows with the model. A large model's faster geometry pays for its gas (the
+/// 784-1024-256-10 MLP: the 4x1 gate at k = 18 proves in 20.7 s against 36 s for the 2x1 gate at
+/// k = 19 for 62 k more gas, 29 k over the budget, where 2.04e6 less cost allows 122 k; the
+/// LeNet-like CNN with hashed input: the 3x1 gate at k = 17 instead of the 2x1 gate at k = 18,
+/// 1.03e6 less cost for 51 k over the budget); a small one's does not (the MNIST MLP with hashed
+/// input: 2.1e5 less cost allows 13 k, not the 76 k over the budget the 3x1 gate needs).
+pub const GAS_PER_COST_SAVED: f64 = 0.06;
 /// The share of EIP-170's limit an estimated verifier may take (the estimate's margin): the fit
 /// is within 0.75% on the verifiers it was made from; it underestimates those with the Poseidon
 /// gate (its round constants are literals the fit saw few of) by 1.4% to 2.2% (measured: 36,043
@@ -788,14 +797,15 @@ const DIRECT_COST_FLOOR: f64 = 1.0e6;
 /// gas); else the lowest [`CircuitShape::cost`] among the combinations of no linear gate and
 /// [`AUTO_GEOMETRIES`] with the Poseidon gate and without it (when the circuit hashes) whose
 /// direct EVM verifier (estimated, see [`crate::evm::estimate`]) fits EIP-170 and costs at most
-/// `max_gas` (default: [`AUTO_GAS_ALLOWANCE`] times the verifier without the gates), the
+/// `max_gas` (default: [`AUTO_GAS_ALLOWANCE`] times the verifier without the gates, plus
+/// [`GAS_PER_COST_SAVED`] per unit of cost saved against the cheapest candidate within it), the
 /// cheaper verifier of two equal estimates (measured on the LeNet-like CNN at k = 18: four
 /// columns of halo2-base's gate prove in 19.6 s, one and the 2x1 gate, as many columns by the
 /// estimate, in 17.7 s for 26 k less gas). When no
 /// candidate's direct verifier fits, the circuit is verified through aggregation and proving
 /// cost alone counts: the two cheapest are then tried at up to [`WIDE_STEPS`] smaller k too,
 /// with more columns (at most [`WIDE_MAX_ADVICE_COLUMNS`] of halo2-base's). So it is too when the
-/// cheapest candidate that fits costs more than [`DIRECT_COST_RATIO`] times the cheapest (and
+/// cheapest candidate within the budget (and its growth) costs more than [`DIRECT_COST_RATIO`] times the cheapest (and
 /// at least [`DIRECT_COST_FLOOR`]).
 pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<CircuitShape> {
     let estimate = |s: &CircuitShape| crate::evm::estimate::estimate_verifier(&s.params(), s.k, s.num_instances);
@@ -881,8 +891,24 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
             }
         }
     }
+    // The gas reference: the verifier without the gates, or the cheapest that fits (the wide
+    // geometries added below for aggregation do not change it: they are all over it).
+    let reference = candidates.iter().filter(|s| size_limit(s)).map(|s| s.verifier_gas);
+    let reference = if size_limit(&candidates[0]) { Some(candidates[0].verifier_gas) } else { reference.min() };
+    let budget = options.max_gas.or(reference.map(gas_budget));
+    debug_assert!(early_budget.is_none() || early_budget == budget, "the budget is the plain circuit's");
+    // The default budget grows with the proving cost a verifier over it saves against the
+    // cheapest within it (a budget in the settings is a hard one).
+    let in_budget = |s: &CircuitShape| size_limit(s) && budget.is_some_and(|b| s.verifier_gas <= b);
+    let base_cost = candidates.iter().filter(|s| in_budget(s)).map(CircuitShape::cost).min_by(f64::total_cmp);
+    let allowance = |s: &CircuitShape| match (options.max_gas, base_cost) {
+        (None, Some(base)) => (GAS_PER_COST_SAVED * (base - s.cost())).max(0.0) as u64,
+        _ => 0,
+    };
+    let within =
+        |s: &CircuitShape| size_limit(s) && budget.is_some_and(|b| s.verifier_gas <= b.saturating_add(allowance(s)));
     let cheapest = |fits: bool| {
-        let costs = candidates.iter().filter(|s| !fits || size_limit(s)).map(CircuitShape::cost);
+        let costs = candidates.iter().filter(|s| !fits || within(s)).map(CircuitShape::cost);
         costs.min_by(f64::total_cmp)
     };
     // A direct verifier at several times the proving cost of a geometry verified through
@@ -891,6 +917,8 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
     let costly =
         fitting.is_some_and(|c| c > overall * DIRECT_COST_RATIO && c >= DIRECT_COST_FLOOR) && options.max_gas.is_none();
     let direct = fitting.is_some() && !costly;
+    // Whether a direct verifier fits EIP-170 but not a budget in the settings.
+    let over_set_budget = fitting.is_none() && options.max_gas.is_some() && candidates.iter().any(size_limit);
     if !direct && options.k.is_none() {
         // Through aggregation the verifier's size no longer counts against columns: the two
         // cheapest geometries are tried at smaller k with more columns too.
@@ -908,12 +936,7 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
             }
         }
     }
-    let reference = candidates.iter().filter(|s| size_limit(s)).map(|s| s.verifier_gas);
-    // The gas reference: the verifier without the gates, or the cheapest that fits.
-    let reference = if size_limit(&candidates[0]) { Some(candidates[0].verifier_gas) } else { reference.min() };
-    let budget = options.max_gas.or(reference.map(gas_budget));
-    debug_assert!(early_budget.is_none() || early_budget == budget, "the budget is the plain circuit's");
-    let eligible = |s: &CircuitShape| !direct || (size_limit(s) && budget.is_none_or(|b| s.verifier_gas <= b));
+    let eligible = |s: &CircuitShape| !direct || within(s);
     let best = candidates
         .iter()
         .enumerate()
@@ -941,12 +964,23 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
         })
         .collect();
     tracing::info!("geometries: {}", tried.join("; "));
+    let chosen = &candidates[best];
     let rule = match budget {
+        Some(budget) if direct && chosen.verifier_gas > budget => format!(
+            "whose direct verifier fits EIP-170 and {budget} gas plus {GAS_PER_COST_SAVED} gas per unit of proving \
+             cost saved against the cheapest within it ({} gas for {:.2e} less cost)",
+            chosen.verifier_gas,
+            base_cost.unwrap_or_default() - chosen.cost()
+        ),
         Some(budget) if direct => format!("whose direct verifier fits EIP-170 and {budget} gas"),
         _ if direct => "whose direct verifier fits EIP-170".to_string(),
         _ if costly => format!(
             "(the cheapest whose direct verifier fits EIP-170 costs over {DIRECT_COST_RATIO}x as much to prove: verify \
              through `zkinfer aggregate`, or set max_verifier_gas in the settings for a direct verifier)"
+        ),
+        Some(budget) if over_set_budget => format!(
+            "(no direct verifier fits EIP-170 and max_verifier_gas = {budget}: verify through `zkinfer aggregate`, \
+             or raise it)"
         ),
         _ => "(no direct verifier fits EIP-170: verify through `zkinfer aggregate`)".to_string(),
     };
