@@ -98,8 +98,9 @@ pub struct Settings {
     /// `"auto"` lets `compile` choose as for `linear_gate`, `"on"` or `"off"` fix it.
     #[serde(default)]
     pub poseidon_gate: crate::circuit::layout::PoseidonGate,
-    /// Most verification gas `auto` accepts for a faster geometry (`null`: 10% more than the
-    /// circuit without the linear-layer gate).
+    /// Most verification gas `auto` accepts for a faster geometry, a hard limit (`null`: 10% more
+    /// than the circuit without the linear-layer gate, growing with the proving cost a faster
+    /// geometry saves, see `circuit::layout::GAS_PER_COST_SAVED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_verifier_gas: Option<u64>,
     /// Float inputs the lookup tables (Exp, Erf, Softplus, ...) cover, `[low, high]`; `null`
@@ -194,7 +195,8 @@ pub struct SettingsOptions {
     pub poseidon_gate: Option<crate::circuit::layout::PoseidonGate>,
     /// The most gas a proof's direct EVM verifier may cost when `compile` chooses the geometry
     /// (the gates, k, the columns) for the fastest proof: a larger budget lets it take wider,
-    /// faster geometries (default: 10% more than the circuit without the linear-layer gate).
+    /// faster geometries (default: 10% more than the circuit without the linear-layer gate, plus
+    /// 0.06 gas per unit of estimated proving cost a geometry saves against the cheapest within it).
     #[arg(long, value_name = "GAS")]
     pub max_verifier_gas: Option<u64>,
     /// Visibility of the input.
