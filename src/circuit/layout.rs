@@ -805,8 +805,8 @@ const DIRECT_COST_FLOOR: f64 = 1.0e6;
 /// candidate's direct verifier fits, the circuit is verified through aggregation and proving
 /// cost alone counts: the two cheapest are then tried at up to [`WIDE_STEPS`] smaller k too,
 /// with more columns (at most [`WIDE_MAX_ADVICE_COLUMNS`] of halo2-base's). So it is too when the
-/// cheapest candidate within the budget (and its growth) costs more than [`DIRECT_COST_RATIO`] times the cheapest (and
-/// at least [`DIRECT_COST_FLOOR`]).
+/// cheapest candidate within the budget (and its growth) costs more than [`DIRECT_COST_RATIO`]
+/// times the cheapest (and at least [`DIRECT_COST_FLOOR`]).
 pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<CircuitShape> {
     let estimate = |s: &CircuitShape| crate::evm::estimate::estimate_verifier(&s.params(), s.k, s.num_instances);
     let label = |s: &CircuitShape| {
@@ -891,22 +891,24 @@ pub fn choose_shape(model: &QuantizedModel, options: &ShapeOptions) -> Result<Ci
             }
         }
     }
-    // The gas reference: the verifier without the gates, or the cheapest that fits (the wide
-    // geometries added below for aggregation do not change it: they are all over it).
+    // The gas reference: the verifier without the gates, or the cheapest that fits. It is taken
+    // before the wide geometries below are added: they come only where no direct verifier is
+    // taken, where the budget chooses nothing.
     let reference = candidates.iter().filter(|s| size_limit(s)).map(|s| s.verifier_gas);
     let reference = if size_limit(&candidates[0]) { Some(candidates[0].verifier_gas) } else { reference.min() };
     let budget = options.max_gas.or(reference.map(gas_budget));
     debug_assert!(early_budget.is_none() || early_budget == budget, "the budget is the plain circuit's");
     // The default budget grows with the proving cost a verifier over it saves against the
     // cheapest within it (a budget in the settings is a hard one).
-    let in_budget = |s: &CircuitShape| size_limit(s) && budget.is_some_and(|b| s.verifier_gas <= b);
-    let base_cost = candidates.iter().filter(|s| in_budget(s)).map(CircuitShape::cost).min_by(f64::total_cmp);
+    let in_budget = |s: &CircuitShape, extra: u64| {
+        size_limit(s) && budget.is_some_and(|b| s.verifier_gas <= b.saturating_add(extra))
+    };
+    let base_cost = candidates.iter().filter(|s| in_budget(s, 0)).map(CircuitShape::cost).min_by(f64::total_cmp);
     let allowance = |s: &CircuitShape| match (options.max_gas, base_cost) {
         (None, Some(base)) => (GAS_PER_COST_SAVED * (base - s.cost())).max(0.0) as u64,
         _ => 0,
     };
-    let within =
-        |s: &CircuitShape| size_limit(s) && budget.is_some_and(|b| s.verifier_gas <= b.saturating_add(allowance(s)));
+    let within = |s: &CircuitShape| in_budget(s, allowance(s));
     let cheapest = |fits: bool| {
         let costs = candidates.iter().filter(|s| !fits || within(s)).map(CircuitShape::cost);
         costs.min_by(f64::total_cmp)
