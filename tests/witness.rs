@@ -495,6 +495,30 @@ fn the_default_gas_budget_grows_with_the_proving_cost_a_faster_geometry_saves() 
 }
 
 #[test]
+fn compile_sizes_halo2_bases_columns_as_halo2_base_does() {
+    use zkinfer::circuit::layout::{distinct_constants, zero_inputs, BLINDING_ROWS};
+
+    // `compile` counts the distinct constants with a hash set instead of halo2-base's sort: the
+    // same count and the same columns, with fixed weights (constants) and without the gate.
+    for name in ["mlp_small", "cnn_small"] {
+        let example = common::example(name);
+        let graph = import_onnx(&example.join("network.onnx")).unwrap();
+        let quantized = QuantizedModel::quantize(&graph, &settings_for(&graph)).unwrap();
+        let options = ShapeOptions { linear_gate: LinearGate::Off, ..Default::default() };
+        let shape = choose_shape(&quantized, &options).unwrap();
+        let stage = Stage::Keygen { k: shape.k, gates: shape.gates() };
+        let laid = build_circuit(&quantized, &zero_inputs(&quantized), stage).unwrap();
+        let ours = format!("{:?}", laid.circuit.base.config_params);
+        let mut builder = laid.circuit.base.clone();
+        let theirs = builder.calculate_params(Some(BLINDING_ROWS));
+        assert_eq!(ours, format!("{theirs:?}"), "{name}");
+        let constants = distinct_constants(&laid.circuit.base);
+        assert!(constants > 10, "{name}: {constants}");
+        assert_eq!(constants, laid.circuit.base.statistics().gate.total_fixed, "{name}");
+    }
+}
+
+#[test]
 fn runs_past_the_linear_region_at_a_smaller_k_are_proven_in_halo2_bases_gate() {
     // The 16→32→8 MLP through the 2x1 gate, at its natural k and a smaller one, where the region
     // holds only the first runs and the rest go to halo2-base's inner products: the witness is

@@ -675,7 +675,7 @@ pub fn build_circuit_for(
     let lookup_sets = match stage {
         Stage::Prove(shape, _) => shape.lookup_sets,
         Stage::Mock { k, .. } | Stage::Keygen { k, .. } => {
-            builder.calculate_params(Some(BLINDING_ROWS));
+            set_base_params(&mut builder, BLINDING_ROWS);
             lookups.lookups.len().div_ceil(usable_rows(k))
         }
     };
@@ -688,6 +688,40 @@ pub fn build_circuit_for(
         ..ModelCircuit::from_base(builder)
     };
     Ok(LaidOut { circuit, values, instances, layout: exposer.layout, salts: exposer.salts })
+}
+
+/// halo2-base's cells per phase: advice of its gate, and advice of its range lookups.
+fn base_cells(builder: &BaseCircuitBuilder<Fr>) -> (Vec<usize>, Vec<usize>) {
+    let advice = builder.core().phase_manager.iter().map(|pm| pm.total_advice()).collect();
+    let lookups = builder.lookup_manager().iter().map(|lm| lm.total_rows()).collect();
+    (advice, lookups)
+}
+
+/// How many distinct constants halo2-base's gate holds in its fixed columns.
+pub fn distinct_constants(builder: &BaseCircuitBuilder<Fr>) -> usize {
+    let copies = builder.core().copy_manager.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    copies.constant_equalities.iter().map(|(c, _)| *c).collect::<std::collections::HashSet<Fr>>().len()
+}
+
+/// Sets the builder's columns as halo2-base's `calculate_params` does (the same numbers), but
+/// counts the distinct constants in a hash set: halo2-base sorts every constant copy by `Fr`'s
+/// `Ord`, which leaves Montgomery form at each comparison, a third of `compile`'s time on the
+/// MLPs (every fixed weight is a constant copy).
+fn set_base_params(builder: &mut BaseCircuitBuilder<Fr>, minimum_rows: usize) -> BaseCircuitParams {
+    let k = builder.config_params.k;
+    let max_rows = (1usize << k) - minimum_rows;
+    let (advice, lookups) = base_cells(builder);
+    let constants = distinct_constants(builder);
+    let params = BaseCircuitParams {
+        k,
+        num_advice_per_phase: advice.iter().map(|c| c.div_ceil(max_rows)).collect(),
+        num_fixed: constants.div_ceil(1 << k),
+        num_lookup_advice_per_phase: lookups.iter().map(|c| c.div_ceil(max_rows)).collect(),
+        lookup_bits: builder.lookup_bits(),
+        num_instance_columns: builder.config_params.num_instance_columns,
+    };
+    builder.config_params = params.clone();
+    params
 }
 
 /// Rows of a circuit of 2^k rows that hold cells (the rest are for blinding).
@@ -716,7 +750,7 @@ pub fn shape_at(model: &QuantizedModel, k: u32, gates: Gates) -> Result<CircuitS
 
 fn layout_shape(model: &QuantizedModel, k: u32, gates: Gates) -> Result<CircuitShape> {
     let laid = build_circuit(model, &zero_inputs(model), Stage::Keygen { k, gates })?;
-    let stats = laid.circuit.base.statistics();
+    let (advice_cells, lookup_cells) = base_cells(&laid.circuit.base);
     let region = laid.circuit.linear.as_ref();
     let hashes = laid.circuit.poseidon.as_ref();
     Ok(CircuitShape {
@@ -724,8 +758,8 @@ fn layout_shape(model: &QuantizedModel, k: u32, gates: Gates) -> Result<CircuitS
         lookup_bits: lookup_bits_for(k),
         config: laid.circuit.base.config_params.clone(),
         num_instances: laid.instances.len(),
-        advice_cells: stats.gate.total_advice_per_phase.iter().sum(),
-        lookup_cells: stats.total_lookup_advice_per_phase.iter().sum(),
+        advice_cells: advice_cells.iter().sum(),
+        lookup_cells: lookup_cells.iter().sum(),
         lookup_sets: laid.circuit.lookup_sets,
         table_rows: laid.circuit.table_rows(),
         // A region no layer chose is no gate at all.
