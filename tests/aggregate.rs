@@ -6,13 +6,39 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use common::{example, fails, fixture, ok};
 use serde_json::Value;
 
-/// Aggregation circuits take gigabytes: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// Aggregation circuits take gigabytes: a test runs beside another only while the peaks of both
+/// (measured, in GiB) fit this budget, so that the single-threaded steps of one (solc, the EVM
+/// sweeps, native verification) overlap the other's proving on a 2-core, 24 GiB machine.
+const MEMORY_BUDGET_GIB: u32 = 16;
+static MEMORY_IN_USE: Mutex<u32> = Mutex::new(0);
+static MEMORY_FREED: Condvar = Condvar::new();
+
+/// A test's share of [`MEMORY_BUDGET_GIB`], given back when dropped.
+struct Memory(u32);
+
+impl Memory {
+    /// Waits until `gib` more fits the budget, then holds it.
+    fn reserve(gib: u32) -> Memory {
+        let mut used = MEMORY_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+        while *used > 0 && *used + gib > MEMORY_BUDGET_GIB {
+            used = MEMORY_FREED.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += gib;
+        Memory(gib)
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        *MEMORY_IN_USE.lock().unwrap_or_else(|e| e.into_inner()) -= self.0;
+        MEMORY_FREED.notify_all();
+    }
+}
 
 /// Proves `model` on `input` in `dir/name` with the Poseidon transcript; returns the proof's path.
 fn prove_for_aggregation(dir: &Path, name: &str, model: &Path, input: &Path) -> PathBuf {
@@ -126,7 +152,7 @@ fn every_tamper_refused_by_both_modes_on_revm_and_on_anvil(dir: &Path, proof: &P
 
 #[test]
 fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _memory = Memory::reserve(10); // two proofs aggregated at k = 21 in four columns: 9.3 GiB
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let hashed = ["--param-visibility", "hashed"];
@@ -280,7 +306,7 @@ fn proofs_of_two_models_aggregate_into_one_verified_natively_and_on_the_evm() {
 
 #[test]
 fn an_aggregation_proof_aggregates_again() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _memory = Memory::reserve(6); // k = 20 in three and four columns: 5.4 GiB
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     // The inner circuit with the linear-layer gate: snark-verifier compiles its gate from the key.
@@ -319,7 +345,7 @@ fn an_aggregation_proof_aggregates_again() {
 
 #[test]
 fn a_one_column_aggregation_verifies_on_the_evm_for_less_than_350k_gas() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _memory = Memory::reserve(10); // k = 22 in one column: 10.0 GiB
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let a = prove_for_aggregation(dir, "a", &fixture("matmul_add.onnx"), &fixture("matmul_add.input.json"));
